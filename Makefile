@@ -1,0 +1,38 @@
+# The kit's commands. `make lab` and `make test` set up whatever is missing first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
+SYSTEM_PYTHON := /usr/bin/python3
+
+.PHONY: setup provision lab test bench doctor clean
+
+provision:
+	$(SUDO) bash scripts/provision.sh
+
+setup: provision $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+doctor: setup
+	$(SUDO) $(PY) -m bpfkit doctor
+
+# JupyterLab on the lessons, on this machine only (127.0.0.1), with a token: the kernel runs BPF as root.
+lab: setup
+	$(SUDO) $(PY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.open_browser=False \
+		--ServerApp.root_dir=notebooks --allow-root
+
+test: setup
+	$(SUDO) bash scripts/provision.sh --test-tools
+	$(SUDO) $(PY) -m pytest
+
+bench: setup
+	$(SUDO) $(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

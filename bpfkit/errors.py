@@ -1,0 +1,109 @@
+"""The errors a learner sees.
+
+Every failure bpfkit can explain becomes one of these, carrying a plain-words account of what
+happened and a hint for what to do next, so a notebook shows two short paragraphs instead of a
+traceback from deep inside BCC. In IPython the traceback is hidden too (see `magic.py`).
+"""
+from __future__ import annotations
+
+import difflib
+
+
+class BpfkitError(Exception):
+    """Base of all bpfkit errors: `what` happened, `hint` says what to do."""
+
+    def __init__(self, what: str, hint: str = "", *, detail: str = ""):
+        self.what = what
+        self.hint = hint
+        self.detail = detail
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = [self.what]
+        if self.detail:
+            parts.append(self.detail.rstrip())
+        if self.hint:
+            parts.append(f"What to do: {self.hint}")
+        return "\n\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SetupError(BpfkitError):
+    """The machine is missing a piece (BCC, headers, tracefs, privilege)."""
+
+
+class BccMissing(SetupError):
+    pass
+
+
+class HeadersMissing(SetupError):
+    pass
+
+
+class TracefsMissing(SetupError):
+    pass
+
+
+class PrivilegeError(SetupError):
+    pass
+
+
+class CompileError(BpfkitError):
+    """The C source did not compile."""
+
+
+class VerifierError(BpfkitError):
+    """The kernel's verifier refused a program."""
+
+
+class LoadError(BpfkitError):
+    """The kernel refused a program or map for a reason other than the verifier."""
+
+
+class AttachError(BpfkitError):
+    """A program compiled and loaded but could not be attached to its hook."""
+
+
+class TracepointNotFound(AttachError):
+    pass
+
+
+class MapNotFound(BpfkitError, KeyError):
+    """A map name that the program does not define."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class MapError(BpfkitError):
+    """A map operation from user space failed."""
+
+
+class MapFull(MapError):
+    pass
+
+
+class KeyTypeError(MapError, TypeError):
+    """A Python key or value that does not fit the map's C type."""
+
+
+class ProgramClosed(BpfkitError):
+    """The program was closed (or replaced by a re-run cell) and its maps are gone."""
+
+
+def nearest(word: str, choices, n: int = 3) -> list[str]:
+    """The choices that look most like `word`, best first (for 'did you mean')."""
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.5)
+    if not close:
+        low = word.lower()
+        close = [c for c in choices if low in c.lower() or c.lower() in low][:n]
+    return close
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = nearest(word, choices)
+    return f"Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -1,0 +1,164 @@
+"""The kernel's own view of BPF objects: programs, maps and links by id, with their info.
+
+BCC hands out file descriptors; the kernel names objects by id, and that is what `bpftool`,
+the program array and the map-of-maps show. These calls go through libbpf (which BCC itself
+links against) so that lessons and tests can see what is loaded without shelling out.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import ctypes.util
+import os
+from functools import lru_cache
+
+MAP_TYPES = [
+    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
+    "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
+    "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
+    "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage",
+    "devmap_hash", "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter",
+    "user_ringbuf", "cgrp_storage", "arena",
+]
+PROG_TYPES = [
+    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
+    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
+    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
+    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
+    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
+]
+
+
+class ProgInfo(ct.Structure):
+    _fields_ = [
+        ("type", ct.c_uint32), ("id", ct.c_uint32), ("tag", ct.c_uint8 * 8),
+        ("jited_prog_len", ct.c_uint32), ("xlated_prog_len", ct.c_uint32),
+        ("jited_prog_insns", ct.c_uint64), ("xlated_prog_insns", ct.c_uint64),
+        ("load_time", ct.c_uint64), ("created_by_uid", ct.c_uint32), ("nr_map_ids", ct.c_uint32),
+        ("map_ids", ct.c_uint64), ("name", ct.c_char * 16), ("ifindex", ct.c_uint32),
+        ("gpl_compatible", ct.c_uint32), ("netns_dev", ct.c_uint64), ("netns_ino", ct.c_uint64),
+        ("nr_jited_ksyms", ct.c_uint32), ("nr_jited_func_lens", ct.c_uint32),
+        ("jited_ksyms", ct.c_uint64), ("jited_func_lens", ct.c_uint64), ("btf_id", ct.c_uint32),
+        ("func_info_rec_size", ct.c_uint32), ("func_info", ct.c_uint64),
+        ("nr_func_info", ct.c_uint32), ("nr_line_info", ct.c_uint32), ("line_info", ct.c_uint64),
+        ("jited_line_info", ct.c_uint64), ("nr_jited_line_info", ct.c_uint32),
+        ("line_info_rec_size", ct.c_uint32), ("jited_line_info_rec_size", ct.c_uint32),
+        ("nr_prog_tags", ct.c_uint32), ("prog_tags", ct.c_uint64), ("run_time_ns", ct.c_uint64),
+        ("run_cnt", ct.c_uint64), ("recursion_misses", ct.c_uint64), ("verified_insns", ct.c_uint32),
+    ]
+
+
+class MapInfo(ct.Structure):
+    _fields_ = [
+        ("type", ct.c_uint32), ("id", ct.c_uint32), ("key_size", ct.c_uint32),
+        ("value_size", ct.c_uint32), ("max_entries", ct.c_uint32), ("map_flags", ct.c_uint32),
+        ("name", ct.c_char * 16), ("ifindex", ct.c_uint32),
+        ("btf_vmlinux_value_type_id", ct.c_uint32), ("netns_dev", ct.c_uint64),
+        ("netns_ino", ct.c_uint64), ("btf_id", ct.c_uint32), ("btf_key_type_id", ct.c_uint32),
+        ("btf_value_type_id", ct.c_uint32), ("btf_vmlinux_id", ct.c_uint32), ("map_extra", ct.c_uint64),
+    ]
+
+
+class LinkInfo(ct.Structure):
+    _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("prog_id", ct.c_uint32),
+                ("_pad", ct.c_uint32), ("_union", ct.c_uint8 * 64)]
+
+
+@lru_cache(maxsize=None)
+def libbpf() -> ct.CDLL:
+    """libbpf, which the distro's BCC depends on, so it is there wherever BCC is."""
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    lib = ct.CDLL(name, use_errno=True)
+    for fn in ("bpf_prog_get_next_id", "bpf_map_get_next_id", "bpf_link_get_next_id"):
+        getattr(lib, fn).argtypes = [ct.c_uint32, ct.POINTER(ct.c_uint32)]
+    for fn in ("bpf_prog_get_fd_by_id", "bpf_map_get_fd_by_id", "bpf_link_get_fd_by_id"):
+        getattr(lib, fn).argtypes = [ct.c_uint32]
+    lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
+    for fn in ("bpf_map_lookup_elem", "bpf_map_get_next_key", "bpf_map_lookup_and_delete_elem"):
+        getattr(lib, fn).argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
+    lib.bpf_map_update_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]
+    lib.bpf_map_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
+    return lib
+
+
+def _ids(next_id) -> list[int]:
+    out, cur, nxt = [], 0, ct.c_uint32()
+    while next_id(cur, ct.byref(nxt)) == 0:
+        cur = nxt.value
+        out.append(cur)
+    return out
+
+
+def prog_ids() -> list[int]:
+    return _ids(libbpf().bpf_prog_get_next_id)
+
+
+def map_ids() -> list[int]:
+    return _ids(libbpf().bpf_map_get_next_id)
+
+
+def link_ids() -> list[int]:
+    return _ids(libbpf().bpf_link_get_next_id)
+
+
+def fd_info(fd: int, struct_type):
+    info = struct_type()
+    size = ct.c_uint32(ct.sizeof(info))
+    err = libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
+    if err:
+        raise OSError(-err, os.strerror(-err))
+    return info
+
+
+def _info_by_id(get_fd, obj_id: int, struct_type):
+    fd = get_fd(obj_id)
+    if fd < 0:
+        return None  # gone since it was listed
+    try:
+        return fd_info(fd, struct_type)
+    finally:
+        os.close(fd)
+
+
+def prog_info(prog_id: int) -> dict | None:
+    info = _info_by_id(libbpf().bpf_prog_get_fd_by_id, prog_id, ProgInfo)
+    if info is None:
+        return None
+    return {"id": info.id, "name": info.name.decode(errors="replace"),
+            "type": _name(PROG_TYPES, info.type), "tag": bytes(info.tag).hex(),
+            "run_time_ns": info.run_time_ns, "run_cnt": info.run_cnt}
+
+
+def map_info(map_id: int) -> dict | None:
+    info = _info_by_id(libbpf().bpf_map_get_fd_by_id, map_id, MapInfo)
+    return None if info is None else _map_dict(info)
+
+
+def map_info_by_fd(fd: int) -> dict:
+    return _map_dict(fd_info(fd, MapInfo))
+
+
+def prog_info_by_fd(fd: int) -> dict:
+    info = fd_info(fd, ProgInfo)
+    return {"id": info.id, "name": info.name.decode(errors="replace"),
+            "type": _name(PROG_TYPES, info.type), "run_time_ns": info.run_time_ns,
+            "run_cnt": info.run_cnt}
+
+
+def link_info(link_id: int) -> dict | None:
+    info = _info_by_id(libbpf().bpf_link_get_fd_by_id, link_id, LinkInfo)
+    return None if info is None else {"id": info.id, "type": info.type, "prog_id": info.prog_id}
+
+
+def _map_dict(info: MapInfo) -> dict:
+    return {"id": info.id, "name": info.name.decode(errors="replace"),
+            "type": _name(MAP_TYPES, info.type), "key_size": info.key_size,
+            "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags}
+
+
+def _name(names: list[str], number: int) -> str:
+    return names[number] if number < len(names) else f"type {number}"
+
+
+def snapshot() -> dict[str, set[int]]:
+    """Ids of every BPF program, map and link in the kernel now (to compare before and after)."""
+    return {"programs": set(prog_ids()), "maps": set(map_ids()), "links": set(link_ids())}

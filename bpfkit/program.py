@@ -1,0 +1,301 @@
+"""`Program`: one BPF C source compiled by BCC, loaded, attached, and closed again.
+
+A notebook re-runs cells, so a program is registered under a name and loading the same name
+again closes the earlier one first: programs never stack up in the kernel. Closing detaches
+every hook and frees every map. Failures come out as bpfkit errors with hints, and a failure
+halfway through a load frees what the load had already made.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes as ct
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from . import diagnose, system
+from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
+                     nearest)
+from .maps import Map
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_loaded: dict[str, "Program"] = {}
+
+
+def bpf_dirs() -> list[Path]:
+    """Where a bare name like "counter" is looked up: the project's bpf/, then ./bpf, ../bpf."""
+    here = Path.cwd()
+    return [PACKAGE_ROOT / "bpf", here / "bpf", here.parent / "bpf", here]
+
+
+def _resolve(source) -> tuple[str, Path | None, str]:
+    """(C text, file or None, a name for messages)."""
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                    and not re.search(r"[;{}()]", source)):
+        path = Path(source)
+        candidates = [path] if path.suffix == ".c" or path.is_absolute() or path.parent != Path(".") \
+            else [d / f"{source}.c" for d in bpf_dirs()] + [path]
+        for c in candidates:
+            if c.is_file():
+                return c.read_text(), c, c.name
+        names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")})
+        raise BpfkitError(f"No BPF program named {str(source)!r}: looked for "
+                          f"{', '.join(str(c) for c in candidates[:3])}.",
+                          (did_you_mean(str(source), names) + " " if did_you_mean(str(source), names) else "")
+                          + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
+    if not isinstance(source, str):
+        raise BpfkitError(f"load() takes a file name or C text, not {type(source).__name__}.",
+                          'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
+    return source, None, "your C code"
+
+
+class Program:
+    """A compiled, loaded BPF program and its maps. Use as a context manager, or `close()`."""
+
+    def __init__(self, name: str, source: str, path: Path | None, where: str, cflags=()):
+        self.name = name
+        self.source = source
+        self.path = path
+        self.where = where
+        self.closed = False
+        self._maps: dict[str, Map] = {}
+        self.notes: list[str] = []
+        bcc = system.bcc()
+        system.require_privilege()
+        system.require_headers()
+        flags = list(cflags)
+        if path is not None:
+            flags.append(f"-I{path.parent}")
+        with diagnose.captured_stderr() as out:
+            try:
+                self.bpf = _quiet_bpf_class(bcc)(text=source, cflags=flags)
+                failed = None
+            except Exception as e:  # BCC raises bare Exceptions
+                failed = e
+        if failed is not None:
+            raise diagnose.compile_error(out[0], source, where) from None
+        try:
+            self._autoload()
+        except BaseException:
+            self.bpf.cleanup()
+            self.closed = True
+            raise
+
+    # -- loading and attaching -------------------------------------------------------------
+    def _function_names(self) -> list[str]:
+        lib = _libbcc()
+        return [lib.bpf_function_name(self.bpf.module, i).decode()
+                for i in range(lib.bpf_num_functions(self.bpf.module))]
+
+    def load_func(self, fn_name: str, prog_type: int, **kw):
+        """Load one function as a program of `prog_type`, explaining a refusal."""
+        names = self._function_names()
+        if fn_name not in names:
+            raise BpfkitError(f"There is no function {fn_name!r} in {self.where}.",
+                              did_you_mean(fn_name, names) or f"its functions are {names}.")
+        with diagnose.captured_stderr() as out:
+            try:
+                fn = self.bpf.load_func(fn_name.encode(), prog_type, **kw)
+                failed = None
+            except Exception as e:
+                failed = e
+        if failed is not None:
+            err = ct.get_errno() or (1 if "super-user" in str(failed) else 0)
+            raise diagnose.load_error(out[0], fn_name, self.source, self.where, err) from None
+        return fn
+
+    def _autoload(self) -> None:
+        bcc = system.bcc()
+        for fn in self._function_names():
+            if fn.startswith("tracepoint__"):
+                category, _, event = fn[len("tracepoint__"):].partition("__")
+                self.attach_tracepoint(f"{category}:{event}", fn)
+            elif fn.startswith("raw_tracepoint__"):
+                self.load_func(fn, bcc.BPF.RAW_TRACEPOINT)
+                self.bpf.attach_raw_tracepoint(tp=fn[len("raw_tracepoint__"):].encode(), fn_name=fn.encode())
+            elif fn.startswith("kprobe__"):
+                self.attach_kprobe_or_tracepoint(fn[len("kprobe__"):], fn)
+
+    def attach_tracepoint(self, tracepoint: str, fn_name: str) -> None:
+        """Attach `fn_name` to "category:event", checking first that the kernel has it."""
+        system.ensure_tracefs()
+        category, _, event = tracepoint.partition(":")
+        if not (system.TRACEFS / "events" / category / event).is_dir():
+            raise _no_tracepoint(tracepoint)
+        self.load_func(fn_name, system.bcc().BPF.TRACEPOINT)
+        try:
+            self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode())
+        except Exception as e:
+            raise AttachError(f"Could not attach {fn_name!r} to tracepoint {tracepoint}: {e}",
+                              "run `python -m bpfkit doctor`.") from None
+
+    def attach_kprobe_or_tracepoint(self, event: str, fn_name: str) -> str:
+        """Attach to kernel function `event` with a kprobe; where the kernel has no kprobes and
+        `event` is a syscall, attach to its `syscalls:sys_enter_*` tracepoint instead and say so.
+        Returns where it attached. The function must only use `ctx` as an opaque pointer."""
+        syscall = re.sub(r"^(__\w+?_)?sys_", "", event)
+        if system.kprobes_available():
+            bcc = system.bcc()
+            target = self.bpf.get_syscall_fnname(syscall.encode()).decode() if syscall != event or \
+                not event.startswith("__") else event
+            self.load_func(fn_name, bcc.BPF.KPROBE)
+            try:
+                self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
+                return f"kprobe:{target}"
+            except Exception as e:
+                raise AttachError(f"Could not attach {fn_name!r} to kernel function {target}: {e}",
+                                  "check the function's name in /proc/kallsyms.") from None
+        tracepoint = f"syscalls:sys_enter_{syscall}"
+        if not (system.TRACEFS / "events" / "syscalls" / f"sys_enter_{syscall}").is_dir():
+            raise AttachError(f"This kernel has no kprobes, and {event!r} is not a syscall with a "
+                              "tracepoint to fall back to.",
+                              "use TRACEPOINT_PROBE(category, event) with a tracepoint from "
+                              f"{system.TRACEFS}/available_events.")
+        self.attach_tracepoint(tracepoint, fn_name)
+        note = (f"kprobes are not available in this kernel: attached {fn_name!r} to the "
+                f"tracepoint {tracepoint} instead (it fires at the same moment).")
+        self.notes.append(note)
+        print(note)
+        return f"tracepoint:{tracepoint}"
+
+    # -- maps ------------------------------------------------------------------------------
+    def map_names(self) -> list[str]:
+        self._check_open()
+        lib = _libbcc()
+        return [lib.bpf_table_name(self.bpf.module, i).decode()
+                for i in range(lib.bpf_num_tables(self.bpf.module))]
+
+    def __getitem__(self, name: str) -> Map:
+        self._check_open()
+        if name in self._maps:
+            return self._maps[name]
+        names = self.map_names()
+        if name not in names:
+            hint = did_you_mean(name, names)
+            raise MapNotFound(
+                f"Program {self.name!r} has no map named {name!r}. Its maps are: "
+                f"{', '.join(names) or 'none'}.",
+                (hint + " " if hint else "") + "Map names are the first argument of BPF_HASH(...), "
+                "BPF_ARRAY(...) and friends in the C code.")
+        self._maps[name] = self._make_map(name)
+        return self._maps[name]
+
+    def _make_map(self, name: str) -> Map:
+        bcc = system.bcc()
+        lib = _libbcc()
+        module, raw = self.bpf.module, name.encode()
+        fd = lib.bpf_table_fd(module, raw)
+        key_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_key_desc(module, raw)))
+        value_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_leaf_desc(module, raw)))
+        from .maps import family
+        return family.wrap(self, name, fd, key_type, value_type)
+
+    @property
+    def maps(self) -> dict[str, Map]:
+        return {n: self[n] for n in self.map_names()}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.map_names()
+
+    # -- lifetime --------------------------------------------------------------------------
+    def _check_open(self):
+        if self.closed:
+            from .errors import ProgramClosed
+            raise ProgramClosed(f"Program {self.name!r} is closed: its maps and hooks are gone.",
+                                "load it again with bpfkit.load(...).")
+
+    def program_ids(self) -> list[int]:
+        """Kernel ids of this program's loaded functions."""
+        from . import kernel
+        return [kernel.prog_info_by_fd(fn.fd)["id"] for fn in self.bpf.funcs.values()]
+
+    def close(self) -> None:
+        """Detach every hook and free the programs and maps. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        if _loaded.get(self.name) is self:
+            del _loaded[self.name]
+        with diagnose.captured_stderr():
+            self.bpf.cleanup()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"maps: {', '.join(self.map_names())}"
+        return f"<bpfkit.Program {self.name!r} from {self.where} ({state})>"
+
+
+def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
+    events = system.TRACEFS / "events"
+    category, _, event = tracepoint.partition(":")
+    if (events / category).is_dir():
+        choices = [f"{category}:{p.name}" for p in (events / category).iterdir() if p.is_dir()]
+    else:
+        choices = [c.name for c in events.iterdir() if c.is_dir()] if events.is_dir() else []
+    close = nearest(tracepoint if (events / category).is_dir() else category, choices, n=5)
+    return TracepointNotFound(
+        f"This kernel has no tracepoint {tracepoint!r}."
+        + (f" The nearest are: {', '.join(close)}." if close else ""),
+        f"pick one from {events} (category/event), e.g. syscalls:sys_enter_execve, "
+        "and write TRACEPOINT_PROBE(category, event).")
+
+
+def _libbcc():
+    """BCC's C library, with the prototypes of the few calls BCC's Python leaves untyped."""
+    lib = system.bcc().lib
+    lib.bpf_num_tables.restype = ct.c_ulonglong
+    lib.bpf_num_tables.argtypes = [ct.c_void_p]
+    lib.bpf_table_name.restype = ct.c_char_p
+    lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_ulonglong]
+    return lib
+
+
+def _quiet_bpf_class(bcc):
+    """BCC's BPF, minus its attach-on-construct: we attach ourselves, so that a failure frees
+    what was made, and so that a tracepoint is checked before BCC tries it."""
+    global _QuietBPF
+    if _QuietBPF is None:
+        class QuietBPF(bcc.BPF):
+            def _trace_autoload(self):
+                pass
+        _QuietBPF = QuietBPF
+    return _QuietBPF
+
+
+_QuietBPF = None
+
+
+def load(source, *, cflags=(), name: str | None = None) -> Program:
+    """Compile, load and attach a BPF program; its tracepoint probes attach automatically.
+
+    `source` is "counter" (bpf/counter.c), a path, or C text. Loading again under the same
+    `name` (by default the file's name, or the text's fingerprint) closes the earlier program.
+    """
+    text, path, where = _resolve(source)
+    if name is None:
+        name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    previous = _loaded.pop(name, None)
+    if previous is not None:
+        previous.close()
+    program = Program(name, text, path, where, cflags)
+    _loaded[name] = program
+    return program
+
+
+def loaded() -> dict[str, Program]:
+    """The programs bpfkit has loaded and not yet closed, by name."""
+    return dict(_loaded)
+
+
+def close_all() -> None:
+    for program in list(_loaded.values()):
+        program.close()
+
+
+atexit.register(close_all)

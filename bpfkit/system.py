@@ -1,0 +1,283 @@
+"""What this machine offers a lesson: BCC, privilege, headers, tracefs, kprobes, BTF.
+
+BCC is a distro package, installed for the distro's own Python. A venv made with
+`--system-site-packages` sees it; a conda environment does not, so `bcc()` also looks in the
+distro's module folders. Everything here only reads the machine, except `ensure_tracefs`,
+which mounts tracefs when it may.
+"""
+from __future__ import annotations
+
+import glob
+import importlib
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BccMissing, HeadersMissing, PrivilegeError, TracefsMissing
+
+TRACEFS = Path("/sys/kernel/tracing")
+BPFFS = Path("/sys/fs/bpf")
+BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+# Where distros put the BCC module for their own Python.
+DISTRO_MODULE_DIRS = (
+    "/usr/lib/python3/dist-packages",
+    "/usr/lib/python3*/site-packages",
+    "/usr/lib64/python3*/site-packages",
+)
+
+
+def _distro_install_command() -> str:
+    osr = _os_release()
+    ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
+    if ids & {"debian", "ubuntu"}:
+        return "sudo apt-get install bpfcc-tools python3-bpfcc"
+    if ids & {"fedora", "rhel", "centos"}:
+        return "sudo dnf install bcc-tools python3-bcc"
+    if ids & {"arch"}:
+        return "sudo pacman -S bcc bcc-tools python-bcc"
+    return "install your distribution's BCC Python package (python3-bpfcc on Debian/Ubuntu)"
+
+
+def _os_release() -> dict:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {k: v.strip().strip('"') for k, v in pairs}
+
+
+def _is_real_bcc(module) -> bool:
+    return hasattr(module, "BPF") and hasattr(module, "lib")
+
+
+def _distro_bcc_dir() -> Path | None:
+    for pattern in DISTRO_MODULE_DIRS:
+        for folder in sorted(glob.glob(pattern), reverse=True):
+            init = Path(folder) / "bcc" / "__init__.py"
+            if init.exists() and "BPF" in init.read_text(errors="replace"):
+                return init.parent
+    return None
+
+
+def _import_distro_bcc(folder: Path):
+    """Import BCC from the distro's folder alone: adding the whole dist-packages to sys.path
+    would let the distro's numpy or pandas shadow the environment's own."""
+    spec = importlib.util.spec_from_file_location(
+        "bcc", folder / "__init__.py", submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bcc"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules["bcc"]
+        raise
+    return module
+
+
+_bcc = None
+_bcc_note = ""
+
+
+def bcc():
+    """The `bcc` module from the distro, wherever this Python can reach it."""
+    global _bcc, _bcc_note
+    if _bcc is not None:
+        return _bcc
+    impostor = None
+    try:
+        module = importlib.import_module("bcc")
+        if _is_real_bcc(module):
+            _bcc = module
+            return _bcc
+        impostor = getattr(module, "__file__", "?")
+        del sys.modules["bcc"]
+    except ImportError:
+        pass
+    except OSError as e:  # the module is there but libbcc.so is not
+        raise BccMissing(f"BCC's Python module is installed but its library did not load: {e}",
+                         _distro_install_command()) from None
+    folder = _distro_bcc_dir()
+    if folder is None:
+        if impostor:
+            raise BccMissing(
+                f"The `bcc` package imported from {impostor} is the unrelated PyPI library of that "
+                "name, not BPF Compiler Collection, and the distro's BCC is not installed.",
+                f"pip uninstall bcc, then {_distro_install_command()}")
+        raise BccMissing("BCC (the BPF Compiler Collection) is not installed for any Python here.",
+                         f"{_distro_install_command()} (BCC comes from the distro, never from pip)")
+    try:
+        _bcc = _import_distro_bcc(folder)
+    except OSError as e:
+        raise BccMissing(f"BCC's Python module at {folder} did not load its library: {e}",
+                         _distro_install_command()) from None
+    _bcc_note = f"found at {folder} (not on this Python's path)"
+    if impostor:
+        _bcc_note += f"; the unrelated PyPI `bcc` at {impostor} was set aside (pip uninstall bcc)"
+    return _bcc
+
+
+# ---- facts -------------------------------------------------------------------------------
+
+def kernel_release() -> str:
+    return platform.release()
+
+
+def effective_caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def missing_privileges() -> list[str]:
+    """Capabilities this process lacks to load and attach tracing programs (empty when it may)."""
+    caps = effective_caps()
+    if caps & (1 << CAP_SYS_ADMIN):
+        return []
+    return [name for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
+            if not caps & (1 << bit)]
+
+
+def require_privilege() -> None:
+    missing = missing_privileges()
+    if missing:
+        who = "root" if os.geteuid() == 0 else f"user id {os.geteuid()}"
+        raise PrivilegeError(
+            f"This process ({who}) may not load BPF programs: it lacks {' and '.join(missing)}.",
+            "run as root (sudo), or start Jupyter with `make lab`, whose kernel has the privileges; "
+            "`python -m bpfkit doctor` checks it.")
+
+
+def headers_dir() -> Path:
+    return Path("/lib/modules") / kernel_release() / "build"
+
+
+def headers_version(build: Path | None = None) -> str | None:
+    """The kernel version the headers describe, or None when there are none."""
+    build = build or headers_dir()
+    for rel in ("include/generated/utsrelease.h", "include/config/kernel.release"):
+        f = build / rel
+        if f.exists():
+            text = f.read_text(errors="replace")
+            return text.split('"')[1] if '"' in text else text.strip()
+    if (build / "include").is_dir() or (build / "Makefile").exists():
+        return "unknown"
+    return None
+
+
+def headers_package() -> str:
+    return f"linux-headers-{kernel_release()}"
+
+
+def require_headers() -> None:
+    if headers_version() is None:
+        raise HeadersMissing(
+            f"No kernel headers at {headers_dir()}: BCC compiles every program against them.",
+            f"sudo apt-get install {headers_package()}, or run `sudo scripts/provision.sh`, "
+            "which links the distro's generic headers when the running kernel has no package.")
+
+
+def tracefs_mounted() -> bool:
+    return (TRACEFS / "events").is_dir()
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs if it is missing and we may; BCC's tracepoints read it."""
+    if tracefs_mounted():
+        return
+    if os.geteuid() == 0:
+        import subprocess
+        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
+                       capture_output=True, check=False)
+        if tracefs_mounted():
+            return
+    raise TracefsMissing(
+        f"tracefs is not mounted at {TRACEFS}, and tracepoints are listed there.",
+        f"sudo mount -t tracefs tracefs {TRACEFS}")
+
+
+def kprobes_available() -> bool:
+    return (TRACEFS / "kprobe_events").exists() or Path("/sys/bus/event_source/devices/kprobe").exists()
+
+
+def btf_available() -> bool:
+    return BTF_VMLINUX.exists()
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    value: str
+    fix: str = ""
+    required: bool = True
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.required else "note")
+        text = f"[{mark}] {self.name:<12} {self.value}"
+        if not self.ok and self.fix:
+            text += f"\n       fix: {self.fix}"
+        return text
+
+
+def checks() -> list[Check]:
+    """The doctor's checks, one per thing a lesson needs."""
+    out = [Check("kernel", True, kernel_release())]
+    missing = missing_privileges()
+    out.append(Check("privilege", not missing,
+                     "may load BPF" if not missing else f"lacks {' and '.join(missing)}",
+                     "run as root (sudo), or grant CAP_BPF and CAP_PERFMON"))
+    try:
+        module = bcc()
+        version = getattr(module, "__version__", None)
+        if version is None:
+            version = importlib.import_module("bcc.version").__version__
+        where = Path(module.__file__).parent
+        out.append(Check("bcc", True, f"{version} from {where}" + (f" ({_bcc_note})" if _bcc_note else "")))
+    except BccMissing as e:
+        out.append(Check("bcc", False, e.what, e.hint))
+    build = headers_dir()
+    version = headers_version(build)
+    if version is None:
+        out.append(Check("headers", False, f"none at {build}",
+                         f"apt-get install {headers_package()} (or run scripts/provision.sh)"))
+    else:
+        target = os.path.realpath(build)
+        matches = version == kernel_release()
+        text = f"{target} ({version})" + ("" if matches else
+                                          " does not match the running kernel: maps, tracepoints and XDP compile fine")
+        out.append(Check("headers", True, text))
+    out.append(Check("tracefs", tracefs_mounted(),
+                     f"mounted at {TRACEFS}" if tracefs_mounted() else "not mounted",
+                     f"mount -t tracefs tracefs {TRACEFS}"))
+    out.append(Check("kprobes", kprobes_available(),
+                     "available" if kprobes_available() else
+                     "not in this kernel: lessons use tracepoints instead", required=False))
+    out.append(Check("btf", btf_available(),
+                     str(BTF_VMLINUX) if btf_available() else "no /sys/kernel/btf/vmlinux",
+                     "a kernel built with CONFIG_DEBUG_INFO_BTF", required=False))
+    return out
+
+
+def doctor(stream=None) -> int:
+    """Print one line per check; 0 when a lesson can run, 1 with the fixes otherwise."""
+    stream = stream or sys.stdout
+    results = checks()
+    for c in results:
+        print(c.line(), file=stream)
+    failed = [c for c in results if c.required and not c.ok]
+    print(("ready: the lessons can run" if not failed else
+           f"not ready: fix {', '.join(c.name for c in failed)} (see above)"), file=stream)
+    return 1 if failed else 0
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}")
+                                       if os.access(p, os.X_OK)), None)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Make this machine able to run the lessons: BCC from the distro, kernel headers BCC can compile
+# against, the kernel filesystems BCC needs, and the tools the tests use.
+# Idempotent: every step checks first, so `make lab` and `make test` can call it every time.
+# Shared by the Makefile, CI and the Vagrantfile. Never installs the PyPI package named `bcc`
+# (an unrelated lattice library): BCC's Python module comes from the distro only.
+set -euo pipefail
+
+say() { printf 'provision: %s\n' "$*"; }
+warn() { printf 'provision: WARNING: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "provision: run me as root (sudo $0): I install packages and mount kernel filesystems." >&2
+    exit 1
+fi
+
+test_tools=0
+for arg in "$@"; do
+    case "$arg" in
+        --test-tools) test_tools=1 ;;  # what only the test suite uses (vagrant validate)
+        *) echo "usage: $0 [--test-tools]" >&2; exit 2 ;;
+    esac
+done
+
+export DEBIAN_FRONTEND=noninteractive
+release=$(uname -r)
+modules=/lib/modules/$release
+
+apt_updated=0
+apt_update() {
+    if [ "$apt_updated" -eq 0 ]; then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+}
+has_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+available() { apt_update; apt-cache show "$1" >/dev/null 2>&1; }
+install() {
+    local missing=()
+    for p in "$@"; do has_pkg "$p" || missing+=("$p"); done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    apt_update
+    say "apt-get install ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# 1. BCC (Python bindings and tools), venv support, and the tools lessons and tests call.
+install bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 procps
+for optional in bpftool; do
+    if ! has_pkg "$optional" && available "$optional"; then install "$optional"; fi
+done
+
+# 2. Kernel headers at /lib/modules/$release/build, which BCC compiles every program against.
+if [ -e "$modules/build/include/linux/kconfig.h" ] || [ -e "$modules/build/include/generated/autoconf.h" ]; then
+    say "kernel headers present at $modules/build"
+elif available "linux-headers-$release"; then
+    install "linux-headers-$release"
+else
+    # A custom kernel with no headers package: the distro's generic headers compile map,
+    # tracepoint and XDP programs, but they describe another kernel, so say so loudly.
+    generic=linux-headers-amd64
+    case "$(dpkg --print-architecture)" in
+        arm64) generic=linux-headers-arm64 ;;
+    esac
+    . /etc/os-release
+    [ "${ID:-}" = ubuntu ] && generic=linux-headers-generic
+    install "$generic"
+    arch_dir=$(ls -d /usr/src/linux-headers-*-"$(dpkg --print-architecture)" /usr/src/linux-headers-*-generic 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$arch_dir" ]; then
+        warn "installed $generic but found no headers under /usr/src"
+        exit 1
+    fi
+    common_dir=${arch_dir%-*}-common
+    [ -d "$common_dir" ] || common_dir=$arch_dir
+    mkdir -p "$modules"
+    ln -sfn "$arch_dir" "$modules/build"
+    ln -sfn "$common_dir" "$modules/source"
+    warn "no headers package for kernel $release; linked $(basename "$arch_dir") as $modules/build."
+    warn "They do not match the running kernel: map, tracepoint and XDP programs compile, kprobes on changed structs may not."
+fi
+
+# 3. Kernel filesystems: tracefs for tracepoints, bpffs for pinning maps.
+mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
+if ! mounted /sys/kernel/tracing; then
+    say "mounting tracefs at /sys/kernel/tracing"
+    mount -t tracefs tracefs /sys/kernel/tracing
+fi
+if ! mounted /sys/fs/bpf; then
+    say "mounting bpffs at /sys/fs/bpf"
+    mkdir -p /sys/fs/bpf
+    mount -t bpf bpf /sys/fs/bpf
+fi
+
+if [ "$test_tools" -eq 1 ] && ! command -v vagrant >/dev/null 2>&1; then
+    install vagrant
+fi
+
+say "ready: BCC $(dpkg-query -W -f='${Version}' python3-bpfcc), headers $(readlink -f "$modules/build")"
