@@ -16,7 +16,7 @@ setup: provision $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
 	touch $@
 
 doctor: setup

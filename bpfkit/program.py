@@ -69,7 +69,7 @@ class Program:
             flags.append(f"-I{path.parent}")
         with diagnose.captured_stderr() as out:
             try:
-                self.bpf = _quiet_bpf_class(bcc)(text=source, cflags=flags)
+                self.bpf = _quiet_bpf_class(bcc)(text=source.encode(), cflags=flags)
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e

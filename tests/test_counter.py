@@ -1,0 +1,122 @@
+"""The seed lesson's counter, on the real kernel: exact counts, tidy frames, no stacking."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bpfkit
+from bpfkit import kernel, workload
+from conftest import settled_snapshot
+
+
+def test_counter_counts_each_execve_exactly(uid, no_leaks):
+    with bpfkit.load("counter") as prog:
+        workload.run_as(uid, 7)
+        frame = prog["counter_table"].frame()
+        assert frame.loc[frame["key"] == uid, "value"].tolist() == [7]
+        workload.run_as(uid, 2)
+        assert prog["counter_table"][uid] == 9
+
+
+def test_atomic_counter_counts_exactly_too(uid, no_leaks):
+    with bpfkit.load("counter_atomic") as prog:
+        workload.run_as(uid, 4)
+        assert prog["counter_table"][uid] == 4
+
+
+def test_frame_columns_dtypes_and_renaming(uid, no_leaks):
+    with bpfkit.load("counter") as prog:
+        workload.run_as(uid, 1)
+        table = prog["counter_table"]
+        frame = table.frame()
+        assert list(frame.columns) == ["key", "value"]
+        assert frame["key"].dtype == np.uint64 and frame["value"].dtype == np.uint64
+        assert list(table.frame(key="uid", value="count").columns) == ["uid", "count"]
+        assert list(table.frame(columns=["uid", "count"]).columns) == ["uid", "count"]
+        assert list(table.frame(columns={"value": "n"}).columns) == ["key", "n"]
+
+
+def test_struct_keys_and_values_become_named_columns(no_leaks):
+    source = r"""
+    struct key_t { u32 pid; char comm[16]; };
+    struct val_t { u64 count; u32 flags; };
+    BPF_HASH(by_task, struct key_t, struct val_t, 16);
+    """
+    with bpfkit.load(source, name="structs") as prog:
+        m = prog["by_task"]
+        m[{"pid": 42, "comm": "bash"}] = {"count": 3, "flags": 1}
+        m[(7, "python3")] = (10, 0)
+        frame = m.frame().sort_values("pid").reset_index(drop=True)
+        assert list(frame.columns) == ["pid", "comm", "count", "flags"]
+        assert frame["comm"].tolist() == ["python3", "bash"]
+        assert frame["count"].tolist() == [10, 3]
+        assert frame["pid"].dtype == np.uint32
+        assert m[(42, "bash")] == {"count": 3, "flags": 1}
+
+
+def test_loading_same_name_again_replaces_the_program(no_leaks):
+    before = kernel.snapshot()["programs"]
+    first = bpfkit.load("counter")
+    first_ids = set(first.program_ids())
+    second = bpfkit.load("counter")
+    assert first.closed and not second.closed
+    now = settled_snapshot({"programs": before | set(second.program_ids()),
+                            "maps": kernel.snapshot()["maps"], "links": set()})["programs"]
+    assert now - before == set(second.program_ids())
+    assert not first_ids & now
+    assert bpfkit.loaded()["counter"] is second
+    second.close()
+
+
+def test_closed_program_says_so(no_leaks):
+    prog = bpfkit.load("counter")
+    table = prog["counter_table"]
+    prog.close()
+    with pytest.raises(bpfkit.errors.ProgramClosed, match="closed"):
+        table.frame()
+
+
+def test_kprobe_request_falls_back_to_the_syscall_tracepoint(uid, no_leaks, capsys):
+    source = r"""
+    BPF_HASH(counter_table);
+    int hello(void *ctx) {
+        u64 uid = bpf_get_current_uid_gid() & 0xFFFFFFFF;
+        counter_table.increment(uid);
+        return 0;
+    }
+    """
+    with bpfkit.load(source, name="seed_kprobe") as prog:
+        where = prog.attach_kprobe_or_tracepoint("execve", "hello")
+        workload.run_as(uid, 3)
+        assert prog["counter_table"][uid] == 3
+    if bpfkit.system.kprobes_available():
+        assert where.startswith("kprobe:")
+    else:
+        assert where == "tracepoint:syscalls:sys_enter_execve"
+        assert "kprobes are not available" in capsys.readouterr().out
+
+
+def test_cell_magic_binds_the_program_and_rerun_replaces_it(no_leaks):
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext bpfkit")
+    cell = "%%bpf magic_counter\nBPF_HASH(counter_table);\n"
+    assert shell.run_cell(cell).success
+    first = shell.user_ns["magic_counter"]
+    assert isinstance(first, bpfkit.Program) and "counter_table" in first
+    assert shell.run_cell(cell).success
+    assert first.closed and not shell.user_ns["magic_counter"].closed
+    shell.user_ns["magic_counter"].close()
+
+
+def test_counter_command_prints_per_user_rows(no_leaks):
+    out = subprocess.run([sys.executable, "-m", "bpfkit", "counter", "--interval", "0.3", "--count", "2"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("Counting execve() per user") and len(lines) == 3
+    # The command itself starts no program, but the machine may: each row is "name (uid N): count".
+    assert all("(uid " in l or l == "(no execve yet)" for l in lines[1:])

@@ -1,0 +1,88 @@
+"""The kit's setup files agree with each other and with the machine."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirement_names(specs) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(.*)$", spec)
+        if m and m.group(1) not in ("python", "pip"):
+            out[m.group(1).lower()] = m.group(2).replace(" ", "")
+    return out
+
+
+def test_environment_yml_has_the_same_python_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    deps = lines[lines.index("dependencies:") + 1:]
+    conda = [l.strip()[2:] for l in deps if re.match(r"^  - [A-Za-z]", l)]
+    assert _requirement_names(conda) == wanted
+    assert not any(re.match(r"^\s*-\s*bcc\b", l) for l in lines), "bcc is not on conda-forge"
+
+
+def test_pyproject_never_asks_for_the_unrelated_pypi_bcc():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    every = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    assert "bcc" not in _requirement_names(every)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make lab" in readme
+    ci = (ROOT / ".ci/run").read_text()
+    assert "set -euo pipefail" in ci and re.search(r"^make test$", ci, re.M)
+
+
+def test_bcc_is_found_when_this_python_cannot_import_it():
+    """What a conda environment sees: no `bcc` on sys.path. bpfkit must find the distro's."""
+    code = (
+        "import sys\n"
+        "sys.path = [p for p in sys.path if 'dist-packages' not in p or 'venv' in p]\n"
+        "try:\n    import bcc\n    print('importable'); sys.exit(3)\nexcept ImportError:\n    pass\n"
+        "from bpfkit import system\n"
+        "m = system.bcc()\n"
+        "print(m.__file__, hasattr(m, 'BPF'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("True")
+    assert "bcc/__init__.py" in out.stdout
+
+
+def test_doctor_passes_on_this_machine():
+    out = subprocess.run([sys.executable, "-m", "bpfkit", "doctor"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stdout
+    for name in ("kernel", "privilege", "bcc", "headers", "tracefs", "kprobes", "btf"):
+        assert re.search(rf"^\[(ok  |note)\] {name}\b", out.stdout, re.M), out.stdout
+
+
+def test_provision_is_idempotent_and_quick_when_done():
+    out = subprocess.run(["bash", str(ROOT / "scripts/provision.sh")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "apt-get install" not in out.stdout  # everything was already there
+    assert "ready: BCC" in out.stdout
+
+
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="make test installs vagrant first")
+def test_vagrantfile_is_valid(tmp_path):
+    env = {**os.environ, "VAGRANT_HOME": str(tmp_path), "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    out = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "validated successfully" in out.stdout
