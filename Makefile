@@ -22,10 +22,10 @@ $(VENV)/.installed: pyproject.toml
 doctor: setup
 	$(SUDO) $(PY) -m bpfkit doctor
 
-# JupyterLab on the lessons, on this machine only (127.0.0.1), with a token: the kernel runs BPF as root.
+# JupyterLab on the lessons, on this machine only (127.0.0.1), with a token. The server runs as
+# you; its notebook kernels run BPF as root through the bpfkit kernelspec (see scripts/lab.sh).
 lab: setup
-	$(SUDO) $(PY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.open_browser=False \
-		--ServerApp.root_dir=notebooks --allow-root
+	VENV=$(abspath $(VENV)) bash scripts/lab.sh
 
 test: setup
 	$(SUDO) bash scripts/provision.sh --test-tools

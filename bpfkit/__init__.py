@@ -11,7 +11,7 @@ from . import plot
 from .errors import BpfkitError
 from .maps import Map
 from .program import Program, close_all, load, loaded
-from .sampling import sample
+from .sampling import live, sample
 from .system import doctor
 
 
@@ -20,5 +20,5 @@ def load_ipython_extension(ip):
     _load(ip)
 
 
-__all__ = ["load", "Program", "Map", "sample", "plot", "doctor", "loaded", "close_all",
+__all__ = ["load", "Program", "Map", "sample", "live", "plot", "doctor", "loaded", "close_all",
            "BpfkitError"]

@@ -94,10 +94,40 @@ class ProgramClosed(BpfkitError):
     """The program was closed (or replaced by a re-run cell) and its maps are gone."""
 
 
-def nearest(word: str, choices, n: int = 3) -> list[str]:
+class NoSuchAttribute(BpfkitError, AttributeError):
+    """A misspelled method or attribute of a Program or Map (`.fram()`, `.itmes()`)."""
+
+
+class ColumnError(BpfkitError, KeyError, ValueError):
+    """`frame(columns=...)` names a column the frame does not have, or the wrong number of them."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+def no_attribute(obj, name: str, choices, extra: str = "") -> NoSuchAttribute:
+    """The error for `obj.name` when `obj` has no such attribute, suggesting the nearest."""
+    kind = type(obj).__name__
+    public = sorted(c for c in set(choices) if not c.startswith("_"))
+    close = nearest(name, public, n=2, cutoff=0.6)
+    what = f"A bpfkit {kind} has no attribute {name!r}."
+    if close:
+        hint = f"Did you mean {' or '.join('.' + c for c in close)}?"
+    elif public:
+        hint = f"its methods and attributes are {', '.join(c for c in public if not c.isupper())}."
+    else:
+        hint = ""
+    if extra:
+        hint = f"{hint} {extra}".strip()
+    err = NoSuchAttribute(what, hint)
+    err.name, err.obj = name, obj  # what Python's own AttributeError carries
+    return err
+
+
+def nearest(word: str, choices, n: int = 3, cutoff: float = 0.5) -> list[str]:
     """The choices that look most like `word`, best first (for 'did you mean')."""
     choices = list(choices)
-    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.5)
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)
     if not close:
         low = word.lower()
         close = [c for c in choices if low in c.lower() or c.lower() in low][:n]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes as ct
 import ctypes.util
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 MAP_TYPES = [
@@ -162,3 +163,43 @@ def _name(names: list[str], number: int) -> str:
 def snapshot() -> dict[str, set[int]]:
     """Ids of every BPF program, map and link in the kernel now (to compare before and after)."""
     return {"programs": set(prog_ids()), "maps": set(map_ids()), "links": set(link_ids())}
+
+
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+@contextmanager
+def bpf_stats():
+    """Count run_time_ns and run_cnt for every BPF program (see `prog_info`) inside the `with`
+    block, then set `kernel.bpf_stats_enabled` back to what it was.
+
+    Off by default because timing each run costs a little on every program in the kernel."""
+    with open(BPF_STATS_SYSCTL) as f:
+        before = f.read().strip()
+    with open(BPF_STATS_SYSCTL, "w") as f:
+        f.write("1")
+    try:
+        yield
+    finally:
+        with open(BPF_STATS_SYSCTL, "w") as f:
+            f.write(before)
+
+
+# Attach types (enum bpf_attach_type) that lessons attach with bpf_prog_attach.
+ATTACH_TYPES = {"cgroup_inet_ingress": 0, "cgroup_inet_egress": 1, "cgroup_inet_sock_create": 2,
+                "cgroup_sock_ops": 3, "sk_skb_stream_parser": 4, "sk_skb_stream_verdict": 5,
+                "cgroup_device": 6, "sk_msg_verdict": 7, "sk_skb_verdict": 38}
+
+
+def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
+    """Ids of the programs attached to a cgroup or sockmap (by fd) at `attach_type`, as
+    `bpftool cgroup show` lists them; links count too. Empty when nothing is attached."""
+    lib = libbpf()
+    lib.bpf_prog_query.argtypes = [ct.c_int, ct.c_int, ct.c_uint32, ct.POINTER(ct.c_uint32),
+                                   ct.POINTER(ct.c_uint32), ct.POINTER(ct.c_uint32)]
+    ids = (ct.c_uint32 * 64)()
+    count, flags = ct.c_uint32(64), ct.c_uint32()
+    err = lib.bpf_prog_query(target_fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count))
+    if err:
+        raise OSError(-err, os.strerror(-err))
+    return list(ids[:count.value])

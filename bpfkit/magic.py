@@ -1,7 +1,8 @@
 """`%%bpf NAME`: a notebook cell of C code becomes a loaded program bound to NAME.
 
-Running the cell again closes the previous program of that name first, so a learner can edit
-and re-run freely without programs piling up in the kernel. bpfkit's errors are shown as their
+Running the cell again replaces the previous program of that name, so a learner can edit and
+re-run freely without programs piling up in the kernel; a cell that fails leaves the previous
+program as it was. bpfkit's errors are shown as their
 plain message, without a traceback: the traceback is bpfkit's, not the learner's.
 """
 from __future__ import annotations
@@ -21,18 +22,25 @@ def bpf(line: str, cell: str):
                           "write %%bpf counter on the cell's first line, then use `counter` "
                           "in later cells: counter['counter_table'].frame().")
     name, cflags = args[0], [a for a in args[1:] if a != "--"]
-    old = ip.user_ns.get(name)
-    if old is not None and hasattr(old, "close") and getattr(old, "name", None) == name:
-        old.close()
-    program = load(cell, name=name, cflags=cflags)
-    program.where = f"the %%bpf {name} cell"
+    # load() closes the program of the same name once the new one runs; if the new one fails,
+    # the old one (and the variable) stay as they were. Line 1 of the cell is the magic itself.
+    program = load(cell, name=name, cflags=cflags, where=f"the %%bpf {name} cell", first_line=2)
     ip.user_ns[name] = program
     return None
 
 
 def _show_bpfkit_error(shell, etype, value, tb, tb_offset=None):
-    """Show a bpfkit error as its message alone: what happened, and what to do."""
-    shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=True)
+    """Show a bpfkit error as its message alone: what happened, and what to do.
+
+    The traceback would run through bpfkit and BCC, not through the learner's code; `%tb`
+    still shows it for whoever wants it."""
+    import sys
+    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
+    try:
+        stb = shell.InteractiveTB.get_exception_only(etype, value)
+        shell._showtraceback(etype, value, stb)
+    except Exception:  # an IPython without these internals: its own short form
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=True)
     return None
 
 

@@ -11,10 +11,11 @@ import atexit
 import ctypes as ct
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
-from . import diagnose, system
+from . import diagnose, errors, system
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
 from .maps import Map
@@ -37,12 +38,18 @@ def _resolve(source) -> tuple[str, Path | None, str]:
         candidates = [path] if path.suffix == ".c" or path.is_absolute() or path.parent != Path(".") \
             else [d / f"{source}.c" for d in bpf_dirs()] + [path]
         for c in candidates:
-            if c.is_file():
-                return c.read_text(), c, c.name
+            try:
+                if c.is_file():
+                    return c.read_text(), c, _shown_path(c)
+            except (OSError, ValueError) as e:  # a name too long, a NUL in it, unreadable, not text
+                if isinstance(e, UnicodeDecodeError) or (isinstance(e, OSError) and os.path.exists(c)):
+                    raise BpfkitError(f"Could not read {_short(str(c))} as C source: {e}.",
+                                      "pass a text file of C code, or the C code itself.") from None
         names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")})
-        raise BpfkitError(f"No BPF program named {str(source)!r}: looked for "
-                          f"{', '.join(str(c) for c in candidates[:3])}.",
-                          (did_you_mean(str(source), names) + " " if did_you_mean(str(source), names) else "")
+        raise BpfkitError(f"No BPF program named {_short(str(source))!r}: looked for "
+                          f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
+                          (did_you_mean(_short(str(source)), names) + " "
+                           if did_you_mean(_short(str(source)), names) else "")
                           + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
     if not isinstance(source, str):
         raise BpfkitError(f"load() takes a file name or C text, not {type(source).__name__}.",
@@ -50,23 +57,44 @@ def _resolve(source) -> tuple[str, Path | None, str]:
     return source, None, "your C code"
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _shown_path(path: Path) -> str:
+    """A file as the learner knows it: bpf/counter.c, not this machine's absolute path."""
+    for base in (Path.cwd(), PACKAGE_ROOT):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
 class Program:
     """A compiled, loaded BPF program and its maps. Use as a context manager, or `close()`."""
 
-    def __init__(self, name: str, source: str, path: Path | None, where: str, cflags=()):
+    def __init__(self, name: str, source: str, path: Path | None, where: str, cflags=(),
+                 first_line: int = 1):
         self.name = name
         self.source = source
         self.path = path
         self.where = where
+        self.first_line = first_line  # the number the learner sees on the source's first line
         self.closed = False
         self._maps: dict[str, Map] = {}
         self.notes: list[str] = []
         bcc = system.bcc()
         system.require_privilege()
         system.require_headers()
+        if "TRACEPOINT_PROBE" in source or "tracepoint__" in source:
+            system.ensure_tracefs()  # BCC reads each tracepoint's fields from tracefs as it compiles
         flags = list(cflags)
         if path is not None:
             flags.append(f"-I{path.parent}")
+        crash = _compiler_crash(bcc, source.encode(), flags)
+        if crash:
+            raise diagnose.compiler_crashed(crash, where)
         with diagnose.captured_stderr() as out:
             try:
                 self.bpf = _quiet_bpf_class(bcc)(text=source.encode(), cflags=flags)
@@ -74,7 +102,7 @@ class Program:
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
         if failed is not None:
-            raise diagnose.compile_error(out[0], source, where) from None
+            raise diagnose.compile_error(out[0], source, where, first_line) from None
         try:
             self._autoload()
         except BaseException:
@@ -102,7 +130,8 @@ class Program:
                 failed = e
         if failed is not None:
             err = ct.get_errno() or (1 if "super-user" in str(failed) else 0)
-            raise diagnose.load_error(out[0], fn_name, self.source, self.where, err) from None
+            raise diagnose.load_error(out[0], fn_name, self.source, self.where, err,
+                                      self.first_line) from None
         return fn
 
     def _autoload(self) -> None:
@@ -124,11 +153,18 @@ class Program:
         if not (system.TRACEFS / "events" / category / event).is_dir():
             raise _no_tracepoint(tracepoint)
         self.load_func(fn_name, system.bcc().BPF.TRACEPOINT)
-        try:
-            self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode())
-        except Exception as e:
-            raise AttachError(f"Could not attach {fn_name!r} to tracepoint {tracepoint}: {e}",
-                              "run `python -m bpfkit doctor`.") from None
+        with diagnose.captured_stderr() as out:
+            try:
+                self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode())
+                failed = None
+            except Exception as e:
+                failed = e
+        if failed is not None:
+            said = " ".join(out[0].split())
+            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
+                              f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
+                              system.privilege_hint() if system.missing_privileges()
+                              else "run `python -m bpfkit doctor`.") from None
 
     def attach_kprobe_or_tracepoint(self, event: str, fn_name: str) -> str:
         """Attach to kernel function `event` with a kprobe; where the kernel has no kprobes and
@@ -198,6 +234,20 @@ class Program:
     def __contains__(self, name: str) -> bool:
         return name in self.map_names()
 
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: a typo like prog.maps_names or prog.counter_table.
+        if name.startswith("_") or name in ("bpf", "closed", "name", "source", "where"):
+            raise AttributeError(name)
+        extra = ""
+        if not self.__dict__.get("closed", True) and "bpf" in self.__dict__:
+            maps = self.map_names()
+            if name in maps:
+                raise errors.no_attribute(self, name, [], f"{name!r} is a map: write prog[{name!r}].")
+            close = nearest(name, maps, n=1)
+            if close:
+                extra = f"(For the map {close[0]!r}, write prog[{close[0]!r}].)"
+        raise errors.no_attribute(self, name, dir(type(self)) + list(self.__dict__), extra)
+
     # -- lifetime --------------------------------------------------------------------------
     def _check_open(self):
         if self.closed:
@@ -217,6 +267,8 @@ class Program:
         self.closed = True
         if _loaded.get(self.name) is self:
             del _loaded[self.name]
+        for m in self._maps.values():
+            m._closing()  # e.g. unmap an mmapable array, which would keep the map alive
         with diagnose.captured_stderr():
             self.bpf.cleanup()
 
@@ -238,12 +290,58 @@ def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
         choices = [f"{category}:{p.name}" for p in (events / category).iterdir() if p.is_dir()]
     else:
         choices = [c.name for c in events.iterdir() if c.is_dir()] if events.is_dir() else []
-    close = nearest(tracepoint if (events / category).is_dir() else category, choices, n=5)
+    word = tracepoint if (events / category).is_dir() else category
+    # difflib ranks "vsyscall" above "syscalls" for "syscall": names that extend it come first.
+    close = sorted(nearest(word, choices, n=8),
+                   key=lambda c: not (c.startswith(word) or word.startswith(c)))[:5]
     return TracepointNotFound(
         f"This kernel has no tracepoint {tracepoint!r}."
         + (f" The nearest are: {', '.join(close)}." if close else ""),
         f"pick one from {events} (category/event), e.g. syscalls:sys_enter_execve, "
         "and write TRACEPOINT_PROBE(category, event).")
+
+
+_SURVIVED: set[str] = set()
+
+
+def _compiler_crash(bcc, text: bytes, flags: list[str]) -> str | None:
+    """Compile `text` once in a forked child first; the signal's name if BCC crashed there.
+
+    Some mistakes (a stray `*` before BPF_HASH, for one) crash BCC's C rewriter with a
+    segmentation fault instead of an error, and a crash in the notebook's own process would
+    kill its kernel and everything the learner had in it. A fork costs little; each source
+    that compiled (or failed) cleanly once is not checked again."""
+    key = hashlib.sha1(text + b"\0" + "\0".join(flags).encode()).hexdigest()
+    if key in _SURVIVED:
+        return None
+    import signal
+    import warnings
+    with warnings.catch_warnings():  # fork with threads (a Jupyter kernel has some): we only compile
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            import faulthandler
+            faulthandler.disable()  # the crash is expected here; the parent reports it
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            try:
+                _quiet_bpf_class(bcc)(text=text, cflags=flags)
+            except BaseException:
+                pass
+        finally:
+            os._exit(0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted (the stop button): end the child, then stop too
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    _SURVIVED.add(key)
+    return None
 
 
 def _libbcc():
@@ -271,19 +369,31 @@ def _quiet_bpf_class(bcc):
 _QuietBPF = None
 
 
-def load(source, *, cflags=(), name: str | None = None) -> Program:
+def load(source, *, cflags=(), name: str | None = None, where: str | None = None,
+         first_line: int = 1) -> Program:
     """Compile, load and attach a BPF program; its tracepoint probes attach automatically.
 
     `source` is "counter" (bpf/counter.c), a path, or C text. Loading again under the same
-    `name` (by default the file's name, or the text's fingerprint) closes the earlier program.
+    `name` (by default the file's name, or the text's fingerprint) closes the earlier program
+    once the new one is loaded and attached. A load that fails changes nothing: it leaves no
+    new program, map or link in the kernel, and the program loaded earlier under that name
+    keeps running. `where` and `first_line` name the source in error messages (the magic
+    passes "the %%bpf NAME cell" and 2).
     """
-    text, path, where = _resolve(source)
+    text, path, shown = _resolve(source)
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    try:
+        program = Program(name, text, path, where or shown, cflags, first_line)
+    except BpfkitError as e:
+        earlier = _loaded.get(name)
+        if earlier is not None and not earlier.closed:
+            e.hint = (e.hint + " " if e.hint else "") + (
+                f"(The program loaded earlier as {name!r} is still loaded, unchanged.)")
+        raise
     previous = _loaded.pop(name, None)
     if previous is not None:
         previous.close()
-    program = Program(name, text, path, where, cflags)
     _loaded[name] = program
     return program
 

@@ -91,24 +91,28 @@ def bcc():
     if _bcc is not None:
         return _bcc
     impostor = None
+    spec = importlib.util.find_spec("bcc") if "bcc" not in sys.modules else None
     try:
         module = importlib.import_module("bcc")
         if _is_real_bcc(module):
             _bcc = module
             return _bcc
-        impostor = getattr(module, "__file__", "?")
+        impostor = getattr(module, "__file__", None) or "?"
         del sys.modules["bcc"]
     except ImportError:
         pass
     except OSError as e:  # the module is there but libbcc.so is not
         raise BccMissing(f"BCC's Python module is installed but its library did not load: {e}",
                          _distro_install_command()) from None
+    except Exception:  # some other package named bcc that fails to import at all
+        impostor = (spec.origin if spec else None) or "?"
+        sys.modules.pop("bcc", None)
     folder = _distro_bcc_dir()
     if folder is None:
         if impostor:
             raise BccMissing(
                 f"The `bcc` package imported from {impostor} is the unrelated PyPI library of that "
-                "name, not BPF Compiler Collection, and the distro's BCC is not installed.",
+                "name, not the BPF Compiler Collection, and the distro's BCC is not installed.",
                 f"pip uninstall bcc, then {_distro_install_command()}")
         raise BccMissing("BCC (the BPF Compiler Collection) is not installed for any Python here.",
                          f"{_distro_install_command()} (BCC comes from the distro, never from pip)")
@@ -145,14 +149,38 @@ def missing_privileges() -> list[str]:
             if not caps & (1 << bit)]
 
 
-def require_privilege() -> None:
+def privilege_problem() -> str:
+    """Why this process may not load BPF programs, in words ("" when it may)."""
     missing = missing_privileges()
-    if missing:
-        who = "root" if os.geteuid() == 0 else f"user id {os.geteuid()}"
-        raise PrivilegeError(
-            f"This process ({who}) may not load BPF programs: it lacks {' and '.join(missing)}.",
-            "run as root (sudo), or start Jupyter with `make lab`, whose kernel has the privileges; "
-            "`python -m bpfkit doctor` checks it.")
+    if not missing:
+        return ""
+    lacks = " and ".join(missing)
+    if os.geteuid() != 0:
+        import pwd
+        try:
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name!r} (uid {os.geteuid()})"
+        except KeyError:
+            user = f"uid {os.geteuid()}"
+        return (f"This process runs as {user}, not root, and lacks {lacks} "
+                "(or CAP_SYS_ADMIN, which covers both).")
+    return (f"This process runs as root but lacks {lacks}: its capabilities were dropped "
+            "(by capsh, a container or a systemd unit), and CAP_SYS_ADMIN is gone too.")
+
+
+def privilege_hint() -> str:
+    if os.geteuid() != 0:
+        return ("run it as root: `sudo .venv/bin/python ...`, or open the lessons with `make lab`, "
+                "whose notebook kernel runs with BPF privileges; `python -m bpfkit doctor` checks it.")
+    missing = missing_privileges() or ["CAP_BPF", "CAP_PERFMON"]
+    flags = " ".join(f"--cap-add {m[4:]}" for m in missing)
+    return (f"run it without the capability limit, or grant {' and '.join(missing)} (in a container: "
+            f"{flags}); `python -m bpfkit doctor` checks it.")
+
+
+def require_privilege() -> None:
+    problem = privilege_problem()
+    if problem:
+        raise PrivilegeError(f"bpfkit cannot load BPF programs here. {problem}", privilege_hint())
 
 
 def headers_dir() -> Path:
@@ -173,38 +201,78 @@ def headers_version(build: Path | None = None) -> str | None:
 
 
 def headers_package() -> str:
+    """The distro's package of headers for the running kernel."""
+    osr = _os_release()
+    ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
+    if ids & {"fedora", "rhel", "centos"}:
+        return f"kernel-devel-{kernel_release()}"
+    if ids & {"arch"}:
+        return "linux-headers"
     return f"linux-headers-{kernel_release()}"
+
+
+def headers_install_command() -> str:
+    osr = _os_release()
+    ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
+    if ids & {"fedora", "rhel", "centos"}:
+        return f"sudo dnf install {headers_package()}"
+    if ids & {"arch"}:
+        return f"sudo pacman -S {headers_package()}"
+    return f"sudo apt-get install {headers_package()}"
 
 
 def require_headers() -> None:
     if headers_version() is None:
         raise HeadersMissing(
             f"No kernel headers at {headers_dir()}: BCC compiles every program against them.",
-            f"sudo apt-get install {headers_package()}, or run `sudo scripts/provision.sh`, "
-            "which links the distro's generic headers when the running kernel has no package.")
+            f"{headers_install_command()}; for a custom kernel with no such package, run "
+            "`sudo scripts/provision.sh`, which links the distro's generic headers instead.")
 
 
 def tracefs_mounted() -> bool:
-    return (TRACEFS / "events").is_dir()
+    """Is tracefs mounted at TRACEFS? (From /proc/mounts: a user without privilege may not
+    look inside it.)"""
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return False
+    return any(f[1] == str(TRACEFS) and f[2] == "tracefs"
+               for f in (line.split() for line in mounts.splitlines()) if len(f) > 2)
+
+
+def _mount_tracefs() -> int:
+    """mount(2) tracefs at TRACEFS; 0, or the errno."""
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None) == 0:
+        return 0
+    return ctypes.get_errno()
 
 
 def ensure_tracefs() -> None:
-    """Mount tracefs if it is missing and we may; BCC's tracepoints read it."""
+    """Mount tracefs if it is missing and we may; BCC's tracepoints are listed there."""
     if tracefs_mounted():
         return
-    if os.geteuid() == 0:
-        import subprocess
-        subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACEFS)],
-                       capture_output=True, check=False)
-        if tracefs_mounted():
-            return
+    err = _mount_tracefs() if effective_caps() & (1 << CAP_SYS_ADMIN) else None
+    if tracefs_mounted():
+        return
+    if err is None:
+        why = "and this process may not mount it (it lacks CAP_SYS_ADMIN)"
+    else:
+        why = f"and mounting it failed: {os.strerror(err)}"
     raise TracefsMissing(
-        f"tracefs is not mounted at {TRACEFS}, and tracepoints are listed there.",
-        f"sudo mount -t tracefs tracefs {TRACEFS}")
+        f"tracefs is not mounted at {TRACEFS}, {why}. Tracepoints are listed there, and BCC "
+        "reads each tracepoint's fields from it.",
+        f"mount it as root: sudo mount -t tracefs tracefs {TRACEFS} "
+        "(scripts/provision.sh does it, and `python -m bpfkit doctor` checks it).")
 
 
 def kprobes_available() -> bool:
-    return (TRACEFS / "kprobe_events").exists() or Path("/sys/bus/event_source/devices/kprobe").exists()
+    try:
+        return (TRACEFS / "kprobe_events").exists() or Path("/sys/bus/event_source/devices/kprobe").exists()
+    except OSError:  # tracefs is root's only
+        return Path("/sys/bus/event_source/devices/kprobe").exists()
 
 
 def btf_available() -> bool:
@@ -232,8 +300,8 @@ def checks() -> list[Check]:
     out = [Check("kernel", True, kernel_release())]
     missing = missing_privileges()
     out.append(Check("privilege", not missing,
-                     "may load BPF" if not missing else f"lacks {' and '.join(missing)}",
-                     "run as root (sudo), or grant CAP_BPF and CAP_PERFMON"))
+                     "may load BPF" if not missing else privilege_problem(),
+                     privilege_hint()))
     try:
         module = bcc()
         version = getattr(module, "__version__", None)
@@ -247,7 +315,7 @@ def checks() -> list[Check]:
     version = headers_version(build)
     if version is None:
         out.append(Check("headers", False, f"none at {build}",
-                         f"apt-get install {headers_package()} (or run scripts/provision.sh)"))
+                         f"{headers_install_command()} (or run scripts/provision.sh)"))
     else:
         target = os.path.realpath(build)
         matches = version == kernel_release()
@@ -256,7 +324,7 @@ def checks() -> list[Check]:
         out.append(Check("headers", True, text))
     out.append(Check("tracefs", tracefs_mounted(),
                      f"mounted at {TRACEFS}" if tracefs_mounted() else "not mounted",
-                     f"mount -t tracefs tracefs {TRACEFS}"))
+                     f"sudo mount -t tracefs tracefs {TRACEFS}"))
     out.append(Check("kprobes", kprobes_available(),
                      "available" if kprobes_available() else
                      "not in this kernel: lessons use tracepoints instead", required=False))

@@ -95,5 +95,11 @@ fi
 if [ "$test_tools" -eq 1 ] && ! command -v vagrant >/dev/null 2>&1; then
     install vagrant
 fi
+if [ "$test_tools" -eq 1 ]; then
+    # capsh drops capabilities from a child (tests/test_errors.py); sudo and visudo check the
+    # privileged kernelspec, setpriv and unshare run a child as another user in a private mount
+    # namespace (tests/test_security.py).
+    install libcap2-bin sudo util-linux
+fi
 
 say "ready: BCC $(dpkg-query -W -f='${Version}' python3-bpfcc), headers $(readlink -f "$modules/build")"

@@ -1,7 +1,13 @@
 """Shared fixtures: every test here runs on the real kernel, as root, with the distro's BCC."""
 from __future__ import annotations
 
+import ctypes as ct
+import json
+import os
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,10 +42,184 @@ def uid() -> int:
 
 @pytest.fixture
 def no_leaks():
-    """Fails the test if it leaves BPF programs, maps or links behind."""
+    """Fails the test if it leaves BPF programs, maps or links behind (objects that another
+    process on the machine holds are that process's, not this test's)."""
     before = settled_snapshot()
     yield
     bpfkit.close_all()
     after = settled_snapshot(before)
-    left = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    held = held_elsewhere()
+    left = {k: sorted(after[k] - before[k] - held[k]) for k in after if after[k] - before[k] - held[k]}
     assert not left, f"left in the kernel: {left}"
+
+
+# ---- the whole suite leaves the machine as it found it ------------------------------------
+
+def cgroup2_root() -> Path | None:
+    """Where cgroup v2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified in hybrid mode)."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return None
+
+
+def cgroup_attachments() -> set[tuple[str, int, int]]:
+    """(cgroup, attach type, program id) for every program attached to any cgroup v2 group."""
+    root = cgroup2_root()
+    if root is None:
+        return set()
+    lib = kernel.libbpf()
+    lib.bpf_prog_query.argtypes = [ct.c_int, ct.c_int, ct.c_uint32, ct.POINTER(ct.c_uint32),
+                                   ct.POINTER(ct.c_uint32), ct.POINTER(ct.c_uint32)]
+    found = set()
+    for folder, _, _ in os.walk(root):
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            for attach_type in range(64):  # every type the kernel knows; non-cgroup ones fail
+                ids = (ct.c_uint32 * 64)()
+                count, flags = ct.c_uint32(64), ct.c_uint32()
+                if lib.bpf_prog_query(fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count)) == 0:
+                    rel = os.path.relpath(folder, root)
+                    found.update((rel, attach_type, ids[i]) for i in range(min(count.value, 64)))
+        finally:
+            os.close(fd)
+    return found
+
+
+def _ip_json(*args: str, netns: str | None = None) -> list:
+    cmd = ["ip"] + (["-n", netns] if netns else []) + ["-j", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return json.loads(out.stdout or "[]") if out.returncode == 0 else []
+
+
+def network_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def xdp_attachments(namespaces=()) -> set[tuple[str, str, tuple]]:
+    """(namespace, interface, attached program ids) for every interface with an XDP program."""
+    found = set()
+    for ns in (None, *sorted(namespaces)):
+        for link in _ip_json("-d", "link", "show", netns=ns):
+            xdp = link.get("xdp")
+            if xdp:
+                ids = tuple(sorted({int(i) for i in re.findall(r'"id": (\d+)', json.dumps(xdp))}))
+                found.add((ns or "", link.get("ifname", "?"), ids))
+    return found
+
+
+def kernel_state() -> dict[str, set]:
+    """Everything a test or a notebook could leave behind, each as a set to compare."""
+    state = {k: set(v) for k, v in kernel.snapshot().items()}
+    state["netns"] = network_namespaces()
+    state["veth"] = {link.get("ifname", "?") for link in _ip_json("link", "show", "type", "veth")}
+    state["xdp"] = xdp_attachments(state["netns"])
+    state["cgroup"] = cgroup_attachments()
+    state["pins"] = bpffs_pins()
+    return state
+
+
+def bpffs_pins() -> set[str]:
+    """Everything pinned under the BPF filesystem (a pin keeps a map alive after its program)."""
+    root = Path("/sys/fs/bpf")
+    try:
+        return {str(p.relative_to(root)) for p in root.rglob("*")}
+    except OSError:
+        return set()
+
+
+def _descendants(pid: int) -> set[int]:
+    """pid and every live process below it."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    family, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in family} - family
+        family |= more
+        grew = bool(more)
+    return family
+
+
+_FD_IDS = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
+
+
+def held_elsewhere() -> dict[str, set[int]]:
+    """BPF ids that processes outside this test run hold an fd to: theirs, not ours (other
+    programs on the machine may load BPF while the suite runs)."""
+    ours = _descendants(os.getpid())
+    held = {"programs": set(), "maps": set(), "links": set()}
+    kinds = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in ours:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}").startswith("anon_inode:bpf"):
+                    info = Path(f"/proc/{entry}/fdinfo/{fd}").read_text()
+                    for kind, number in _FD_IDS.findall(info):
+                        held[kinds[kind]].add(int(number))
+            except OSError:
+                continue
+    return held
+
+
+def leftovers(before: dict, timeout: float = 3.0) -> dict[str, list]:
+    """What is in the kernel now and was not in `before`, after deferred frees have settled,
+    minus BPF objects that processes outside this run hold."""
+    settled_snapshot(before, timeout)
+    after = kernel_state()
+    held = held_elsewhere()
+    left = {}
+    for key, now in after.items():
+        new = now - before.get(key, set()) - held.get(key, set())
+        if new:
+            left[key] = sorted(new)
+    return left
+
+
+_SUITE: dict = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_leaves_nothing():
+    """The kernel's state before the first test; `pytest_sessionfinish` compares the end to it
+    and fails the run, naming each leftover."""
+    _SUITE["before"] = kernel_state()
+    yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = _SUITE.pop("before", None)
+    if before is None:
+        return
+    bpfkit.close_all()
+    left = leftovers(before)
+    if left:
+        time.sleep(1.0)  # a last deferred free, or another process's object that just went
+        left = leftovers(before)
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        _SUITE["left"] = left
+
+
+def pytest_terminal_summary(terminalreporter):
+    left = _SUITE.get("left")
+    if left:
+        terminalreporter.section("bpfkit: the test run left these behind", red=True, bold=True)
+        for kind, items in left.items():
+            terminalreporter.write_line(f"LEAK {kind}: {items}", red=True)

@@ -73,6 +73,13 @@ class Map:
                 f"use the new program's map: prog[{self.name!r}] after loading it again.")
         return self._fd
 
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: a typo such as .fram() or .itmes().
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from ..errors import no_attribute
+        raise no_attribute(self, name, dir(type(self)) + list(self.__dict__))
+
     def __repr__(self) -> str:
         return (f"<bpfkit.Map {self.name!r} {self.type} id={self.id} key={codec.c_name(self.key_type)} "
                 f"value={codec.c_name(self.value_type)} max_entries={self.max_entries}>")
@@ -188,18 +195,84 @@ class Map:
                 kernel.libbpf().bpf_map_delete_elem(self.fd, raw)
 
     # -- whole-map snapshots ---------------------------------------------------------------
-    def frame(self, columns=None, **names) -> pd.DataFrame:
+    def frame(self, columns=None, *, per_cpu: str = "long", method: str = "auto", **names) -> pd.DataFrame:
         """The map now, one row per entry: `key`/`value`, or the C field names of structs.
 
         `columns=` (a dict, or a list in column order) or keywords rename columns for a
-        lesson: `frame(key="uid", value="count")`.
+        lesson: `frame(key="uid", value="count")`. A per-CPU map gives one row per (entry, cpu)
+        with a `cpu` column; `per_cpu="wide"` gives one row per entry with a `value_cpu0`,
+        `value_cpu1`, ... column per CPU, and `per_cpu="sum"` adds the CPUs up.
+        `method` forces how the map is read ("batch", "iterate", "mmap"; see snapshot.read).
         """
-        keys, values = snapshot.read(self)
+        keys, values = snapshot.read(self, method=method)
         if self.percpu:
-            frame = _percpu_frame(keys, values)
-        else:
-            frame = layout.to_frame(keys, values)
+            return percpu_frame(keys, values, per_cpu, columns, names)
+        frame = layout.to_frame(keys, values, copy=False)
         return layout.rename(frame, columns, **names) if (columns is not None or names) else frame
+
+    def update_batch(self, keys, values, flags: int = 0) -> int:
+        """Set many entries in one go (BPF_MAP_UPDATE_BATCH): `keys` and `values` are arrays
+        (numpy or lists) in the map's types; a per-CPU map takes one value per entry for every
+        CPU, or an (entries, cpus) array. Returns how many entries were written."""
+        return snapshot.write(self, keys, values, flags)
+
+    # -- memory-mapped arrays ------------------------------------------------------------
+    @property
+    def mmapable(self) -> bool:
+        """An array made with BPF_F_MMAPABLE: user space can read it as plain memory."""
+        return snapshot.is_mmapable(self)
+
+    def view(self, writable: bool = False) -> np.ndarray:
+        """The array's values as a live numpy array over the kernel's own memory.
+
+        No system call per read: `view()[i]` is what the BPF program wrote last. Only arrays
+        made with BPF_F_MMAPABLE can do this. After the program closes, a view still held
+        reads zeros. `writable=True` lets user space write slots directly (no atomicity).
+        """
+        if not self.mmapable:
+            raise MapError(
+                f"Map {self.name!r} ({self.type}) is not memory-mappable, so it has no live view.",
+                'only arrays can be, declared with the flag: BPF_F_TABLE("array", u32, u64, '
+                f'{self.name}, N, BPF_F_MMAPABLE). Use .frame() to read any map.')
+        return snapshot.mapping(self).array(writable)
+
+    def _closing(self) -> None:
+        """The program is closing: let go of anything that would keep the map alive."""
+        current = getattr(self, "_mapping", None)
+        if current is not None:
+            current.release()
+
+
+PER_CPU_LAYOUTS = ("long", "wide", "sum")
+
+
+def percpu_frame(keys: np.ndarray, values: np.ndarray, per_cpu: str = "long", columns=None,
+                 names: dict | None = None) -> pd.DataFrame:
+    """A per-CPU snapshot as a frame: `long` (a row per entry and CPU, with a `cpu` column),
+    `wide` (a row per entry, a value column per CPU) or `sum` (a row per entry, CPUs added)."""
+    names = names or {}
+    if per_cpu not in PER_CPU_LAYOUTS:
+        raise ValueError(f"per_cpu must be one of {PER_CPU_LAYOUTS}, not {per_cpu!r}")
+    per = values["v"]  # (entries, cpus)
+    if per_cpu == "long":
+        frame = _percpu_frame(keys, values)
+    elif per_cpu == "sum":
+        frame = layout.to_frame(keys, _sum_cpus(per), copy=False)
+    else:
+        first = layout.to_frame(keys, per[:, 0], copy=False)
+        n_keys = len(layout.columns_of(keys, "", "key"))
+        if columns is not None or names:  # rename the base names, then add the CPU suffix
+            first = layout.rename(first, columns, **names)
+            columns, names = None, {}
+        data = {c: first[c] for c in first.columns[:n_keys]}
+        value_cols = list(first.columns[n_keys:])
+        for cpu in range(per.shape[1]):
+            cols = layout.columns_of(per[:, cpu], "", "value").values()
+            for base, column in zip(value_cols, cols):
+                data[f"{base}_cpu{cpu}"] = column
+        frame = pd.DataFrame(data, copy=False)
+        frame.index = pd.RangeIndex(len(frame))
+    return layout.rename(frame, columns, **names) if (columns is not None or names) else frame
 
 
 def _percpu_frame(keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
@@ -207,9 +280,22 @@ def _percpu_frame(keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
     n, cpus = len(keys), values.shape[1] if values.ndim > 1 else 0
     flat_keys = np.repeat(keys, cpus)
     flat_values = values["v"].reshape(-1) if n else values["v"].reshape(0)
-    frame = layout.to_frame(flat_keys, flat_values)
+    frame = layout.to_frame(flat_keys, flat_values, copy=False)
     frame.insert(len(layout.columns_of(keys, "", "key")), "cpu", np.tile(np.arange(cpus), n))
     return frame
+
+
+def _sum_cpus(per: np.ndarray) -> np.ndarray:
+    """Add up each numeric field over the CPU axis (axis 1); other fields keep CPU 0's."""
+    dt = per.dtype
+    if dt.names is None:
+        if dt.kind in "iuf":
+            return per.sum(axis=1, dtype=dt)  # wraps around like the C type would
+        return per[:, 0]
+    out = np.empty(per.shape[:1], dtype=dt)
+    for name in dt.names:
+        out[name] = _sum_cpus(per[name])
+    return out
 
 
 _HINTS = {

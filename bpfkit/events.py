@@ -1,0 +1,186 @@
+"""Events a program sends to user space (ring buffer, perf buffer), as a DataFrame, with drops counted.
+
+A buffer between the kernel and Python has a size. When a program sends events faster than
+Python reads them, the buffer fills and the kernel drops what does not fit: silently, unless
+someone counts. A lesson that shows a table of events and not the drops teaches that nothing
+was lost, so these readers always report both.
+
+- Ring buffer (`BPF_RINGBUF_OUTPUT(events, pages)`): the kernel does not count drops; the
+  program sees `ringbuf_reserve()` return NULL (or `ringbuf_output()` fail) and must count
+  them itself, in an array map that the reader sums::
+
+      BPF_RINGBUF_OUTPUT(events, 1);
+      BPF_ARRAY(dropped, u64, 1);
+      ...
+      struct event *e = events.ringbuf_reserve(sizeof(struct event));
+      if (!e) { int zero = 0; u64 *d = dropped.lookup(&zero); if (d) __sync_fetch_and_add(d, 1); return 0; }
+
+      reader = bpfkit.events.ring(prog, "events", dropped="dropped")
+
+- Perf buffer (`BPF_PERF_OUTPUT(events)`, one buffer per CPU): the kernel counts drops and
+  reports them, with the next event it manages to write on that CPU, to `lost_cb`; the
+  reader adds them up. `reader = bpfkit.events.perf(prog, "events", pages=8)`.
+
+Then `reader.poll()` (or `reader.drain()`), `reader.frame()`, `reader.received`, `reader.dropped`.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .errors import BpfkitError
+from .maps import layout
+
+
+class DroppedEvents(UserWarning):
+    """Some events did not fit in the buffer and were lost."""
+
+
+class _Reader:
+    kind = "buffer"
+
+    def __init__(self, prog, map_name: str, event_type=None):
+        self.program = prog
+        self.map_name = map_name
+        prog[map_name]  # a MapNotFound with suggestions for a misspelled name
+        self.event_type = event_type
+        self._records: list[bytes] = []
+        self._reported = 0
+
+    def _on_event(self, data, size) -> None:
+        if self.event_type is None:
+            try:
+                self.event_type = type(self._table().event(data))
+            except Exception:
+                self.event_type = ct.c_ubyte * size  # BCC could not tell the struct: keep bytes
+        self._records.append(ct.string_at(data, min(size, ct.sizeof(self.event_type))))
+
+    def _table(self):
+        # Never kept: BCC frees a perf buffer when its table object goes, at the program's close.
+        return self.program.bpf[self.map_name.encode()]
+
+    @property
+    def received(self) -> int:
+        """Events read so far."""
+        return len(self._records)
+
+    @property
+    def dropped(self) -> int:  # pragma: no cover - each kind defines it
+        raise NotImplementedError
+
+    def drain(self, quiet_ms: int = 50, limit_s: float = 5.0) -> int:
+        """Poll until the buffer stays empty for `quiet_ms`; returns the events read."""
+        import time
+        before = self.received
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            seen = self.received
+            self.poll(quiet_ms)
+            if self.received == seen:
+                break
+        return self.received - before
+
+    def frame(self) -> pd.DataFrame:
+        """The events read so far, one row each, columns named after the C struct's fields.
+
+        `frame().attrs` holds "received" and "dropped"; a DroppedEvents warning says how many
+        were lost since the last report, so a lesson never shows a partial table as whole."""
+        if self.event_type is None:
+            out = pd.DataFrame()
+        else:
+            dtype = layout.dtype_of(self.event_type)
+            size = dtype.itemsize
+            raw = b"".join(r.ljust(size, b"\0") for r in self._records)
+            values = np.frombuffer(raw, dtype=dtype, count=len(self._records))
+            out = pd.DataFrame(layout.columns_of(values, "", "value"))
+        dropped = self.dropped
+        out.attrs.update(received=self.received, dropped=dropped)
+        if dropped > self._reported:
+            warnings.warn(f"{dropped - self._reported} events were dropped because the {self.kind} "
+                          f"{self.map_name!r} was full ({dropped} in all, {self.received} received): "
+                          "poll more often, or give the buffer more pages.", DroppedEvents,
+                          stacklevel=2)
+            self._reported = dropped
+        return out
+
+    def clear(self) -> None:
+        """Forget the events read so far (the drop counts stay)."""
+        self._records.clear()
+
+    def __repr__(self) -> str:
+        return (f"<bpfkit.events {self.kind} {self.map_name!r}: {self.received} received, "
+                f"{self.dropped} dropped>")
+
+
+class RingReader(_Reader):
+    kind = "ring buffer"
+
+    def __init__(self, prog, map_name: str, dropped: str | None, event_type=None):
+        super().__init__(prog, map_name, event_type)
+        self.drop_map = prog[dropped] if dropped else None
+
+        def callback(ctx, data, size):
+            self._on_event(data, size)
+            return 0
+
+        self._table().open_ring_buffer(callback)
+
+    def poll(self, timeout_ms: int = 100) -> int:
+        """Read what the ring buffer holds, waiting up to `timeout_ms` for the first event."""
+        before = self.received
+        self.program._check_open()
+        self.program.bpf.ring_buffer_poll(timeout_ms)
+        return self.received - before
+
+    @property
+    def dropped(self) -> int:
+        """Events the program could not reserve room for, from its own counter map."""
+        if self.drop_map is None:
+            return 0
+        total = 0
+        for value in self.drop_map.values():
+            total += sum(value) if isinstance(value, list) else value
+        return total
+
+
+class PerfReader(_Reader):
+    kind = "perf buffer"
+
+    def __init__(self, prog, map_name: str, pages: int = 8, event_type=None):
+        super().__init__(prog, map_name, event_type)
+        if pages < 1 or pages & (pages - 1):
+            raise BpfkitError(f"A perf buffer's size is a power of two pages, not {pages}.",
+                              "pass pages=1, 2, 4, 8, ...")
+        self._lost = 0
+
+        def callback(cpu, data, size):
+            self._on_event(data, size)
+
+        def lost(count):
+            self._lost += count
+
+        self._table().open_perf_buffer(callback, page_cnt=pages, lost_cb=lost)
+
+    def poll(self, timeout_ms: int = 100) -> int:
+        before = self.received
+        self.program._check_open()
+        self.program.bpf.perf_buffer_poll(timeout_ms)
+        return self.received - before
+
+    @property
+    def dropped(self) -> int:
+        """Events the kernel reported lost (it reports them with the next event on that CPU)."""
+        return self._lost
+
+
+def ring(prog, map_name: str, dropped: str | None = None, event_type=None) -> RingReader:
+    """Read ring buffer `map_name` of `prog`; `dropped` names the program's drop-counter map."""
+    return RingReader(prog, map_name, dropped, event_type)
+
+
+def perf(prog, map_name: str, pages: int = 8, event_type=None) -> PerfReader:
+    """Read perf buffer `map_name` of `prog` (`pages` per CPU, a power of two)."""
+    return PerfReader(prog, map_name, pages, event_type)

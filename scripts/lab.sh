@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# JupyterLab on the lessons, reachable from this machine only (127.0.0.1), with a token.
+#
+#   bash scripts/lab.sh              # what `make lab` runs
+#   LAB_PORT=9999 bash scripts/lab.sh
+#
+# The server never listens beyond loopback and always asks for a token (JUPYTER_TOKEN, or a
+# fresh random one, printed in the URL). The token travels in the environment, not on the
+# command line, where any local user could read it with `ps`.
+#
+# Privilege: run as root (sudo make lab) the whole server is root, as in a throwaway VM. Run as
+# a user, the server stays that user and only notebook kernels get BPF privileges, through
+# the `bpfkit` kernelspec (scripts/install-kernelspec.sh, installed here once with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv=${VENV:-$root/.venv}
+port=${LAB_PORT:-8888}
+
+if [ -z "${JUPYTER_TOKEN:-}" ]; then
+    JUPYTER_TOKEN=$("$venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')
+fi
+export JUPYTER_TOKEN
+
+args=(--ServerApp.ip=127.0.0.1 --ServerApp.port="$port" --ServerApp.port_retries=0
+      --ServerApp.open_browser=False --ServerApp.root_dir="$root/notebooks")
+if [ "$(id -u)" -eq 0 ]; then
+    args+=(--allow-root)
+else
+    if [ ! -f "$venv/share/jupyter/kernels/bpfkit/kernel.json" ]; then
+        echo "lab: installing the bpfkit kernel (its kernels run as root through one sudo rule)"
+        sudo bash "$root/scripts/install-kernelspec.sh" "$venv" "$(id -un)"
+    fi
+    args+=(--MultiKernelManager.default_kernel_name=bpfkit)
+fi
+echo "lab: http://127.0.0.1:$port/lab?token=$JUPYTER_TOKEN"
+exec "$venv/bin/python" -m jupyter lab "${args[@]}" "$@"

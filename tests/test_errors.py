@@ -1,0 +1,471 @@
+"""The mistakes a learner makes, each made for real: the right bpfkit error, and a message that
+says what happened and what to do (the words are checked, not just the type).
+
+Setup failures (privilege, BCC, headers, tracefs) are made in a child process: capabilities
+dropped with capsh, a uid without privilege, a private mount namespace (unshare -m) with the
+headers or tracefs hidden, a fake `bcc` package on PYTHONPATH. The machine itself is untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import bpfkit
+from bpfkit import errors, system, workload
+from bpfkit.errors import (BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull,
+                           MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound,
+                           VerifierError)
+from conftest import kernel_state, leftovers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The seed's program, as a learner copies it (with a tracepoint: this kernel has no kprobes).
+SEED = """\
+BPF_HASH(counter_table);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+    u64 uid;
+    u64 counter = 0;
+    u64 *p;
+
+    uid = bpf_get_current_uid_gid() & 0xFFFFFFFF;
+    p = counter_table.lookup(&uid);
+    if (p != 0) {
+        counter = *p;
+    }
+    counter++;
+    counter_table.update(&uid, &counter);
+    return 0;
+}
+"""
+LOOKUP_LINE = 9  # the line of counter_table.lookup in SEED
+
+
+def _no_bcc_noise(message: str) -> None:
+    """What BCC and clang print around an error must not reach the learner."""
+    for noise in ("/virtual/", "helpers.h", "warnings generated", "errors generated",
+                  "Traceback", "Failed to compile BPF module"):
+        assert noise not in message, f"{noise!r} in:\n{message}"
+
+
+# ---- 1. a map name that does not exist ------------------------------------------------------
+
+def test_misspelled_map_name_lists_the_maps_and_suggests_the_nearest(no_leaks):
+    with bpfkit.load("counter") as prog:
+        with pytest.raises(MapNotFound) as e:
+            prog["copunter_table"]  # the seed's own typo
+    msg = str(e.value)
+    assert "no map named 'copunter_table'" in msg
+    assert "Its maps are: counter_table." in msg
+    assert "Did you mean 'counter_table'?" in msg
+    assert isinstance(e.value, KeyError)  # `name in prog`-style code still works
+
+
+# ---- 2. a misspelled map method in C --------------------------------------------------------
+
+def test_misspelled_map_method_points_at_the_learners_line_and_the_right_method(no_leaks):
+    source = SEED.replace("counter_table.lookup", "counter_table.loopkup")
+    before = kernel_state()
+    with pytest.raises(CompileError) as e:
+        bpfkit.load(source, name="seed_typo")
+    msg = str(e.value)
+    assert msg.startswith(f"Your C code did not compile: line {LOOKUP_LINE}, column 23: "
+                          "the map counter_table has no method 'loopkup'")
+    assert "    p = counter_table.loopkup(&uid);\n" + " " * 26 + "^" in msg
+    assert "use counter_table.lookup(...)" in e.value.hint
+    _no_bcc_noise(msg)
+    assert not leftovers(before)
+
+
+def test_error_in_a_bpf_file_names_the_file_and_its_line(tmp_path, monkeypatch, no_leaks):
+    (tmp_path / "bpf").mkdir()
+    (tmp_path / "bpf" / "seed.c").write_text(SEED.replace("counter_table.lookup", "counter_table.loopkup"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CompileError) as e:
+        bpfkit.load("bpf/seed.c")
+    assert str(e.value).startswith(f"bpf/seed.c did not compile: line {LOOKUP_LINE}, column 23:")
+    assert f"bpf/seed.c, line {LOOKUP_LINE}, column 23:" in e.value.detail
+
+
+# ---- 3. a C syntax error ----------------------------------------------------------------------
+
+def test_syntax_error_is_placed_in_the_learners_code_not_bccs(no_leaks):
+    # Line 13 comes after the TRACEPOINT_PROBE, where BCC has inserted a struct of its own:
+    # clang's line number is larger; the learner's is 13.
+    source = SEED.replace("    counter++;\n", "    counter++\n")
+    with pytest.raises(CompileError) as e:
+        bpfkit.load(source, name="seed_syntax")
+    msg = str(e.value)
+    assert msg.startswith("Your C code did not compile: line 13, column 14: expected ';' after expression")
+    assert "    counter++\n" + " " * 17 + "^" in msg
+    assert "add the missing ';'" in e.value.hint
+    _no_bcc_noise(msg)
+    assert msg.count("line ") <= 4  # one error, not clang's cascade
+
+
+def test_several_errors_show_the_first_three_and_count_the_rest(no_leaks):
+    source = "int f(void *ctx) {\n" + "".join(f"    int x{i} = y{i};\n" for i in range(5)) + "    return 0;\n}\n"
+    with pytest.raises(CompileError) as e:
+        bpfkit.load(source, name="many_errors")
+    detail = e.value.detail
+    assert [f"line {n}, column" in detail for n in (2, 3, 4, 5, 6)] == [True, True, True, False, False]
+    assert "(and 2 more errors after these)" in detail
+    assert "'y0' is not declared" in e.value.hint
+
+
+# ---- 4. a verifier rejection ------------------------------------------------------------------
+
+def test_verifier_rejection_shows_the_line_the_log_and_a_hint(no_leaks):
+    source = SEED.replace("    if (p != 0) {\n        counter = *p;\n    }\n", "    counter = *p;\n")
+    before = kernel_state()
+    with pytest.raises(VerifierError) as e:
+        bpfkit.load(source, name="seed_null")
+    msg = str(e.value)
+    assert msg.startswith("The verifier refused TRACEPOINT_PROBE(syscalls, sys_enter_execve) "
+                          "at line 10 of your C code:\n    counter = *p;\n"
+                          "It says: R0 invalid mem access 'map_value_or_null'")
+    assert "Last lines of the verifier's log:" in msg
+    assert "; counter = *p;  (line 10)" in msg  # the log's own source line, renumbered
+    assert "call bpf_map_lookup_elem" in msg
+    assert "lookup() returns NULL when the key is missing" in e.value.hint
+    assert "@ main.c" not in msg
+    assert not leftovers(before), "a program the verifier refused left maps behind"
+
+
+# ---- 5. no privilege ----------------------------------------------------------------------------
+
+CHILD = """
+import json, sys
+import bpfkit
+try:
+    prog = bpfkit.load(sys.argv[1] if len(sys.argv) > 1 else "counter")
+    print(json.dumps({"type": None, "tracefs": bpfkit.system.tracefs_mounted()}))
+    prog.close()
+except bpfkit.errors.BpfkitError as e:
+    print(json.dumps({"type": type(e).__name__, "message": str(e)}))
+"""
+
+
+def _child(prefix: list[str] | None = None, code: str = CHILD, *, env=None, user=None, shell=None):
+    """Run `code` in a child bpfkit; returns its JSON line (or fails with its output)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    if shell is not None:
+        argv = ["unshare", "-m", "sh", "-c", shell, "sh", sys.executable, "-c", code]
+    else:
+        argv = (prefix or []) + [sys.executable, "-c", code]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, user=user, cwd="/",
+                         timeout=120)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"child said:\n{out.stdout}\n{out.stderr}"
+    return json.loads(lines[-1]) | {"stdout": out.stdout, "returncode": out.returncode}
+
+
+needs_capsh = pytest.mark.skipif(shutil.which("capsh") is None,
+                                 reason="capsh (libcap2-bin) is installed by scripts/provision.sh --test-tools")
+
+
+@needs_capsh
+def test_root_without_bpf_capabilities_is_told_which_are_missing():
+    drop = ["capsh", "--drop=cap_sys_admin,cap_bpf,cap_perfmon", "--", "-c", '"$0" "$@"']
+    got = _child(drop)
+    assert got["type"] == PrivilegeError.__name__
+    msg = got["message"]
+    assert "runs as root but lacks CAP_BPF and CAP_PERFMON" in msg
+    assert "capabilities were dropped" in msg
+    assert "grant CAP_BPF and CAP_PERFMON" in msg
+
+
+@needs_capsh
+def test_root_with_cap_bpf_but_not_cap_perfmon_is_told_exactly_that():
+    got = _child(["capsh", "--drop=cap_sys_admin,cap_perfmon", "--", "-c", '"$0" "$@"'])
+    assert got["type"] == PrivilegeError.__name__
+    assert "runs as root but lacks CAP_PERFMON:" in got["message"]
+    assert "grant CAP_PERFMON (in a container: --cap-add PERFMON)" in got["message"]
+
+
+def test_an_unprivileged_user_is_told_it_is_not_root():
+    nobody = workload.unused_uid()
+    got = _child(user=nobody)
+    assert got["type"] == PrivilegeError.__name__
+    msg = got["message"]
+    assert f"runs as uid {nobody}, not root, and lacks CAP_BPF and CAP_PERFMON" in msg
+    assert "run it as root" in msg and "make lab" in msg
+
+
+def test_doctor_reports_missing_privilege_and_exits_1():
+    out = subprocess.run([sys.executable, "-m", "bpfkit", "doctor"], capture_output=True, text=True,
+                         cwd="/", user=workload.unused_uid(),
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 1
+    assert "[FAIL] privilege" in out.stdout and "not root" in out.stdout
+    assert "not ready: fix privilege" in out.stdout
+
+
+# ---- 6. BCC missing, or the unrelated PyPI bcc in its place ------------------------------------
+
+HIDE_DISTRO_BCC = """
+import sys
+sys.path = [p for p in sys.path if "dist-packages" not in p or "venv" in p]
+import bpfkit.system
+bpfkit.system.DISTRO_MODULE_DIRS = ()
+"""
+
+
+@pytest.fixture
+def fake_pypi_bcc(tmp_path):
+    """A package named bcc that is not BCC (like PyPI's lattice library of that name)."""
+    pkg = tmp_path / "fake" / "bcc"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""A lattice library, not BPF."""\nclass Lattice:\n    pass\n')
+    return str(tmp_path / "fake")
+
+
+def test_pypi_bcc_instead_of_the_distros_is_named_with_the_fix(fake_pypi_bcc):
+    got = _child(code=HIDE_DISTRO_BCC + CHILD, env={"PYTHONPATH": f"{fake_pypi_bcc}:{ROOT}"})
+    assert got["type"] == BccMissing.__name__
+    msg = got["message"]
+    assert f"The `bcc` package imported from {fake_pypi_bcc}/bcc/__init__.py is the unrelated PyPI library" in msg
+    assert "pip uninstall bcc" in msg
+    assert system._distro_install_command() in msg
+
+
+def test_pypi_bcc_is_set_aside_when_the_distros_bcc_is_there(fake_pypi_bcc):
+    got = _child(env={"PYTHONPATH": f"{fake_pypi_bcc}:{ROOT}"})
+    assert got["type"] is None  # loaded with the distro's BCC
+    doctor = subprocess.run([sys.executable, "-m", "bpfkit", "doctor"], capture_output=True, text=True,
+                            cwd="/", env={**os.environ, "PYTHONPATH": f"{fake_pypi_bcc}:{ROOT}"})
+    assert "the unrelated PyPI `bcc`" in doctor.stdout and "set aside (pip uninstall bcc)" in doctor.stdout
+
+
+def test_no_bcc_at_all_gives_the_distro_install_command():
+    got = _child(code=HIDE_DISTRO_BCC + CHILD)
+    assert got["type"] == BccMissing.__name__
+    assert "BCC (the BPF Compiler Collection) is not installed for any Python here." in got["message"]
+    assert system._distro_install_command() in got["message"]
+    assert "never from pip" in got["message"]
+    if Path("/etc/debian_version").exists():
+        assert "sudo apt-get install bpfcc-tools python3-bpfcc" in got["message"]
+
+
+# ---- 7. kernel headers missing -----------------------------------------------------------------
+
+def test_missing_headers_name_the_package_for_the_running_kernel(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    got = _child(shell=f'mount --bind {empty} /lib/modules/$(uname -r) && exec "$@"')
+    assert got["type"] == HeadersMissing.__name__
+    msg = got["message"]
+    assert f"No kernel headers at /lib/modules/{platform.release()}/build" in msg
+    assert system.headers_package() in msg
+    if Path("/etc/debian_version").exists():
+        assert f"sudo apt-get install linux-headers-{platform.release()}" in msg
+    assert "scripts/provision.sh" in msg
+
+
+def test_doctor_fails_on_missing_headers_with_the_fix(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = subprocess.run(["unshare", "-m", "sh", "-c",
+                          f'mount --bind {empty} /lib/modules/$(uname -r) && exec "$@"', "sh",
+                          sys.executable, "-m", "bpfkit", "doctor"],
+                         capture_output=True, text=True, cwd="/",
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1
+    assert "[FAIL] headers" in out.stdout and system.headers_package() in out.stdout
+
+
+def test_headers_that_describe_another_kernel_are_noted_by_the_doctor():
+    version, release = system.headers_version(), system.kernel_release()
+    line = next(c for c in system.checks() if c.name == "headers").line()
+    if version not in (None, "unknown", release):
+        assert "does not match the running kernel" in line
+    else:
+        assert "does not match" not in line
+
+
+# ---- 8. tracefs not mounted ----------------------------------------------------------------------
+
+UMOUNT_TRACEFS = f"umount {system.TRACEFS} && "
+
+
+def test_unmounted_tracefs_is_mounted_again_by_root():
+    got = _child(shell=UMOUNT_TRACEFS + 'exec "$@"')
+    assert got["type"] is None and got["tracefs"] is True
+    assert system.tracefs_mounted()  # the namespace was private: the machine's mount never moved
+
+
+@needs_capsh
+def test_unmounted_tracefs_without_cap_sys_admin_says_how_to_mount_it():
+    got = _child(shell=UMOUNT_TRACEFS + 'exec capsh --drop=cap_sys_admin -- -c \'exec "$0" "$@"\' "$@"')
+    assert got["type"] == TracefsMissing.__name__
+    msg = got["message"]
+    assert f"tracefs is not mounted at {system.TRACEFS}, and this process may not mount it " \
+           "(it lacks CAP_SYS_ADMIN)" in msg
+    assert f"sudo mount -t tracefs tracefs {system.TRACEFS}" in msg
+
+
+def test_doctor_reports_unmounted_tracefs_and_does_not_mount_it():
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c",
+         UMOUNT_TRACEFS + f'"$@"; echo "exit=$?"; test -d {system.TRACEFS}/events && echo MOUNTED || echo UNMOUNTED',
+         "sh", sys.executable, "-m", "bpfkit", "doctor"],
+        capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "[FAIL] tracefs      not mounted" in out.stdout
+    assert f"fix: sudo mount -t tracefs tracefs {system.TRACEFS}" in out.stdout
+    assert "exit=1" in out.stdout and out.stdout.rstrip().endswith("UNMOUNTED")
+
+
+# ---- 9. a tracepoint that does not exist -------------------------------------------------------------
+
+def test_unknown_tracepoint_lists_the_nearest_names_from_this_kernel(no_leaks):
+    source = SEED.replace("sys_enter_execve", "sys_enter_execvee")
+    before = kernel_state()
+    with pytest.raises(TracepointNotFound) as e:
+        bpfkit.load(source, name="seed_tp")
+    msg = str(e.value)
+    assert msg.startswith("This kernel has no tracepoint 'syscalls:sys_enter_execvee'. The nearest are: "
+                          "syscalls:sys_enter_execve, syscalls:sys_enter_execveat")
+    assert "TRACEPOINT_PROBE(category, event)" in e.value.hint
+    assert not leftovers(before)
+
+
+def test_unknown_tracepoint_category_lists_categories(no_leaks):
+    with pytest.raises(TracepointNotFound) as e:
+        bpfkit.load("TRACEPOINT_PROBE(syscall, sys_enter_execve) { return 0; }", name="seed_cat")
+    assert "The nearest are: syscalls" in str(e.value)
+
+
+# ---- 10. a full map -------------------------------------------------------------------------------------
+
+def test_full_map_explains_max_entries(no_leaks):
+    with bpfkit.load("BPF_HASH(small, u32, u64, 2);", name="small_map") as prog:
+        m = prog["small"]
+        m[1], m[2] = 10, 20
+        with pytest.raises(MapFull) as e:
+            m[3] = 30
+        m[2] = 21  # an existing key still updates
+        assert dict(m.items()) == {1: 10, 2: 21}
+    msg = str(e.value)
+    assert "Map 'small' is full: it holds at most max_entries=2 entries" in msg
+    assert "give the map a larger max_entries in C" in msg
+
+
+# ---- 11. a Python key or value of the wrong type or size -------------------------------------------------
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("alice", 1, "The map's key is a C u64 (8 bytes); 'alice' does not fit: expected a whole number, got str"),
+    (2 ** 70, 1, "The map's key is a C u64 (8 bytes); 1180591620717411303424 does not fit"),
+    (-1, 1, "-1 is outside 0..18446744073709551615"),
+    (1, 1.5, "The map's value is a C u64 (8 bytes); 1.5 does not fit"),
+    (1, None, "The map's value is a C u64 (8 bytes); None does not fit"),
+])
+def test_wrong_key_or_value_says_what_the_map_expects(key, value, expected, no_leaks):
+    with bpfkit.load("counter") as prog:
+        with pytest.raises(KeyTypeError) as e:
+            prog["counter_table"][key] = value
+    assert expected in str(e.value)
+    assert "pass a whole number from 0 to 18446744073709551615" in e.value.hint
+
+
+def test_wrong_struct_key_names_its_fields(no_leaks):
+    source = "struct key_t { u32 pid; char comm[16]; };\nBPF_HASH(by_task, struct key_t, u64, 8);"
+    with bpfkit.load(source, name="struct_keys") as prog:
+        m = prog["by_task"]
+        with pytest.raises(KeyTypeError) as e:
+            m[{"pid": 1, "command": "bash"}] = 1
+        assert "no field 'command'" in str(e.value)
+        assert "pass a dict with the fields ['pid', 'comm']" in e.value.hint
+        with pytest.raises(KeyTypeError) as e:
+            m[(1, "a-command-name-too-long")] = 1
+        assert "do not fit in char[16]" in str(e.value)
+
+
+# ---- 12. an interrupted sampling loop -----------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["sample", "live"])
+def test_interrupted_sampling_stops_cleanly_and_keeps_what_it_sampled(how, no_leaks):
+    import matplotlib
+    matplotlib.use("Agg")
+    run = bpfkit.sample if how == "sample" else bpfkit.sampling.live
+    with bpfkit.load("counter") as prog:
+        m = prog["counter_table"]
+        m[7] = 1
+        calls = []
+
+        def action():  # the learner presses stop during the third pause
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            m[7] = m[7] + 1
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame = run(m, every=0.01, duration=10, action=action)
+        assert frame.loc[frame["key"] == 7, "value"].tolist() == [1, 2, 3]
+        assert frame["time"].is_monotonic_increasing
+        assert any("interrupted after 3 snapshots" in str(w.message) for w in caught)
+        assert not prog.closed  # the program keeps running: only the loop stopped
+
+
+# ---- typos in Python names ----------------------------------------------------------------------------
+
+def test_misspelled_python_methods_suggest_the_right_name(no_leaks):
+    with bpfkit.load("counter") as prog:
+        table = prog["counter_table"]
+        with pytest.raises(AttributeError) as e:
+            table.fram()
+        assert str(e.value) == "A bpfkit Map has no attribute 'fram'.\n\nWhat to do: Did you mean .frame?"
+        with pytest.raises(errors.NoSuchAttribute, match=r"Did you mean \.items\?"):
+            table.itmes()
+        with pytest.raises(AttributeError, match=r"Did you mean \.close\b"):
+            prog.clsoe()
+        with pytest.raises(AttributeError, match=r"'counter_table' is a map: write prog\['counter_table'\]"):
+            prog.counter_table
+        with pytest.raises(AttributeError, match=r"For the map 'counter_table', write prog\['counter_table'\]"):
+            prog.counter_tabel
+        assert not hasattr(table, "no_such_thing") and hasattr(table, "frame")
+
+
+# ---- IPython shows bpfkit errors as their message alone ------------------------------------------------
+
+def test_ipython_shows_the_message_without_a_traceback(capsys, no_leaks):
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext bpfkit")
+    good = "%%bpf seed_cell\n" + SEED
+    assert shell.run_cell(good).success
+    first = shell.user_ns["seed_cell"]
+    capsys.readouterr()
+
+    bad = "%%bpf seed_cell\n" + SEED.replace("counter_table.lookup", "counter_table.loopkup")
+    result = shell.run_cell(bad)
+    out = capsys.readouterr().out
+    assert isinstance(result.error_in_exec, CompileError)
+    # Line 1 of the cell is the magic, so the seed's line 9 is the cell's line 10.
+    assert "The %%bpf seed_cell cell did not compile: line 10, column 23: the map counter_table " \
+           "has no method 'loopkup'" in out
+    assert "Traceback" not in out and "File " not in out and "%tb" not in out
+    # The failed cell changed nothing: the earlier program is still there and still running.
+    assert shell.user_ns["seed_cell"] is first and not first.closed
+    assert "(The program loaded earlier as 'seed_cell' is still loaded, unchanged.)" in out
+
+    shell.run_cell("seed_cell['copunter_table']")
+    out = capsys.readouterr().out
+    assert "MapNotFound" in out and "Did you mean 'counter_table'?" in out and "Traceback" not in out
+    shell.run_cell("seed_cell.close()")
+
+
+def test_ipython_still_shows_tracebacks_for_other_errors(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext bpfkit")
+    shell.run_cell("1 / 0")
+    assert "Traceback" in capsys.readouterr().out

@@ -1,0 +1,149 @@
+"""bpfkit.sample and bpfkit.sampling.live: snapshots over time as one long frame."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import bpfkit  # noqa: E402
+from bpfkit import sampling  # noqa: E402
+
+SOURCE = r"""
+BPF_HASH(counts, u64, u64, 1024);
+BPF_PERCPU_HASH(per_cpu, u32, u64, 64);
+BPF_ARRAY(slots, u64, 8);
+BPF_STACK_TRACE(stacks, 16);
+
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    stacks.get_stackid(args, 0);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def prog():
+    program = bpfkit.load(SOURCE, name="test_sampling")
+    yield program
+    program.close()
+
+
+@pytest.fixture
+def counts(prog):
+    m = prog["counts"]
+    m.clear()
+    keys = np.arange(100, dtype=np.uint64)
+    m.update_batch(keys, keys * 2)
+    return m
+
+
+def ticking(m, key=1000, stop_after=None):
+    """An action that writes how many times it ran into `key`; with `stop_after`, it raises
+    KeyboardInterrupt on that call, as the notebook's stop button would."""
+    calls = [0]
+
+    def action():
+        calls[0] += 1
+        if stop_after is not None and calls[0] == stop_after:
+            raise KeyboardInterrupt
+        m[key] = calls[0]
+    return action, calls
+
+
+def test_sample_shape_columns_and_time(counts):
+    action, calls = ticking(counts)
+    frame = bpfkit.sample(counts, every=0.05, duration=0.3, action=action)
+    assert list(frame.columns) == ["time", "key", "value"]
+    times = frame["time"].unique()
+    ticks = len(times)
+    assert ticks == calls[0] + 1  # a snapshot first, then the action after each but the last
+    assert times[0] == 0.0 and np.all(np.diff(times) > 0) and times[-1] >= 0.29
+    assert frame["time"].is_monotonic_increasing
+    # Each tick holds the 100 entries, plus key 1000 once the action has run.
+    sizes = frame.groupby("time").size().tolist()
+    assert sizes == [100] + [101] * (ticks - 1)
+    per_tick = frame[frame["key"] == 1000]["value"].tolist()
+    assert per_tick == list(range(1, ticks))  # snapshot i sees the action's i-th write
+    first = frame[frame["time"] == 0.0].sort_values("key")
+    assert first["value"].tolist() == list(range(0, 200, 2))
+
+
+def test_sample_renames_and_per_cpu(prog, counts):
+    frame = bpfkit.sample(counts, every=0.05, duration=0.1, key="id", value="n")
+    assert list(frame.columns) == ["time", "id", "n"]
+    m = prog["per_cpu"]
+    cpus = m.cpus
+    m.update_batch(np.array([1, 2], dtype=np.uint32), np.array([[10 + c for c in range(cpus)]] * 2))
+    long = bpfkit.sample(m, every=0.05, duration=0.1)
+    assert list(long.columns) == ["time", "key", "cpu", "value"]
+    assert len(long) == long["time"].nunique() * 2 * cpus
+    assert long[long["time"] == 0.0].sort_values(["key", "cpu"])["value"].tolist() == \
+        [10 + c for c in range(cpus)] * 2
+    total = bpfkit.sample(m, every=0.05, duration=0.1, per_cpu="sum")
+    assert set(total["value"]) == {sum(10 + c for c in range(cpus))}
+
+
+def test_sample_keeps_a_family_s_columns(prog):
+    slots = prog["slots"]
+    slots[3] = 7
+    frame = bpfkit.sample(slots, every=0.05, duration=0.1)
+    assert list(frame.columns) == ["time"] + list(slots.frame().columns)
+    assert frame[frame["time"] == 0.0].iloc[:, -1].tolist() == [0, 0, 0, 7, 0, 0, 0, 0]
+    os.getppid()
+    stacks = bpfkit.sample(prog["stacks"], every=0.05, duration=0.1)  # frame() per tick
+    assert len(stacks) >= 1 and list(stacks.columns)[0] == "time"
+
+
+def test_interrupt_keeps_what_was_sampled(counts):
+    action, calls = ticking(counts, stop_after=3)
+    with pytest.warns(UserWarning, match="interrupted after 3 snapshots"):
+        frame = bpfkit.sample(counts, every=0.02, duration=30, action=action)
+    assert frame["time"].nunique() == 3
+    assert len(frame) == 100 + 101 + 101
+    assert frame[frame["key"] == 1000]["value"].tolist() == [1, 2]
+
+
+def test_interrupt_before_the_first_action_returns_one_snapshot(counts):
+    action, _ = ticking(counts, stop_after=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = bpfkit.sample(counts, every=0.02, duration=30, action=action)
+    assert frame["time"].tolist() == [0.0] * 100
+
+
+def test_live_draws_and_returns_the_long_frame(counts):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    action, calls = ticking(counts)
+    frame = sampling.live(counts, every=0.05, duration=0.3, action=action, top=3, ax=ax,
+                          key="id", value="n", title="test")
+    assert list(frame.columns) == ["time", "id", "n"]
+    assert frame["time"].nunique() == calls[0] + 1
+    labels = sorted(line.get_label() for line in ax.get_lines())
+    assert labels == ["97", "98", "99"]  # the three biggest values (2 * key) at the last tick
+    assert ax.get_title() == "test" and ax.get_ylabel() == "n"
+    plt.close(fig)
+
+
+def test_live_stops_cleanly_on_interrupt(counts):
+    import matplotlib.pyplot as plt
+
+    action, _ = ticking(counts, stop_after=2)
+    with pytest.warns(UserWarning, match="interrupted after 2 snapshots"):
+        frame = sampling.live(counts, every=0.02, duration=30, action=action)
+    assert frame["time"].nunique() == 2
+    plt.close("all")
+
+
+def test_bad_arguments(counts):
+    with pytest.raises(ValueError):
+        bpfkit.sample(counts, every=0, duration=1)
+    with pytest.raises(ValueError):
+        bpfkit.sample(counts, every=0.1, duration=-1)

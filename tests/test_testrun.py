@@ -1,0 +1,117 @@
+"""bpfkit.testrun (BPF_PROG_TEST_RUN), kernel.bpf_stats(), and lesson 07's exercise check."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from notebook_runs import run_notebook_twice_and_compare, run_twice_in_one_kernel
+
+import bpfkit
+from bpfkit import kernel, testrun, workload
+from bpfkit.exercises.map_cost import check_percpu_counter
+
+COUNTER = r"""
+BPF_PERCPU_ARRAY(packets, u64, 1);
+BPF_HASH(seen, u32, u64, 16);
+
+int empty(struct xdp_md *ctx) {
+    return XDP_PASS;
+}
+
+int drop(struct xdp_md *ctx) {
+    return XDP_DROP;
+}
+
+int count_percpu(struct xdp_md *ctx) {
+    u32 key = 0;
+    u64 *v = packets.lookup(&key);
+    if (v) {
+        (*v)++;
+    }
+    return XDP_PASS;
+}
+
+int remember_length(struct xdp_md *ctx) {
+    u32 key = 1;
+    u64 len = ctx->data_end - ctx->data;
+    seen.update(&key, &len);
+    return XDP_PASS;
+}
+"""
+
+STARTER = r"""
+BPF_PERCPU_ARRAY(packets, u64, 1);
+int empty(struct xdp_md *ctx) { return XDP_PASS; }
+int count_percpu(struct xdp_md *ctx) { return XDP_PASS; }
+"""
+
+
+@pytest.fixture(scope="module")
+def prog():
+    program = bpfkit.load(COUNTER, name="test_testrun")
+    yield program
+    program.close()
+
+
+def test_run_returns_the_programs_verdict_and_runs_it_repeat_times(prog):
+    assert testrun.run(prog, "empty").retval == testrun.XDP_PASS
+    assert testrun.run(prog, "drop").retval == testrun.XDP_DROP
+    prog["packets"].clear()
+    run = testrun.run(prog, "count_percpu", repeat=777)
+    assert run.repeat == 777 and run.ns >= 0
+    assert prog["packets"].frame(per_cpu="sum")["value"].tolist() == [777]
+
+
+def test_run_hands_the_program_our_packet(prog):
+    testrun.run(prog, "remember_length", data=bytes(100))
+    assert prog["seen"][1] == 100
+
+
+def test_cost_is_a_difference_per_operation(prog):
+    ns = testrun.cost(prog, "count_percpu", repeat=10_000, trials=3)
+    assert -5 < ns < 1000  # a difference of two medians: may be a little below zero on noise
+
+
+def test_bpf_stats_counts_and_restores_the_setting(uid):
+    with open(kernel.BPF_STATS_SYSCTL) as f:
+        before = f.read().strip()
+    with pytest.raises(RuntimeError):
+        with kernel.bpf_stats(), bpfkit.load("counter", name="test_stats_counter") as counter:
+            with open(kernel.BPF_STATS_SYSCTL) as f:
+                assert f.read().strip() == "1"
+            workload.run_as(uid, 20)
+            info = kernel.prog_info(counter.program_ids()[0])
+            assert info["run_cnt"] >= 20 and info["run_time_ns"] > 0
+            raise RuntimeError("a failing cell")
+    with open(kernel.BPF_STATS_SYSCTL) as f:
+        assert f.read().strip() == before
+    assert counter.closed
+
+
+def test_exercise_check(prog):
+    starter = bpfkit.load(STARTER, name="test_map_cost_starter")
+    try:
+        result = check_percpu_counter(starter, "count_percpu", None)
+        assert not result.passed and "add up to 0" in str(result)
+    finally:
+        starter.close()
+    assert not check_percpu_counter(prog, "count_percpu", None).passed  # not measured yet
+    assert not check_percpu_counter(prog, "count_percpu", 500.0).passed  # far off
+    measured = testrun.cost(prog, "count_percpu")
+    result = check_percpu_counter(prog, "count_percpu", measured)
+    assert result.passed, result
+    missing = check_percpu_counter(prog, "no_such_function", measured)
+    assert not missing.passed and "no function" in str(missing)
+
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_map_cost_in_kernel.ipynb"
+
+
+def test_notebook_twice_leaves_the_kernel_as_it_was():
+    times = run_notebook_twice_and_compare(NOTEBOOK)
+    assert all(t < 60 for t in times), times
+
+
+def test_notebook_rerun_in_one_kernel_holds_nothing():
+    held = run_twice_in_one_kernel(NOTEBOOK)
+    assert held == [{"programs": set(), "maps": set(), "links": set()}] * 2, held
