@@ -129,8 +129,16 @@ def compile_error(output: str, source: str, where: str, first_line: int = 1) -> 
     return CompileError(f"{title(where)} did not compile: {headline}", hint, detail=detail)
 
 
-def compiler_crashed(signal_name: str, where: str) -> CompileError:
+def compiler_crashed(signal_name: str, output: str, where: str) -> CompileError:
     """BCC's compiler died (in a throwaway process) instead of reporting an error."""
+    if "signed division" in output.lower():
+        return CompileError(
+            f"{title(where)} did not compile: it divides (or takes a remainder of) a signed number, "
+            "and the BPF instruction set of this compiler has only unsigned division. BCC's "
+            f"compiler stopped with {signal_name}; bpfkit compiled it in a separate process first, "
+            "so nothing else was lost.",
+            "make both sides of every / and % unsigned: copy the value into a u64 (or u32) first, "
+            "e.g. `u64 bytes = args->ret; ... bytes / 1024`, after checking it is not negative.")
     return CompileError(
         f"{title(where)} did not compile: BCC's compiler crashed on it ({signal_name}) instead of "
         "reporting an error. bpfkit compiled it in a separate process first, so nothing else was lost.",

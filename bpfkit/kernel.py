@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes as ct
 import ctypes.util
 import os
+import re
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -203,3 +204,30 @@ def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
     if err:
         raise OSError(-err, os.strerror(-err))
     return list(ids[:count.value])
+
+
+_FDINFO_ID = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
+_FDINFO_KIND = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
+
+
+def held_by(pid: int) -> dict[str, set[int]]:
+    """Ids of the BPF programs, maps and links process `pid` holds an fd to (none if it is gone).
+
+    An object some process holds is that process's to free (it goes when the process exits);
+    a leak is an object nobody holds that is still in the kernel."""
+    held = {"programs": set(), "maps": set(), "links": set()}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return held
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf"):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = f.read()
+        except OSError:
+            continue
+        for kind, number in _FDINFO_ID.findall(info):
+            held[_FDINFO_KIND[kind]].add(int(number))
+    return held

@@ -94,7 +94,7 @@ class Program:
             flags.append(f"-I{path.parent}")
         crash = _compiler_crash(bcc, source.encode(), flags)
         if crash:
-            raise diagnose.compiler_crashed(crash, where)
+            raise diagnose.compiler_crashed(*crash, where)
         with diagnose.captured_stderr() as out:
             try:
                 self.bpf = _quiet_bpf_class(bcc)(text=source.encode(), cflags=flags)
@@ -304,8 +304,9 @@ def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
 _SURVIVED: set[str] = set()
 
 
-def _compiler_crash(bcc, text: bytes, flags: list[str]) -> str | None:
-    """Compile `text` once in a forked child first; the signal's name if BCC crashed there.
+def _compiler_crash(bcc, text: bytes, flags: list[str]) -> tuple[str, str] | None:
+    """Compile `text` once in a forked child first; if BCC crashed there, the signal's name
+    and what the compiler printed before it died (LLVM names its reason, e.g. signed division).
 
     Some mistakes (a stray `*` before BPF_HASH, for one) crash BCC's C rewriter with a
     segmentation fault instead of an error, and a crash in the notebook's own process would
@@ -316,6 +317,8 @@ def _compiler_crash(bcc, text: bytes, flags: list[str]) -> str | None:
         return None
     import signal
     import warnings
+    import tempfile
+    said = tempfile.TemporaryFile()
     with warnings.catch_warnings():  # fork with threads (a Jupyter kernel has some): we only compile
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
@@ -325,7 +328,7 @@ def _compiler_crash(bcc, text: bytes, flags: list[str]) -> str | None:
             faulthandler.disable()  # the crash is expected here; the parent reports it
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
+            os.dup2(said.fileno(), 2)
             try:
                 _quiet_bpf_class(bcc)(text=text, cflags=flags)
             except BaseException:
@@ -338,8 +341,10 @@ def _compiler_crash(bcc, text: bytes, flags: list[str]) -> str | None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
-    if os.WIFSIGNALED(status):
-        return signal.Signals(os.WTERMSIG(status)).name
+    with said:
+        if os.WIFSIGNALED(status):
+            said.seek(0)
+            return signal.Signals(os.WTERMSIG(status)).name, said.read()[-4000:].decode("utf-8", "replace")
     _SURVIVED.add(key)
     return None
 

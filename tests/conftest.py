@@ -151,30 +151,15 @@ def _descendants(pid: int) -> set[int]:
     return family
 
 
-_FD_IDS = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
-
-
 def held_elsewhere() -> dict[str, set[int]]:
     """BPF ids that processes outside this test run hold an fd to: theirs, not ours (other
     programs on the machine may load BPF while the suite runs)."""
     ours = _descendants(os.getpid())
     held = {"programs": set(), "maps": set(), "links": set()}
-    kinds = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in ours:
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}").startswith("anon_inode:bpf"):
-                    info = Path(f"/proc/{entry}/fdinfo/{fd}").read_text()
-                    for kind, number in _FD_IDS.findall(info):
-                        held[kinds[kind]].add(int(number))
-            except OSError:
-                continue
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        if int(entry) not in ours:
+            for kind, ids in kernel.held_by(int(entry)).items():
+                held[kind] |= ids
     return held
 
 

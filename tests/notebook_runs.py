@@ -7,7 +7,6 @@ own; the next run, or the next lesson, trips over the leftover. This catches it 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -15,10 +14,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from bpfkit import kernel
 from conftest import settled_snapshot
 
-_ID_LINE = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
-_KIND = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
 
 
 def held_by_processes() -> dict[str, set[int]]:
@@ -26,21 +24,8 @@ def held_by_processes() -> dict[str, set[int]]:
     process's, and goes when it exits; a leak outlives its notebook's kernel)."""
     held = {"programs": set(), "maps": set(), "links": set()}
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if not os.readlink(f"{fd_dir}/{fd}").startswith("anon_inode:bpf"):
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    info = f.read()
-            except OSError:
-                continue
-            for kind, number in _ID_LINE.findall(info):
-                held[_KIND[kind]].add(int(number))
+        for kind, ids in kernel.held_by(int(pid)).items():
+            held[kind] |= ids
     return held
 
 
@@ -124,22 +109,6 @@ def run_notebook_twice_and_compare(path, timeout: int = 300, *, cgroups: bool = 
     return times
 
 
-def held_by_pid(pid: int) -> dict[str, set[int]]:
-    """BPF object ids that process `pid` holds an fd to."""
-    held = {"programs": set(), "maps": set(), "links": set()}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf"):
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                info = f.read()
-        except OSError:
-            continue
-        for kind, number in _ID_LINE.findall(info):
-            held[_KIND[kind]].add(int(number))
-    return held
-
-
 def run_twice_in_one_kernel(path, timeout: int = 300) -> list[dict[str, set[int]]]:
     """Run all cells twice in the same kernel, as a learner pressing "Run all" twice does, and
     return the BPF ids the still-running kernel holds after each pass: both must be empty.
@@ -156,5 +125,5 @@ def run_twice_in_one_kernel(path, timeout: int = 300) -> list[dict[str, set[int]
         for _ in range(2):
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
-            held.append(held_by_pid(pid))
+            held.append(kernel.held_by(pid))
     return held

@@ -15,7 +15,6 @@ from bpfkit.errors import KeyTypeError, MapError
 from bpfkit.exercises.array_histogram import (EXERCISE_READS, check_linear_histogram,
                                               reads_in_child, trace_command)
 from bpfkit.maps.array import Array, linear_labels, log2_bucket, log2_labels, log2_range
-from notebook_runs import run_notebook_twice_and_compare, run_twice_in_one_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -176,16 +175,3 @@ def test_exercise_check_tells_starter_unclamped_and_solution_apart(no_leaks):
     with bpfkit.load(SOLVED, name="linear") as prog:
         result = check_linear_histogram(prog, map_name="read_sizes")
         assert not result.passed and "read_kib" in str(result)
-
-
-NOTEBOOK = ROOT / "notebooks" / "02_array_histogram.ipynb"
-
-
-def test_notebook_twice_leaves_the_kernel_as_it_was():
-    times = run_notebook_twice_and_compare(NOTEBOOK)
-    assert all(t < 60 for t in times), times
-
-
-def test_notebook_rerun_in_one_kernel_holds_nothing():
-    held = run_twice_in_one_kernel(NOTEBOOK)
-    assert held == [{"programs": set(), "maps": set(), "links": set()}] * 2, held

@@ -295,16 +295,3 @@ def test_cleanup_stale_spares_live_labs_and_removes_crashed_ones(clean_network):
     removed = net.cleanup_stale()
     assert {"bpfkit-cra", "bpfkit-cra-port"} <= set(removed)
     assert "bpfkit-cra" not in net.netns_names() and "bpfkit-cra-port" not in net.link_names()
-
-
-def test_notebook_runs_twice_and_leaves_the_kernel_as_it_was():
-    from notebook_runs import run_notebook_twice_and_compare
-    run_notebook_twice_and_compare(ROOT / "notebooks" / "06_devmap_xdp_redirect.ipynb")
-
-
-def test_notebook_run_twice_in_one_kernel_holds_nothing_after_its_clean_up():
-    from notebook_runs import network_state, run_twice_in_one_kernel
-    before = network_state()
-    empty = {"programs": set(), "maps": set(), "links": set()}
-    assert run_twice_in_one_kernel(ROOT / "notebooks" / "06_devmap_xdp_redirect.ipynb") == [empty, empty]
-    assert network_state() == before

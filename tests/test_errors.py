@@ -121,6 +121,25 @@ def test_several_errors_show_the_first_three_and_count_the_rest(no_leaks):
     assert "'y0' is not declared" in e.value.hint
 
 
+# ---- 3b. mistakes that crash BCC's compiler instead of being reported ---------------------------
+
+@pytest.mark.parametrize("source, words", [
+    ("*BPF_HASH(counter_table);\n", "crashed on it"),
+    ("BPF_ARRAY(h, u64, 64);\nTRACEPOINT_PROBE(syscalls, sys_exit_read) {\n"
+     "    int k = args->ret / 1024;\n    h.increment(k);\n    return 0;\n}\n", "signed number"),
+])
+def test_a_compiler_crash_is_a_compile_error_and_this_process_survives(source, words, no_leaks):
+    before = kernel_state()
+    with pytest.raises(CompileError) as e:
+        bpfkit.load(source, name="crash")
+    assert words in e.value.what and "separate process" in e.value.what
+    if words == "signed number":
+        assert "u64" in e.value.hint
+    assert not leftovers(before)
+    with bpfkit.load(SEED, name="after_crash") as prog:   # the process still loads programs
+        assert "counter_table" in prog
+
+
 # ---- 4. a verifier rejection ------------------------------------------------------------------
 
 def test_verifier_rejection_shows_the_line_the_log_and_a_hint(no_leaks):

@@ -218,31 +218,6 @@ def _bpf_fds(pid: int) -> list[str]:
     return fds
 
 
-@pytest.mark.parametrize("name", ["00_check_your_setup", "01_hash_map_counter"])
-def test_notebook_run_twice_in_one_kernel_leaves_what_one_run_leaves(name):
-    import nbformat
-    from nbclient import NotebookClient
-    path = ROOT / "notebooks" / f"{name}.ipynb"
-    if not path.exists():
-        pytest.skip(f"{path.name} is not written yet")
-    nb = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    before = kernel_state()
-    states = []
-    with client.setup_kernel(env={**os.environ, "PYTHONPATH": str(ROOT)}):
-        pid = client.km.provisioner.pid if client.km.provisioner else None
-        for run in (1, 2):
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-            left = leftovers(before)
-            assert not left, f"{path.name}, run {run} in one kernel, left {left}"
-            states.append(left)
-            if pid:
-                assert not _bpf_fds(pid), f"the kernel still holds BPF objects after run {run}"
-    assert states[0] == states[1]
-
-
 # ---- nothing is lost --------------------------------------------------------------------------------
 
 def test_an_atomic_counter_is_exact_under_load_and_the_seeds_is_not(no_leaks, capsys):

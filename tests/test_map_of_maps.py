@@ -196,16 +196,3 @@ def test_frame_agrees_with_bpftool(no_leaks):
         ours = sorted(zip(frame["key"].tolist(), frame["inner_map_id"].tolist()))
         assert ours == [(7, prog["alice_calls"].id), (70000, prog["bob_calls"].id)]
         assert _bpftool_dump(per_user.id) == ours
-
-
-def test_notebook_runs_twice_and_leaves_the_kernel_as_it_was():
-    from notebook_runs import run_notebook_twice_and_compare
-    run_notebook_twice_and_compare(ROOT / "notebooks" / "04_map_of_maps.ipynb")
-
-
-def test_notebook_run_twice_in_one_kernel_holds_nothing_after_its_clean_up():
-    from notebook_runs import network_state, run_twice_in_one_kernel
-    before = network_state()
-    empty = {"programs": set(), "maps": set(), "links": set()}
-    assert run_twice_in_one_kernel(ROOT / "notebooks" / "04_map_of_maps.ipynb") == [empty, empty]
-    assert network_state() == before

@@ -14,7 +14,6 @@ from bpfkit.errors import MapError
 from bpfkit.exercises.prog_array import check_third_target
 from bpfkit.maps.prog_array import ProgArray
 from conftest import settled_snapshot
-from notebook_runs import run_notebook_twice_and_compare, run_twice_in_one_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -169,16 +168,3 @@ def test_exercise_check(no_leaks):
         result = check_third_target(prog)
         assert result.passed, str(result)
         assert where(prog) == [0, 0, 4, 0] and len(prog["route"]) == 0
-
-
-NOTEBOOK = ROOT / "notebooks" / "03_prog_array_tail_calls.ipynb"
-
-
-def test_notebook_twice_leaves_the_kernel_as_it_was():
-    times = run_notebook_twice_and_compare(NOTEBOOK)
-    assert all(t < 60 for t in times), times
-
-
-def test_notebook_rerun_in_one_kernel_holds_nothing():
-    held = run_twice_in_one_kernel(NOTEBOOK)
-    assert held == [{"programs": set(), "maps": set(), "links": set()}] * 2, held

@@ -22,7 +22,7 @@ from bpfkit.exercises.sockmap import check_one_way
 from bpfkit.maps.sockmap import (SockMap, TcpPair, addresses, join_sockets, socket_cookie,
                                  sockets_frame)
 from conftest import settled_snapshot
-from notebook_runs import cgroup_state, run_notebook_twice_and_compare, run_twice_in_one_kernel
+from notebook_runs import cgroup_state
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "05_sockmap_sockhash.ipynb"
@@ -315,13 +315,3 @@ def test_exercise_check_reports_lost_messages_instead_of_raising(no_leaks):
     assert dropping != _exercise_program(LESSON)
     result = _run_exercise(dropping)
     assert not result.passed and "could not send" in str(result)
-
-
-def test_notebooks_run_twice_and_leave_the_kernel_as_it_was():
-    times = run_notebook_twice_and_compare(LESSON, cgroups=True)
-    times += run_notebook_twice_and_compare(SOLUTION, cgroups=True)
-    assert max(times) < 60, times
-
-
-def test_run_all_twice_in_one_kernel_holds_nothing_after_the_clean_up():
-    assert run_twice_in_one_kernel(LESSON) == [{"programs": set(), "maps": set(), "links": set()}] * 2

@@ -1,10 +1,8 @@
 """bpfkit.testrun (BPF_PROG_TEST_RUN), kernel.bpf_stats(), and lesson 07's exercise check."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
-from notebook_runs import run_notebook_twice_and_compare, run_twice_in_one_kernel
 
 import bpfkit
 from bpfkit import kernel, testrun, workload
@@ -102,16 +100,3 @@ def test_exercise_check(prog):
     assert result.passed, result
     missing = check_percpu_counter(prog, "no_such_function", measured)
     assert not missing.passed and "no function" in str(missing)
-
-
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_map_cost_in_kernel.ipynb"
-
-
-def test_notebook_twice_leaves_the_kernel_as_it_was():
-    times = run_notebook_twice_and_compare(NOTEBOOK)
-    assert all(t < 60 for t in times), times
-
-
-def test_notebook_rerun_in_one_kernel_holds_nothing():
-    held = run_twice_in_one_kernel(NOTEBOOK)
-    assert held == [{"programs": set(), "maps": set(), "links": set()}] * 2, held

@@ -2,10 +2,20 @@
 what is right and what is still wrong, in words. A check never raises on a wrong answer, so
 a lesson notebook with an unfinished exercise still runs top to bottom; it returns a `Result`
 that prints as feedback and is truthy only when the exercise is solved.
+
+A check is written as `@exercise(title, praise) def check_x(c, program, ...)`: the decorator
+makes the `Checker` `c`, and callers call `check_x(program, ...)` without it. Inside, `c.expect`
+records a problem and goes on; `c.require` records one and ends the check, for a problem so
+basic that nothing after it can be checked; a `BpfkitError` escaping the check (a missing map,
+a program that could not run) is recorded as a problem in its own words, never raised.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
+
+from ..errors import BpfkitError
 
 
 @dataclass
@@ -30,6 +40,10 @@ class Result:
     __repr__ = __str__
 
 
+class Stop(Exception):
+    """Internal: a problem so basic that the rest of the check cannot run (see `Checker.require`)."""
+
+
 class Checker:
     """Collects the problems a check finds: `expect(condition, 'what is wrong and what to do')`."""
 
@@ -41,5 +55,39 @@ class Checker:
             self.result.problems.append(problem)
         return bool(condition)
 
+    def require(self, condition, problem: str) -> None:
+        """Like `expect`, but a false condition also ends the check (raises `Stop`)."""
+        if not self.expect(condition, problem):
+            raise Stop(problem)
+
     def done(self) -> Result:
         return self.result
+
+
+def exercise(title: str, praise: str = "Well done."):
+    """Make `check(c, program, ...)` into `check(program, ...) -> Result`: a fresh `Checker` per
+    call, `Stop` ends the check early, and a `BpfkitError` escaping it becomes a problem (its
+    `what`), so a check never raises on a wrong or unfinished answer."""
+
+    def decorate(check):
+        signature = inspect.signature(check)
+        c_param, *params = signature.parameters.values()  # callers never pass `c`
+
+        @functools.wraps(check)
+        def run(*args, **kwargs) -> Result:
+            c = Checker(title, praise)
+            try:
+                check(c, *args, **kwargs)
+            except Stop:
+                pass
+            except BpfkitError as e:
+                c.expect(False, e.what)
+            return c.done()
+
+        run.__signature__ = signature.replace(parameters=params, return_annotation=Result)
+        run.__annotations__ = {k: v for k, v in check.__annotations__.items()
+                               if k not in (c_param.name, "return")}
+        run.__annotations__["return"] = Result
+        return run
+
+    return decorate
