@@ -17,7 +17,7 @@ import tempfile
 
 from ..errors import BpfkitError
 from ..maps.array import linear_labels, log2_bucket
-from . import Checker, Result
+from . import Checker, exercise
 
 _CHILD = r"""
 import os, signal, sys
@@ -95,35 +95,26 @@ def trace_command(config, argv: list[str], timeout: float = 60.0) -> int:
 EXERCISE_READS = [100] * 3 + [1500] * 4 + [5000] * 2 + [20000]
 
 
-def check_linear_histogram(program, map_name: str = "read_kib", step: int = 1024,
-                           config: str = "config") -> Result:
+@exercise("A linear histogram in 1 KiB steps",
+          "Slot = bytes / 1024, clamped into the last slot: the array has one slot per "
+          "bucket and the index is computed in the kernel.")
+def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step: int = 1024,
+                           config: str = "config") -> None:
     """Lesson 02's exercise: slot i of `map_name` counts reads of i*step .. (i+1)*step-1 bytes,
     and the last slot counts every bigger read too. The check makes its own reads."""
-    c = Checker("A linear histogram in 1 KiB steps",
-                "Slot = bytes / 1024, clamped into the last slot: the array has one slot per "
-                "bucket and the index is computed in the kernel.")
-    try:
-        m = program[map_name]
-        watch = program[config]
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
-    if not c.expect(m.type == "array", f"{map_name!r} is a {m.type}; declare it with "
-                    f"BPF_ARRAY({map_name}, u64, 16)."):
-        return c.done()
+    m = program[map_name]
+    watch = program[config]
+    c.require(m.type == "array", f"{map_name!r} is a {m.type}; declare it with "
+              f"BPF_ARRAY({map_name}, u64, 16).")
     n = m.max_entries
     m.clear()
-    try:
-        reads_in_child(watch, EXERCISE_READS)
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
+    reads_in_child(watch, EXERCISE_READS)
     got = [int(x) for x in m.counts()]
     want = [0] * n
     for size in EXERCISE_READS:
         want[min(size // step, n - 1)] += 1
     if got == want:
-        return c.done()
+        return
     labels = linear_labels(n, step, open_end=True)
     shown = {labels[i]: v for i, v in enumerate(want) if v}
     log2 = [0] * n
@@ -141,4 +132,3 @@ def check_linear_histogram(program, map_name: str = "read_kib", step: int = 1024
     else:
         c.expect(False, f"After {len(EXERCISE_READS)} reads the non-empty buckets should be {shown}; "
                  f"the map has {({labels[i]: v for i, v in enumerate(got) if v})}.")
-    return c.done()

@@ -4,33 +4,26 @@ from __future__ import annotations
 import collections
 import time
 
-from ..errors import BpfkitError
-from . import Checker, Result
+from . import Checker, exercise
 
 SOURCE_PORTS = (41000, 41001, 41002, 41003)
 PER_SOURCE = 5
 SERVICE_PORT = 9000
 
 
-def check_source_port_balancing(program, lab, map_name: str = "tx_port") -> Result:
+@exercise("Balance by source port",
+          "Each sender (source port) always lands on the same replica, and the two "
+          "replicas share the load: what a load balancer needs.")
+def check_source_port_balancing(c: Checker, program, lab, map_name: str = "tx_port") -> None:
     """Sends PER_SOURCE datagrams from each of SOURCE_PORTS on host a to port 9000 of the
     service, and checks that even source ports arrive at host b and odd ones at host c."""
     from .. import net
-    c = Checker("Balance by source port",
-                "Each sender (source port) always lands on the same replica, and the two "
-                "replicas share the load: what a load balancer needs.")
-    if not c.expect(all(h in getattr(lab, "hosts", {}) for h in "abc"),
-                    "pass the lesson's lab, with its hosts a, b and c."):
-        return c.done()
+    c.require(all(h in getattr(lab, "hosts", {}) for h in "abc"),
+              "pass the lesson's lab, with its hosts a, b and c.")
     a, b, cc = (lab.hosts[h] for h in "abc")
-    try:
-        tx = program[map_name]
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
-    if not c.expect(tx.type == "devmap", f"{map_name!r} is a {tx.type} map: declare it with "
-                    f"BPF_DEVMAP({map_name}, 4)."):
-        return c.done()
+    tx = program[map_name]
+    c.require(tx.type == "devmap", f"{map_name!r} is a {tx.type} map: declare it with "
+              f"BPF_DEVMAP({map_name}, 4).")
     slots = dict(zip(tx.frame()["slot"].tolist(), tx.frame()["ifindex"].tolist()))
     c.expect(slots.get(0) == b.port_ifindex and slots.get(1) == cc.port_ifindex,
              f"slot 0 must send to {b.port} and slot 1 to {cc.port}: "
@@ -40,7 +33,7 @@ def check_source_port_balancing(program, lab, map_name: str = "tx_port") -> Resu
              f"your program is not the XDP program of {a.port}: "
              f"lab.attach_xdp(<your program>, a.port, \"xdp_redirect\").")
     if c.result.problems:
-        return c.done()
+        return
 
     receivers = {"b": b.receiver(SERVICE_PORT), "c": cc.receiver(SERVICE_PORT)}
     for r in receivers.values():
@@ -55,14 +48,12 @@ def check_source_port_balancing(program, lab, map_name: str = "tx_port") -> Resu
         time.sleep(0.005)
     got = {h: {p: r.by_source[p] - before[h][p] for p in SOURCE_PORTS} for h, r in receivers.items()}
     arrived = sum(sum(v.values()) for v in got.values())
-    if not c.expect(arrived == total, f"{arrived} of {total} datagrams arrived. Return "
-                    f"{map_name}.redirect_map(slot, 0) for every UDP frame to port {SERVICE_PORT}, "
-                    "with slot 0 or 1."):
-        return c.done()
+    c.require(arrived == total, f"{arrived} of {total} datagrams arrived. Return "
+              f"{map_name}.redirect_map(slot, 0) for every UDP frame to port {SERVICE_PORT}, "
+              "with slot 0 or 1.")
     wrong = [(p, h) for h in got for p in SOURCE_PORTS
              if got[h][p] and (p % 2 == 0) != (h == "b")]
     c.expect(not wrong, "source port -> host: " + ", ".join(
         f"{p} -> {h}" for p in SOURCE_PORTS for h in got if got[h][p]) +
         ". Even source ports belong on b (slot 0), odd ones on c (slot 1): pick the slot "
         "from the lowest bit of the source port (ntohs(udp->source) is the port as a number).")
-    return c.done()

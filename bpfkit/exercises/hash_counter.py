@@ -3,32 +3,25 @@ from __future__ import annotations
 
 from pandas.api.types import is_string_dtype, is_object_dtype
 
-from ..errors import BpfkitError
-from . import Checker, Result
+from . import Checker, exercise
 
 
-def check_comm_counter(program, expected: dict[str, int], map_name: str = "counter_table") -> Result:
+@exercise("Count programs started, per command name",
+          "The key is the command name now: bpf_get_current_comm() fills its char[16].")
+def check_comm_counter(c: Checker, program, expected: dict[str, int],
+                       map_name: str = "counter_table") -> None:
     """`expected`: command name -> how many times the learner ran it since loading."""
-    c = Checker("Count programs started, per command name",
-                "The key is the command name now: bpf_get_current_comm() fills its char[16].")
-    try:
-        frame = program[map_name].frame()
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
+    frame = program[map_name].frame()
     names = [col for col in frame.columns if is_string_dtype(frame[col]) or is_object_dtype(frame[col])]
-    if not c.expect(names, f"The map's key is still a number (columns {list(frame.columns)}). Make it a "
-                    "struct with a `char comm[16];` field, filled by "
-                    "bpf_get_current_comm(&key.comm, sizeof(key.comm))."):
-        return c.done()
+    c.require(names, f"The map's key is still a number (columns {list(frame.columns)}). Make it a "
+              "struct with a `char comm[16];` field, filled by "
+              "bpf_get_current_comm(&key.comm, sizeof(key.comm)).")
     counts = dict(zip(frame[names[0]], frame[frame.columns[-1]]))
-    if not c.expect(any(counts.values()), "The map has command names but no counts: add one per "
-                    "event with counter_table.increment(key)."):
-        return c.done()
+    c.require(any(counts.values()), "The map has command names but no counts: add one per "
+              "event with counter_table.increment(key).")
     for comm, n in expected.items():
         got = counts.get(comm[:15], 0)
         c.expect(got >= n, f"{comm!r} started {n} times but the map counts {got} for it. At "
                  "syscalls:sys_enter_execve the process still has its parent's name: attach to "
                  "TRACEPOINT_PROBE(sched, sched_process_exec), which runs after the new program "
                  "has replaced the old one.")
-    return c.done()

@@ -4,52 +4,39 @@ from __future__ import annotations
 import numpy as np
 
 from .. import testrun
-from ..errors import BpfkitError
-from . import Checker, Result
+from . import Checker, exercise
 
 RUNS = 1000
 
 
-def check_percpu_counter(program, fn_name: str = "count_percpu", measured_ns=None) -> Result:
+@exercise("Count in a per-CPU array, and measure it",
+          "Each CPU adds to its own copy of the slot, so a plain (*v)++ is exact without "
+          "an atomic instruction, and a lookup in an array is a few instructions the "
+          "verifier writes straight into the program.")
+def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
+                         measured_ns=None) -> None:
     """`program` holds a per-CPU array and an XDP function `fn_name` adding one to it per run;
     `measured_ns` is the learner's measurement of one run's extra cost over `empty`."""
-    c = Checker("Count in a per-CPU array, and measure it",
-                "Each CPU adds to its own copy of the slot, so a plain (*v)++ is exact without "
-                "an atomic instruction, and a lookup in an array is a few instructions the "
-                "verifier writes straight into the program.")
-    arrays = {}
-    try:
-        arrays = {name: m for name, m in program.maps.items() if m.type == "percpu_array"}
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
-    if not c.expect(arrays, "The program has no per-CPU array: declare one with "
-                    "BPF_PERCPU_ARRAY(packets, u64, 1);"):
-        return c.done()
+    arrays = {name: m for name, m in program.maps.items() if m.type == "percpu_array"}
+    c.require(arrays, "The program has no per-CPU array: declare one with "
+              "BPF_PERCPU_ARRAY(packets, u64, 1);")
     m = next(iter(arrays.values()))
-    try:
-        m.clear()
-        first = testrun.run(program, fn_name, repeat=RUNS)
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
+    m.clear()
+    first = testrun.run(program, fn_name, repeat=RUNS)
     c.expect(first.retval == testrun.XDP_PASS,
              f"{fn_name} returned {first.retval}; return XDP_PASS ({testrun.XDP_PASS}) so the "
              "packet would go on.")
     frame = m.frame(per_cpu="sum")
     counted = int(np.asarray(frame.iloc[:, -1]).sum()) if len(frame) else 0
-    if not c.expect(counted == RUNS,
-                    f"The kernel ran {fn_name} {RUNS} times, but the array's slots add up to "
-                    f"{counted}. Look up slot 0 (u32 key = 0;), check the pointer for NULL, "
-                    "then add one: if (v) (*v)++;"):
-        return c.done()
-    if not c.expect(isinstance(measured_ns, (int, float)) and not isinstance(measured_ns, bool),
-                    "Measure it: measured_ns = bpfkit.testrun.cost(program, "
-                    f"{fn_name!r}) (the time of one run minus the time of `empty`)."):
-        return c.done()
+    c.require(counted == RUNS,
+              f"The kernel ran {fn_name} {RUNS} times, but the array's slots add up to "
+              f"{counted}. Look up slot 0 (u32 key = 0;), check the pointer for NULL, "
+              "then add one: if (v) (*v)++;")
+    c.require(isinstance(measured_ns, (int, float)) and not isinstance(measured_ns, bool),
+              "Measure it: measured_ns = bpfkit.testrun.cost(program, "
+              f"{fn_name!r}) (the time of one run minus the time of `empty`).")
     own = testrun.cost(program, fn_name, trials=5)
     c.expect(abs(measured_ns - own) <= max(3.0, 0.5 * abs(own)),
              f"You measured {measured_ns:.1f} ns per count, the check measures {own:.1f} ns now. "
              "Use bpfkit.testrun.cost() on the same program, and run it again if the machine "
              "was busy.")
-    return c.done()

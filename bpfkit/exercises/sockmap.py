@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import BpfkitError
 from ..maps import sockmap
-from . import Checker, Result
+from . import Checker, exercise
 
 _COUNTED = ("messages", "bytes", "redirected")
 
@@ -22,37 +22,31 @@ def _per_socket(program, pair, map_name: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def check_one_way(program, pair, n: int = 20, size: int = 500, map_name: str = "msg_stats") -> Result:
+@exercise("Shortcut one way only",
+          "The client's messages skip TCP/IP; the server's replies take the normal path, "
+          "and every byte still arrives both ways.")
+def check_one_way(c: Checker, program, pair, n: int = 20, size: int = 500,
+                  map_name: str = "msg_stats") -> None:
     """Sends `n` messages of `size` bytes each way over `pair` (made inside the exercise's
     cgroup after the learner's programs were attached) and looks at what the program counted."""
-    c = Checker("Shortcut one way only",
-                "The client's messages skip TCP/IP; the server's replies take the normal path, "
-                "and every byte still arrives both ways.")
-    try:
-        before = _per_socket(program, pair, map_name)
-        missing = [col for col in _COUNTED if col not in
-                   program[map_name].frame().columns]
-    except BpfkitError as e:
-        c.expect(False, e.what)
-        return c.done()
-    if not c.expect(not missing, f"{map_name!r} has no field(s) {missing}: keep the lesson's "
-                    "struct msg_stats_t { u64 messages; u64 bytes; u64 redirected; }."):
-        return c.done()
+    before = _per_socket(program, pair, map_name)
+    missing = [col for col in _COUNTED if col not in
+               program[map_name].frame().columns]
+    c.require(not missing, f"{map_name!r} has no field(s) {missing}: keep the lesson's "
+              "struct msg_stats_t { u64 messages; u64 bytes; u64 redirected; }.")
     try:
         pair.exchange(n, size)
-    except BpfkitError as e:
-        c.expect(False, f"{e.what} {e.hint}")
-        return c.done()
+    except BpfkitError as e:  # the hint says what to change, so this problem keeps it
+        c.require(False, f"{e.what} {e.hint}")
     after = _per_socket(program, pair, map_name)
 
     def delta(who: str, col: str) -> int:
         return after.get(who, {}).get(col, 0) - before.get(who, {}).get(col, 0)
 
-    if not c.expect(after, "Your program counted nothing for this pair's sockets. Attach "
-                    "msg_redirect to the sockhash and sockops_record to the exercise's cgroup "
-                    "*before* making the pair inside the cgroup, and key msg_stats by the sending "
-                    "socket's 4-tuple as in the lesson."):
-        return c.done()
+    c.require(after, "Your program counted nothing for this pair's sockets. Attach "
+              "msg_redirect to the sockhash and sockops_record to the exercise's cgroup "
+              "*before* making the pair inside the cgroup, and key msg_stats by the sending "
+              "socket's 4-tuple as in the lesson.")
     for who in ("client", "server"):
         c.expect(delta(who, "messages") == n and delta(who, "bytes") == n * size,
                  f"The {who} sent {n} messages of {size} bytes, but msg_stats counted "
@@ -74,4 +68,3 @@ def check_one_way(program, pair, n: int = 20, size: int = 500, map_name: str = "
              f"The server's replies still take the shortcut ({server} of {n} redirected). Call "
              "msg_redirect_hash only when me.remote_port equals the server's port, which the "
              "program reads from config[0]." + port_hint)
-    return c.done()
