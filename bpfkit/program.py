@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes as ct
+import functools
 import hashlib
 import json
 import os
@@ -349,6 +350,7 @@ def _compiler_crash(bcc, text: bytes, flags: list[str]) -> tuple[str, str] | Non
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _libbcc():
     """BCC's C library, with the prototypes of the few calls BCC's Python leaves untyped."""
     lib = system.bcc().lib

@@ -32,15 +32,27 @@ DISTRO_MODULE_DIRS = (
 )
 
 
-def _distro_install_command() -> str:
+def _distro_family() -> str:
+    """"debian", "fedora" or "arch" (each with its relatives), or "" for another distro:
+    package names and the install command depend on it."""
     osr = _os_release()
     ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-    if ids & {"debian", "ubuntu"}:
-        return "sudo apt-get install bpfcc-tools python3-bpfcc"
-    if ids & {"fedora", "rhel", "centos"}:
-        return "sudo dnf install bcc-tools python3-bcc"
-    if ids & {"arch"}:
-        return "sudo pacman -S bcc bcc-tools python-bcc"
+    for family, members in (("debian", {"debian", "ubuntu"}), ("fedora", {"fedora", "rhel", "centos"}),
+                            ("arch", {"arch"})):
+        if ids & members:
+            return family
+    return ""
+
+
+_INSTALL = {"debian": "sudo apt-get install", "fedora": "sudo dnf install", "arch": "sudo pacman -S"}
+
+
+def _distro_install_command() -> str:
+    packages = {"debian": "bpfcc-tools python3-bpfcc", "fedora": "bcc-tools python3-bcc",
+                "arch": "bcc bcc-tools python-bcc"}
+    family = _distro_family()
+    if family in packages:
+        return f"{_INSTALL[family]} {packages[family]}"
     return "install your distribution's BCC Python package (python3-bpfcc on Debian/Ubuntu)"
 
 
@@ -202,23 +214,16 @@ def headers_version(build: Path | None = None) -> str | None:
 
 def headers_package() -> str:
     """The distro's package of headers for the running kernel."""
-    osr = _os_release()
-    ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-    if ids & {"fedora", "rhel", "centos"}:
+    family = _distro_family()
+    if family == "fedora":
         return f"kernel-devel-{kernel_release()}"
-    if ids & {"arch"}:
+    if family == "arch":
         return "linux-headers"
     return f"linux-headers-{kernel_release()}"
 
 
 def headers_install_command() -> str:
-    osr = _os_release()
-    ids = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-    if ids & {"fedora", "rhel", "centos"}:
-        return f"sudo dnf install {headers_package()}"
-    if ids & {"arch"}:
-        return f"sudo pacman -S {headers_package()}"
-    return f"sudo apt-get install {headers_package()}"
+    return f"{_INSTALL.get(_distro_family(), _INSTALL['debian'])} {headers_package()}"
 
 
 def require_headers() -> None:

@@ -207,17 +207,6 @@ def test_kernel_shutdown_restart_or_death_frees_what_the_notebook_loaded(how, ju
         assert _gone(again)
 
 
-def _bpf_fds(pid: int) -> list[str]:
-    fds = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf"):
-                fds.append(fd)
-        except OSError:
-            pass
-    return fds
-
-
 # ---- nothing is lost --------------------------------------------------------------------------------
 
 def test_an_atomic_counter_is_exact_under_load_and_the_seeds_is_not(no_leaks, capsys):

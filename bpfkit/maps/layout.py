@@ -37,10 +37,6 @@ def _strings(dt: np.dtype) -> np.dtype:
                      "itemsize": dt.itemsize})
 
 
-def is_scalar(ctype) -> bool:
-    return not (issubclass(ctype, (ct.Structure, ct.Union)) or issubclass(ctype, ct.Array))
-
-
 def _visible(name: str) -> bool:
     return not name.startswith("__pad") and name != ""
 
