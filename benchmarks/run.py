@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import bpfkit  # noqa: E402
+from bpfkit import _libbpf  # noqa: E402
 from bpfkit.maps import snapshot  # noqa: E402
 
 SIZES = (1_000, 100_000, 1_000_000)
@@ -112,7 +113,7 @@ class Bare:
         self.out_batch = ct.create_string_buffer(self.cursor)
 
     def __call__(self) -> int:
-        lib, m = snapshot._lib(), self.m
+        lib, m = _libbpf.lib, self.m
         fd, ks, vs = m.fd, m.key_size, m.value_buffer_size
         kp, vp = self.keys.ctypes.data, self.values.ctypes.data
         count = ct.c_uint32()
@@ -165,8 +166,8 @@ def measure(prog, n: int, full_items: bool) -> list[dict]:
         row["bare"] = got / t
         stats: dict = {}
         t, frame = timed(m.frame)
-        snapshot.read(m, stats=stats)
-        assert len(frame) == n * (m.cpus if m.percpu else 1), (kind, len(frame))
+        m.snapshot(stats=stats)
+        assert len(frame) == n * (m.cpus), (kind, len(frame))
         row["frame"], row["method"] = n / t, stats["method"]
         rows.append(row)
         print(f"  measured {row['map']:<24} {n:>9,}", file=sys.stderr, flush=True)

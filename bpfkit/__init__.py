@@ -5,12 +5,18 @@
     prog["counter_table"].frame(key="uid", value="count")
     prog.close()
 
-In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic.
+    seen = bpfkit.create_map("bloom_filter", value="u32")   # a type BCC cannot declare
+    prog = bpfkit.load(source, maps={"seen": seen})         # `seen` in the C code
+    bpfkit.map_types()                                      # every map type of this kernel
+
+In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.close_all()`
+frees everything the kit made: programs, maps, pins, cgroups, network labs.
 """
 from . import plot
 from .errors import BpfkitError
-from .maps import Map
-from .program import Program, close_all, load, loaded
+from .lifetime import close_all
+from .maps import Map, create_map, map_types, open_pinned
+from .program import Program, load, loaded, source
 from .sampling import live, sample
 from .system import doctor
 
@@ -20,5 +26,5 @@ def load_ipython_extension(ip):
     _load(ip)
 
 
-__all__ = ["load", "Program", "Map", "sample", "live", "plot", "doctor", "loaded", "close_all",
-           "BpfkitError"]
+__all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
+           "sample", "live", "plot", "doctor", "loaded", "close_all", "BpfkitError"]

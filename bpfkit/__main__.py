@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import pwd
 import sys
 import time
 
 from .errors import BpfkitError
-
-
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+from .workload import user_name
 
 
 def counter(interval: float, count: int | None) -> int:

@@ -12,7 +12,6 @@ it makes with the process that owns them: a later run removes those whose owner 
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import errno
 import os
@@ -20,12 +19,11 @@ import re
 import time
 from pathlib import Path
 
-from . import kernel
+from . import kernel, lifetime
 from .errors import AttachError, BpfkitError, SetupError
 
 PREFIX = "bpfkit-"
 OWNER_XATTR = "user.bpfkit.owner"
-_live: dict[str, "Cgroup"] = {}
 
 
 # -- where cgroup v2 is --------------------------------------------------------------------
@@ -63,33 +61,12 @@ def _move(pid: int, path: Path) -> None:
 
 
 # -- who owns a cgroup ---------------------------------------------------------------------
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot: with the pid, it names one
-    process for good (a pid alone is reused)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _me() -> str:
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
-
-
 def owner(path: Path) -> str | None:
     """"pid:start" of the process that made the cgroup, if bpfkit made it."""
     try:
         return os.getxattr(path, OWNER_XATTR).decode()
     except OSError:
         return None
-
-
-def _owner_alive(mark: str | None) -> bool:
-    if not mark or ":" not in mark:
-        return False
-    pid, _, start = mark.partition(":")
-    return pid.isdigit() and _start_time(int(pid)) == start
 
 
 def _remove(path: Path, tries: int = 40) -> None:
@@ -115,10 +92,10 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     removed = []
     root = mount()
     for path in sorted(root.glob(prefix + "*")):
-        if not path.is_dir() or path.name in _live:
+        if not path.is_dir() or path.name in lifetime.live("cgroup"):
             continue
         mark = owner(path)
-        if mark is None or _owner_alive(mark):
+        if mark is None or lifetime.alive(mark):
             continue
         try:
             _evacuate(path, root)
@@ -164,7 +141,7 @@ class Cgroup:
                               "use letters, digits, '-', '_' or '.', e.g. Cgroup(\"sockmap\").")
         self.name = full
         self.closed = True
-        earlier = _live.pop(full, None)
+        earlier = lifetime.get("cgroup", full)
         if earlier is not None:
             earlier.close()
         root = mount()
@@ -174,18 +151,17 @@ class Cgroup:
             self._take_over_leftover(root)
         self.path.mkdir()
         with contextlib.suppress(OSError):  # user xattrs: cgroup v2 since Linux 5.7
-            os.setxattr(self.path, OWNER_XATTR, _me().encode())
+            os.setxattr(self.path, OWNER_XATTR, lifetime.me().encode())
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         self.closed = False
         self._attached: list[tuple[int, int, str]] = []  # (our copy of the prog fd, type, name)
         self._homes: dict[int, Path] = {}                 # pid -> cgroup it came from
-        _live[full] = self
-        _register_atexit()
+        lifetime.add("cgroup", full, self)
 
     def _take_over_leftover(self, root: Path) -> None:
         """A cgroup of this name exists already: a run that died, or another notebook."""
         mark = owner(self.path)
-        if _owner_alive(mark) and mark != _me():
+        if lifetime.alive(mark) and mark != lifetime.me():
             raise BpfkitError(
                 f"The cgroup {self.path} is in use by another process (pid {mark.split(':')[0]}), "
                 "maybe the same notebook open twice.",
@@ -254,10 +230,9 @@ class Cgroup:
         name = getattr(fn, "name", b"")
         name = name.decode() if isinstance(name, bytes) else str(name or prog_fd)
         own = os.dup(prog_fd)  # ours to detach with, whatever happens to the program's fds
-        err = kernel.libbpf().bpf_prog_attach(own, self.fd, kind, flags)
-        if err:
+        code = kernel.attach(own, self.fd, kind, flags)
+        if code:
             os.close(own)
-            code = -err
             hints = {errno.EINVAL: "the function's program type must match the attach type: "
                                    "load it with BPF.SOCK_OPS for \"sock_ops\".",
                      errno.EPERM: "attaching to a cgroup needs root (CAP_NET_ADMIN and CAP_BPF).",
@@ -283,7 +258,7 @@ class Cgroup:
         while self._attached:
             own, kind, _ = self._attached.pop()
             try:
-                kernel.libbpf().bpf_prog_detach2(own, self.fd, kind)
+                kernel.detach(own, self.fd, kind)
             finally:
                 os.close(own)
 
@@ -299,8 +274,7 @@ class Cgroup:
         if self.closed:
             return
         self.closed = True
-        if _live.get(self.name) is self:
-            del _live[self.name]
+        lifetime.discard("cgroup", self.name, self)
         try:
             self.detach()
         finally:
@@ -335,20 +309,4 @@ def _evacuate_self(path: Path) -> None:
 
 def live() -> dict[str, Cgroup]:
     """The cgroups this process has made and not closed yet, by name."""
-    return dict(_live)
-
-
-def close_all() -> None:
-    for cg in list(_live.values()):
-        with contextlib.suppress(Exception):
-            cg.close()
-
-
-_registered = False
-
-
-def _register_atexit() -> None:
-    global _registered
-    if not _registered:
-        atexit.register(close_all)
-        _registered = True
+    return lifetime.live("cgroup")

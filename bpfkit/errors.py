@@ -86,6 +86,10 @@ class MapFull(MapError):
     pass
 
 
+class MapEmpty(MapError, IndexError):
+    """pop() or peek() on an empty queue or stack (IndexError, as for a Python list)."""
+
+
 class KeyTypeError(MapError, TypeError):
     """A Python key or value that does not fit the map's C type."""
 

@@ -7,20 +7,13 @@ links against) so that lessons and tests can see what is loaded without shelling
 from __future__ import annotations
 
 import ctypes as ct
-import ctypes.util
 import os
 import re
 from contextlib import contextmanager
-from functools import lru_cache
 
-MAP_TYPES = [
-    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash", "percpu_array",
-    "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
-    "hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash", "cgroup_storage",
-    "reuseport_sockarray", "percpu_cgroup_storage", "queue", "stack", "sk_storage",
-    "devmap_hash", "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter",
-    "user_ringbuf", "cgrp_storage", "arena",
-]
+from . import maptypes
+from ._libbpf import lib
+
 PROG_TYPES = [
     "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
     "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
@@ -65,23 +58,6 @@ class LinkInfo(ct.Structure):
                 ("_pad", ct.c_uint32), ("_union", ct.c_uint8 * 64)]
 
 
-@lru_cache(maxsize=None)
-def libbpf() -> ct.CDLL:
-    """libbpf, which the distro's BCC depends on, so it is there wherever BCC is."""
-    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
-    lib = ct.CDLL(name, use_errno=True)
-    for fn in ("bpf_prog_get_next_id", "bpf_map_get_next_id", "bpf_link_get_next_id"):
-        getattr(lib, fn).argtypes = [ct.c_uint32, ct.POINTER(ct.c_uint32)]
-    for fn in ("bpf_prog_get_fd_by_id", "bpf_map_get_fd_by_id", "bpf_link_get_fd_by_id"):
-        getattr(lib, fn).argtypes = [ct.c_uint32]
-    lib.bpf_obj_get_info_by_fd.argtypes = [ct.c_int, ct.c_void_p, ct.POINTER(ct.c_uint32)]
-    for fn in ("bpf_map_lookup_elem", "bpf_map_get_next_key", "bpf_map_lookup_and_delete_elem"):
-        getattr(lib, fn).argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p]
-    lib.bpf_map_update_elem.argtypes = [ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_uint64]
-    lib.bpf_map_delete_elem.argtypes = [ct.c_int, ct.c_void_p]
-    return lib
-
-
 def _ids(next_id) -> list[int]:
     out, cur, nxt = [], 0, ct.c_uint32()
     while next_id(cur, ct.byref(nxt)) == 0:
@@ -91,21 +67,21 @@ def _ids(next_id) -> list[int]:
 
 
 def prog_ids() -> list[int]:
-    return _ids(libbpf().bpf_prog_get_next_id)
+    return _ids(lib.bpf_prog_get_next_id)
 
 
 def map_ids() -> list[int]:
-    return _ids(libbpf().bpf_map_get_next_id)
+    return _ids(lib.bpf_map_get_next_id)
 
 
 def link_ids() -> list[int]:
-    return _ids(libbpf().bpf_link_get_next_id)
+    return _ids(lib.bpf_link_get_next_id)
 
 
 def fd_info(fd: int, struct_type):
     info = struct_type()
     size = ct.c_uint32(ct.sizeof(info))
-    err = libbpf().bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
+    err = lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
     if err:
         raise OSError(-err, os.strerror(-err))
     return info
@@ -122,7 +98,7 @@ def _info_by_id(get_fd, obj_id: int, struct_type):
 
 
 def prog_info(prog_id: int) -> dict | None:
-    info = _info_by_id(libbpf().bpf_prog_get_fd_by_id, prog_id, ProgInfo)
+    info = _info_by_id(lib.bpf_prog_get_fd_by_id, prog_id, ProgInfo)
     if info is None:
         return None
     return {"id": info.id, "name": info.name.decode(errors="replace"),
@@ -131,7 +107,7 @@ def prog_info(prog_id: int) -> dict | None:
 
 
 def map_info(map_id: int) -> dict | None:
-    info = _info_by_id(libbpf().bpf_map_get_fd_by_id, map_id, MapInfo)
+    info = _info_by_id(lib.bpf_map_get_fd_by_id, map_id, MapInfo)
     return None if info is None else _map_dict(info)
 
 
@@ -147,14 +123,15 @@ def prog_info_by_fd(fd: int) -> dict:
 
 
 def link_info(link_id: int) -> dict | None:
-    info = _info_by_id(libbpf().bpf_link_get_fd_by_id, link_id, LinkInfo)
+    info = _info_by_id(lib.bpf_link_get_fd_by_id, link_id, LinkInfo)
     return None if info is None else {"id": info.id, "type": info.type, "prog_id": info.prog_id}
 
 
 def _map_dict(info: MapInfo) -> dict:
     return {"id": info.id, "name": info.name.decode(errors="replace"),
-            "type": _name(MAP_TYPES, info.type), "key_size": info.key_size,
-            "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags}
+            "type": maptypes.name_of(info.type), "key_size": info.key_size,
+            "value_size": info.value_size, "max_entries": info.max_entries, "flags": info.map_flags,
+            "map_extra": info.map_extra, "btf_id": info.btf_id}
 
 
 def _name(names: list[str], number: int) -> str:
@@ -192,12 +169,18 @@ ATTACH_TYPES = {"cgroup_inet_ingress": 0, "cgroup_inet_egress": 1, "cgroup_inet_
                 "cgroup_device": 6, "sk_msg_verdict": 7, "sk_skb_verdict": 38}
 
 
+def attach(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> int:
+    """Attach a program to a cgroup or a sockmap (by fd): 0, or the kernel's errno."""
+    return -lib.bpf_prog_attach(prog_fd, target_fd, attach_type, flags)
+
+
+def detach(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    return -lib.bpf_prog_detach2(prog_fd, target_fd, attach_type)
+
+
 def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
     """Ids of the programs attached to a cgroup or sockmap (by fd) at `attach_type`, as
     `bpftool cgroup show` lists them; links count too. Empty when nothing is attached."""
-    lib = libbpf()
-    lib.bpf_prog_query.argtypes = [ct.c_int, ct.c_int, ct.c_uint32, ct.POINTER(ct.c_uint32),
-                                   ct.POINTER(ct.c_uint32), ct.POINTER(ct.c_uint32)]
     ids = (ct.c_uint32 * 64)()
     count, flags = ct.c_uint32(64), ct.c_uint32()
     err = lib.bpf_prog_query(target_fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count))

@@ -15,7 +15,6 @@ process owns is never taken for a leftover.
 """
 from __future__ import annotations
 
-import atexit
 import collections
 import ctypes as ct
 import json
@@ -24,50 +23,15 @@ import re
 import socket
 import subprocess
 import time
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from contextlib import nullcontext
 
+from . import lifetime, system
+from ._libbpf import lib
 from .errors import AttachError, BpfkitError, SetupError
+from .netns import NETNS_DIR, inside
 
 PREFIX = "bpfkit-"
-OWNERS = Path("/run/bpfkit")
-NETNS_DIR = Path("/run/netns")
 XDP_MODES = {"skb": 2, "generic": 2, "native": 4, "drv": 4, "hw": 8}
-_CLONE_NEWNET = 0x40000000
-_labs: dict[str, "Lab"] = {}
-
-
-# -- namespaces ----------------------------------------------------------------------------
-def _setns(fd: int) -> None:
-    if hasattr(os, "setns"):  # Python 3.12+
-        os.setns(fd, _CLONE_NEWNET)
-        return
-    libc = ct.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ct.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextmanager
-def inside(netns: str):
-    """Run the `with` body in network namespace `netns` (this thread only), then come back.
-
-    Sockets made inside stay in `netns`; names and ifindexes looked up inside are `netns`'s."""
-    path = NETNS_DIR / netns
-    if not path.exists():
-        raise BpfkitError(f"There is no network namespace {netns!r}.",
-                          "list them with `ip netns list`; a Lab makes its hosts' namespaces.")
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(path, os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -93,9 +57,6 @@ def link_names() -> list[str]:
 
 def xdp_prog_id(dev: str, mode: str = "skb") -> int | None:
     """The id of the XDP program attached to interface `dev` (here) in `mode`, or None."""
-    from .kernel import libbpf
-    lib = libbpf()
-    lib.bpf_xdp_query_id.argtypes = [ct.c_int, ct.c_int, ct.POINTER(ct.c_uint32)]
     prog_id = ct.c_uint32()
     if lib.bpf_xdp_query_id(socket.if_nametoindex(dev), XDP_MODES[mode], ct.byref(prog_id)) != 0:
         return None
@@ -110,44 +71,12 @@ def _write_sysctl(path: str, value: str) -> None:
         pass  # e.g. IPv6 disabled on this machine: nothing to quieten
 
 
-# -- ownership, so that leftovers can be told from a lab in use ------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owned_elsewhere() -> dict[str, int]:
-    """Names that labs of other live processes own -> that process's pid."""
-    owned = {}
-    if not OWNERS.is_dir():
-        return owned
-    for f in OWNERS.glob("lab-*.json"):
-        try:
-            record = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        pid = int(record.get("pid", 0))
-        if pid == os.getpid():
-            continue
-        if not _alive(pid):
-            f.unlink(missing_ok=True)
-            continue
-        for name in record.get("names", []):
-            owned[name] = pid
-    return owned
-
-
 def cleanup_stale() -> list[str]:
     """Remove `bpfkit-*` namespaces and interfaces an earlier run left behind (a crashed kernel,
     a killed test). Those of labs still open in this or another live process stay. Returns
     what was removed."""
-    keep = set(_owned_elsewhere())
-    for lab in _labs.values():
+    keep = set(lifetime.owners("netdev"))
+    for lab in lifetime.live("lab").values():
         keep |= lab.names()
     removed = []
     for link in link_names():
@@ -158,6 +87,7 @@ def cleanup_stale() -> list[str]:
         if ns.startswith(PREFIX) and ns not in keep:
             if _ip("netns", "del", ns, check=False).returncode == 0:
                 removed.append(ns)
+    lifetime.forget_orphans("netdev", lifetime.orphans("netdev") - keep)
     return removed
 
 
@@ -281,23 +211,17 @@ class Lab:
     notebook cell can be run again."""
 
     def __init__(self, name: str = "lab"):
-        previous = _labs.pop(name, None)
-        if previous is not None:
-            previous.close()
         self.name = name
         self.hosts: dict[str, Host] = {}
         self.closed = False
         self._sockets: list[socket.socket] = []
         self._xdp: dict[tuple[str | None, str], int] = {}  # (netns, dev) -> flags
-        self._owner_file = OWNERS / f"lab-{os.getpid()}-{name}.json"
-        _labs[name] = self
+        previous = lifetime.add("lab", name, self)
+        if previous is not None:
+            previous.close()
 
     def names(self) -> set[str]:
         return {n for h in self.hosts.values() for n in (h.netns, h.port)}
-
-    def _record(self) -> None:
-        OWNERS.mkdir(parents=True, exist_ok=True)
-        self._owner_file.write_text(json.dumps({"pid": os.getpid(), "names": sorted(self.names())}))
 
     def host(self, name: str, address: str | None = None, *, mac: str | None = None) -> Host:
         """A new host: namespace `bpfkit-<name>`, its `eth0` (with `address`, e.g.
@@ -309,11 +233,12 @@ class Lab:
                               "interface names are at most 15 characters: bpfkit-<name>-port.")
         if name in self.hosts:
             return self.hosts[name]
-        owner = _owned_elsewhere().get(netns) or _owned_elsewhere().get(port)
+        elsewhere = lifetime.owners("netdev")
+        owner = elsewhere.get(netns) or elsewhere.get(port)
         if owner:
             raise BpfkitError(f"Host {netns!r} belongs to a lab of another running process (pid {owner}).",
                               "close that lab, or give your hosts other names.")
-        for other in list(_labs.values()):
+        for other in lifetime.live("lab").values():
             if other is not self and netns in other.names():
                 other.close()
         # Leftovers of a crashed run with the same names.
@@ -322,7 +247,7 @@ class Lab:
             _ip("netns", "del", netns)
         host = Host(self, name, netns, port)
         self.hosts[name] = host
-        self._record()
+        lifetime.claim("netdev", netns, port)
         _ip("netns", "add", netns)
         with inside(netns):  # no IPv6 chatter: the only frames are those a lesson sends
             _write_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1")
@@ -348,7 +273,7 @@ class Lab:
         root namespace, or in `netns`); detached again when the lab closes. `mode` "skb" is
         generic XDP, which works on any interface; "native" needs driver support."""
         self._check_open()
-        bcc = _bcc()
+        bcc = system.bcc()
         if mode not in XDP_MODES:
             raise BpfkitError(f"Unknown XDP mode {mode!r}.", f"use one of {sorted(set(XDP_MODES))}.")
         flags = XDP_MODES[mode]
@@ -370,7 +295,7 @@ class Lab:
         with inside(netns) if netns else nullcontext():
             if dev in link_names() or netns:
                 try:
-                    _bcc().BPF.remove_xdp(dev.encode(), flags)
+                    system.bcc().BPF.remove_xdp(dev.encode(), flags)
                 except Exception:
                     pass  # the interface went already, and its XDP program with it
 
@@ -385,8 +310,7 @@ class Lab:
         if self.closed:
             return
         self.closed = True
-        if _labs.get(self.name) is self:
-            del _labs[self.name]
+        lifetime.discard("lab", self.name, self)
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -399,7 +323,7 @@ class Lab:
             _ip("link", "del", host.port, check=False)  # both ends of the cable, at once
         for host in self.hosts.values():
             _ip("netns", "del", host.netns, check=False)
-        self._owner_file.unlink(missing_ok=True)
+        lifetime.release("netdev", *self.names())
 
     def __enter__(self) -> "Lab":
         return self
@@ -410,16 +334,3 @@ class Lab:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"hosts: {', '.join(self.hosts) or 'none'}"
         return f"<bpfkit.net.Lab {self.name!r} ({state})>"
-
-
-def _bcc():
-    from . import system
-    return system.bcc()
-
-
-def close_all() -> None:
-    for lab in list(_labs.values()):
-        lab.close()
-
-
-atexit.register(close_all)

@@ -1,13 +1,18 @@
 """`Program`: one BPF C source compiled by BCC, loaded, attached, and closed again.
 
-A notebook re-runs cells, so a program is registered under a name and loading the same name
-again closes the earlier one first: programs never stack up in the kernel. Closing detaches
-every hook and frees every map. Failures come out as bpfkit errors with hints, and a failure
-halfway through a load frees what the load had already made.
+A notebook re-runs cells, so a program is registered under a name (in `lifetime`) and
+loading the same name again closes the earlier one once the new one runs: programs never
+stack up in the kernel. Closing detaches every hook and frees every map. Failures come out as
+bpfkit errors with hints, and a failure halfway through a load frees what the load had
+already made.
+
+Maps the program does not declare itself (made with `bpfkit.create_map`, for the types BCC
+cannot declare) are passed in with `maps={"seen": m}`: bpfkit writes each one's file
+descriptor into the C text as `seen`, a map pointer for helpers such as
+`bpf_map_push_elem(seen, &value, 0)`, and `prog["seen"]` is that Map.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes as ct
 import functools
 import hashlib
@@ -16,19 +21,27 @@ import os
 import re
 from pathlib import Path
 
-from . import diagnose, errors, system
+from . import diagnose, errors, kernel, lifetime, system
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
 from .maps import Map
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-_loaded: dict[str, "Program"] = {}
+_HERE = Path(__file__).resolve().parent
+# The lessons' C programs: bpf/ beside the package in a checkout, bpfkit/bpf/ once installed.
+PROGRAMS = next((d for d in (_HERE.parent / "bpf", _HERE / "bpf") if d.is_dir()), _HERE / "bpf")
 
 
 def bpf_dirs() -> list[Path]:
-    """Where a bare name like "counter" is looked up: the project's bpf/, then ./bpf, ../bpf."""
+    """Where a bare name like "counter" is looked up: the kit's programs, then ./bpf, ../bpf."""
     here = Path.cwd()
-    return [PACKAGE_ROOT / "bpf", here / "bpf", here.parent / "bpf", here]
+    return [PROGRAMS, here / "bpf", here.parent / "bpf", here]
+
+
+def source(name: str) -> str:
+    """The C text of one of the kit's programs ("counter" for bpf/counter.c): to show with
+    IPython's `Code(...)`, or to start a `%%bpf` cell from."""
+    text, _, _ = _resolve(name)
+    return text
 
 
 def _resolve(source) -> tuple[str, Path | None, str]:
@@ -64,7 +77,7 @@ def _short(text: str, limit: int = 80) -> str:
 
 def _shown_path(path: Path) -> str:
     """A file as the learner knows it: bpf/counter.c, not this machine's absolute path."""
-    for base in (Path.cwd(), PACKAGE_ROOT):
+    for base in (Path.cwd(), PROGRAMS.parent):
         try:
             return str(path.resolve().relative_to(base.resolve()))
         except ValueError:
@@ -76,7 +89,7 @@ class Program:
     """A compiled, loaded BPF program and its maps. Use as a context manager, or `close()`."""
 
     def __init__(self, name: str, source: str, path: Path | None, where: str, cflags=(),
-                 first_line: int = 1):
+                 first_line: int = 1, maps: dict | None = None):
         self.name = name
         self.source = source
         self.path = path
@@ -84,6 +97,7 @@ class Program:
         self.first_line = first_line  # the number the learner sees on the source's first line
         self.closed = False
         self._maps: dict[str, Map] = {}
+        self._given = _given_maps(maps or {})
         self.notes: list[str] = []
         bcc = system.bcc()
         system.require_privilege()
@@ -93,12 +107,13 @@ class Program:
         flags = list(cflags)
         if path is not None:
             flags.append(f"-I{path.parent}")
-        crash = _compiler_crash(bcc, source.encode(), flags)
+        text = _with_given_maps(source, self._given)
+        crash = _compiler_crash(bcc, text.encode(), flags)
         if crash:
             raise diagnose.compiler_crashed(*crash, where)
         with diagnose.captured_stderr() as out:
             try:
-                self.bpf = _quiet_bpf_class(bcc)(text=source.encode(), cflags=flags)
+                self.bpf = _quiet_bpf_class(bcc)(text=text.encode(), cflags=flags)
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
@@ -134,6 +149,22 @@ class Program:
             raise diagnose.load_error(out[0], fn_name, self.source, self.where, err,
                                       self.first_line) from None
         return fn
+
+    def function(self, fn_name: str):
+        """Function `fn_name` of this program, loaded (once) with the type of the functions
+        loaded so far: what a program array slot takes by name, since a tail call only
+        reaches programs of the caller's type."""
+        loaded = self.bpf.funcs
+        if fn_name.encode() in loaded:
+            return loaded[fn_name.encode()]
+        types = {kernel.prog_info_by_fd(fn.fd)["type"] for fn in loaded.values()}
+        if len(types) != 1:
+            raise errors.MapError(
+                f"Cannot tell which program type to load {fn_name!r} as: the program has "
+                + (f"functions of types {sorted(types)} loaded." if types else "no function loaded yet."),
+                "load it yourself with the caller's type and store that: "
+                f"m[slot] = prog.load_func({fn_name!r}, BPF.TRACEPOINT) (or BPF.XDP, ...).")
+        return self.load_func(fn_name, kernel.PROG_TYPES.index(types.pop()))
 
     def _autoload(self) -> None:
         bcc = system.bcc()
@@ -201,7 +232,7 @@ class Program:
         self._check_open()
         lib = _libbcc()
         return [lib.bpf_table_name(self.bpf.module, i).decode()
-                for i in range(lib.bpf_num_tables(self.bpf.module))]
+                for i in range(lib.bpf_num_tables(self.bpf.module))] + list(self._given)
 
     def __getitem__(self, name: str) -> Map:
         self._check_open()
@@ -215,7 +246,7 @@ class Program:
                 f"{', '.join(names) or 'none'}.",
                 (hint + " " if hint else "") + "Map names are the first argument of BPF_HASH(...), "
                 "BPF_ARRAY(...) and friends in the C code.")
-        self._maps[name] = self._make_map(name)
+        self._maps[name] = self._given[name] if name in self._given else self._make_map(name)
         return self._maps[name]
 
     def _make_map(self, name: str) -> Map:
@@ -225,8 +256,7 @@ class Program:
         fd = lib.bpf_table_fd(module, raw)
         key_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_key_desc(module, raw)))
         value_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_leaf_desc(module, raw)))
-        from .maps import family
-        return family.wrap(self, name, fd, key_type, value_type)
+        return Map(fd, name=name, key_type=key_type, value_type=value_type, owner=self)
 
     @property
     def maps(self) -> dict[str, Map]:
@@ -258,7 +288,6 @@ class Program:
 
     def program_ids(self) -> list[int]:
         """Kernel ids of this program's loaded functions."""
-        from . import kernel
         return [kernel.prog_info_by_fd(fn.fd)["id"] for fn in self.bpf.funcs.values()]
 
     def close(self) -> None:
@@ -266,10 +295,10 @@ class Program:
         if self.closed:
             return
         self.closed = True
-        if _loaded.get(self.name) is self:
-            del _loaded[self.name]
-        for m in self._maps.values():
-            m._closing()  # e.g. unmap an mmapable array, which would keep the map alive
+        lifetime.discard("program", self.name, self)
+        for name, m in self._maps.items():
+            if name not in self._given:
+                m.release()  # e.g. unmap an mmapable array, which would keep the map alive
         with diagnose.captured_stderr():
             self.bpf.cleanup()
 
@@ -377,10 +406,12 @@ _QuietBPF = None
 
 
 def load(source, *, cflags=(), name: str | None = None, where: str | None = None,
-         first_line: int = 1) -> Program:
+         first_line: int = 1, maps: dict | None = None) -> Program:
     """Compile, load and attach a BPF program; its tracepoint probes attach automatically.
 
-    `source` is "counter" (bpf/counter.c), a path, or C text. Loading again under the same
+    `source` is "counter" (bpf/counter.c), a path, or C text. `maps={"seen": m}` makes Maps
+    made with `bpfkit.create_map` usable in the C code as `seen` (a map pointer, for helpers
+    such as `bpf_map_push_elem(seen, &v, 0)`). Loading again under the same
     `name` (by default the file's name, or the text's fingerprint) closes the earlier program
     once the new one is loaded and attached. A load that fails changes nothing: it leaves no
     new program, map or link in the kernel, and the program loaded earlier under that name
@@ -391,28 +422,42 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     try:
-        program = Program(name, text, path, where or shown, cflags, first_line)
+        program = Program(name, text, path, where or shown, cflags, first_line, maps)
     except BpfkitError as e:
-        earlier = _loaded.get(name)
+        earlier = lifetime.get("program", name)
         if earlier is not None and not earlier.closed:
             e.hint = (e.hint + " " if e.hint else "") + (
                 f"(The program loaded earlier as {name!r} is still loaded, unchanged.)")
         raise
-    previous = _loaded.pop(name, None)
+    previous = lifetime.add("program", name, program)
     if previous is not None:
         previous.close()
-    _loaded[name] = program
     return program
 
 
 def loaded() -> dict[str, Program]:
     """The programs bpfkit has loaded and not yet closed, by name."""
-    return dict(_loaded)
+    return lifetime.live("program")
 
 
-def close_all() -> None:
-    for program in list(_loaded.values()):
-        program.close()
+def _given_maps(maps: dict) -> dict[str, Map]:
+    """The maps passed with `maps=`, checked: C names, open bpfkit Maps."""
+    for name, m in maps.items():
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_]\w*", name)):
+            raise BpfkitError(f"maps= names each map as the C code calls it; {name!r} is not a C "
+                              "name.", 'use a name like "seen": load(source, maps={"seen": m}).')
+        if not isinstance(m, Map):
+            raise BpfkitError(f"maps={{{name!r}: ...}} takes a bpfkit Map, not {type(m).__name__}.",
+                              f'make one first: {name} = bpfkit.create_map("bloom_filter", value="u32").')
+        m.fd  # a closed map cannot be handed to a program
+    return dict(maps)
 
 
-atexit.register(close_all)
+def _with_given_maps(text: str, maps: dict[str, Map]) -> str:
+    """The C text with each given map's name defined as a pointer to it, by its fd: BCC passes
+    `bpf_pseudo_fd(1, fd)` through to the kernel, which takes the map from this process."""
+    if not maps:
+        return text
+    defines = "".join(f"#define {name} ((void *)bpf_pseudo_fd(1, {m.fd}))\n"
+                      for name, m in maps.items())
+    return defines + "#line 1\n" + text

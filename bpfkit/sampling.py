@@ -17,48 +17,31 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .maps import layout, snapshot
-
-# Map types whose frame() is a plain table of (key, value) entries: their ticks can be
-# stacked as arrays and turned into one frame at the end. Other families (program arrays,
-# maps of maps) have frames of their own making, so each tick calls frame().
-TABLE_TYPES = {"hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array"}
+from .maps import Snapshot
 
 
 class Sampler:
-    """Takes snapshots of one map and builds the long frame of all of them on demand."""
+    """Takes snapshots of one map and builds the long frame of all of them on demand.
 
-    def __init__(self, m, *, per_cpu: str = "long", method: str = "auto", names: dict | None = None):
+    Each tick only keeps the snapshot's arrays; the frame is built from all ticks at once by
+    the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map type that can
+    be read samples the same way and keeps its own columns."""
+
+    def __init__(self, m, *, method: str = "auto", keys=None, **frame_args):
         self.m = m
-        self.per_cpu = per_cpu
         self.method = method
-        self.names = dict(names or {})
-        self.raw = m.type in TABLE_TYPES
+        self.keys = keys
+        self.frame_args = frame_args
         self.start = time.monotonic()
         self.times: list[float] = []
-        self.ticks: list = []  # (keys, values) arrays, or frames for other families
+        self.ticks: list[Snapshot | None] = []
         self._built: list[pd.DataFrame] = []  # frames of the ticks turned into rows so far
         self._done = 0
 
     def take(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        if self.raw:
-            self.ticks.append(snapshot.read(self.m, method=self.method))
-        else:
-            self.ticks.append(self._frame_now())
+        self.ticks.append(self.m.snapshot(method=self.method, keys=self.keys))
         self.times.append(round(now - self.start, 4))
-
-    def _frame_now(self) -> pd.DataFrame:
-        options = {"per_cpu": self.per_cpu} if self.m.percpu else {}
-        return self.m.frame(**options, **self.names)
-
-    def _frame_of(self, keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-        """The map's own frame() of these arrays (so a family's column names are kept)."""
-        self.m._replay = (keys, values)
-        try:
-            return self._frame_now()
-        finally:
-            del self.m._replay
 
     def frame(self) -> pd.DataFrame:
         """Every snapshot so far, stacked, with `time` as the first column."""
@@ -66,28 +49,19 @@ class Sampler:
             self._built.append(self._build(self._done, len(self.ticks)))
             self._done = len(self.ticks)
             if len(self._built) > 1:
+                keys = self._built[0].attrs.get("key_columns", [])
                 self._built = [pd.concat(self._built, ignore_index=True)]
+                self._built[0].attrs["key_columns"] = keys
         if not self._built:
-            empty = self._frame_now().iloc[0:0].copy()
-            empty.insert(0, "time", np.array([], dtype=float))
-            return empty
+            nothing = Snapshot(np.zeros(0, self.m.key_dtype), np.zeros(0, self.m.value_dtype))
+            return self.m.frame(snapshot=nothing, extra={"time": np.zeros(0)}, **self.frame_args)
         return self._built[0]
 
     def _build(self, lo: int, hi: int) -> pd.DataFrame:
         ticks, times = self.ticks[lo:hi], self.times[lo:hi]
-        if not self.raw:
-            frames = []
-            for t, frame in zip(times, ticks):
-                frame.insert(0, "time", t)
-                frames.append(frame)
-            return pd.concat(frames, ignore_index=True)
-        keys = np.concatenate([k for k, _ in ticks])
-        values = np.concatenate([v for _, v in ticks])
-        rows = np.array([len(k) for k, _ in ticks])
-        if self.m.percpu and self.per_cpu == "long":
-            rows = rows * self.m.cpus
-        frame = self._frame_of(keys, values)
-        frame.insert(0, "time", np.repeat(np.array(times, dtype=float), rows))
+        snap = Snapshot.concat(ticks)
+        when = np.repeat(np.array(times, dtype=float), [len(t) for t in ticks])
+        frame = self.m.frame(snapshot=snap, extra={"time": when}, **self.frame_args)
         for i in range(lo, hi):  # the arrays live on in the frame; drop our references
             self.ticks[i] = None
         return frame
@@ -120,23 +94,24 @@ def _run(sampler: Sampler, every: float, duration: float, action, on_tick=None) 
         return False
 
 
-def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, per_cpu: str = "long",
-           method: str = "auto", **frame_names) -> pd.DataFrame:
+def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method: str = "auto",
+           keys=None, **frame_args) -> pd.DataFrame:
     """Snapshots of map `m` every `every` seconds for `duration` seconds, as one long frame:
     `time` (seconds since the first snapshot), then the columns of `m.frame()`.
 
     `action`, if given, is called after each snapshot (e.g. to make the kernel do something).
-    Keyword arguments rename columns as in `Map.frame()`; `per_cpu` is as in `Map.frame()`.
-    Interrupting (KeyboardInterrupt, the notebook's stop button) returns what was sampled.
+    Every other argument is as in `Map.frame()`: options (`per_cpu=`, `keys=`, ...) and
+    renames (`value="count"`). Interrupting (KeyboardInterrupt, the notebook's stop button)
+    returns what was sampled.
     """
-    sampler = Sampler(m, per_cpu=per_cpu, method=method, names=frame_names)
+    sampler = Sampler(m, method=method, keys=keys, **frame_args)
     _run(sampler, every, duration, action)
     return sampler.frame()
 
 
 def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None, top: int = 8,
          action=None, title: str | None = None, ylabel: str | None = None, redraw: float | None = None,
-         per_cpu: str = "sum", method: str = "auto", ax=None, **frame_names) -> pd.DataFrame:
+         method: str = "auto", keys=None, ax=None, **frame_args) -> pd.DataFrame:
     """Like `sample()`, while a line plot of the `top` keys (by their latest value of `y`)
     redraws in the notebook every `redraw` seconds (at least every 0.25 s). Returns the long
     frame of every key; interrupting stops cleanly and returns what was sampled.
@@ -145,8 +120,10 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
     """
     import matplotlib.pyplot as plt
 
+    if m.per_cpu:
+        frame_args.setdefault("per_cpu", "sum")
     display = _display_handle()
-    sampler = Sampler(m, per_cpu=per_cpu, method=method, names=frame_names)
+    sampler = Sampler(m, method=method, keys=keys, **frame_args)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 3.5))
     else:
@@ -160,7 +137,7 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
         if not force and now - last[0] < redraw:
             return
         last[0] = now
-        _draw(ax, sampler.frame(), sampler, y, top, title or f"map {m.name!r} over time", ylabel)
+        _draw(ax, sampler.frame(), y, top, title or f"map {m.name!r} over time", ylabel)
         if handle is not None:
             handle.update(fig)
         else:
@@ -189,20 +166,18 @@ def _display_handle():
     return lambda fig: display(fig, display_id=True)
 
 
-def _draw(ax, frame: pd.DataFrame, sampler: Sampler, y, top: int, title: str, ylabel) -> None:
+def _draw(ax, frame: pd.DataFrame, y, top: int, title: str, ylabel) -> None:
     ax.clear()
     ax.set_title(title)
     ax.set_xlabel("seconds")
     if len(frame):
-        key_cols = _key_columns(frame, sampler)
+        key_cols = list(frame.attrs.get("key_columns", []))
         value_cols = [c for c in frame.columns if c not in key_cols and c not in ("time", "cpu")]
         numeric = [c for c in value_cols if pd.api.types.is_numeric_dtype(frame[c])]
         y = y or (numeric[0] if numeric else None)
         if y is not None:
             ax.set_ylabel(ylabel or y)
             latest = frame[frame["time"] == frame["time"].iloc[-1]]
-            if "cpu" in frame.columns:  # per_cpu="long": a line per (key, cpu)
-                key_cols = key_cols + ["cpu"]
             label = _labels(latest, key_cols)
             best = latest.assign(_label=label).nlargest(top, y)["_label"].tolist()
             shown = frame.assign(_label=_labels(frame, key_cols))
@@ -214,13 +189,6 @@ def _draw(ax, frame: pd.DataFrame, sampler: Sampler, y, top: int, title: str, yl
                 ax.legend(title=", ".join(key_cols) or "key", fontsize="small", loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     ax.figure.tight_layout()
-
-
-def _key_columns(frame: pd.DataFrame, sampler: Sampler) -> list[str]:
-    m = sampler.m
-    n = len(layout.columns_of(np.empty(0, dtype=m.key_dtype), "", "key"))
-    cols = [c for c in frame.columns if c != "time"][:n]
-    return cols
 
 
 def _labels(frame: pd.DataFrame, key_cols: list[str]) -> pd.Series:

@@ -248,8 +248,7 @@ def tracefs_mounted() -> bool:
 def _mount_tracefs() -> int:
     """mount(2) tracefs at TRACEFS; 0, or the errno."""
     import ctypes
-    import ctypes.util
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    from ._libc import libc
     if libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None) == 0:
         return 0
     return ctypes.get_errno()

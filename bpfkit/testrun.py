@@ -13,23 +13,12 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from . import kernel, system
+from . import system
+from ._libbpf import TestRunOpts, require
 from .errors import BpfkitError
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 PACKET = bytes(64)  # an all-zero 64-byte frame: XDP wants at least an Ethernet header
-
-
-class TestRunOpts(ct.Structure):
-    """libbpf's `struct bpf_test_run_opts` (libbpf 1.x)."""
-    _fields_ = [
-        ("sz", ct.c_size_t), ("data_in", ct.c_void_p), ("data_out", ct.c_void_p),
-        ("data_size_in", ct.c_uint32), ("data_size_out", ct.c_uint32),
-        ("ctx_in", ct.c_void_p), ("ctx_out", ct.c_void_p),
-        ("ctx_size_in", ct.c_uint32), ("ctx_size_out", ct.c_uint32),
-        ("retval", ct.c_uint32), ("repeat", ct.c_int), ("duration", ct.c_uint32),
-        ("flags", ct.c_uint32), ("cpu", ct.c_uint32), ("batch_size", ct.c_uint32),
-    ]
 
 
 @dataclass
@@ -38,12 +27,6 @@ class Run:
     retval: int
     ns: int
     repeat: int
-
-
-def _lib():
-    lib = kernel.libbpf()
-    lib.bpf_prog_test_run_opts.argtypes = [ct.c_int, ct.POINTER(TestRunOpts)]
-    return lib
 
 
 def prog_fd(program, fn_name: str, prog_type: str = "xdp") -> int:
@@ -64,7 +47,7 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
     opts = TestRunOpts(sz=ct.sizeof(TestRunOpts), data_in=ct.addressof(buf),
                        data_size_in=len(data), data_out=ct.addressof(out),
                        data_size_out=len(out), repeat=max(int(repeat), 1))
-    err = _lib().bpf_prog_test_run_opts(fd, ct.byref(opts))
+    err = require("bpf_prog_test_run_opts", "timing a program in the kernel")(fd, ct.byref(opts))
     if err:
         raise BpfkitError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
                           "BPF_PROG_TEST_RUN needs root and a program type that supports it "

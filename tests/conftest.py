@@ -1,7 +1,6 @@
 """Shared fixtures: every test here runs on the real kernel, as root, with the distro's BCC."""
 from __future__ import annotations
 
-import ctypes as ct
 import json
 import os
 import re
@@ -69,9 +68,6 @@ def cgroup_attachments() -> set[tuple[str, int, int]]:
     root = cgroup2_root()
     if root is None:
         return set()
-    lib = kernel.libbpf()
-    lib.bpf_prog_query.argtypes = [ct.c_int, ct.c_int, ct.c_uint32, ct.POINTER(ct.c_uint32),
-                                   ct.POINTER(ct.c_uint32), ct.POINTER(ct.c_uint32)]
     found = set()
     for folder, _, _ in os.walk(root):
         try:
@@ -80,11 +76,12 @@ def cgroup_attachments() -> set[tuple[str, int, int]]:
             continue
         try:
             for attach_type in range(64):  # every type the kernel knows; non-cgroup ones fail
-                ids = (ct.c_uint32 * 64)()
-                count, flags = ct.c_uint32(64), ct.c_uint32()
-                if lib.bpf_prog_query(fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count)) == 0:
-                    rel = os.path.relpath(folder, root)
-                    found.update((rel, attach_type, ids[i]) for i in range(min(count.value, 64)))
+                try:
+                    ids = kernel.attached_prog_ids(fd, attach_type)
+                except OSError:
+                    continue
+                rel = os.path.relpath(folder, root)
+                found.update((rel, attach_type, i) for i in ids)
         finally:
             os.close(fd)
     return found

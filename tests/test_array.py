@@ -12,9 +12,9 @@ import pytest
 
 import bpfkit
 from bpfkit.errors import KeyTypeError, MapError
-from bpfkit.exercises.array_histogram import (EXERCISE_READS, check_linear_histogram,
-                                              reads_in_child, trace_command)
-from bpfkit.maps.array import Array, linear_labels, log2_bucket, log2_labels, log2_range
+from bpfkit.exercises.array_histogram import EXERCISE_READS, check_linear_histogram
+from bpfkit.maps.buckets import linear_labels, log2_bucket, log2_labels, log2_range
+from bpfkit.workload import reads_in_child, trace_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -48,7 +48,7 @@ def bpftool_dump(map_id: int) -> dict[int, bytes]:
 def test_every_slot_exists_zeroed_and_cannot_be_deleted(no_leaks):
     with bpfkit.load(MAPS_ONLY, name="array_maps") as prog:
         a, h = prog["an_array"], prog["a_hash"]
-        assert isinstance(a, Array) and not isinstance(h, Array)
+        assert a.map_type.slots and not h.map_type.slots
         frame = a.frame()
         assert list(frame.columns) == ["index", "value"]
         assert frame["index"].tolist() == list(range(8)) and frame["value"].tolist() == [0] * 8

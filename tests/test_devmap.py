@@ -2,7 +2,6 @@
 lab that leaves no namespace, interface or XDP program behind."""
 from __future__ import annotations
 
-import ctypes as ct
 import json
 import os
 import shutil
@@ -15,11 +14,9 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import kernel, net
+from bpfkit import kernel, lifetime, net
 from bpfkit.errors import MapError
 from bpfkit.exercises.devmap import check_source_port_balancing
-from bpfkit.maps import family
-from bpfkit.maps.devmap import DevMap
 
 ROOT = Path(__file__).resolve().parent.parent
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -54,7 +51,7 @@ def clean_network():
     """Fails the test if it leaves a network namespace or an interface behind."""
     before = (net.netns_names(), net.link_names())
     yield
-    net.close_all()
+    lifetime.close_all("lab")
     after = (net.netns_names(), net.link_names())
     assert after == before, f"network changed: before {before}, after {after}"
 
@@ -86,19 +83,23 @@ def test_devmap_frame_maps_slots_to_ifindex_and_name(lab):
     b, c = lab.hosts["b"], lab.hosts["c"]
     with bpfkit.load("devmap_redirect") as prog:
         tx = prog["tx_port"]
-        assert isinstance(tx, DevMap) and tx.type == "devmap"
-        assert tx.frame().empty and list(tx.frame().columns) == ["slot", "ifindex", "name"]
+        assert tx.type == "devmap" and tx.map_type.values == "device"
+        assert tx.frame().empty and list(tx.frame().columns) == ["index", "ifindex", "name"]
         tx[0] = b.port                       # by name
         tx[3] = c.port_ifindex               # by ifindex
         assert tx[0] == b.port_ifindex and tx[3] == c.port_ifindex
         assert tx.frame().to_dict("records") == [
-            {"slot": 0, "ifindex": b.port_ifindex, "name": b.port},
-            {"slot": 3, "ifindex": c.port_ifindex, "name": c.port}]
+            {"index": 0, "ifindex": b.port_ifindex, "name": b.port},
+            {"index": 3, "ifindex": c.port_ifindex, "name": c.port}]
         assert 1 not in tx
         # Inside host b's namespace those ifindexes name nothing (b has only lo and eth0).
-        assert tx.frame(netns=b.netns)["name"].tolist() == [None, None]
+        assert tx.frame(netns=b.netns)["name"].isna().all()
         del tx[0]
-        assert tx.frame()["slot"].tolist() == [3]
+        assert tx.frame()["index"].tolist() == [3]
+        full = tx.frame(empty=True)
+        assert full["index"].tolist() == [0, 1, 2, 3] and full["ifindex"].tolist() == [0, 0, 0, c.port_ifindex]
+        assert full["name"].isna().tolist() == [True, True, True, False]  # no interface: missing
+        assert full["name"].iloc[3] == c.port
 
 
 def test_devmap_refuses_what_is_not_an_interface_here(lab):
@@ -111,7 +112,7 @@ def test_devmap_refuses_what_is_not_an_interface_here(lab):
         with pytest.raises(MapError, match="no interface with ifindex") as err:
             tx[0] = unused
         assert "namespace" in err.value.hint
-        with pytest.raises(MapError, match="outside 'tx_port'"):
+        with pytest.raises(MapError, match="past the end of 'tx_port'"):
             tx[4] = lab.hosts["b"].port
         with pytest.raises(MapError, match="a name or an ifindex"):
             tx[0] = 1.5
@@ -119,21 +120,14 @@ def test_devmap_refuses_what_is_not_an_interface_here(lab):
 
 
 def test_devmap_hash_reader_keys_by_key(lab):
-    lib = kernel.libbpf()
-    lib.bpf_map_create.argtypes = [ct.c_int, ct.c_char_p, ct.c_uint32, ct.c_uint32, ct.c_uint32, ct.c_void_p]
-    fd = lib.bpf_map_create(kernel.MAP_TYPES.index("devmap_hash"), b"by_port", 4, 4, 8, None)
-    assert fd >= 0, os.strerror(-fd)
-    try:
-        m = family.wrap(None, "by_port", fd, ct.c_uint32, ct.c_uint32)
-        assert isinstance(m, DevMap) and m.type == "devmap_hash"
+    with bpfkit.create_map("devmap_hash", max_entries=8, name="by_port") as m:
+        assert m.type == "devmap_hash" and not m.map_type.bcc_declares
         m[9000] = lab.hosts["b"].port
         m[7777] = lab.hosts["c"].port
         frame = m.frame().sort_values("key").reset_index(drop=True)
         assert frame.to_dict("records") == [
             {"key": 7777, "ifindex": lab.hosts["c"].port_ifindex, "name": lab.hosts["c"].port},
             {"key": 9000, "ifindex": lab.hosts["b"].port_ifindex, "name": lab.hosts["b"].port}]
-    finally:
-        os.close(fd)
 
 
 def _bpftool_dump(map_id: int) -> list[tuple[int, int]]:
@@ -151,7 +145,7 @@ def test_devmap_frame_agrees_with_bpftool(lab):
         tx[1] = lab.hosts["b"].port
         tx[2] = lab.hosts["c"].port
         frame = tx.frame()
-        ours = sorted(zip(frame["slot"].tolist(), frame["ifindex"].tolist()))
+        ours = sorted(zip(frame["index"].tolist(), frame["ifindex"].tolist()))
         assert ours == [(1, lab.hosts["b"].port_ifindex), (2, lab.hosts["c"].port_ifindex)]
         assert _bpftool_dump(tx.id) == ours
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import errors, events, kernel, workload
+from bpfkit import _libbpf, errors, events, kernel, workload
 from conftest import cgroup2_root, held_elsewhere, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +47,7 @@ def test_the_leak_check_names_every_kind_of_leftover():
     """, name="leak_check")
     pin = Path("/sys/fs/bpf") / tag
     try:
-        lib = kernel.libbpf()
-        lib.bpf_obj_pin.argtypes = [ct.c_int, ct.c_char_p]
-        assert lib.bpf_obj_pin(prog["pinned"].fd, str(pin).encode()) == 0
+        assert _libbpf.lib.bpf_obj_pin(prog["pinned"].fd, str(pin).encode()) == 0  # not the kit's pin()
         _ip("netns", "add", tag)
         _ip("link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
         xdp = prog.load_func("pass_all", bpfkit.system.bcc().BPF.XDP)
@@ -61,8 +59,7 @@ def test_the_leak_check_names_every_kind_of_leftover():
             skb = prog.load_func("allow_all", bpfkit.system.bcc().BPF.CGROUP_SKB)
             fd = os.open(group, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                lib.bpf_prog_attach.argtypes = [ct.c_int, ct.c_int, ct.c_int, ct.c_uint]
-                assert lib.bpf_prog_attach(skb.fd, fd, 0, 0) == 0  # BPF_CGROUP_INET_INGRESS
+                assert kernel.attach(skb.fd, fd, 0) == 0  # BPF_CGROUP_INET_INGRESS
             finally:
                 os.close(fd)
         ids = set(prog.program_ids())

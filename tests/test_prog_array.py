@@ -12,7 +12,6 @@ import bpfkit
 from bpfkit import kernel, system, workload
 from bpfkit.errors import MapError
 from bpfkit.exercises.prog_array import check_third_target
-from bpfkit.maps.prog_array import ProgArray
 from conftest import settled_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +43,9 @@ def where(prog) -> list[int]:
 def test_lookup_gives_program_ids_and_the_frame_names_them(no_leaks):
     with bpfkit.load("tail_calls") as prog:
         handlers = prog["handlers"]
-        assert isinstance(handlers, ProgArray)
+        assert handlers.codec.family == "programs"
         assert len(handlers) == 0 and handlers.frame().empty
-        assert list(handlers.frame().columns) == ["slot", "program_id", "program_name"]
+        assert list(handlers.frame().columns) == ["index", "program_id", "program_name"]
         count_a = prog.load_func("count_a", bpf().TRACEPOINT)
         handlers[0] = count_a                        # a loaded function
         handlers[3] = "count_b"                      # a function name: loaded with the caller's type
@@ -55,16 +54,17 @@ def test_lookup_gives_program_ids_and_the_frame_names_them(no_leaks):
         assert handlers[0] == a_id and handlers[3] == b_id and a_id != b_id
         assert handlers.get(1) is None and 0 in handlers and 1 not in handlers
         frame = handlers.frame()
-        assert frame.to_dict("list") == {"slot": [0, 3], "program_id": [a_id, b_id],
+        assert frame.to_dict("list") == {"index": [0, 3], "program_id": [a_id, b_id],
                                          "program_name": ["count_a", "count_b"]}
         full = handlers.frame(empty=True)
-        assert full["slot"].tolist() == [0, 1, 2, 3]
+        assert full["index"].tolist() == [0, 1, 2, 3]
         assert full["program_id"].tolist() == [a_id, 0, 0, b_id]
-        assert full["program_name"].tolist() == ["count_a", "", "", "count_b"]
-        assert handlers.program_info(3)["type"] == "tracepoint" and handlers.program_info(2) is None
+        assert full["program_name"].isna().tolist() == [False, True, True, False]
+        assert full["program_name"].iloc[[0, 3]].tolist() == ["count_a", "count_b"]
+        assert kernel.prog_info(handlers[3])["type"] == "tracepoint"
         handlers[2] = count_a.fd                     # a plain int is an fd
         assert handlers[2] == a_id
-        assert list(handlers.frame(slot="index").columns)[0] == "index"
+        assert list(handlers.frame(index="slot").columns)[0] == "slot"
 
 
 def test_tail_calls_count_exactly_and_empty_slots_fall_through(uid, no_leaks):
@@ -141,7 +141,7 @@ def test_bpftool_reads_the_same_program_array(no_leaks):
         dump = {int.from_bytes(bytes(int(b, 16) for b in e["key"]), "little"):
                 int.from_bytes(bytes(int(b, 16) for b in e["value"]), "little") for e in json.loads(out)}
         frame = handlers.frame()
-        assert dump == dict(zip(frame["slot"].tolist(), frame["program_id"].tolist()))
+        assert dump == dict(zip(frame["index"].tolist(), frame["program_id"].tolist()))
         assert sorted(dump) == [0, 1, 3] and dump[0] == dump[3] != dump[1]
         shown = json.loads(subprocess.run([BPFTOOL, "prog", "show", "id", str(dump[1]), "-j"],
                                           capture_output=True, text=True, check=True).stdout)

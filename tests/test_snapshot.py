@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 
 import bpfkit
-from bpfkit import kernel
+from bpfkit import _libbpf
 from bpfkit.errors import MapError
-from bpfkit.maps import snapshot
 
 SOURCE = r"""
 struct task_key { u32 pid; char comm[16]; };
@@ -64,7 +63,7 @@ def sorted_frame(frame: pd.DataFrame, by) -> pd.DataFrame:
 def test_batch_and_iteration_give_the_same_frame(prog):
     m, keys = filled_hash(prog)
     stats = {}
-    snapshot.read(m, stats=stats)
+    m.snapshot(stats=stats)
     assert stats["method"] == "batch" and stats["calls"] <= 3
     fast, slow = m.frame(), m.frame(method="iterate")
     assert len(fast) == N
@@ -77,7 +76,7 @@ def test_batch_and_iteration_give_the_same_frame(prog):
 def test_partial_batches_resume_where_the_kernel_stopped(prog, batch_size):
     m, keys = filled_hash(prog)
     stats = {}
-    k, v = snapshot.read(m, batch_size=batch_size, stats=stats)
+    k, v = m.snapshot(batch_size=batch_size, stats=stats)
     assert stats["method"] == "batch"
     assert stats["calls"] > 1  # the read really was split into batches
     assert len(k) == N and len(np.unique(k)) == N
@@ -89,7 +88,7 @@ def test_enospc_on_a_full_hash_grows_the_batch(prog):
     # 20000 entries in 32768 buckets: many buckets hold two or more, more than a batch of 1.
     m, keys = filled_hash(prog)
     stats = {}
-    k, v = snapshot.read(m, batch_size=1, stats=stats)
+    k, v = m.snapshot(batch_size=1, stats=stats)
     assert stats["enospc"] > 0
     assert sorted(k.tolist()) == sorted(keys.tolist())
     assert np.array_equal(v, k * 3)
@@ -116,7 +115,7 @@ def test_arrays_read_in_batches(prog):
     idx = np.arange(m.max_entries, dtype=np.uint32)
     m.update_batch(idx, idx.astype(np.uint64) ** 2)
     stats = {}
-    k, v = snapshot.read(m, batch_size=4096, stats=stats)
+    k, v = m.snapshot(batch_size=4096, stats=stats)
     assert stats["method"] == "batch" and stats["calls"] >= m.max_entries // 4096
     assert np.array_equal(k, idx) and np.array_equal(v, idx.astype(np.uint64) ** 2)
     fast, slow = m.frame(), m.frame(method="iterate")
@@ -129,13 +128,13 @@ def test_a_map_type_without_batch_falls_back(prog):
     m = prog["stacks"]
     assert m.type == "stack_trace"
     stats = {}
-    k, v = snapshot.read(m, stats=stats)
+    k, v = m.snapshot(stats=stats)
     assert stats["method"] == "iterate" and stats["fallback"]
     assert len(k) >= 1
-    k2, v2 = snapshot.read(m, method="iterate")
+    k2, v2 = m.snapshot(method="iterate")
     assert sorted(k.tolist()) == sorted(k2.tolist())
     with pytest.raises(MapError):
-        snapshot.read(m, method="batch")
+        m.snapshot(method="batch")
 
 
 class Churn:
@@ -153,7 +152,7 @@ class Churn:
             try:
                 os.close(self.stop_w)
                 os.set_blocking(self.stop_r, False)
-                lib, fd = kernel.libbpf(), m._fd
+                lib, fd = _libbpf.lib, m._fd
                 k, v = np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64)
                 kp, vp = k.ctypes.data, v.ctypes.data
                 os.write(self.ready_w, b"1")
@@ -188,7 +187,7 @@ def test_a_map_changing_under_the_read(prog, method):
     churn = Churn(m, churned)
     try:
         for _ in range(5):
-            k, v = snapshot.read(m, method=method, batch_size=64)
+            k, v = m.snapshot(method=method, batch_size=64)
             assert len(np.unique(k)) == len(k), "a key came back twice"
             assert set(stable.tolist()) <= set(k.tolist()), "an untouched key went missing"
             assert set(k.tolist()) <= set(keys.tolist())
@@ -260,7 +259,7 @@ def test_mmap_view_equals_the_frame(prog):
     assert not view.flags.writeable
     assert np.array_equal(view, idx.astype(np.uint64) * 5)
     stats = {}
-    snapshot.read(m, stats=stats)
+    m.snapshot(stats=stats)
     assert stats["method"] == "mmap" and stats["calls"] == 0
     frame = m.frame()
     pd.testing.assert_frame_equal(frame, m.frame(method="batch"))

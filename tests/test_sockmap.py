@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import cgroup, kernel
+from bpfkit import cgroup, kernel, lifetime
 from bpfkit.cgroup import Cgroup
 from bpfkit.errors import MapError
 from bpfkit.exercises.sockmap import check_one_way
-from bpfkit.maps.sockmap import (SockMap, TcpPair, addresses, join_sockets, socket_cookie,
-                                 sockets_frame)
+from bpfkit.sockets import addresses, join_sockets, socket_cookie, sockets_frame
+from bpfkit.workload import TcpPair
 from conftest import settled_snapshot
 from notebook_runs import cgroup_state
 
@@ -77,7 +77,7 @@ def test_every_message_is_counted_redirected_and_arrives(redirect, no_leaks):
 def test_sockhash_frame_has_the_sockets_addresses_and_cookies(redirect, no_leaks):
     prog, cg = redirect
     socks = prog["sock_hash"]
-    assert isinstance(socks, SockMap) and (socks.key_size, socks.value_size) == (16, 8)
+    assert socks.codec.family == "sockets" and (socks.key_size, socks.value_size) == (16, 8)
     with _pair_in(cg) as pair:
         frame = socks.frame(sockets=pair.sockets)
         assert list(frame.columns) == ["socket", "local", "remote", "cookie"]
@@ -244,7 +244,7 @@ def test_a_failing_script_leaves_nothing_at_exit(no_leaks):
     script = textwrap.dedent("""
         import bpfkit
         from bpfkit.cgroup import Cgroup
-        from bpfkit.maps.sockmap import TcpPair
+        from bpfkit.workload import TcpPair
         BPF = bpfkit.system.bcc().BPF
         prog = bpfkit.load("sockmap_redirect")
         prog["sock_hash"].attach(prog.load_func("msg_redirect", BPF.SK_MSG))
@@ -266,7 +266,7 @@ def test_cleanup_leaves_cgroups_of_live_or_unknown_owners_alone():
     root = cgroup.mount()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    marks = {"bpfkit-test-alive": f"{os.getpid()}:{cgroup._start_time(os.getpid())}",
+    marks = {"bpfkit-test-alive": f"{os.getpid()}:{lifetime.start_time(os.getpid())}",
              "bpfkit-test-unmarked": None, "bpfkit-test-dead": f"{dead.pid}:1"}
     try:
         for name, mark in marks.items():

@@ -24,7 +24,7 @@ def check_source_port_balancing(c: Checker, program, lab, map_name: str = "tx_po
     tx = program[map_name]
     c.require(tx.type == "devmap", f"{map_name!r} is a {tx.type} map: declare it with "
               f"BPF_DEVMAP({map_name}, 4).")
-    slots = dict(zip(tx.frame()["slot"].tolist(), tx.frame()["ifindex"].tolist()))
+    slots = dict(zip(tx.frame()["index"].tolist(), tx.frame()["ifindex"].tolist()))
     c.expect(slots.get(0) == b.port_ifindex and slots.get(1) == cc.port_ifindex,
              f"slot 0 must send to {b.port} and slot 1 to {cc.port}: "
              f"{map_name}[0] = b.port and {map_name}[1] = c.port (now: {slots}).")

@@ -1,7 +1,7 @@
 """Lesson 03's exercise: a third handler in slot 2 of the program array, reached by tail call."""
 from __future__ import annotations
 
-from .. import workload
+from .. import kernel, workload
 from . import Checker, exercise
 
 
@@ -15,7 +15,8 @@ def check_third_target(c: Checker, program, slot: int = 2, events: int = 4) -> N
     hits, fell = program["hits"], program["fell_through"]
     c.require(hits.max_entries > slot, f"hits has {hits.max_entries} slots; it needs one for "
               f"handler {slot}: BPF_ARRAY(hits, u64, 4).")
-    target = handlers.program_info(slot)
+    target_id = handlers.get(slot)
+    target = kernel.prog_info(target_id) if target_id else None
     c.require(target is not None,
               f"Slot {slot} of handlers is empty, so events routed to it fall through. Write "
               f"`int count_c(void *ctx) {{ hits.increment({slot}); return 0; }}` in the C code, "

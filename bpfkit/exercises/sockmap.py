@@ -7,14 +7,14 @@ server's port, which user space writes into the program's `config` array.
 from __future__ import annotations
 
 from ..errors import BpfkitError
-from ..maps import sockmap
+from ..sockets import addresses, join_sockets
 from . import Checker, exercise
 
 _COUNTED = ("messages", "bytes", "redirected")
 
 
 def _per_socket(program, pair, map_name: str) -> dict[str, dict[str, int]]:
-    frame = sockmap.join_sockets(sockmap.addresses(program[map_name].frame()), pair.sockets)
+    frame = join_sockets(addresses(program[map_name].frame()), pair.sockets)
     out = {}
     for _, row in frame.iterrows():
         if row["socket"] is not None:

@@ -1,9 +1,11 @@
-"""Maps of a loaded program: `Map` and the readers for map families that need their own."""
-from .map import Map
-from . import array  # noqa: F401  (registers the array reader)
-from . import prog_array  # noqa: F401  (registers the program-array reader)
-from . import map_of_maps  # noqa: F401  (registers the map-of-maps reader)
-from . import devmap  # noqa: F401  (registers the devmap reader)
-from . import sockmap  # noqa: F401  (registers the sockmap/sockhash reader)
+"""Maps seen from Python: one `Map` over the table of kernel map types, a pure codec per family,
+and the maps made from Python that BCC cannot declare.
 
-__all__ = ["Map"]
+    maptypes (the table) -> spec, layout, convert -> codecs/ -> failures, snapshot, memory, pins
+    -> map (Map) -> create (create_map, open_pinned, map_types)
+"""
+from .create import create_map, map_types, open_pinned
+from .map import Map
+from .snapshot import Snapshot
+
+__all__ = ["Map", "Snapshot", "create_map", "open_pinned", "map_types"]

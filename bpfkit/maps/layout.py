@@ -71,19 +71,6 @@ def _column(values: np.ndarray):
     return values
 
 
-def to_frame(keys: np.ndarray, values: np.ndarray, copy: bool = True) -> pd.DataFrame:
-    """One row per entry: key columns first, then value columns.
-
-    `copy=False` lets the frame use the arrays' memory as it is (no second copy of a big
-    snapshot); only pass it for arrays nothing else will write to."""
-    data = columns_of(keys, "", "key")
-    for name, column in columns_of(values, "", "value").items():
-        data[f"value.{name}" if name in data else name] = column
-    frame = pd.DataFrame(data, copy=copy)
-    frame.index = pd.RangeIndex(len(frame))
-    return frame
-
-
 def to_python(record: np.ndarray | np.void | object):
     """One key or value as a plain Python object: an int, a str, or a dict of fields."""
     if isinstance(record, np.void) and record.dtype.names is not None:
@@ -95,27 +82,3 @@ def to_python(record: np.ndarray | np.void | object):
     if isinstance(record, np.generic):
         return record.item() if not isinstance(record, np.bytes_) else to_python(bytes(record))
     return record
-
-
-def rename(frame: pd.DataFrame, columns=None, **names) -> pd.DataFrame:
-    """Rename a frame's columns for a lesson: a dict, a list in column order, or keywords."""
-    mapping: dict[str, str] = {}
-    if isinstance(columns, dict):
-        mapping.update(columns)
-    elif columns is not None:
-        columns = list(columns)
-        if len(columns) != len(frame.columns):
-            from ..errors import ColumnError
-            raise ColumnError(f"columns= names {len(columns)} columns, the frame has "
-                              f"{len(frame.columns)}: {list(frame.columns)}",
-                              "give one name per column, in order, or a dict {old: new}.")
-        mapping.update(zip(frame.columns, columns))
-    mapping.update(names)
-    unknown = [c for c in mapping if c not in frame.columns]
-    if unknown:
-        from ..errors import ColumnError, did_you_mean
-        raise ColumnError(f"There is no column {unknown[0]!r} to rename; the frame has "
-                          f"{list(map(str, frame.columns))}.",
-                          did_you_mean(str(unknown[0]), map(str, frame.columns)) or
-                          "rename the columns the frame has.")
-    return frame.rename(columns=mapping)

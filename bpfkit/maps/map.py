@@ -1,133 +1,181 @@
-"""`Map`: one BPF map of a loaded program, seen from Python.
+"""`Map`: one BPF map seen from Python, whatever its type.
 
-A typed face over the kernel object, in the spirit of cilium/ebpf's Map: dict-like access with
-Python keys and values checked against the C types, iteration, and `frame()` for a whole
-snapshot as a tidy DataFrame. All operations go to the kernel through libbpf by fd, so the same
-class serves map types BCC's own Python cannot wrap (sockmap, sockhash, storage maps).
+In the spirit of cilium/ebpf's Map: one class over the table of map types (`maptypes`), which
+owns the file descriptor, every bpf() system call, the snapshot of a whole map and the errors.
+What differs between families (programs in a program array, sockets in a sockmap, a value per
+CPU) is a pure codec (`maps.codecs`), chosen by the map's type. What user space may do with a
+map type comes from the table too: `push()` on a hash, or `del` on an array, is refused in
+words before any system call.
+
+A Map comes from a loaded program (`prog["counts"]`), from `bpfkit.create_map(...)`, from a
+pin (`bpfkit.open_pinned(...)`), or from a map of maps (`outer.inner(key)`). The last three
+own their file descriptor and are registered for `bpfkit.close_all()`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
+import errno
 import os
-from pathlib import Path
+import socket
+import weakref
 
 import numpy as np
 import pandas as pd
 
-from .. import kernel
-from ..errors import MapError, MapFull, ProgramClosed
-from . import codec, layout, snapshot
+from .. import kernel, lifetime, maptypes
+from .._libbpf import lib
+from ..errors import MapError, ProgramClosed, no_attribute
+from . import buckets, convert, failures, frames, objects, pins, snapshot
+from .codecs import Lookups, for_type, option_types
+from .memory import Mapping
+from .spec import MapSpec, possible_cpus
+from .snapshot import Snapshot
 
-# Map types whose keys always exist (a slot per index, preallocated and zeroed).
-ARRAY_TYPES = {"array", "percpu_array", "prog_array", "perf_event_array", "cgroup_array",
-               "array_of_maps", "devmap", "cpumap", "xskmap", "sockmap"}
-PERCPU_TYPES = {"percpu_hash", "percpu_array", "lru_percpu_hash"}
+BPF_EXIST = 2
+_NO_DEFAULT = object()  # pop() and peek() without a default raise on an empty map
 
 
-def possible_cpus() -> int:
-    """How many value slots the kernel returns per entry of a per-CPU map."""
-    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    count = 0
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        count += int(hi or lo) - int(lo) + 1
-    return count
+class KernelLookups(Lookups):
+    """Names of kernel objects, asked of the kernel itself."""
+
+    def program_name(self, prog_id: int) -> str | None:
+        info = kernel.prog_info(prog_id)
+        return None if info is None else info["name"]
+
+    def map_name(self, map_id: int) -> str | None:
+        info = kernel.map_info(map_id)
+        return None if info is None else info["name"]
+
+    def interface_name(self, ifindex: int, netns: str | None = None) -> str | None:
+        from ..netns import inside
+        with inside(netns) if netns else contextlib.nullcontext():
+            try:
+                return socket.if_indextoname(ifindex)
+            except OSError:
+                return None
 
 
 class Map:
     """A live BPF map. Reads go to the kernel each time: nothing is cached."""
 
-    def __init__(self, program, name: str, fd: int, key_type, value_type):
-        self.program = program
-        self.name = name
-        self._fd = fd
-        self.key_type = key_type
-        self.value_type = value_type
-        info = kernel.map_info_by_fd(fd)
-        self.id: int = info["id"]
-        self.type: str = info["type"]
-        self.key_size: int = info["key_size"]
-        self.value_size: int = info["value_size"]
-        self.max_entries: int = info["max_entries"]
-        self.flags: int = info["flags"]
-        self.percpu = self.type in PERCPU_TYPES
-        self.key_dtype = layout.dtype_of(key_type)
-        if self.percpu:
-            # The kernel hands back one value per possible CPU, each rounded up to 8 bytes.
-            slot = -(-self.value_size // 8) * 8
-            one = layout.dtype_of(value_type)
-            self.cpus = possible_cpus()
-            padded = np.dtype({"names": ["v"], "formats": [one], "offsets": [0], "itemsize": slot})
-            self.value_dtype = np.dtype((padded, (self.cpus,)))
-        else:
-            self.value_dtype = layout.dtype_of(value_type)
-        self.value_buffer_size = self.value_dtype.itemsize
+    # Every Map made in this process, by kernel id: an inner map opened by its id gets the C
+    # types the program that declared it gave (so its frame has the declared columns).
+    _known: "weakref.WeakValueDictionary[int, Map]" = weakref.WeakValueDictionary()
+    lookups = KernelLookups()
 
-    # -- plumbing --------------------------------------------------------------------------
+    def __init__(self, fd: int, *, name: str | None = None, key_type=None, value_type=None,
+                 owner=None, owns_fd: bool = False):
+        info = kernel.map_info_by_fd(fd)
+        self._fd = fd
+        self.owner = owner
+        self.owns_fd = owns_fd
+        self.closed = False
+        self.batch_ok = True
+        self.id: int = info["id"]
+        self.map_type = maptypes.get(info["type"])
+        self.spec = MapSpec(name or info["name"], self.map_type, info["key_size"],
+                            info["value_size"], info["max_entries"], info["flags"],
+                            info["map_extra"], key_type, value_type,
+                            possible_cpus() if self.map_type.per_cpu else 1)
+        self.codec = for_type(self.map_type)
+        self.key_dtype = self.codec.key_dtype(self.spec)
+        self.value_dtype = self.codec.value_dtype(self.spec)
+        self._mapping: Mapping | None = None
+        if key_type is not None or value_type is not None:
+            Map._known[self.id] = self
+        if owns_fd:
+            lifetime.add("map", self, self)
+
+    # -- what the map is -------------------------------------------------------------------
+    name = property(lambda self: self.spec.name)
+    type = property(lambda self: self.map_type.name, doc="The kernel's name of the map type.")
+    key_size = property(lambda self: self.spec.key_size)
+    value_size = property(lambda self: self.spec.value_size)
+    max_entries = property(lambda self: self.spec.max_entries)
+    flags = property(lambda self: self.spec.flags)
+    per_cpu = property(lambda self: self.map_type.per_cpu)
+    cpus = property(lambda self: self.spec.cpus, doc="Values per entry: one per possible CPU "
+                                                   "for a per-CPU map, else 1.")
+    key_type = property(lambda self: self.codec.key_type(self.spec))
+    value_type = property(lambda self: self.codec.value_type(self.spec))
+    value_buffer_size = property(lambda self: self.value_dtype.itemsize)
+
     @property
     def fd(self) -> int:
-        if self.program is not None and self.program.closed:
+        if self.owner is not None and self.owner.closed:
             raise ProgramClosed(
-                f"Map {self.name!r} belonged to program {self.program.name!r}, which is closed "
+                f"Map {self.name!r} belonged to program {self.owner.name!r}, which is closed "
                 "(or was replaced when its cell ran again), so the map is gone from the kernel.",
                 f"use the new program's map: prog[{self.name!r}] after loading it again.")
+        if self.closed:
+            raise MapError(f"Map {self.name!r} (id {self.id}) was closed here.",
+                           "make or open it again.")
         return self._fd
 
     def __getattr__(self, name: str):
         # Only reached when normal lookup fails: a typo such as .fram() or .itmes().
         if name.startswith("_"):
             raise AttributeError(name)
-        from ..errors import no_attribute
         raise no_attribute(self, name, dir(type(self)) + list(self.__dict__))
 
     def __repr__(self) -> str:
-        return (f"<bpfkit.Map {self.name!r} {self.type} id={self.id} key={codec.c_name(self.key_type)} "
-                f"value={codec.c_name(self.value_type)} max_entries={self.max_entries}>")
+        key = convert.c_name(self.key_type) if self.key_type is not None else "none"
+        value = convert.c_name(self.value_type) if self.value_type is not None else "none"
+        state = " (closed)" if self.closed else ""
+        return (f"<bpfkit.Map {self.name!r} {self.type} id={self.id} key={key} value={value} "
+                f"max_entries={self.max_entries}{state}>")
 
+    def failure(self, op: str, err: int, key=None, value=None):
+        """The learner's error for `op` refused with errno `err` (see maps.failures)."""
+        if err == errno.ENOSPC:
+            self.codec.check_readable(self.spec)  # a socket map too narrow to show cookies
+        return failures.explain(self.spec, op, err, key, value)
+
+    def _require(self, op: str) -> None:
+        """Refuse, in words, an operation this map type does not offer user space."""
+        mt = self.map_type
+        if op in mt.ops:
+            if op in ("lookup", "iterate", "peek"):
+                self.codec.check_readable(self.spec)
+            return
+        if op in ("lookup", "iterate") and not mt.readable:
+            self.codec.check_readable(self.spec)
+        raise failures.not_offered(self.spec, op)
+
+    # -- keys and values as the kernel takes them ------------------------------------------
+    @contextlib.contextmanager
     def _key(self, key):
-        return codec.to_c(self.key_type, key, "key")
+        """A pointer to the key's bytes for the block (None for a keyless map)."""
+        kind = self.map_type.key
+        if kind == "none":
+            yield None
+        elif kind == "fd":
+            with objects.fd_for(key, self.map_type.fd_of, self.name) as fd:
+                yield ct.byref(self.codec.encode_key(self.spec, fd))
+        else:
+            yield ct.byref(self.codec.encode_key(self.spec, key))
 
+    @contextlib.contextmanager
     def _value(self, value):
-        if self.percpu:
-            # One value for every CPU, or one list with a value per CPU.
-            per_cpu = value if isinstance(value, (list, tuple)) and len(value) == self.cpus \
-                else [value] * self.cpus
-            raw = bytearray(self.value_buffer_size)
-            slot = self.value_dtype.base.itemsize
-            for cpu, v in enumerate(per_cpu):
-                one = bytes(codec.to_c(self.value_type, v, "value"))
-                raw[cpu * slot:cpu * slot + len(one)] = one
-            return ct.create_string_buffer(bytes(raw), len(raw))
-        return codec.to_c(self.value_type, value, "value")
+        function = getattr(self.owner, "function", None)
+        with objects.value_for(self.map_type, value, self.name, function) as number:
+            yield ct.byref(self.codec.encode_value(self.spec, number))
 
-    def _decode_value(self, raw):
-        record = np.frombuffer(bytes(raw), dtype=self.value_dtype, count=1)[0]
-        if self.percpu:
-            return [layout.to_python(r["v"]) for r in record]
-        return layout.to_python(record)
-
-    def _fail(self, op: str, err: int, key=None):
-        if err == 7:  # E2BIG
-            raise MapFull(
-                f"Map {self.name!r} is full: it holds at most max_entries={self.max_entries} entries, "
-                "and a new key needs a free one.",
-                "delete entries you no longer need, update existing keys only, or give the map a "
-                "larger max_entries in C (e.g. BPF_HASH(name, key_t, value_t, 10240)) and load again.")
-        raise MapError(f"Could not {op} map {self.name!r}"
-                       + (f" at key {key!r}" if key is not None else "")
-                       + f": {os.strerror(err)}.",
-                       _HINTS.get(err, ""))
+    def _decode(self, buf) -> object:
+        return self.codec.decode_value(self.spec, np.frombuffer(buf, self.value_dtype, 1)[0])
 
     # -- dict-like access ------------------------------------------------------------------
     def __getitem__(self, key):
-        k = self._key(key)
+        self._require("lookup")
         buf = ct.create_string_buffer(self.value_buffer_size)
-        err = kernel.libbpf().bpf_map_lookup_elem(self.fd, ct.byref(k), buf)
+        with self._key(key) as k:
+            err = lib.bpf_map_lookup_elem(self.fd, k, buf)
         if err:
-            if -err == 2:
+            if -err == errno.ENOENT:
                 raise KeyError(key)
-            self._fail("read", -err, key)
-        return self._decode_value(buf)
+            raise self.failure("lookup", -err, key)
+        return self._decode(buf)
 
     def get(self, key, default=None):
         try:
@@ -138,25 +186,26 @@ class Map:
     def __setitem__(self, key, value):
         self.update(key, value)
 
-    def update(self, key, value, flags: int = 0):
-        k, v = self._key(key), self._value(value)
-        err = kernel.libbpf().bpf_map_update_elem(self.fd, ct.byref(k), ct.byref(v), flags)
+    def update(self, key, value, flags: int = 0) -> None:
+        """Set `key` to `value`. `flags`: BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2)."""
+        self._require("update")
+        with self._key(key) as k, self._value(value) as v:
+            err = lib.bpf_map_update_elem(self.fd, k, v, flags)
         if err:
-            self._fail("update", -err, key)
+            raise self.failure("update", -err, key, value)
 
     def __delitem__(self, key):
-        k = self._key(key)
-        err = kernel.libbpf().bpf_map_delete_elem(self.fd, ct.byref(k))
+        self._require("delete")
+        with self._key(key) as k:
+            err = lib.bpf_map_delete_elem(self.fd, k)
         if err:
-            if -err == 2:
+            if -err == errno.ENOENT:
                 raise KeyError(key)
-            if -err == 22 and self.type in ARRAY_TYPES:
-                raise MapError(f"Map {self.name!r} is an {self.type}: its slots always exist, "
-                               "so they cannot be deleted.",
-                               "set the slot to zero instead: m[index] = 0.")
-            self._fail("delete from", -err, key)
+            raise self.failure("delete", -err, key)
 
     def __contains__(self, key) -> bool:
+        if "test" in self.map_type.ops:
+            return self._test(key)
         try:
             self[key]
         except KeyError:
@@ -164,63 +213,354 @@ class Map:
         return True
 
     def keys(self) -> list:
-        keys, _ = snapshot.read(self)
-        return [layout.to_python(k) for k in keys]
+        return [self.codec.decode_key(self.spec, k) for k in self.snapshot().keys]
 
     def __iter__(self):
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(snapshot.read(self)[0])
+        return len(self.snapshot())
+
+    def __bool__(self) -> bool:
+        return True  # a Map stands for a kernel object, empty or not: `if m:` never reads it
 
     def items(self) -> list[tuple]:
-        keys, values = snapshot.read(self)
-        if self.percpu:
-            return [(layout.to_python(k), [layout.to_python(x["v"]) for x in v])
-                    for k, v in zip(keys, values)]
-        return [(layout.to_python(k), layout.to_python(v)) for k, v in zip(keys, values)]
+        snap = self.snapshot()
+        return [(self.codec.decode_key(self.spec, k), self.codec.decode_value(self.spec, v))
+                for k, v in zip(snap.keys, snap.values)]
 
     def values(self) -> list:
         return [v for _, v in self.items()]
 
     def clear(self) -> None:
-        """Delete every entry (arrays: zero every slot)."""
-        keys, _ = snapshot.read(self)
-        zero = bytes(self.value_buffer_size)
-        for k in keys:
-            raw = ct.create_string_buffer(k.tobytes(), self.key_size)
-            if self.type in ARRAY_TYPES:
-                kernel.libbpf().bpf_map_update_elem(self.fd, raw, ct.create_string_buffer(zero, len(zero)), 0)
-            else:
-                kernel.libbpf().bpf_map_delete_elem(self.fd, raw)
+        """Empty the map: delete every entry (an array's slots are set to zero, a queue's
+        values popped), in as few system calls as the map type allows."""
+        mt = self.map_type
+        if "pop" in mt.ops:
+            self.drain()
+            return
+        self._require("iterate")
+        keys = snapshot.read(self, method="iterate" if mt.slots else "auto").keys
+        if mt.slots and mt.values == "data":
+            snapshot.write(self, np.ascontiguousarray(keys),
+                           np.zeros(len(keys), dtype=self.value_dtype))
+        else:
+            snapshot.delete(self, np.ascontiguousarray(keys))
+
+    # -- keyless maps: queue, stack, bloom filter ------------------------------------------
+    def push(self, value, *, overwrite: bool = False) -> None:
+        """Put `value` in a queue or stack. A full one refuses, unless `overwrite=True`, which
+        drops the oldest value to make room (BPF_EXIST)."""
+        self._require("push")
+        with self._value(value) as v:
+            err = lib.bpf_map_update_elem(self.fd, None, v, BPF_EXIST if overwrite else 0)
+        if err:
+            raise self.failure("push", -err, value=value)
+
+    def _take(self, op: str, call) -> bytes | None:
+        """One value's bytes, taken (pop) or looked at (peek); None when empty."""
+        self._require(op)
+        buf = ct.create_string_buffer(self.value_buffer_size)
+        err = call(self.fd, None, buf)
+        if err:
+            if -err == errno.ENOENT:
+                return None
+            raise self.failure(op, -err)
+        return buf.raw
+
+    def _one(self, op: str, call, default):
+        raw = self._take(op, call)
+        if raw is None:
+            if default is _NO_DEFAULT:
+                raise self.failure(op, errno.ENOENT)
+            return default
+        return self._decode(raw)
+
+    def pop(self, default=_NO_DEFAULT):
+        """Take the next value out of a queue (the oldest) or a stack (the newest). An empty
+        one raises MapEmpty (an IndexError), or returns `default` when given."""
+        return self._one("pop", lib.bpf_map_lookup_and_delete_elem, default)
+
+    def peek(self, default=_NO_DEFAULT):
+        """The value pop() would take, left in place."""
+        return self._one("peek", lib.bpf_map_lookup_elem, default)
+
+    def drain(self) -> pd.DataFrame:
+        """Take every value out, in the order pop() gives them: a frame with `order`
+        (0 first) and the value columns."""
+        taken = []
+        while (raw := self._take("pop", lib.bpf_map_lookup_and_delete_elem)) is not None:
+            taken.append(raw)
+        values = np.frombuffer(b"".join(taken), dtype=self.value_dtype, count=len(taken))
+        table = self.codec.table(self.spec, np.zeros(len(taken), dtype=self.key_dtype), values)
+        table.keys = {"order": np.arange(len(taken))}
+        return frames.build(table)
+
+    def add(self, value) -> None:
+        """Add `value` to a bloom filter; `value in m` then answers True (maybe present)."""
+        self._require("add")
+        with self._value(value) as v:
+            err = lib.bpf_map_update_elem(self.fd, None, v, 0)
+        if err:
+            raise self.failure("add", -err, value=value)
+
+    def _test(self, value) -> bool:
+        with self._value(value) as v:
+            err = lib.bpf_map_lookup_elem(self.fd, None, v)
+        if err and -err != errno.ENOENT:
+            raise self.failure("test", -err, value=value)
+        return err == 0
 
     # -- whole-map snapshots ---------------------------------------------------------------
-    def frame(self, columns=None, *, per_cpu: str = "long", method: str = "auto", **names) -> pd.DataFrame:
-        """The map now, one row per entry: `key`/`value`, or the C field names of structs.
+    def snapshot(self, *, method: str = "auto", keys=None, batch_size: int | None = None,
+                 stats: dict | None = None) -> Snapshot:
+        """The map now, as numpy arrays of keys and values in the map's own layout (see
+        `maps.snapshot`). `keys=` reads only those keys, one lookup each: the way into local
+        storage, whose keys are sockets, tasks or cgroups."""
+        mt = self.map_type
+        if keys is not None:
+            self._require("lookup")
+            return self._read_keys(list(keys))
+        if "peek" in mt.ops:
+            self._require("peek")
+            return snapshot.peek(self)
+        self._require("iterate")
+        return snapshot.read(self, method=method, batch_size=batch_size, stats=stats)
 
-        `columns=` (a dict, or a list in column order) or keywords rename columns for a
-        lesson: `frame(key="uid", value="count")`. A per-CPU map gives one row per (entry, cpu)
-        with a `cpu` column; `per_cpu="wide"` gives one row per entry with a `value_cpu0`,
-        `value_cpu1`, ... column per CPU, and `per_cpu="sum"` adds the CPUs up.
-        `method` forces how the map is read ("batch", "iterate", "mmap"; see snapshot.read).
+    def _read_keys(self, given: list) -> Snapshot:
+        raw = np.zeros(len(given), dtype=self.key_dtype)
+        with contextlib.ExitStack() as stack:
+            for i, key in enumerate(given):
+                ptr = stack.enter_context(self._key(key))
+                ct.memmove(raw[i:i + 1].ctypes.data, ptr, self.key_dtype.itemsize)
+            return snapshot.read_keys(self, raw, given if self.map_type.key == "fd" else None)
+
+    def frame(self, columns=None, *, method: str = "auto", keys=None, per_cpu: str = "long",
+              empty: bool = False, netns: str | None = None, sockets=None, ports: str = "host",
+              snapshot: Snapshot | None = None, extra: dict | None = None,
+              **renames) -> pd.DataFrame:
+        """The map now, one row per entry.
+
+        Key columns follow one rule for every map type: `index` for a map of slots (arrays,
+        program arrays, devmaps, ...), `key` for a stored scalar key or the C field names of a
+        struct key, `key` holding the objects given for local storage, none for a queue or
+        stack (whose frame shows the next value). Value columns are `value`, the C field
+        names of a struct, or what the family holds (`program_id`/`program_name`,
+        `inner_map_id`/`inner_map_name`, `ifindex`/`name`, `cookie`).
+
+        Options: `method` ("auto", "batch", "iterate", "mmap") forces how the map is read;
+        `keys=[...]` reads only those keys; `per_cpu` ("long", "wide", "sum") lays out a
+        per-CPU map; `empty=True` lists the empty slots of a map of slots too; `netns=` names
+        a devmap's interfaces in that network namespace; `sockets={"name": sock}` and
+        `ports="network"` are for socket maps. `snapshot=` frames one taken earlier (or
+        several joined with Snapshot.concat) instead of reading the map, with `extra` columns
+        (one value per entry, such as the time of a sample) in front. Every other keyword
+        renames a column, as does `columns=` (a dict, or a list in column order):
+        `frame(key="uid", value="count")`.
         """
-        keys, values = snapshot.read(self, method=method)
-        if self.percpu:
-            return percpu_frame(keys, values, per_cpu, columns, names)
-        frame = layout.to_frame(keys, values, copy=False)
-        return layout.rename(frame, columns, **names) if (columns is not None or names) else frame
+        given = {"per_cpu": per_cpu, "netns": netns, "sockets": sockets, "ports": ports}
+        options = {}
+        for option, value in given.items():
+            if option in self.codec.options:
+                options[option] = value
+            elif value != _DEFAULTS[option]:
+                raise MapError(f"frame({option}=...) is for {', '.join(option_types(option))} maps; "
+                               f"{self.name!r} is {self.map_type.a}.",
+                               f"leave {option}= out for this map.")
+        if empty and not self.map_type.slots:
+            raise MapError(f"frame(empty=True) lists the empty slots of an array-like map; "
+                           f"{self.name!r} is {self.map_type.a}, whose keys are stored.",
+                           "leave empty= out for this map.")
+        snap = snapshot if snapshot is not None else self.snapshot(method=method, keys=keys)
+        if empty:
+            snap = snap.with_every_slot(self.max_entries)
+        table = self.codec.table(self.spec, snap.keys, snap.values, objects=snap.objects,
+                                 lookups=self.lookups, **options)
+        return frames.build(table, extra=extra, columns=columns, renames=renames)
 
     def update_batch(self, keys, values, flags: int = 0) -> int:
         """Set many entries in one go (BPF_MAP_UPDATE_BATCH): `keys` and `values` are arrays
         (numpy or lists) in the map's types; a per-CPU map takes one value per entry for every
         CPU, or an (entries, cpus) array. Returns how many entries were written."""
+        self._require("update")
+        keys = np.ascontiguousarray(keys, dtype=self.key_dtype)
+        if self.per_cpu:
+            values = self.codec.values_array(self.spec, values)
+        else:
+            values = np.ascontiguousarray(values, dtype=self.value_dtype)
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys but {len(values)} values")
         return snapshot.write(self, keys, values, flags)
 
-    # -- memory-mapped arrays ------------------------------------------------------------
+    # -- arrays as histograms --------------------------------------------------------------
+    def counts(self, value: str | None = None) -> np.ndarray:
+        """One number per slot of an array, in index order (a per-CPU array's CPUs added up).
+
+        `value` names the field to use when the value is a struct."""
+        if not (self.map_type.slots and self.map_type.values == "data"):
+            raise MapError(f"counts() and histogram() read an array; {self.name!r} is {self.map_type.a}.",
+                           "use .frame() for other maps.")
+        frame = self.frame(per_cpu="sum") if self.per_cpu else self.frame()
+        columns = [c for c in frame.columns if c != "index"]
+        if value is None:
+            if len(columns) != 1:
+                raise MapError(f"Map {self.name!r} holds a struct ({', '.join(columns)}), so it is "
+                               "not clear which field to count.",
+                               f"name it: histogram(value={columns[0]!r}).")
+            value = columns[0]
+        elif value not in columns:
+            raise MapError(f"Map {self.name!r} has no value field {value!r}.",
+                           f"its fields are {columns}.")
+        out = np.zeros(self.max_entries, dtype=np.int64)
+        np.add.at(out, frame["index"].to_numpy(dtype=np.int64), frame[value].to_numpy(dtype=np.int64))
+        return out
+
+    def histogram(self, step: int | None = None, *, open_end: bool = False, trim: bool = False,
+                  value: str | None = None) -> pd.DataFrame:
+        """The array read as a histogram: columns bucket, low, high, range, count.
+
+        By default slot i is a log2 bucket as `bpf_log2l()` fills it (slot 7: 64-127).
+        With `step=1024` slot i holds i*step .. (i+1)*step-1 instead; `open_end=True` says the
+        program clamps every bigger value into the last slot. `trim=True` drops the empty
+        buckets before the first and after the last non-empty one (handy for plotting).
+        """
+        counts = self.counts(value)
+        n = len(counts)
+        slots = np.arange(n)
+        if step is None:
+            bounds = [buckets.log2_range(b) for b in slots]
+            labels = buckets.log2_labels(n)
+        else:
+            if step <= 0:
+                raise ValueError("step must be a positive number of units per bucket")
+            bounds = [(int(b) * step, (int(b) + 1) * step - 1) for b in slots]
+            labels = buckets.linear_labels(n, step, open_end)
+        frame = pd.DataFrame({
+            "bucket": slots.astype(np.uint32),
+            "low": pd.array([lo for lo, _ in bounds], dtype="Int64"),
+            "high": pd.array([hi for _, hi in bounds], dtype="Int64"),
+            "range": labels,
+            "count": counts,
+        })
+        if step is not None and open_end and n:
+            frame.loc[n - 1, "high"] = pd.NA
+        if trim:
+            used = np.flatnonzero(counts)
+            frame = frame.iloc[used[0]:used[-1] + 1] if len(used) else frame.iloc[0:0]
+            frame = frame.reset_index(drop=True)
+        return frame
+
+    # -- maps of maps ----------------------------------------------------------------------
+    def inner(self, key) -> "Map":
+        """The map in slot `key` of a map of maps, opened by its id: a Map of its own, which
+        keeps the inner map alive until it is closed (close it, or use `with`)."""
+        self._require_values("map", "inner()")
+        return Map.open_by_id(self[key])
+
+    def contents(self) -> pd.DataFrame:
+        """Every inner map's entries in one frame: the outer key (`outer_...` columns), the
+        inner map's id and name, then the inner map's own columns. Each inner map is opened by
+        its id for the read and closed again at once."""
+        self._require_values("map", "contents()")
+        snap = self.snapshot()
+        outer = {f"outer_{name}": column for name, column
+                 in self.codec.key_columns(self.spec, snap.keys).items()}
+        parts = []
+        for row, map_id in enumerate(snap.values.astype(np.uint32).tolist()):
+            try:
+                with Map.open_by_id(map_id) as inner:
+                    part = inner.frame()
+                    name = inner.name
+            except MapError:
+                continue  # replaced or freed between the two reads
+            for pos, (col, values) in enumerate(outer.items()):
+                part.insert(pos, col, [values[row]] * len(part))
+            part.insert(len(outer), "inner_map_id", np.full(len(part), map_id, dtype=np.uint32))
+            part.insert(len(outer) + 1, "inner_map_name", [name] * len(part))
+            parts.append(part)
+        if not parts:
+            return pd.DataFrame(columns=[*outer, "inner_map_id", "inner_map_name"])
+        return pd.concat(parts, ignore_index=True)
+
+    def _require_values(self, kind: str, what: str) -> None:
+        if self.map_type.values != kind:
+            raise MapError(f"{what} is for maps that hold {kind}s; {self.name!r} is {self.map_type.a}.",
+                           "see what each map type holds: bpfkit.map_types().")
+
+    @classmethod
+    def open_by_id(cls, map_id: int) -> "Map":
+        """The map with kernel id `map_id`, opened for reading and writing (close it after).
+        A map declared by a program loaded here keeps its C types; another map's keys and
+        values read as unsigned ints of their size, or raw bytes."""
+        fd = lib.bpf_map_get_fd_by_id(map_id)
+        if fd < 0:
+            raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
+                           "it was freed, or replaced in its slot: read the outer map again.")
+        known = cls._known.get(map_id)
+        try:
+            return cls(fd, key_type=getattr(known, "spec", None) and known.spec.key_type,
+                       value_type=getattr(known, "spec", None) and known.spec.value_type,
+                       owns_fd=True)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # -- programs attached to the map (sockmap, sockhash) ------------------------------------
+    def attach(self, fn, attach_type: str = "msg_verdict") -> None:
+        """Attach a loaded sk_msg (or sk_skb) function to this map: it then runs for every
+        socket put into the map *after* this call (attach first, then add sockets).
+
+        This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
+        program frees the map, and the kernel drops the attachment with it; `detach()` drops
+        it earlier."""
+        from ..errors import AttachError
+        self._require("attach")
+        name = SOCKMAP_ATTACH.get(attach_type, attach_type)
+        if name not in kernel.ATTACH_TYPES:
+            raise AttachError(f"Unknown sockmap attach type {attach_type!r}.",
+                              f"use one of {sorted(SOCKMAP_ATTACH)}.")
+        kind = kernel.ATTACH_TYPES[name]
+        prog_fd = fn if isinstance(fn, int) else fn.fd
+        err = kernel.attach(prog_fd, self.fd, kind)
+        if err:
+            raise AttachError(
+                f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
+                "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
+                "msg_verdict, BPF.SK_SKB for the stream and skb ones.")
+        self.__dict__.setdefault("_attached", []).append((prog_fd, kind))
+
+    def attached(self) -> list[int]:
+        """Ids of the programs attached to this map (all attach types)."""
+        self._require("attach")
+        ids = []
+        for kind in sorted({kernel.ATTACH_TYPES[n] for n in SOCKMAP_ATTACH.values()}):
+            try:
+                ids += kernel.attached_prog_ids(self.fd, kind)
+            except OSError:
+                pass  # kernels before 5.19 cannot list them
+        return ids
+
+    def detach(self) -> None:
+        """Detach what `attach()` attached (nothing to do once the program is closed: the
+        kernel released it with the map)."""
+        attached, self.__dict__["_attached"] = self.__dict__.get("_attached", []), []
+        if self.owner is not None and self.owner.closed:
+            return
+        for prog_fd, kind in attached:
+            kernel.detach(prog_fd, self.fd, kind)
+
+    # -- memory-mapped arrays --------------------------------------------------------------
     @property
     def mmapable(self) -> bool:
         """An array made with BPF_F_MMAPABLE: user space can read it as plain memory."""
-        return snapshot.is_mmapable(self)
+        return self.type == "array" and bool(self.flags & maptypes.BPF_F_MMAPABLE)
+
+    def mapping(self) -> Mapping:
+        """The array's memory in this process, mapped on first use and kept while the map is."""
+        if self._mapping is None or not self._mapping.live:
+            self._mapping = Mapping(self.fd, self.name, self.value_size, self.max_entries,
+                                    self.value_dtype)
+        return self._mapping
 
     def view(self, writable: bool = False) -> np.ndarray:
         """The array's values as a live numpy array over the kernel's own memory.
@@ -234,73 +574,49 @@ class Map:
                 f"Map {self.name!r} ({self.type}) is not memory-mappable, so it has no live view.",
                 'only arrays can be, declared with the flag: BPF_F_TABLE("array", u32, u64, '
                 f'{self.name}, N, BPF_F_MMAPABLE). Use .frame() to read any map.')
-        return snapshot.mapping(self).array(writable)
+        return self.mapping().array(writable)
 
-    def _closing(self) -> None:
-        """The program is closing: let go of anything that would keep the map alive."""
-        current = getattr(self, "_mapping", None)
-        if current is not None:
-            current.release()
+    # -- lifetime --------------------------------------------------------------------------
+    def pin(self, path) -> "pins.Pin":
+        """Pin the map in the BPF filesystem (a name goes under /sys/fs/bpf): it then outlives
+        its program, and another program or process can open it (`bpfkit.open_pinned`). The
+        pin is removed by `unpin()`, `bpfkit.close_all()` or at exit."""
+        self._pin = pins.Pin(self.fd, path, self.name)
+        return self._pin
 
+    def unpin(self) -> None:
+        pin = self.__dict__.get("_pin")
+        if pin is not None:
+            pin.close()
 
-PER_CPU_LAYOUTS = ("long", "wide", "sum")
+    def release(self) -> None:
+        """Let go of what keeps the map alive besides its fd (a memory mapping): its program
+        is closing."""
+        if self._mapping is not None:
+            self._mapping.release()
 
+    def close(self) -> None:
+        """Close a map this process opened or made (a program's maps close with the program)."""
+        if self.closed or not self.owns_fd:
+            return
+        self.closed = True
+        self.release()
+        lifetime.discard("map", self, self)
+        os.close(self._fd)
 
-def percpu_frame(keys: np.ndarray, values: np.ndarray, per_cpu: str = "long", columns=None,
-                 names: dict | None = None) -> pd.DataFrame:
-    """A per-CPU snapshot as a frame: `long` (a row per entry and CPU, with a `cpu` column),
-    `wide` (a row per entry, a value column per CPU) or `sum` (a row per entry, CPUs added)."""
-    names = names or {}
-    if per_cpu not in PER_CPU_LAYOUTS:
-        raise ValueError(f"per_cpu must be one of {PER_CPU_LAYOUTS}, not {per_cpu!r}")
-    per = values["v"]  # (entries, cpus)
-    if per_cpu == "long":
-        frame = _percpu_frame(keys, values)
-    elif per_cpu == "sum":
-        frame = layout.to_frame(keys, _sum_cpus(per), copy=False)
-    else:
-        first = layout.to_frame(keys, per[:, 0], copy=False)
-        n_keys = len(layout.columns_of(keys, "", "key"))
-        if columns is not None or names:  # rename the base names, then add the CPU suffix
-            first = layout.rename(first, columns, **names)
-            columns, names = None, {}
-        data = {c: first[c] for c in first.columns[:n_keys]}
-        value_cols = list(first.columns[n_keys:])
-        for cpu in range(per.shape[1]):
-            cols = layout.columns_of(per[:, cpu], "", "value").values()
-            for base, column in zip(value_cols, cols):
-                data[f"{base}_cpu{cpu}"] = column
-        frame = pd.DataFrame(data, copy=False)
-        frame.index = pd.RangeIndex(len(frame))
-    return layout.rename(frame, columns, **names) if (columns is not None or names) else frame
+    def __enter__(self) -> "Map":
+        return self
 
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-def _percpu_frame(keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """Per-CPU maps: one row per (entry, cpu), with a `cpu` column."""
-    n, cpus = len(keys), values.shape[1] if values.ndim > 1 else 0
-    flat_keys = np.repeat(keys, cpus)
-    flat_values = values["v"].reshape(-1) if n else values["v"].reshape(0)
-    frame = layout.to_frame(flat_keys, flat_values, copy=False)
-    frame.insert(len(layout.columns_of(keys, "", "key")), "cpu", np.tile(np.arange(cpus), n))
-    return frame
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other) -> bool:
+        return self is other
 
 
-def _sum_cpus(per: np.ndarray) -> np.ndarray:
-    """Add up each numeric field over the CPU axis (axis 1); other fields keep CPU 0's."""
-    dt = per.dtype
-    if dt.names is None:
-        if dt.kind in "iuf":
-            return per.sum(axis=1, dtype=dt)  # wraps around like the C type would
-        return per[:, 0]
-    out = np.empty(per.shape[:1], dtype=dt)
-    for name in dt.names:
-        out[name] = _sum_cpus(per[name])
-    return out
-
-
-_HINTS = {
-    1: "loading and changing maps needs root or CAP_BPF: run as root.",
-    13: "the map may be read-only from user space (BPF_F_RDONLY).",
-    22: "the key or value does not fit this map type (EINVAL).",
-    17: "the key already exists and the update asked for a new one only (BPF_NOEXIST).",
-}
+SOCKMAP_ATTACH = {"msg_verdict": "sk_msg_verdict", "stream_parser": "sk_skb_stream_parser",
+                  "stream_verdict": "sk_skb_stream_verdict", "skb_verdict": "sk_skb_verdict"}
+_DEFAULTS = {"per_cpu": "long", "netns": None, "sockets": None, "ports": "host"}

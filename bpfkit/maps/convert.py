@@ -2,16 +2,29 @@
 
 ctypes truncates an out-of-range int silently and BCC passes any buffer to the kernel, so a
 learner's `m[-1] = 2**70` would write garbage. Here each value is checked and a wrong one is
-refused with a message naming the C type the map expects.
+refused with a message naming the C type the map expects. `ctype()` reads the C type names a
+learner writes (`"u32"`, `"char[16]"`) for maps made from Python.
 """
 from __future__ import annotations
 
 import ctypes as ct
+import re
 
 import numpy as np
 
 from ..errors import KeyTypeError
 from . import layout
+
+_NAMED = {
+    "u8": ct.c_uint8, "u16": ct.c_uint16, "u32": ct.c_uint32, "u64": ct.c_uint64,
+    "s8": ct.c_int8, "s16": ct.c_int16, "s32": ct.c_int32, "s64": ct.c_int64,
+    "__u8": ct.c_uint8, "__u16": ct.c_uint16, "__u32": ct.c_uint32, "__u64": ct.c_uint64,
+    "__s8": ct.c_int8, "__s16": ct.c_int16, "__s32": ct.c_int32, "__s64": ct.c_int64,
+    "char": ct.c_char, "int": ct.c_int, "unsigned int": ct.c_uint, "long": ct.c_long,
+    "unsigned long": ct.c_ulong, "short": ct.c_short, "unsigned short": ct.c_ushort,
+    "long long": ct.c_longlong, "unsigned long long": ct.c_ulonglong,
+    "float": ct.c_float, "double": ct.c_double,
+}
 
 _INT_RANGES = {}
 for _t in (ct.c_int8, ct.c_int16, ct.c_int32, ct.c_int64, ct.c_uint8, ct.c_uint16, ct.c_uint32,
@@ -20,6 +33,22 @@ for _t in (ct.c_int8, ct.c_int16, ct.c_int32, ct.c_int64, ct.c_uint8, ct.c_uint1
     bits = ct.sizeof(_t) * 8
     signed = _t(-1).value == -1
     _INT_RANGES[_t] = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def ctype(spec, role: str = "value"):
+    """A ctypes type from what a learner passes: a ctypes type itself, or a C name such as
+    "u32", "u64", "int", "char[16]" or "u64[127]"."""
+    if spec is None or isinstance(spec, type) and issubclass(spec, ct._SimpleCData | ct.Array
+                                                             | ct.Structure | ct.Union):
+        return spec
+    if isinstance(spec, str):
+        m = re.fullmatch(r"\s*(?:struct\s+)?([A-Za-z_][A-Za-z0-9_ ]*?)\s*(?:\[\s*(\d+)\s*\])?\s*", spec)
+        base = _NAMED.get(" ".join(m.group(1).split())) if m else None
+        if base is not None:
+            return base * int(m.group(2)) if m.group(2) else base
+    raise KeyTypeError(f"{spec!r} does not name a C type for the map's {role}.",
+                       "write a C type name such as \"u32\", \"u64\", \"int\" or \"char[16]\", "
+                       "or pass a ctypes type (a ctypes.Structure for a struct).")
 
 
 def c_name(ctype) -> str:

@@ -1,0 +1,151 @@
+"""libbpf through ctypes: every prototype bpfkit calls, declared here once, at import.
+
+ctypes guesses `int` for every argument it was not told about, which silently truncates a
+64-bit pointer or flag: one table of prototypes, checked by a test, keeps that from creeping
+back in. libbpf is a dependency of the distro's BCC, so it is there wherever BCC is. Calls
+newer than the oldest libbpf the kit meets (Ubuntu 22.04 has 0.5) are declared only when the
+library has them: `has(name)` tells, and the caller says what is missing in words.
+
+Every call returns a negative errno on failure (libbpf 1.x, and 0.x in its 1.0 mode).
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import ctypes.util
+from contextlib import contextmanager
+
+from .errors import SetupError
+
+u32p = ct.POINTER(ct.c_uint32)
+vp, cp, i32, u32, u64 = ct.c_void_p, ct.c_char_p, ct.c_int, ct.c_uint32, ct.c_uint64
+
+
+class MapCreateOpts(ct.Structure):
+    """`struct bpf_map_create_opts` as libbpf 0.7 laid it out; `sz` lets newer libbpfs
+    accept it."""
+    _fields_ = [("sz", ct.c_size_t), ("btf_fd", u32), ("btf_key_type_id", u32),
+                ("btf_value_type_id", u32), ("btf_vmlinux_value_type_id", u32),
+                ("inner_map_fd", u32), ("map_flags", u32), ("map_extra", u64),
+                ("numa_node", u32), ("map_ifindex", u32)]
+
+
+class BatchOpts(ct.Structure):
+    """`struct bpf_map_batch_opts`."""
+    _fields_ = [("sz", ct.c_size_t), ("elem_flags", u64), ("flags", u64)]
+
+
+class TestRunOpts(ct.Structure):
+    """`struct bpf_test_run_opts` (libbpf 0.7 and later)."""
+    _fields_ = [
+        ("sz", ct.c_size_t), ("data_in", vp), ("data_out", vp),
+        ("data_size_in", u32), ("data_size_out", u32),
+        ("ctx_in", vp), ("ctx_out", vp), ("ctx_size_in", u32), ("ctx_size_out", u32),
+        ("retval", u32), ("repeat", ct.c_int), ("duration", u32),
+        ("flags", u32), ("cpu", u32), ("batch_size", u32),
+    ]
+
+
+# name: (result type, argument types). ctypes' default result, int, is spelled out anyway.
+PROTOTYPES = {
+    # objects by id, and what the kernel says of them
+    "bpf_prog_get_next_id": (i32, [u32, u32p]),
+    "bpf_map_get_next_id": (i32, [u32, u32p]),
+    "bpf_link_get_next_id": (i32, [u32, u32p]),
+    "bpf_prog_get_fd_by_id": (i32, [u32]),
+    "bpf_map_get_fd_by_id": (i32, [u32]),
+    "bpf_link_get_fd_by_id": (i32, [u32]),
+    "bpf_obj_get_info_by_fd": (i32, [i32, vp, u32p]),
+    # one entry at a time
+    "bpf_map_lookup_elem": (i32, [i32, vp, vp]),
+    "bpf_map_lookup_elem_flags": (i32, [i32, vp, vp, u64]),
+    "bpf_map_lookup_and_delete_elem": (i32, [i32, vp, vp]),
+    "bpf_map_update_elem": (i32, [i32, vp, vp, u64]),
+    "bpf_map_delete_elem": (i32, [i32, vp]),
+    "bpf_map_get_next_key": (i32, [i32, vp, vp]),
+    # many entries per system call
+    "bpf_map_lookup_batch": (i32, [i32, vp, vp, vp, vp, u32p, vp]),
+    "bpf_map_lookup_and_delete_batch": (i32, [i32, vp, vp, vp, vp, u32p, vp]),
+    "bpf_map_update_batch": (i32, [i32, vp, vp, u32p, vp]),
+    "bpf_map_delete_batch": (i32, [i32, vp, u32p, vp]),
+    # making maps, pinning them in bpffs
+    "bpf_map_create": (i32, [i32, cp, u32, u32, u32, ct.POINTER(MapCreateOpts)]),
+    "bpf_obj_pin": (i32, [i32, cp]),
+    "bpf_obj_get": (i32, [cp]),
+    # attaching to cgroups and sockmaps, XDP, running a program on a test packet
+    "bpf_prog_attach": (i32, [i32, i32, i32, ct.c_uint]),
+    "bpf_prog_detach2": (i32, [i32, i32, i32]),
+    "bpf_prog_query": (i32, [i32, i32, u32, u32p, u32p, u32p]),
+    "bpf_xdp_query_id": (i32, [i32, i32, u32p]),
+    "bpf_prog_test_run_opts": (i32, [i32, ct.POINTER(TestRunOpts)]),
+    # BTF: the type information storage maps need for their values, and the kernel's own
+    "btf__new_empty": (vp, []),
+    "btf__free": (None, [vp]),
+    "btf__add_int": (i32, [vp, cp, ct.c_size_t, i32]),
+    "btf__add_array": (i32, [vp, i32, i32, u32]),
+    "btf__add_struct": (i32, [vp, cp, u32]),
+    "btf__add_field": (i32, [vp, cp, i32, u32, u32]),
+    "btf__load_into_kernel": (i32, [vp]),
+    "btf__fd": (i32, [vp]),
+    "btf__load_vmlinux_btf": (vp, []),
+    "btf__find_by_name_kind": (i32, [vp, cp, u32]),
+    "btf__resolve_size": (ct.c_ssize_t, [vp, u32]),
+    "btf__type_by_id": (vp, [vp, u32]),
+    "btf__name_by_offset": (cp, [vp, u32]),
+    "libbpf_set_print": (vp, [vp]),
+}
+
+
+class _Missing:
+    """Stands in for libbpf where it is not installed: any call explains what to install."""
+
+    def __getattr__(self, name):
+        raise SetupError("libbpf is not installed, and bpfkit reaches the kernel's BPF objects "
+                         "through it.",
+                         "install BCC from the distro (sudo apt-get install python3-bpfcc), which "
+                         "brings libbpf with it.")
+
+
+def _load():
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        lib = ct.CDLL(name, use_errno=True)
+    except OSError:
+        return _Missing()
+    for fn, (restype, argtypes) in PROTOTYPES.items():
+        try:
+            f = getattr(lib, fn)
+        except AttributeError:
+            continue  # an older libbpf: has() says so
+        f.restype, f.argtypes = restype, argtypes
+    return lib
+
+
+lib = _load()
+
+
+def has(fn: str) -> bool:
+    """Does this machine's libbpf have `fn`? (Declared above, so only names from PROTOTYPES.)"""
+    if fn not in PROTOTYPES:
+        raise KeyError(f"{fn} is not declared in bpfkit._libbpf.PROTOTYPES")
+    return not isinstance(lib, _Missing) and hasattr(lib, fn)
+
+
+@contextmanager
+def quiet():
+    """libbpf prints its own warnings (a refused BTF's log, say) to stderr; bpfkit explains
+    failures itself, so they are silenced for the block."""
+    old = lib.libbpf_set_print(None) if has("libbpf_set_print") else None
+    try:
+        yield
+    finally:
+        if has("libbpf_set_print"):
+            lib.libbpf_set_print(old)
+
+
+def require(fn: str, what: str):
+    """The function `fn`, or a SetupError saying that this libbpf is too old for `what`."""
+    if not has(fn):
+        raise SetupError(f"This machine's libbpf has no {fn}(), which {what} needs: it is older "
+                         "than the kit's lessons expect.",
+                         "upgrade libbpf (Debian 12 and Ubuntu 24.04 have a new enough libbpf1).")
+    return getattr(lib, fn)

@@ -1,0 +1,138 @@
+"""The little BTF (BPF Type Format) that making some maps from Python takes.
+
+Local storage maps (socket, task, inode and cgroup storage) must tell the kernel the C types
+of their key and value as BTF, and a struct_ops map names a struct of the kernel's own BTF.
+BCC writes BTF for the maps it declares; for a map made from Python, `types_for()` builds a
+tiny BTF object from the ctypes of its key and value, and `vmlinux_*()` read the kernel's.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+
+from .._libbpf import lib, quiet, require
+from ..errors import MapError
+
+BTF_KIND_STRUCT, BTF_KIND_ENUM = 4, 6
+BTF_INT_SIGNED = 1
+
+
+class Types:
+    """A BTF object loaded into the kernel, holding a key and a value type: pass `fd`,
+    `key_id`, `value_id` to map creation, then `close()` (the map keeps what it needs)."""
+
+    def __init__(self, key_type, value_type):
+        require("btf__load_into_kernel", "making a local-storage map from Python")
+        self._btf = lib.btf__new_empty()
+        if not self._btf:
+            raise MapError("libbpf could not make a BTF object.", "this is a bpfkit bug: please report it.")
+        self._byte = None
+        try:
+            self.key_id = self._add(key_type) if key_type is not None else 0
+            self.value_id = self._add(value_type) if value_type is not None else 0
+            with quiet():
+                _check(lib.btf__load_into_kernel(self._btf), "load the map's types (BTF) into the kernel")
+            self.fd = lib.btf__fd(self._btf)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, ctype) -> int:
+        if issubclass(ctype, ct.Structure):
+            members = [(name, self._add(t), getattr(ctype, name).offset)
+                       for name, t, *_ in ctype._fields_]
+            tid = _check(lib.btf__add_struct(self._btf, ctype.__name__.encode(), ct.sizeof(ctype)),
+                         "describe a struct")
+            for name, member, offset in members:
+                _check(lib.btf__add_field(self._btf, name.encode(), member, offset * 8, 0),
+                       "describe a struct field")
+            return tid
+        if issubclass(ctype, ct.Array):
+            return _check(lib.btf__add_array(self._btf, self._index(), self._add(ctype._type_),
+                                             ctype._length_), "describe an array")
+        size = ct.sizeof(ctype)
+        if size in (1, 2, 4, 8) and ctype not in (ct.c_float, ct.c_double):
+            signed = ctype is not ct.c_char and ctype(-1).value == -1
+            return _check(lib.btf__add_int(self._btf, f"{'s' if signed else 'u'}{size * 8}".encode(),
+                                           size, BTF_INT_SIGNED if signed else 0), "describe an int")
+        return _check(lib.btf__add_array(self._btf, self._index(), self._u8(), size), "describe bytes")
+
+    def _u8(self) -> int:
+        if self._byte is None:
+            self._byte = _check(lib.btf__add_int(self._btf, b"u8", 1, 0), "describe a byte")
+        return self._byte
+
+    def _index(self) -> int:
+        return self._add(ct.c_int32)
+
+    def close(self) -> None:
+        if self._btf:
+            lib.btf__free(self._btf)  # closes the fd too
+            self._btf = None
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise MapError(f"libbpf could not {what}: {os.strerror(-ret)}.",
+                       "the map's key and value types must be plain C types (ints, arrays, structs).")
+    return ret
+
+
+class _Vmlinux:
+    """The kernel's own BTF (/sys/kernel/btf/vmlinux), loaded once and freed at `close()`."""
+
+    def __init__(self):
+        require("btf__load_vmlinux_btf", "reading the kernel's own types")
+        with quiet():
+            self.btf = lib.btf__load_vmlinux_btf()
+        if not self.btf:
+            raise MapError("This kernel has no BTF (/sys/kernel/btf/vmlinux), which describes its "
+                           "own types.", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y.")
+
+    def find(self, name: str, kind: int) -> int:
+        tid = lib.btf__find_by_name_kind(self.btf, name.encode(), kind)
+        return tid if tid > 0 else 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        lib.btf__free(self.btf)
+
+
+def vmlinux_struct_ops(name: str) -> tuple[int, int]:
+    """(type id, size) of the kernel's value type for struct_ops `name` ("tcp_congestion_ops"),
+    as a struct_ops map wants them."""
+    with _Vmlinux() as vm:
+        tid = vm.find(f"bpf_struct_ops_{name}", BTF_KIND_STRUCT)
+        if not tid:
+            raise MapError(f"This kernel has no struct_ops type {name!r}.",
+                           "pick one the kernel registers, e.g. tcp_congestion_ops.")
+        return tid, lib.btf__resolve_size(vm.btf, tid)
+
+
+class _BtfType(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("info", ct.c_uint32), ("size", ct.c_uint32)]
+
+
+class _BtfEnum(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("val", ct.c_int32)]
+
+
+def vmlinux_enum(name: str) -> dict[str, int] | None:
+    """The values of one of the kernel's enums ("bpf_map_type"), from its BTF; None when the
+    kernel has no BTF."""
+    try:
+        vm = _Vmlinux()
+    except MapError:
+        return None
+    with vm:
+        tid = vm.find(name, BTF_KIND_ENUM)
+        if not tid:
+            return None
+        t = _BtfType.from_address(lib.btf__type_by_id(vm.btf, tid))
+        entries = (_BtfEnum * (t.info & 0xFFFF)).from_address(
+            lib.btf__type_by_id(vm.btf, tid) + ct.sizeof(_BtfType))
+        return {lib.btf__name_by_offset(vm.btf, e.name_off).decode(): e.val for e in entries}
+
+

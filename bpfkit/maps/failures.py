@@ -1,0 +1,163 @@
+"""What a refused map operation means: one table from the kernel's errno to a learner's error.
+
+The kernel answers a bad map operation with a bare number, and the same number means different
+things for different maps: EINVAL is "past the end" for one, "not a program of the caller's
+type" for a program array, "not like the template" for a map of maps. The rules below are
+tried in order; the first that matches the operation, the errno and the map type speaks.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import BpfkitError, MapEmpty, MapError, MapFull, PrivilegeError
+from ..maptypes import MapType
+
+ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
+
+OP_WORDS = {"lookup": "read", "update": "update", "delete": "delete from", "iterate": "walk",
+            "push": "push onto", "pop": "pop from", "peek": "peek at", "add": "add to",
+            "test": "test", "batch": "read in batches", "pin": "pin"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    errnos: tuple
+    ops: tuple          # operations it speaks for; () for any
+    applies: Callable[[MapType], bool]
+    error: type
+    what: str
+    hint: str
+
+    def matches(self, op: str, err: int, mt: MapType) -> bool:
+        return err in self.errnos and (not self.ops or op in self.ops) and self.applies(mt)
+
+
+def _any(mt: MapType) -> bool:
+    return True
+
+
+def _values(*kinds: str):
+    return lambda mt: mt.values in kinds
+
+
+RULES = [
+    Rule((errno.E2BIG,), ("lookup", "update", "delete"), lambda mt: mt.slots, MapError,
+         "Slot {key!r} is past the end of {name!r}: {a_type} has slots 0..{last}, fixed when it is made.",
+         "use a slot below {max_entries}, or declare more slots in C and load again."),
+    Rule((errno.E2BIG,), ("update", "push", "add"), lambda mt: mt.key == "none", MapFull,
+         "Map {name!r} is full: it holds at most max_entries={max_entries} values.",
+         "take values out (m.pop()) before you put more in, or make the map with a larger "
+         "max_entries."),
+    Rule((errno.E2BIG,), ("update",), _any, MapFull,
+         "Map {name!r} is full: it holds at most max_entries={max_entries} entries, and a new "
+         "key needs a free one.",
+         "delete entries you no longer need, update existing keys only, or give the map a "
+         "larger max_entries in C (e.g. BPF_HASH(name, key_t, value_t, 10240)) and load again."),
+    Rule((errno.EINVAL, errno.EBADF), ("update",), _values("program"), MapError,
+         "The kernel refused to put that program into slot {key!r} of {name!r}: {reason}.",
+         "a slot takes a BPF program of the same program type as the program that makes the "
+         "tail call: prog.load_func('name', BPF.TRACEPOINT) for a TRACEPOINT_PROBE caller, "
+         "BPF.XDP for an XDP one. A plain number is taken as a file descriptor."),
+    Rule((errno.EINVAL,), ("update",), _values("map"), MapError,
+         "The kernel refused {value} as an inner map of {name!r}: {reason}.",
+         "an inner map must have the same type, key size, value size and flags as the template "
+         "named in the C declaration of {name!r} (the string in {bcc}), and an inner array the "
+         "same max_entries too. Compare the two maps' repr()."),
+    Rule((errno.EBADF,), ("update",), _values("map", "socket", "cgroup", "xsk_socket", "perf_event"),
+         MapError, "{value} is not an open file descriptor of the right kind any more.",
+         "load its program again (or open the object again) and write the new one."),
+    Rule((errno.EINVAL, errno.ENODEV), ("update",), _values("device"), MapError,
+         "The kernel has no interface with ifindex {value} in this network namespace.",
+         "a devmap entry is resolved in the writer's namespace: write it from the namespace the "
+         "interface is in (bpfkit.net.inside(netns)), or check the ifindex with `ip -o link`."),
+    Rule((errno.EOPNOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
+         "The kernel refused to put that socket into {name!r}: {reason}.",
+         "a sockmap takes a TCP socket that is connected (established) or listening, or a UDP "
+         "or Unix socket, given as the socket or its fd."),
+    Rule((errno.EBUSY,), ("update",), _values("socket"), MapError,
+         "That socket is already in another map with its own programs: {reason}.",
+         "a socket can run only one sk_msg program: remove it from the other map."),
+    Rule((errno.EINVAL,), ("delete",), lambda mt: mt.slots and mt.values == "data", MapError,
+         "Map {name!r} is {a_type}: its slots always exist, so they cannot be deleted.",
+         "set the slot to zero instead: m[index] = 0."),
+    Rule((errno.ENOENT,), ("pop", "peek"), _any, MapEmpty,
+         "The {type} {name!r} is empty: there is nothing to {op_word}.",
+         "push a value first, or pass a default: m.pop(default=None)."),
+    Rule((errno.EBADF,), (), lambda mt: mt.key == "fd", MapError,
+         "{key!r} is not an open {fd_of}, so {name!r} has no entry for it.",
+         "pass the {fd_of} itself (or its file descriptor) while it is open."),
+    Rule((errno.EPERM,), (), _any, PrivilegeError,
+         "The kernel refused to {op_word} map {name!r}: {reason}.",
+         "loading and changing maps needs root or CAP_BPF: run as root."),
+    Rule((errno.EACCES,), (), _any, MapError,
+         "Could not {op_word} map {name!r}: {reason}.",
+         "the map is read-only or write-only from user space (BPF_F_RDONLY, BPF_F_WRONLY)."),
+    Rule((errno.EEXIST,), (), _any, MapError,
+         "Could not {op_word} map {name!r} at key {key!r}: {reason}.",
+         "the key already exists and the update asked for a new one only (BPF_NOEXIST)."),
+    Rule((errno.EOPNOTSUPP, ENOTSUPP), (), _any, MapError,
+         "The kernel cannot {op_word} {a_type} from user space ({reason}).",
+         "see what this map type offers: bpfkit.map_types()."),
+    Rule((errno.EINVAL,), (), _any, MapError,
+         "Could not {op_word} map {name!r}{at_key}: {reason}.",
+         "the key or value does not fit this map type (EINVAL)."),
+]
+
+
+def reason(err: int) -> str:
+    return "ENOTSUPP" if err == ENOTSUPP else os.strerror(err)
+
+
+def explain(spec, op: str, err: int, key=None, value=None) -> BpfkitError:
+    """The error for `op` on the map of `spec` refused with `err` (a positive errno)."""
+    mt = spec.type
+    fields = {"name": spec.name, "type": mt.name, "a_type": mt.a, "key": key, "value": value,
+              "max_entries": spec.max_entries, "last": spec.max_entries - 1, "reason": reason(err),
+              "op": op, "op_word": OP_WORDS.get(op, op), "bcc": mt.bcc or mt.name,
+              "fd_of": mt.fd_of or "object", "at_key": f" at key {key!r}" if key is not None else ""}
+    for rule in RULES:
+        if rule.matches(op, err, mt):
+            return rule.error(rule.what.format(**fields), rule.hint.format(**fields))
+    return MapError("Could not {op_word} map {name!r}{at_key}: {reason}.".format(**fields),
+                    "run `python -m bpfkit doctor`; if this keeps happening, it is worth a bug report.")
+
+
+_NOT_OFFERED = [  # (op, when, what is wrong, what to do) for an operation the map type lacks
+    ("delete", lambda mt: mt.slots, "Map {name!r} is {a_type}: its slots always exist, so they "
+     "cannot be deleted.", "set the slot to zero instead: m[index] = 0."),
+    ("iterate", lambda mt: mt.key == "fd", "Map {name!r} is {a_type}: the kernel finds a value "
+     "only from its {fd_of}, so the map cannot be walked from user space.",
+     "name the objects you want: m[obj], or m.frame(keys=[obj1, obj2])."),
+    ("iterate", lambda mt: "pop" in mt.ops, "Map {name!r} is {a_type}: user space cannot walk it "
+     "without taking its values out.",
+     "m.peek() shows the next value, m.pop() takes it out, m.drain() takes them all, in order."),
+    ("update", lambda mt: "push" in mt.ops or "add" in mt.ops, "Map {name!r} is {a_type}: its "
+     "values have no keys to write at.", "put values in with m.{put}(value)."),
+]
+_OP_HINTS = {
+    "push": "push(), pop(), peek() and drain() are for queue and stack maps.",
+    "pop": "push(), pop(), peek() and drain() are for queue and stack maps.",
+    "peek": "push(), pop(), peek() and drain() are for queue and stack maps.",
+    "add": "add() and `value in m` are for bloom filters.",
+    "test": "add() and `value in m` are for bloom filters.",
+    "attach": "programs attach to sockmap and sockhash maps; other programs attach to hooks.",
+    "mmap": "only arrays made with BPF_F_MMAPABLE (and arenas) can be memory-mapped.",
+}
+
+
+def not_offered(spec, op: str) -> MapError:
+    """The error for an operation this map type does not offer user space at all."""
+    mt = spec.type
+    fields = {"name": spec.name, "type": mt.name, "a_type": mt.a, "fd_of": mt.fd_of,
+              "put": "push" if "push" in mt.ops else "add"}
+    for rule_op, when, what, hint in _NOT_OFFERED:
+        if rule_op == op and when(mt):
+            return MapError(what.format(**fields), hint.format(**fields))
+    offered = ", ".join(o for o in ("lookup", "update", "delete", "iterate", "push", "pop", "peek",
+                                    "add", "test", "mmap", "attach", "events") if o in mt.ops)
+    return MapError(f"Map {spec.name!r} is {mt.a}: user space cannot {OP_WORDS.get(op, op)} it. "
+                    f"{mt.a.capitalize()} offers: {offered or 'nothing through bpf() calls'}.",
+                    _OP_HINTS.get(op, "see what each map type offers: bpfkit.map_types()."))

@@ -1,0 +1,97 @@
+"""Pins: a map kept alive under a path in the BPF filesystem, for other programs and later runs.
+
+A map lives while something holds it: a program, a file descriptor, or a pin, a file in bpffs
+(/sys/fs/bpf) that names it. A pin outlives the process that made it, which is the point, and
+also the danger: a pin nobody removes keeps its map in the kernel until reboot. So every pin
+bpfkit makes is registered (closed by `close_all()`, and at exit) and recorded under
+/run/bpfkit, and a later run removes the pins of processes that died without cleaning up.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .. import lifetime
+from .._libbpf import lib
+from ..errors import MapError
+
+BPFFS = Path("/sys/fs/bpf")
+
+
+def path_of(name) -> Path:
+    """A pin's full path: a bare name goes under /sys/fs/bpf."""
+    path = Path(name)
+    return path if path.is_absolute() else BPFFS / path
+
+
+def cleanup_stale() -> list[str]:
+    """Remove the pins bpfkit processes made and left behind when they died."""
+    stale = sorted(lifetime.orphans("pin"))
+    removed = []
+    for path in stale:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue  # not ours to remove after all: leave it on record
+    lifetime.forget_orphans("pin", stale)
+    return removed
+
+
+class Pin:
+    """A map pinned at `path`; `close()` removes the pin (the map goes when nothing else holds it)."""
+
+    def __init__(self, fd: int, name, map_name: str):
+        path = path_of(name)
+        cleanup_stale()
+        err = lib.bpf_obj_pin(fd, str(path).encode())
+        if err:
+            raise _pin_error(-err, path, map_name)
+        self.path = path
+        self.closed = False
+        lifetime.claim("pin", str(path))
+        previous = lifetime.add("pin", str(path), self)
+        if previous is not None:
+            previous.closed = True  # the same path again: the file is the new pin now
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        lifetime.discard("pin", str(self.path), self)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        lifetime.release("pin", str(self.path))
+
+    def __repr__(self) -> str:
+        return f"<bpfkit pin {self.path}{' (removed)' if self.closed else ''}>"
+
+
+def _pin_error(err: int, path: Path, map_name: str) -> MapError:
+    if err == errno.EEXIST:
+        return MapError(f"Could not pin {map_name!r} at {path}: something is pinned there already.",
+                        f"pick another name, or remove the old pin (rm {path}) if nothing uses it.")
+    if err in (errno.ENOENT, errno.EPERM, errno.EINVAL):
+        return MapError(f"Could not pin {map_name!r} at {path}: {os.strerror(err)}.",
+                        f"a pin must be inside a mounted BPF filesystem ({BPFFS}, in a folder "
+                        "that exists); `python -m bpfkit doctor` checks the mount.")
+    return MapError(f"Could not pin {map_name!r} at {path}: {os.strerror(err)}.",
+                    "pinning needs root (CAP_BPF) and a mounted BPF filesystem.")
+
+
+def open_fd(name) -> int:
+    """A new fd of the map pinned at `name` (a path, or a name under /sys/fs/bpf)."""
+    path = path_of(name)
+    fd = lib.bpf_obj_get(str(path).encode())
+    if fd < 0:
+        hint = ("list what is pinned with `ls /sys/fs/bpf`." if -fd == errno.ENOENT else
+                "opening a pin needs root (CAP_BPF).")
+        raise MapError(f"Could not open the map pinned at {path}: {os.strerror(-fd)}.", hint)
+    return fd
+
+

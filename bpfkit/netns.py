@@ -1,0 +1,49 @@
+"""Entering a network namespace for a moment: `with inside("bpfkit-a"): ...`.
+
+Names and ifindexes of interfaces mean something only within one network namespace, and a
+socket belongs to the namespace it was made in. Lessons build hosts in namespaces of their own
+(see net.py) and look inside them, for one thread, for the length of a `with` block.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._libc import libc
+from .errors import BpfkitError
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if hasattr(os, "setns"):  # Python 3.12+
+        os.setns(fd, CLONE_NEWNET)
+        return
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ct.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def inside(netns: str):
+    """Run the `with` body in network namespace `netns` (this thread only), then come back.
+
+    Sockets made inside stay in `netns`; names and ifindexes looked up inside are `netns`'s."""
+    path = NETNS_DIR / netns
+    if not path.exists():
+        raise BpfkitError(f"There is no network namespace {netns!r}.",
+                          "list them with `ip netns list`; a Lab makes its hosts' namespaces.")
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(path, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
