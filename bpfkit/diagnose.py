@@ -8,6 +8,7 @@ learner's own file or cell, and add a hint in words.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -253,7 +254,7 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
                first_line: int = 1):
     """The kernel refused `function`: a VerifierError with the log's key lines, or why else."""
     described = describe_function(function)
-    if errno_ in (1, 13) and "processed" not in output:
+    if errno_ in (errno.EPERM, errno.EACCES) and "processed" not in output:
         from . import system
         return PrivilegeError(f"The kernel refused to load {described}: {os.strerror(errno_)}. "
                               + system.privilege_problem(),

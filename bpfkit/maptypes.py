@@ -100,8 +100,9 @@ class MapType:
 
     @property
     def a(self) -> str:
-        """The name with its article, for sentences: "an array", "a hash"."""
-        return f"{'an' if self.name[0] in 'aeio' else 'a'} {self.name}"
+        """The name with its article, for sentences: "an array", "a hash", "an lru_hash"."""
+        spoken_vowel = self.name[0] in "aeio" or self.name.startswith(("lpm", "lru"))
+        return f"{'an' if spoken_vowel else 'a'} {self.name}"
 
     def __str__(self) -> str:
         return self.name
@@ -216,8 +217,8 @@ BY_NUMBER = {t.number: t for t in TABLE}
 
 def get(kind) -> MapType:
     """The MapType for a name ("hash", "BPF_MAP_TYPE_HASH", "HASH") or a number. An unknown
-    name raises KeyError with the nearest names; an unknown number (a kernel newer than this
-    table) gets a row that says only its number."""
+    name raises KeyError; an unknown number (a kernel newer than this table) gets a row that
+    says only its number."""
     if isinstance(kind, MapType):
         return kind
     if isinstance(kind, int) and not isinstance(kind, bool):
@@ -225,9 +226,7 @@ def get(kind) -> MapType:
                                               frozenset(), None, "?", "a type newer than bpfkit")
     name = str(kind).lower().removeprefix("bpf_map_type_")
     if name not in BY_NAME:
-        import difflib
-        close = difflib.get_close_matches(name, BY_NAME, n=3)
-        raise KeyError(f"no map type {kind!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise KeyError(kind)
     return BY_NAME[name]
 
 

@@ -14,6 +14,7 @@ descriptor into the C text as `seen`, a map pointer for helpers such as
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import functools
 import hashlib
 import json
@@ -145,7 +146,7 @@ class Program:
             except Exception as e:
                 failed = e
         if failed is not None:
-            err = ct.get_errno() or (1 if "super-user" in str(failed) else 0)
+            err = ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
             raise diagnose.load_error(out[0], fn_name, self.source, self.where, err,
                                       self.first_line) from None
         return fn

@@ -22,13 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 SERVICE, SERVICE_MAC = "192.0.2.100", "02:00:00:00:00:64"
 
-BALANCE = r"""
+def udp_xdp(name: str, decide: str, maps: str = "") -> str:
+    """An XDP program `name` that passes everything but IPv4 UDP, and returns `decide` (C, with
+    `udp` in scope) for that."""
+    return r"""
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/udp.h>
-BPF_DEVMAP(tx_port, 4);
-int xdp_redirect(struct xdp_md *ctx) {
+""" + maps + r"""
+int """ + name + r"""(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
@@ -38,12 +41,16 @@ int xdp_redirect(struct xdp_md *ctx) {
     if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_UDP || ip->ihl != 5)
         return XDP_PASS;
     struct udphdr *udp = (void *)(ip + 1);
-    if ((void *)(udp + 1) > data_end || udp->dest != htons(9000))
+    if ((void *)(udp + 1) > data_end)
         return XDP_PASS;
-    u32 slot = SLOT;
-    return tx_port.redirect_map(slot, 0);
-}
-"""
+    """ + decide + "\n}\n"
+
+
+BALANCE = udp_xdp("xdp_redirect", "if (udp->dest != htons(9000))\n        return XDP_PASS;\n"
+                  "    u32 slot = SLOT;\n    return tx_port.redirect_map(slot, 0);",
+                  maps="BPF_DEVMAP(tx_port, 4);")
+# by_port is not declared: it is a devmap_hash made from Python and passed with maps=.
+BY_PORT = udp_xdp("xdp_by_port", "return bpf_redirect_map(by_port, ntohs(udp->dest), XDP_PASS);")
 
 
 @pytest.fixture
@@ -128,6 +135,23 @@ def test_devmap_hash_reader_keys_by_key(lab):
         assert frame.to_dict("records") == [
             {"key": 7777, "ifindex": lab.hosts["c"].port_ifindex, "name": lab.hosts["c"].port},
             {"key": 9000, "ifindex": lab.hosts["b"].port_ifindex, "name": lab.hosts["b"].port}]
+
+
+def test_a_devmap_hash_made_here_steers_a_loaded_program(lab):
+    """BCC cannot declare a devmap_hash: made from Python, passed with maps=, it routes by key."""
+    a, b, c = (lab.hosts[h] for h in "abc")
+    with bpfkit.create_map("devmap_hash", max_entries=8, name="by_port") as by_port, \
+            bpfkit.load(BY_PORT, name="by_port", maps={"by_port": by_port}) as prog:
+        lab.attach_xdp(prog, a.port, "xdp_by_port")
+        by_port[9000], by_port[9001] = b.port, c.port
+        got = {(h.name, p): h.receiver(p) for h in (b, c) for p in (9000, 9001)}
+        a.send_udp(SERVICE, 9000, 5)
+        a.send_udp(SERVICE, 9001, 3)
+        assert net.wait_until(lambda: sum(r.count() for r in got.values()) == 8)
+        assert {k: r.count() for k, r in got.items()} == {
+            ("b", 9000): 5, ("b", 9001): 0, ("c", 9000): 0, ("c", 9001): 3}
+        assert prog["by_port"].frame().sort_values("key")["name"].tolist() == [b.port, c.port]
+        lab.detach_xdp(a.port)
 
 
 def _bpftool_dump(map_id: int) -> list[tuple[int, int]]:

@@ -42,7 +42,7 @@ def ctype(spec, role: str = "value"):
                                                              | ct.Structure | ct.Union):
         return spec
     if isinstance(spec, str):
-        m = re.fullmatch(r"\s*(?:struct\s+)?([A-Za-z_][A-Za-z0-9_ ]*?)\s*(?:\[\s*(\d+)\s*\])?\s*", spec)
+        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*(?:\[\s*(\d+)\s*\])?\s*", spec)
         base = _NAMED.get(" ".join(m.group(1).split())) if m else None
         if base is not None:
             return base * int(m.group(2)) if m.group(2) else base

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import maptypes
 from .._libbpf import MapCreateOpts, require
-from ..errors import MapError, PrivilegeError
+from ..errors import MapError, PrivilegeError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map
@@ -42,9 +42,10 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
     """
     try:
         mt = maptypes.get(type)
-    except KeyError as e:
-        raise MapError(f"There is no map type {type!r}: {e.args[0]}.",
-                       "the types are listed by bpfkit.map_types().") from None
+    except KeyError:
+        raise MapError(f"There is no map type {type!r}.",
+                       (did_you_mean(str(type), maptypes.BY_NAME) + " " if did_you_mean(str(type), maptypes.BY_NAME)
+                        else "") + "bpfkit.map_types() lists them all.") from None
     unknown = set(extra) - set(EXTRA)
     if unknown:
         raise MapError(f"create_map() does not take {sorted(unknown)[0]}=.",

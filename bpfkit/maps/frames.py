@@ -33,6 +33,12 @@ def renaming(names: list[str], columns=None, renames: dict | None = None) -> dic
                           f"{list(map(str, names))}.",
                           did_you_mean(str(unknown[0]), map(str, names)) or
                           "rename the columns the frame has.")
+    final = [mapping.get(n, n) for n in names]
+    twice = sorted({str(n) for n in final if final.count(n) > 1})
+    if twice:
+        raise ColumnError(f"After renaming, two columns would be called {twice[0]!r}: "
+                          f"{[n for n in names if mapping.get(n, n) == twice[0]]}.",
+                          "give each column a name of its own.")
     return mapping
 
 

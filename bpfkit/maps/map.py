@@ -82,6 +82,8 @@ class Map:
         self.key_dtype = self.codec.key_dtype(self.spec)
         self.value_dtype = self.codec.value_dtype(self.spec)
         self._mapping: Mapping | None = None
+        self._attached: list[tuple[int, int]] = []  # (program fd, attach type), for detach()
+        self._pin: pins.Pin | None = None
         if key_type is not None or value_type is not None:
             Map._known[self.id] = self
         if owns_fd:
@@ -213,19 +215,24 @@ class Map:
         return True
 
     def keys(self) -> list:
-        return [self.codec.decode_key(self.spec, k) for k in self.snapshot().keys]
+        return [self.codec.decode_key(self.spec, k) for k in self._walk().keys]
 
     def __iter__(self):
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(self.snapshot())
+        return len(self._walk())
+
+    def _walk(self) -> Snapshot:
+        """Every entry, for keys(), items() and len(): only maps user space can walk."""
+        self._require("iterate")
+        return self.snapshot()
 
     def __bool__(self) -> bool:
         return True  # a Map stands for a kernel object, empty or not: `if m:` never reads it
 
     def items(self) -> list[tuple]:
-        snap = self.snapshot()
+        snap = self._walk()
         return [(self.codec.decode_key(self.spec, k), self.codec.decode_value(self.spec, v))
                 for k, v in zip(snap.keys, snap.values)]
 
@@ -497,9 +504,9 @@ class Map:
             raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
                            "it was freed, or replaced in its slot: read the outer map again.")
         known = cls._known.get(map_id)
+        spec = known.spec if known is not None else None
         try:
-            return cls(fd, key_type=getattr(known, "spec", None) and known.spec.key_type,
-                       value_type=getattr(known, "spec", None) and known.spec.value_type,
+            return cls(fd, key_type=spec and spec.key_type, value_type=spec and spec.value_type,
                        owns_fd=True)
         except BaseException:
             os.close(fd)
@@ -527,7 +534,7 @@ class Map:
                 f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
                 "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
                 "msg_verdict, BPF.SK_SKB for the stream and skb ones.")
-        self.__dict__.setdefault("_attached", []).append((prog_fd, kind))
+        self._attached.append((prog_fd, kind))
 
     def attached(self) -> list[int]:
         """Ids of the programs attached to this map (all attach types)."""
@@ -543,7 +550,7 @@ class Map:
     def detach(self) -> None:
         """Detach what `attach()` attached (nothing to do once the program is closed: the
         kernel released it with the map)."""
-        attached, self.__dict__["_attached"] = self.__dict__.get("_attached", []), []
+        attached, self._attached = self._attached, []
         if self.owner is not None and self.owner.closed:
             return
         for prog_fd, kind in attached:
@@ -553,7 +560,8 @@ class Map:
     @property
     def mmapable(self) -> bool:
         """An array made with BPF_F_MMAPABLE: user space can read it as plain memory."""
-        return self.type == "array" and bool(self.flags & maptypes.BPF_F_MMAPABLE)
+        mt = self.map_type
+        return "mmap" in mt.ops and mt.slots and bool(self.flags & maptypes.BPF_F_MMAPABLE)
 
     def mapping(self) -> Mapping:
         """The array's memory in this process, mapped on first use and kept while the map is."""
@@ -585,9 +593,8 @@ class Map:
         return self._pin
 
     def unpin(self) -> None:
-        pin = self.__dict__.get("_pin")
-        if pin is not None:
-            pin.close()
+        if self._pin is not None:
+            self._pin.close()
 
     def release(self) -> None:
         """Let go of what keeps the map alive besides its fd (a memory mapping): its program

@@ -64,7 +64,7 @@ class Snapshot:
     def with_every_slot(self, slots: int) -> "Snapshot":
         """Every index 0..slots-1, the ones missing here (empty slots) as zeros."""
         keys = np.arange(slots, dtype=np.uint32).astype(self.keys.dtype)
-        values = np.zeros(slots, dtype=self.values.dtype)
+        values = np.zeros((slots,) + self.values.shape[1:], dtype=self.values.dtype)
         present = self.keys.astype(np.int64)
         values[present[present < slots]] = self.values[present < slots]
         return Snapshot(keys, values, None, self.method)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import KeyTypeError
 from .. import convert, layout
 from ..spec import MapSpec
 from .base import Codec, Lookups, Table
@@ -45,14 +46,22 @@ class PerCpu(Codec):
         return np.dtype((padded, (spec.cpus,)))
 
     def encode_value(self, spec: MapSpec, value):
-        """One value for every CPU, or a list with one value per CPU."""
-        per_cpu = value if isinstance(value, (list, tuple)) and len(value) == spec.cpus \
-            else [value] * spec.cpus
+        """One value for every CPU, or a list with one value per CPU. A list as long as there
+        are CPUs is one value per CPU only if each item is a value itself: `(3, 4)` for a
+        struct of two fields is one struct, on any number of CPUs."""
+        ctype = self.value_type(spec)
+        per_cpu = None
+        if isinstance(value, (list, tuple)) and len(value) == spec.cpus:
+            try:
+                per_cpu = [convert.to_c(ctype, v, "value") for v in value]
+            except KeyTypeError:
+                per_cpu = None
+        if per_cpu is None:
+            per_cpu = [convert.to_c(ctype, value, "value")] * spec.cpus
         slot = -(-spec.value_size // 8) * 8
         raw = bytearray(slot * spec.cpus)
-        for cpu, v in enumerate(per_cpu):
-            one = bytes(convert.to_c(self.value_type(spec), v, "value"))
-            raw[cpu * slot:cpu * slot + len(one)] = one
+        for cpu, one in enumerate(per_cpu):
+            raw[cpu * slot:cpu * slot + ct.sizeof(one)] = bytes(one)
         return ct.create_string_buffer(bytes(raw), len(raw))
 
     def decode_value(self, spec: MapSpec, record):

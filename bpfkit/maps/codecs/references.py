@@ -58,7 +58,7 @@ class InnerMaps(Reference):
 
 
 def _names(ids: np.ndarray, name_of) -> pd.array:
-    """A name per id (None for 0, an empty slot, and for objects gone meanwhile), each id
+    """A name per id (missing for 0, an empty slot, and for objects gone meanwhile), each id
     looked up once."""
     names = {i: name_of(i) for i in set(ids.tolist()) if i}
     return pd.array([names.get(i) for i in ids.tolist()], dtype=object)

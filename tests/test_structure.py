@@ -1,0 +1,176 @@
+"""The package's shape, checked without a kernel: layers, no import circles, each ctypes prototype
+declared once, errno numbers by name, and the lessons' programs found in an installed package.
+
+A layered package stays easy to change only while nothing reaches up a layer; these tests read
+the source (with `ast`) so a circle or an upward import fails here, named, before it confuses
+an import order somewhere else.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "bpfkit"
+
+# Bottom to top. A module imports only modules of its own layer or below, and no circle.
+LAYERS = [
+    ["errors", "_libc", "_libbpf", "maptypes"],
+    ["kernel", "lifetime", "netns", "sockets", "system"],
+    ["maps"],                                     # the whole maps package
+    ["diagnose", "program"],
+    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot"],
+    ["magic", "exercises", "__main__", "__init__"],
+]
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def modules() -> dict[str, Path]:
+    """bpfkit's modules by dotted name below the package ("maps.codecs.base")."""
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The bpfkit modules `name` imports, at the top or inside functions."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                target = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.startswith("bpfkit"):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            for alias in node.names:  # `from . import kernel` names a module
+                candidate = ".".join(target + [alias.name])
+                found.add(candidate if candidate in known else ".".join(target))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("bpfkit."):
+                    found.add(alias.name.split(".", 1)[1])
+    return {m for m in found if m in known and m != name and m != "__init__" or m == ""} - {""}
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports(name, path, set(mods)) for name, path in mods.items()}
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[0]
+    assert top in LAYER, f"bpfkit/{module} is in no layer of tests/test_structure.py: place it"
+    return LAYER[top]
+
+
+def test_every_module_has_a_layer():
+    for name in modules():
+        layer_of(name)
+
+
+def test_no_module_reaches_up_a_layer():
+    wrong = [(a, b) for a, targets in graph().items() for b in targets
+             if layer_of(b) > layer_of(a)]
+    assert not wrong, "imports that reach up a layer: " + ", ".join(f"{a} -> {b}" for a, b in wrong)
+
+
+def test_no_import_circle():
+    edges = graph()
+    done, stack = set(), []
+
+    def visit(node):
+        if node in stack:
+            cycle = stack[stack.index(node):] + [node]
+            pytest.fail("import circle: " + " -> ".join(cycle))
+        if node in done:
+            return
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if not nxt.startswith(node + ".") and not node.startswith(nxt + "."):
+                visit(nxt)
+        stack.pop()
+        done.add(node)
+
+    for node in sorted(edges):
+        visit(node)
+
+
+def test_the_graph_is_read_right():
+    """The checks above are only as good as the import reader: spot-check known edges."""
+    edges = graph()
+    assert "_libbpf" in edges["kernel"] and "maptypes" in edges["kernel"]
+    assert "maps.codecs" in edges["maps.map"] and "lifetime" in edges["maps.map"]
+    assert "maps.codecs.base" in edges["maps.codecs.sockets"]
+    assert "netns" in edges["maps.map"]  # imported inside a method
+    assert "maps" in edges["program"] or "maps.map" in edges["program"]
+
+
+PROTOTYPE = re.compile(r"\b(\w+)\.(argtypes|restype)\s*=")
+
+
+def test_each_ctypes_prototype_is_declared_once_in_its_module():
+    """libbpf's prototypes live in _libbpf.PROTOTYPES, libc's in _libc, BCC's untyped two in
+    program._libbcc; nowhere else declares one, and nothing declares one twice."""
+    allowed = {"_libbpf.py", "_libc.py", "program.py"}
+    seen: dict[tuple[str, str], str] = {}
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        for line_no, line in enumerate(text.splitlines(), 1):
+            for fn, attr in PROTOTYPE.findall(line):
+                assert path.name in allowed, f"{path.relative_to(ROOT)}:{line_no} declares {fn}.{attr}"
+                key = (fn, attr)
+                assert key not in seen, f"{fn}.{attr} declared twice: {seen[key]} and {path.name}:{line_no}"
+                seen[key] = f"{path.name}:{line_no}"
+        assert "CDLL(" not in text or path.name in allowed, f"{path.name} loads a C library itself"
+    from bpfkit import _libbpf
+    assert len(_libbpf.PROTOTYPES) > 30 and "bpf_map_create" in _libbpf.PROTOTYPES
+
+
+ERRNO_NUMBER = re.compile(r"\berr\w*\s*(==|!=|in)\s*\(?\s*-?[1-9]")
+
+
+def test_errno_values_are_named_not_numbered():
+    for path in PACKAGE.rglob("*.py"):
+        for line_no, line in enumerate(path.read_text().splitlines(), 1):
+            assert not ERRNO_NUMBER.search(line), f"{path.relative_to(ROOT)}:{line_no}: {line.strip()}"
+
+
+def test_families_are_codecs_without_system_calls():
+    """A codec turns bytes into columns; the Map does the calls. No codec reaches libbpf."""
+    for path in (PACKAGE / "maps" / "codecs").glob("*.py"):
+        text = path.read_text()
+        assert "_libbpf" not in text and "kernel" not in re.findall(r"import (\w+)", text), path.name
+        assert "def __init__" not in text, f"{path.name}: codecs keep no state"
+
+
+def test_an_installed_bpfkit_finds_the_lessons_programs(tmp_path):
+    """Not only in a checkout: a plain (non-editable) install carries bpf/ as bpfkit/bpf."""
+    source, target = tmp_path / "source", tmp_path / "site"
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "bpfkit", "bpf"):  # built here, not in the checkout
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, source / part)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(source)],
+                   check=True, capture_output=True, cwd=tmp_path)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import bpfkit, pathlib; "
+            "print(bpfkit.__file__); print(bpfkit.source('counter').splitlines()[0])")
+    out = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True,
+                         cwd=tmp_path, check=True).stdout.splitlines()
+    assert out[0].startswith(str(target))
+    assert out[1] == (ROOT / "bpf" / "counter.c").read_text().splitlines()[0]
+    assert sorted(p.name for p in (target / "bpfkit" / "bpf").glob("*.c")) == \
+        sorted(p.name for p in (ROOT / "bpf").glob("*.c"))
