@@ -25,7 +25,7 @@ from pathlib import Path
 from . import diagnose, errors, kernel, lifetime, system
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
-from .maps import Map
+from .maps import Map, pins
 
 _HERE = Path(__file__).resolve().parent
 # The lessons' C programs: bpf/ beside the package in a checkout, bpfkit/bpf/ once installed.
@@ -419,6 +419,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     keeps running. `where` and `first_line` name the source in error messages (the magic
     passes "the %%bpf NAME cell" and 2).
     """
+    pins.cleanup_stale()  # what a killed notebook pinned goes before we load more
     text, path, shown = _resolve(source)
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import ctypes as ct
 import json
 import os
 import subprocess
@@ -141,9 +140,12 @@ def test_a_failed_load_leaves_nothing_and_keeps_the_earlier_program(failure, uid
 # ---- a Jupyter kernel frees what its notebook loaded ---------------------------------------------
 
 LOAD_IN_KERNEL = """
-import json, bpfkit
+import json, os, bpfkit
 _p = bpfkit.load("counter")
-print(json.dumps({"programs": _p.program_ids(), "maps": [m.id for m in _p.maps.values()]}))
+_m = bpfkit.create_map("queue", value="u32", name="made_here")   # a map the notebook made
+_pin = _m.pin(f"bpfkit-test-kernel-{os.getpid()}")               # and pinned: it outlives a crash
+print(json.dumps({"programs": _p.program_ids(), "maps": [m.id for m in _p.maps.values()] + [_m.id],
+                  "pins": [str(_pin.path)]}))
 """
 
 
@@ -169,18 +171,20 @@ def _run(kc, code: str) -> str:
     return "".join(out)
 
 
-def _loaded_in(kc) -> dict[str, set[int]]:
+def _loaded_in(kc) -> dict[str, set]:
     ids = json.loads(_run(kc, LOAD_IN_KERNEL).strip().splitlines()[-1])
     now = kernel.snapshot()
     assert set(ids["programs"]) <= now["programs"] and set(ids["maps"]) <= now["maps"]
+    assert all(Path(p).exists() for p in ids["pins"])
     return {k: set(v) for k, v in ids.items()}
 
 
-def _gone(ids: dict[str, set[int]]) -> bool:
+def _gone(ids: dict[str, set]) -> bool:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         now = kernel.snapshot()
-        if not (ids["programs"] & now["programs"] or ids["maps"] & now["maps"]):
+        if not (ids["programs"] & now["programs"] or ids["maps"] & now["maps"]
+                or any(Path(p).exists() for p in ids["pins"])):
             return True
         time.sleep(0.05)
     return False
@@ -197,6 +201,9 @@ def test_kernel_shutdown_restart_or_death_frees_what_the_notebook_loaded(how, ju
         kc.wait_for_ready(timeout=60)
     else:
         km.shutdown_kernel(now=True)  # SIGKILL: no atexit, no clean-up cell
+        time.sleep(0.2)
+        assert all(Path(p).exists() for p in ids["pins"]), "a pin outlives a killed process ..."
+        bpfkit.create_map("hash").close()  # ... until the kit's next use sweeps dead processes' pins
     assert _gone(ids), f"after {how}, the kernel still holds {ids}"
     if how == "restart":  # the restarted kernel works, and its own program goes at shutdown
         again = _loaded_in(kc)

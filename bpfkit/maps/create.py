@@ -64,6 +64,7 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
     if not NAME.fullmatch(name):
         raise MapError(f"{name!r} cannot name a map: the kernel takes 1 to 15 letters, digits, '_' "
                        "or '.'.", "pass a shorter name=, such as name=\"seen\".")
+    pins.cleanup_stale()  # what a killed notebook pinned goes before we make more
     fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
                  inner=extra.get("inner"), struct_ops=extra.get("struct_ops"))
     try:

@@ -247,12 +247,11 @@ class Map:
             self.drain()
             return
         self._require("iterate")
-        keys = snapshot.read(self, method="iterate" if mt.slots else "auto").keys
-        if mt.slots and mt.values == "data":
-            snapshot.write(self, np.ascontiguousarray(keys),
-                           np.zeros(len(keys), dtype=self.value_dtype))
+        if mt.slots and mt.values == "data":  # every slot exists: zero them all, no read needed
+            keys = np.arange(self.max_entries, dtype=np.uint32).astype(self.key_dtype)
+            snapshot.write(self, keys, np.zeros(len(keys), dtype=self.value_dtype))
         else:
-            snapshot.delete(self, np.ascontiguousarray(keys))
+            snapshot.delete(self, np.ascontiguousarray(snapshot.read(self).keys))
 
     # -- keyless maps: queue, stack, bloom filter ------------------------------------------
     def push(self, value, *, overwrite: bool = False) -> None:
