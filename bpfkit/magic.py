@@ -14,17 +14,31 @@ from .program import load
 
 
 def bpf(line: str, cell: str):
-    """%%bpf NAME [-- clang flags]: load the cell's C text as program NAME."""
+    """%%bpf NAME [maps=VAR,VAR...] [-- clang flags]: load the cell's C text as program NAME.
+
+    `maps=seen,newcomers` hands the program the Maps in those notebook variables (made with
+    bpfkit.create_map), under the same names in the C code."""
     ip = _ipython()
     args = shlex.split(line)
     if not args or not args[0].isidentifier():
         raise BpfkitError("%%bpf needs a name for the program, a Python identifier.",
                           "write %%bpf counter on the cell's first line, then use `counter` "
                           "in later cells: counter['counter_table'].frame().")
-    name, cflags = args[0], [a for a in args[1:] if a != "--"]
+    name, rest = args[0], [a for a in args[1:] if a != "--"]
+    given = [a for a in rest if a.startswith("maps=")]
+    cflags = [a for a in rest if not a.startswith("maps=")]
+    maps = {}
+    for var in ",".join(a[len("maps="):] for a in given).split(","):
+        if not var:
+            continue
+        if var not in ip.user_ns:
+            raise BpfkitError(f"%%bpf {name} maps={var}: there is no variable {var!r} in the notebook.",
+                              f'make the map in a cell above: {var} = bpfkit.create_map("queue", value="u32").')
+        maps[var] = ip.user_ns[var]
     # load() closes the program of the same name once the new one runs; if the new one fails,
     # the old one (and the variable) stay as they were. Line 1 of the cell is the magic itself.
-    program = load(cell, name=name, cflags=cflags, where=f"the %%bpf {name} cell", first_line=2)
+    program = load(cell, name=name, cflags=cflags, where=f"the %%bpf {name} cell", first_line=2,
+                   maps=maps)
     ip.user_ns[name] = program
     return None
 

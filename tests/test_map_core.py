@@ -128,6 +128,23 @@ def test_a_bloom_filter_and_a_queue_made_here_serve_a_program(no_leaks):
     assert lifetime.live() == {}
 
 
+def test_a_bpf_cell_takes_maps_from_notebook_variables(no_leaks):
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    shell.run_cell("%load_ext bpfkit")
+    shell.user_ns["seen"] = bpfkit.create_map("bloom_filter", value="u32", name="seen")
+    shell.user_ns["newcomers"] = bpfkit.create_map("queue", value="u32", name="newcomers")
+    assert shell.run_cell("%%bpf seen_once maps=seen,newcomers\n" + SEEN).success
+    prog = shell.user_ns["seen_once"]
+    assert prog["newcomers"] is shell.user_ns["newcomers"]
+    pids = _getppid_in_children(1)
+    assert pids[0] in prog["seen"]
+    missing = shell.run_cell("%%bpf seen_once maps=seen,nothing\n" + SEEN)
+    assert "no variable 'nothing'" in str(missing.error_in_exec)
+    assert shell.user_ns["seen_once"] is prog and not prog.closed   # a failed cell changes nothing
+    bpfkit.close_all()
+
+
 def test_maps_given_to_a_program_are_checked(no_leaks):
     m = bpfkit.create_map("queue", value="u32")
     with pytest.raises(BpfkitError, match="takes a bpfkit Map"):
