@@ -24,8 +24,8 @@ class Sampler:
     """Takes snapshots of one map and builds the long frame of all of them on demand.
 
     Each tick only keeps the snapshot's arrays; the frame is built from all ticks at once by
-    the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map type that can
-    be read samples the same way and keeps its own columns."""
+    the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map
+    type that can be read samples the same way and keeps its own columns."""
 
     def __init__(self, m, *, method: str = "auto", keys=None, **frame_args):
         self.m = m
@@ -37,6 +37,11 @@ class Sampler:
         self.ticks: list[Snapshot | None] = []
         self._built: list[pd.DataFrame] = []  # frames of the ticks turned into rows so far
         self._done = 0
+        self._empty()  # a misspelled column or option fails now, not after the sampling
+
+    def _empty(self) -> pd.DataFrame:
+        nothing = Snapshot(np.zeros(0, self.m.key_dtype), np.zeros(0, self.m.value_dtype))
+        return self.m.frame(snapshot=nothing, extra={"time": np.zeros(0)}, **self.frame_args)
 
     def take(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -53,8 +58,7 @@ class Sampler:
                 self._built = [pd.concat(self._built, ignore_index=True)]
                 self._built[0].attrs["key_columns"] = keys
         if not self._built:
-            nothing = Snapshot(np.zeros(0, self.m.key_dtype), np.zeros(0, self.m.value_dtype))
-            return self.m.frame(snapshot=nothing, extra={"time": np.zeros(0)}, **self.frame_args)
+            return self._empty()
         return self._built[0]
 
     def _build(self, lo: int, hi: int) -> pd.DataFrame:

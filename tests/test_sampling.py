@@ -147,3 +147,12 @@ def test_bad_arguments(counts):
         bpfkit.sample(counts, every=0, duration=1)
     with pytest.raises(ValueError):
         bpfkit.sample(counts, every=0.1, duration=-1)
+
+
+def test_a_misspelled_column_fails_before_sampling_starts(counts):
+    import time
+    from bpfkit.errors import ColumnError
+    start = time.monotonic()
+    with pytest.raises(ColumnError, match="Did you mean 'value'"):
+        bpfkit.sample(counts, every=0.5, duration=30, valeu="n")
+    assert time.monotonic() - start < 5  # not after the 30 s of sampling
