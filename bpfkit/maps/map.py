@@ -27,7 +27,7 @@ from .. import kernel, lifetime, maptypes
 from .._libbpf import lib
 from ..errors import MapError, ProgramClosed, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
-from .codecs import Lookups, for_type, option_types
+from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
 from .spec import MapSpec, possible_cpus
 from .snapshot import Snapshot
@@ -369,7 +369,7 @@ class Map:
         for option, value in given.items():
             if option in self.codec.options:
                 options[option] = value
-            elif value != _DEFAULTS[option]:
+            elif value != OPTIONS[option]:
                 raise MapError(f"frame({option}=...) is for {', '.join(option_types(option))} maps; "
                                f"{self.name!r} is {self.map_type.a}.",
                                f"leave {option}= out for this map.")
@@ -625,4 +625,3 @@ class Map:
 
 SOCKMAP_ATTACH = {"msg_verdict": "sk_msg_verdict", "stream_parser": "sk_skb_stream_parser",
                   "stream_verdict": "sk_skb_stream_verdict", "skb_verdict": "sk_skb_verdict"}
-_DEFAULTS = {"per_cpu": "long", "netns": None, "sockets": None, "ports": "host"}

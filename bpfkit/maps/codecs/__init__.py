@@ -29,6 +29,8 @@ _BY_VALUES = {
     "perf_event": WriteOnly(), "events": WriteOnly(),
 }
 _PER_CPU = PerCpu()
+# Every frame() option some family reads, with its default.
+OPTIONS = {k: v for codec in (*_BY_VALUES.values(), _PER_CPU) for k, v in codec.options.items()}
 
 
 def for_type(map_type) -> Codec:
