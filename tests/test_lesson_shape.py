@@ -1,0 +1,49 @@
+"""The lesson rules that can be read off a notebook's file, checked without running it.
+
+A lesson's program is editable in a `%%bpf NAME` cell, and `bpf/NAME.c` stays the source of truth
+for tests and the command line: when a cell is named after a file in bpf/, the two must say the
+same thing. Cells that pin a lesson's facts are tagged "check" and collapsed, out of the reading
+path.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
+    sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+PROGRAMS = {p.stem: p for p in (ROOT / "bpf").glob("*.c")}
+
+
+def code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def bpf_cells(path: Path):
+    """(NAME, C text) of each `%%bpf NAME` cell."""
+    for cell in code_cells(path):
+        text = "".join(cell["source"])
+        if text.startswith("%%bpf "):
+            first, _, body = text.partition("\n")
+            yield first.split()[1], body
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_cell_named_after_a_lesson_program_holds_that_program(path):
+    for name, body in bpf_cells(path):
+        if name in PROGRAMS:
+            assert body.strip() == PROGRAMS[name].read_text().strip(), (
+                f"{path.name}: the %%bpf {name} cell and bpf/{name}.c differ; bpf/{name}.c is the "
+                "source of truth (tests and the command line load it): change both together")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_check_cells_are_collapsed(path):
+    for cell in code_cells(path):
+        if "check" in cell["metadata"].get("tags", []):
+            assert cell["metadata"].get("jupyter", {}).get("source_hidden"), (
+                f"{path.name}: a cell tagged 'check' must be collapsed (jupyter.source_hidden): "
+                + "".join(cell["source"])[:60])
