@@ -255,9 +255,11 @@ class Program:
         lib = _libbcc()
         module, raw = self.bpf.module, name.encode()
         fd = lib.bpf_table_fd(module, raw)
-        key_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_key_desc(module, raw)))
-        value_type = bcc.BPF._decode_table_type(json.loads(lib.bpf_table_leaf_desc(module, raw)))
-        return Map(fd, name=name, key_type=key_type, value_type=value_type, owner=self)
+
+        def c_type(desc: bytes):  # BCC describes no key at all for a queue or stack
+            return bcc.BPF._decode_table_type(json.loads(desc)) if desc else None
+        return Map(fd, name=name, key_type=c_type(lib.bpf_table_key_desc(module, raw)),
+                   value_type=c_type(lib.bpf_table_leaf_desc(module, raw)), owner=self)
 
     @property
     def maps(self) -> dict[str, Map]:

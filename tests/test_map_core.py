@@ -189,6 +189,20 @@ def test_queue_and_stack_orders_and_limits(no_leaks):
 
 # -- local storage, keyed by kernel objects ---------------------------------------------------------
 
+def test_keyless_maps_bcc_declares_read_through_the_same_map(no_leaks):
+    source = ("BPF_QUEUE(q, u32, 32);\nBPF_STACK(st, u32, 32);\n"
+              "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n"
+              "    u32 pid = bpf_get_current_pid_tgid() >> 32;\n"
+              "    q.push(&pid, 0);\n    st.push(&pid, 0);\n    return 0;\n}\n")
+    with bpfkit.load(source, name="keyless_bcc") as prog:
+        q, st = prog["q"], prog["st"]
+        assert q.key_type is None and q.key_size == 0      # BCC describes no key at all
+        pids = _getppid_in_children(2)
+        ours_q = [p for p in q.drain()["value"].tolist() if p in pids]
+        ours_st = [p for p in st.drain()["value"].tolist() if p in pids]
+        assert ours_q == [pids[0]] * 5 + [pids[1]] * 5 and ours_st == ours_q[::-1]
+
+
 def test_storage_maps_take_the_objects_their_values_belong_to(no_leaks):
     per_socket = bpfkit.create_map("sk_storage", value="u64", name="per_socket")
     per_task = bpfkit.create_map("task_storage", value="u64", name="per_task")
