@@ -1,7 +1,8 @@
-"""`python -m bpfkit doctor | counter`: the kit from a terminal."""
+"""`python -m bpfkit doctor | counter | map PIN`: the kit from a terminal."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -28,6 +29,32 @@ def counter(interval: float, count: int | None) -> int:
     return 0
 
 
+def show_pinned(pin: str, as_json: bool = False) -> int:
+    """Print the map pinned at `pin` (a path in bpffs, or a name under /sys/fs/bpf): its kernel
+    id, name and type, then every entry. This process did not make the map: it opens it by its
+    pin, as any other program could, and reads the same kernel object the maker reads."""
+    from .maps import open_pinned
+    from .maps.pins import path_of
+    with open_pinned(pin) as m:
+        frame = m.frame()
+        keys = [k for k in frame.attrs.get("key_columns", []) if k in frame.columns]
+        if keys and len(frame):
+            frame = frame.sort_values(keys, ignore_index=True)
+        about = {"pin": str(path_of(pin)), "id": m.id, "name": m.name, "type": m.type,
+                 "key_size": m.key_size, "value_size": m.value_size,
+                 "max_entries": m.max_entries}
+        if as_json:
+            rows = [{k: (v.hex() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+                     for k, v in row.items()} for row in frame.to_dict("records")]
+            print(json.dumps({**about, "entries": rows}))
+        else:
+            print(f"map {m.name!r} ({m.type}, id {m.id}) pinned at {about['pin']}: "
+                  f"{len(frame)} entr{'y' if len(frame) == 1 else 'ies'}")
+            if len(frame):
+                print(frame.to_string(index=False))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bpfkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,11 +62,16 @@ def main(argv=None) -> int:
     c = sub.add_parser("counter", help="print execve() calls per user, live")
     c.add_argument("--interval", type=float, default=2.0, help="seconds between prints")
     c.add_argument("--count", type=int, default=None, help="stop after this many prints")
+    p = sub.add_parser("map", help="print a pinned map's entries, opened from this process")
+    p.add_argument("pin", help="the pin: a path in /sys/fs/bpf, or a name under it")
+    p.add_argument("--json", action="store_true", help="print the map as one JSON object")
     args = parser.parse_args(argv)
     try:
         if args.command == "doctor":
             from .system import doctor
             return doctor()
+        if args.command == "map":
+            return show_pinned(args.pin, args.json)
         return counter(args.interval, args.count)
     except BpfkitError as e:
         print(e, file=sys.stderr)

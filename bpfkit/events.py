@@ -22,10 +22,18 @@ was lost, so these readers always report both.
   reader adds them up. `reader = bpfkit.events.perf(prog, "events", pages=8)`.
 
 Then `reader.poll()` (or `reader.drain()`), `reader.frame()`, `reader.received`, `reader.dropped`.
+`reader.frame(arrival=True)` adds when Python received each event (`arrival_ns`, on the clock
+of `bpf_ktime_get_ns()`, CLOCK_MONOTONIC), to set against a time the program put in the event.
+
+One reader per map: opening a reader again on the same program's map (a notebook cell run
+twice) replaces the earlier one, which then refuses to poll. (BCC alone would register a
+second consumer of the same ring buffer and free the first one's callback while the kernel
+side still calls it.)
 """
 from __future__ import annotations
 
 import ctypes as ct
+import time
 import warnings
 
 import numpy as np
@@ -47,16 +55,36 @@ class _Reader:
         self.map_name = map_name
         prog[map_name]  # a MapNotFound with suggestions for a misspelled name
         self.event_type = event_type
+        self.replaced = False
         self._records: list[bytes] = []
+        self._arrivals: list[int] = []
         self._reported = 0
 
     def _on_event(self, data, size) -> None:
+        self._arrivals.append(time.monotonic_ns())  # the clock of bpf_ktime_get_ns()
         if self.event_type is None:
             try:
                 self.event_type = type(self._table().event(data))
             except Exception:
                 self.event_type = ct.c_ubyte * size  # BCC could not tell the struct: keep bytes
         self._records.append(ct.string_at(data, min(size, ct.sizeof(self.event_type))))
+
+    def _take_over(self):
+        """Become the reader of this map: the earlier one (if any) is marked replaced and
+        returned. The mark lives on BCC's table object, which lives as long as the program."""
+        table = self._table()
+        earlier = getattr(table, "_bpfkit_reader", None)
+        if earlier is not None:
+            earlier.replaced = True
+        table._bpfkit_reader = self
+        return earlier
+
+    def _check_polling(self) -> None:
+        self.program._check_open()
+        if self.replaced:
+            raise BpfkitError(f"This reader of {self.map_name!r} was replaced by a newer one on the "
+                              "same map: the newer reader gets the events now.",
+                              "poll the reader you opened last (this one keeps what it read).")
 
     def _table(self):
         # Never kept: BCC frees a perf buffer when its table object goes, at the program's close.
@@ -83,8 +111,10 @@ class _Reader:
                 break
         return self.received - before
 
-    def frame(self) -> pd.DataFrame:
-        """The events read so far, one row each, columns named after the C struct's fields.
+    def frame(self, *, arrival: bool = False) -> pd.DataFrame:
+        """The events read so far, one row each in the order they arrived, columns named after
+        the C struct's fields; with `arrival`, an `arrival_ns` column too: when Python got each
+        one, in ns on the clock of `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
 
         `frame().attrs` holds "received" and "dropped"; a DroppedEvents warning says how many
         were lost since the last report, so a lesson never shows a partial table as whole."""
@@ -96,6 +126,8 @@ class _Reader:
             raw = b"".join(r.ljust(size, b"\0") for r in self._records)
             values = np.frombuffer(raw, dtype=dtype, count=len(self._records))
             out = pd.DataFrame(layout.columns_of(values, "", "value"))
+        if arrival:
+            out["arrival_ns"] = np.array(self._arrivals, dtype=np.int64)
         dropped = self.dropped
         out.attrs.update(received=self.received, dropped=dropped)
         if dropped > self._reported:
@@ -109,6 +141,7 @@ class _Reader:
     def clear(self) -> None:
         """Forget the events read so far (the drop counts stay)."""
         self._records.clear()
+        self._arrivals.clear()
 
     def __repr__(self) -> str:
         return (f"<bpfkit.events {self.kind} {self.map_name!r}: {self.received} received, "
@@ -122,16 +155,25 @@ class RingReader(_Reader):
         super().__init__(prog, map_name, event_type)
         self.drop_map = prog[dropped] if dropped else None
 
-        def callback(ctx, data, size):
-            self._on_event(data, size)
-            return 0
+        if self._take_over() is None:
+            # Registered with BCC once per map: the callback hands each event to whichever
+            # reader of the map is the newest.
+            table = self._table()
 
-        self._table().open_ring_buffer(callback)
+            def callback(ctx, data, size):
+                table._bpfkit_reader._on_event(data, size)
+                return 0
+
+            try:
+                table.open_ring_buffer(callback)
+            except BaseException:
+                table._bpfkit_reader = None  # not registered: the next reader tries again
+                raise
 
     def poll(self, timeout_ms: int = 100) -> int:
         """Read what the ring buffer holds, waiting up to `timeout_ms` for the first event."""
         before = self.received
-        self.program._check_open()
+        self._check_polling()
         self.program.bpf.ring_buffer_poll(timeout_ms)
         return self.received - before
 
@@ -162,11 +204,19 @@ class PerfReader(_Reader):
         def lost(count):
             self._lost += count
 
+        self.pages = pages
+        if self._take_over() is not None:
+            # The earlier reader's per-CPU buffers go (BCC frees each one as its slot is
+            # deleted); this reader opens its own, of its own size.
+            table = self._table()
+            for cpu in list(getattr(table, "_open_key_fds", {})):
+                del table[cpu]
         self._table().open_perf_buffer(callback, page_cnt=pages, lost_cb=lost)
 
     def poll(self, timeout_ms: int = 100) -> int:
+        """Read what the per-CPU buffers hold, waiting up to `timeout_ms` for the first event."""
         before = self.received
-        self.program._check_open()
+        self._check_polling()
         self.program.bpf.perf_buffer_poll(timeout_ms)
         return self.received - before
 

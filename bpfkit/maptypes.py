@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_RDONLY = 1 << 3
 BPF_F_WRONLY = 1 << 4
+BPF_F_ZERO_SEED = 1 << 6   # hash maps and bloom filters hash with seed 0: the same answers every run
 BPF_F_MMAPABLE = 1 << 10
 
 KEY_KINDS = ("stored", "index", "none", "fd")

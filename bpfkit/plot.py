@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 
 def bar(frame: pd.DataFrame, x: str, y: str, *, title: str, xlabel: str | None = None,
@@ -16,6 +17,7 @@ def bar(frame: pd.DataFrame, x: str, y: str, *, title: str, xlabel: str | None =
     data = frame.sort_values(y, ascending=False) if sort else frame
     ax.bar(data[x].astype(str), data[y], **kw)
     _label(ax, title, xlabel or x, ylabel or y)
+    _whole_ticks(ax, data[y])
     if len(data) > 8:
         ax.tick_params(axis="x", labelrotation=45)
     return ax
@@ -32,6 +34,7 @@ def lines(frame: pd.DataFrame, *, x: str = "time", y: str = "value", by: str | N
             ax.plot(group[x], group[y], label=str(name), marker=".", **kw)
         ax.legend(title=by, fontsize="small")
     _label(ax, title, xlabel or x, ylabel or y)
+    _whole_ticks(ax, frame[y])
     return ax
 
 
@@ -41,3 +44,9 @@ def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     ax.figure.tight_layout()
+
+
+def _whole_ticks(ax, values) -> None:
+    """Counts get whole-number ticks: 2.5 events means nothing."""
+    if pd.api.types.is_integer_dtype(values):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -344,8 +344,10 @@ def _compiler_crash(bcc, text: bytes, flags: list[str]) -> tuple[str, str] | Non
     Some mistakes (a stray `*` before BPF_HASH, for one) crash BCC's C rewriter with a
     segmentation fault instead of an error, and a crash in the notebook's own process would
     kill its kernel and everything the learner had in it. A fork costs little; each source
-    that compiled (or failed) cleanly once is not checked again."""
-    key = hashlib.sha1(text + b"\0" + "\0".join(flags).encode()).hexdigest()
+    that compiled (or failed) cleanly once is not checked again, whatever fds the maps given
+    with `maps=` have this time (a number does not change what the compiler does)."""
+    same = re.sub(rb"bpf_pseudo_fd\(1, \d+\)", b"bpf_pseudo_fd(1, FD)", text)
+    key = hashlib.sha1(same + b"\0" + "\0".join(flags).encode()).hexdigest()
     if key in _SURVIVED:
         return None
     import signal

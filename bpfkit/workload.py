@@ -8,28 +8,40 @@ connected pair of local sockets that sends known messages and checks every byte.
 """
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 
 from .errors import BpfkitError
-from .sockets import endpoint
+from .netns import inside
 from .program import load
+from .sockets import endpoint
 
 TRUE = shutil.which("true") or "/bin/true"
 
 
+UID_BASE, UID_BLOCK = 1_000_000, 16
+
+
 def unused_uid(after: int | None = None) -> int:
     """A uid no account on this machine has, so nothing else runs as it; `after` asks for the
-    next such uid above one already in use (for a second and third user)."""
+    next such uid above one already in use (for a second and third user).
+
+    The first one comes from a block of 16 that this process's pid picks, so two notebooks or
+    test runs at the same time never count each other's processes."""
     taken = {p.pw_uid for p in pwd.getpwall()}
-    uid = after + 1 if after is not None else 61000 + os.getpid() % 3000
+    uid = after + 1 if after is not None else UID_BASE + (os.getpid() % 2**22) * UID_BLOCK
     while uid in taken:
         uid += 1
     return uid
@@ -142,11 +154,15 @@ os._exit(0)
 """
 
 
-def _traced_child(config, mode: str, target: str, args: list[str], timeout: float) -> int:
-    """Run the child, watched: config[0] holds its pid from the signal until it has exited."""
+def _watched(config, code: str, args: list[str], timeout: float, during=None) -> tuple[int, int]:
+    """Run Python `code` in a child that waits, blocked in sigwait(), until its pid is in
+    `config[0]`; then let it go and wait for it, calling `during()` over and over meanwhile.
+    config[0] holds the pid from the go until the child has exited. The child gets the write
+    end of a pipe as sys.argv[1] (it writes "ready\n" there before it waits), then `args`.
+    Returns (pid, exit code)."""
     ready_r, ready_w = os.pipe()
     try:
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(ready_w), mode, target, *args],
+        child = subprocess.Popen([sys.executable, "-c", code, str(ready_w), *args],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  pass_fds=(ready_w,), cwd="/")
     finally:
@@ -161,7 +177,10 @@ def _traced_child(config, mode: str, target: str, args: list[str], timeout: floa
                                   "`python -m bpfkit doctor`.")
         config[0] = child.pid
         child.send_signal(signal.SIGUSR1)
-        code = child.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while during is not None and child.poll() is None and time.monotonic() < deadline:
+            during()
+        code = child.wait(max(0.0, deadline - time.monotonic()))
     finally:
         config[0] = 0
         if ready_r >= 0:
@@ -169,10 +188,15 @@ def _traced_child(config, mode: str, target: str, args: list[str], timeout: floa
         if child.poll() is None:
             child.kill()
             child.wait()
+    return child.pid, code
+
+
+def _traced_child(config, mode: str, target: str, args: list[str], timeout: float) -> int:
+    pid, code = _watched(config, _CHILD, [mode, target, *args], timeout)
     if mode == "read" and code != 0:
         raise BpfkitError(f"The helper process failed (exit code {code}) while reading.",
                           "the file was shorter than the reads asked for; this is a bpfkit bug.")
-    return child.pid
+    return pid
 
 
 def reads_in_child(config, sizes: list[int], timeout: float = 30.0) -> int:
@@ -295,3 +319,308 @@ class TcpPair:
             return "<bpfkit TcpPair (closed)>"
         return f"<bpfkit TcpPair client {endpoint(self.client.getsockname())} ⇄ server " \
                f"{endpoint(self.server.getsockname())}>"
+
+
+# -- several users of this process's own --------------------------------------------------------
+
+def private_uids(n: int = 1, *, skip: int = 0) -> list[int]:
+    """`n` uids from this process's block (see `unused_uid`), the same ones each call; `skip`
+    passes over the block's first uids (an exercise check takes uids the lesson does not use)."""
+    if n < 1 or skip < 0 or n + skip > UID_BLOCK:
+        raise ValueError(f"private_uids() gives uids 0 to {UID_BLOCK - 1} of the block: "
+                         f"1 <= n, n + skip <= {UID_BLOCK}")
+    uids = [unused_uid()]
+    while len(uids) < n + skip:
+        uids.append(unused_uid(after=uids[-1]))
+    return uids[skip:]
+
+
+# -- processes that arrive in a known order (lesson 10) ---------------------------------------------
+
+def execs_in_turn(uid: int, n: int, argv: list[str] | None = None) -> list[int]:
+    """`n` processes started one after another as `uid` (needs root), each waited for before
+    the next one starts, each making exactly one execve() call (an absolute path: no PATH
+    search adds failed attempts). Returns their pids in the order they started, which is the
+    order a program watching execve() saw them arrive."""
+    argv = argv or [TRUE]
+    pids = []
+    for _ in range(n):
+        child = subprocess.Popen(argv, user=uid, group=uid if uid else None, cwd="/",
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        if child.wait() != 0:
+            raise BpfkitError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
+                              "pass a command that succeeds, such as the default `true`.")
+        pids.append(child.pid)
+    return pids
+
+
+def calls_on_cpus(uid: int, steps) -> dict[int, int]:
+    """Exactly the system calls in `steps`, made in order by one child process running as
+    `uid` (needs root), each step pinned to one CPU: `(cpu, n)` is n getppid() calls on that
+    CPU; `(cpu, n, key)` is n getpgid(key) calls, for a program that reads its key from the
+    call's argument (the answer does not matter: usually no process has that id).
+
+    Lessons on per-CPU maps use it to put a known number of events on each CPU. CPU numbers
+    fold onto the CPUs this process may use (cpu % how many), so a plan for two CPUs still
+    runs on one. Returns {cpu: calls made there}, by the CPU the calls really ran on."""
+    cpus = sorted(os.sched_getaffinity(0))
+    plan = []
+    for step in steps:
+        cpu, n, *key = step
+        if int(n) < 0 or len(key) > 1:
+            raise ValueError(f"a step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}")
+        plan.append((cpus[int(cpu) % len(cpus)], int(n), int(key[0]) if key else None))
+    with warnings.catch_warnings():  # fork in a process with threads (a Jupyter kernel)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: only plain syscalls from here to os._exit
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            getppid, getpgid, pin = os.getppid, os.getpgid, os.sched_setaffinity
+            for cpu, n, key in plan:
+                pin(0, {cpu})  # returns once the child runs on that CPU
+                if key is None:
+                    for _ in range(n):
+                        getppid()
+                else:
+                    for _ in range(n):
+                        try:
+                            getpgid(key)
+                        except OSError:
+                            pass
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise BpfkitError(f"The child making calls as uid {uid} failed "
+                          f"(exit code {os.waitstatus_to_exitcode(status)}).",
+                          "run it as root; this is a bpfkit bug otherwise.")
+    made: dict[int, int] = {}
+    for cpu, n, _ in plan:
+        made[cpu] = made.get(cpu, 0) + n
+    return made
+
+
+# -- openat() calls of known files, in a watched child (lesson 09) ----------------------------------
+# The same handshake as reads_in_child (`_watched`): the child blocks in sigwait() (which opens nothing) until
+# its pid is in config[0]; then it makes exactly one openat() per path (os.open), moving first to
+# the CPU asked for, and leaves with os._exit, which opens nothing either.
+
+_OPENS_CHILD = r"""
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+ready, every, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+cpus, paths = sys.argv[4:4 + n], sys.argv[4 + n:]
+os.write(ready, b"ready\n")
+os.close(ready)
+signal.sigwait({signal.SIGUSR1})
+for cpu, path in zip(cpus, paths):
+    if cpu != "-":
+        os.sched_setaffinity(0, {int(cpu)})   # returns once the child runs on that CPU
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError:
+        pass                                  # the call was made; that it failed is fine
+    if every:
+        time.sleep(every)
+os._exit(0)
+"""
+
+
+def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, during=None,
+                   timeout: float = 30.0) -> int:
+    """Exactly one openat() per entry of `paths`, in that order, by a child process whose pid
+    is in `config[0]` while it runs (a path that does not exist still makes its call, which
+    fails with ENOENT). Returns the child's pid.
+
+    `cpus`: one CPU for every call, or a list with one CPU (or None) per call; the child moves
+    to that CPU just before the call, so a program sees the call on exactly that CPU.
+    `every`: seconds the child sleeps after each call. `during`: called over and over while
+    the child runs (a reader's poll, say), so user space works while the events come."""
+    paths = [os.fspath(p) for p in paths]
+    if not paths or any(not isinstance(p, str) or not p or "\0" in p for p in paths):
+        raise ValueError("give at least one path, each a non-empty str without NUL")
+    cpus = [cpus] * len(paths) if cpus is None or isinstance(cpus, int) else list(cpus)
+    if len(cpus) != len(paths):
+        raise ValueError(f"cpus has {len(cpus)} entries for {len(paths)} paths: give one CPU "
+                         "for every call, or one per call")
+    allowed = os.sched_getaffinity(0)
+    bad = sorted({c for c in cpus if c is not None and c not in allowed})
+    if bad:
+        raise BpfkitError(f"CPU {bad[0]} is not one this process may run on.",
+                          f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
+    pid, code = _watched(config, _OPENS_CHILD, [repr(float(every)), str(len(paths)),
+                                                *("-" if c is None else str(c) for c in cpus),
+                                                *paths], timeout, during)
+    if code != 0:
+        raise BpfkitError(f"The helper process failed (exit code {code}) while opening files.",
+                          "this is a bpfkit bug.")
+    return pid
+
+
+def udp_from(host, sources: dict[str, int], to: str, port: int = 9000) -> int:
+    """Exactly `n` UDP datagrams to `to`:`port` from each source address in `sources`
+    ({"10.1.2.3": 5, ...}, sent in that order), out of `host`, a `bpfkit.net` lab host.
+
+    Each socket is bound to its source address, so the frames carry it; an address the host
+    lacks is first added to its eth0 as a /32 (which adds no route), so one host stands in for
+    many machines behind one cable. The host needs a route to `to`, and a neighbour entry for
+    it if no ARP frame should reach the wire (`host.neighbour(to, mac)`). Returns how many
+    datagrams were sent."""
+    for address in sources:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise BpfkitError(f"{address!r} is not an IPv4 address.",
+                              'give source addresses like "10.1.2.3".') from None
+    shown = json.loads(host.run("ip", "-j", "-4", "addr", "show", "dev", host.dev).stdout or "[]")
+    present = {a.get("local") for link in shown for a in link.get("addr_info", [])}
+    for address in sources:
+        if address not in present:
+            host.run("ip", "addr", "add", f"{address}/32", "dev", host.dev)
+    sent = 0
+    for address, n in sources.items():
+        with inside(host.netns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with sock:
+            sock.bind((address, 0))
+            for _ in range(n):
+                sock.sendto(b"bpfkit", (to, port))
+        sent += n
+    return sent
+
+
+# -- a C program to profile (lesson 11) -------------------------------------------------------------
+
+def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
+                       cflags=("-O0", "-g", "-fno-omit-frame-pointer"), timeout: float = 30.0):
+    """C `source`, compiled now and run in a child process for `cpu_seconds` of CPU time with
+    its pid in `config[0]` for exactly that time, so a profiler that watches that pid samples
+    it and nothing else: `with profiled_c_program(config, SOURCE, 1.0) as child: ...`.
+
+    gcc compiles `source` (it needs a `main()`, which may loop for ever) with `cflags` (frame
+    pointers kept by default, so its stacks unwind) into a temporary directory, together with
+    a small harness: before main() runs, the harness waits for the go; after `cpu_seconds` of
+    CPU time (ITIMER_PROF: a busy machine makes the run longer, not the profile shorter), or
+    when main() returns, it reports back and waits. So the `with` block runs while the child
+    still exists, stopped, with its memory map intact: the moment to read its symbols
+    (`bpfkit.profile.Symbols(child.pid)`). Leaving the block ends the child and deletes the
+    binary. Yields the child's `subprocess.Popen`. A program that sleeps uses no CPU time: after
+    `timeout` seconds of wall time its run is ended anyway."""
+    harness = r"""
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+static int control_in = -1, control_out = -1;
+static void bpfkit_finished(int sig) {      /* report "done", then wait for the parent */
+    char c;
+    (void)sig;
+    if (control_out < 0)
+        return;
+    if (write(control_out, "done\n", 5) != 5) _exit(2);
+    control_out = -1;
+    while (read(control_in, &c, 1) > 0) {}
+    _exit(0);
+}
+__attribute__((constructor)) static void bpfkit_start(void) {
+    const char *fds = getenv("BPFKIT_CONTROL"), *seconds = getenv("BPFKIT_CPU_SECONDS");
+    char c;
+    if (!fds || !seconds || !strchr(fds, ','))
+        return;                               /* run by hand: no harness */
+    control_in = atoi(fds);
+    control_out = atoi(strchr(fds, ',') + 1);
+    signal(SIGPROF, bpfkit_finished);
+    if (write(control_out, "ready\n", 6) != 6 || read(control_in, &c, 1) != 1) _exit(2);
+    double s = atof(seconds);
+    struct itimerval t = {{0, 0}, {(long)s, (long)((s - (long)s) * 1e6)}};
+    setitimer(ITIMER_PROF, &t, 0);
+}
+__attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
+"""
+
+    @contextlib.contextmanager
+    def run():
+        if not cpu_seconds > 0:
+            raise ValueError("cpu_seconds must be more than 0")
+        gcc = shutil.which("gcc") or shutil.which("cc")
+        if gcc is None:
+            raise BpfkitError("There is no C compiler (gcc) on this machine.",
+                              "install it: apt-get install gcc (make lab's provisioning does).")
+        folder = tempfile.mkdtemp(prefix="bpfkit-c-")
+        fds = []
+        child = None
+        try:
+            with open(os.path.join(folder, "program.c"), "w") as f:
+                f.write(source)
+            with open(os.path.join(folder, "harness.c"), "w") as f:
+                f.write(harness)
+            binary = os.path.join(folder, "program")
+            built = subprocess.run([gcc, *cflags, "-o", binary, "program.c", "harness.c"], cwd=folder,
+                                   capture_output=True, text=True)
+            if built.returncode != 0:
+                said = "\n".join(built.stderr.strip().splitlines()[:12])
+                raise BpfkitError(f"gcc could not compile the C program:\n{said}",
+                                  "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
+            to_child_r, to_child_w = os.pipe()
+            from_child_r, from_child_w = os.pipe()
+            fds += [to_child_w, from_child_r]
+            try:
+                env = dict(os.environ, BPFKIT_CONTROL=f"{to_child_r},{from_child_w}",
+                           BPFKIT_CPU_SECONDS=repr(float(cpu_seconds)))
+                child = subprocess.Popen([binary], cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         pass_fds=(to_child_r, from_child_w))
+            finally:
+                os.close(to_child_r)
+                os.close(from_child_w)
+            said = b""
+
+            def line(wait: float) -> bytes:
+                nonlocal said
+                while b"\n" not in said:
+                    ready, _, _ = select.select([from_child_r], [], [], wait)
+                    if not ready:
+                        return b""
+                    chunk = os.read(from_child_r, 64)
+                    if not chunk:
+                        return b""
+                    said += chunk
+                first, _, said = said.partition(b"\n")
+                return first
+
+            if line(timeout) != b"ready":
+                code = child.wait(5)
+                raise BpfkitError(f"The C program ended (exit code {code}) before it could be watched.",
+                                  "does it build and start? Run it by hand to see.")
+            config[0] = child.pid
+            os.write(to_child_w, b"g")
+            done = line(timeout)
+            if not done and child.poll() is None:   # no CPU time used within `timeout`: end it
+                child.send_signal(signal.SIGPROF)
+                done = line(5.0)
+            config[0] = 0
+            if done != b"done":
+                code = child.wait(5)
+                reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                raise BpfkitError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
+                                  "time were up.", "a crash in main()? Run it by hand to see.")
+            yield child
+        finally:
+            config[0] = 0
+            for fd in fds:
+                os.close(fd)  # the child's last read() returns: it exits
+            if child is not None:
+                try:
+                    child.wait(5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return run()

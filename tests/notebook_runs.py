@@ -127,3 +127,15 @@ def run_twice_in_one_kernel(path, timeout: int = 300) -> list[dict[str, set[int]
                 client.execute_cell(cell, index)
             held.append(kernel.held_by(pid))
     return held
+
+
+def bpf_cell(notebook, name: str) -> str:
+    """The C text of the `%%bpf NAME ...` cell of a notebook (a path, or one relative to the
+    project): what a test loads to check an exercise's starter or solution."""
+    path = Path(notebook)
+    path = path if path.is_absolute() else Path(__file__).resolve().parent.parent / path
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        first, _, body = cell.source.partition("\n")
+        if cell.cell_type == "code" and first.split()[:2] == ["%%bpf", name]:
+            return body
+    raise AssertionError(f"{path.name} has no %%bpf {name} cell")

@@ -22,7 +22,7 @@ from bpfkit.exercises.sockmap import check_one_way
 from bpfkit.sockets import addresses, join_sockets, socket_cookie, sockets_frame
 from bpfkit.workload import TcpPair
 from conftest import settled_snapshot
-from notebook_runs import cgroup_state
+from notebook_runs import bpf_cell, cgroup_state
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "05_sockmap_sockhash.ipynb"
@@ -282,14 +282,6 @@ def test_cleanup_leaves_cgroups_of_live_or_unknown_owners_alone():
                 (root / name).rmdir()
 
 
-def _exercise_program(path: Path) -> str:
-    for cell in json.loads(path.read_text())["cells"]:
-        source = "".join(cell["source"])
-        if source.startswith("%%bpf one_way"):
-            return source.split("\n", 1)[1]
-    raise AssertionError(f"no %%bpf one_way cell in {path}")
-
-
 def _run_exercise(text: str):
     prog = bpfkit.load(text, name="one_way")
     try:
@@ -304,14 +296,14 @@ def _run_exercise(text: str):
 
 
 def test_exercise_check_tells_starter_from_solution(no_leaks):
-    starter = _run_exercise(_exercise_program(LESSON))
+    starter = _run_exercise(bpf_cell(LESSON, "one_way"))
     assert not starter.passed and "still take the shortcut (10 of 10" in str(starter)
-    solved = _run_exercise(_exercise_program(SOLUTION))
+    solved = _run_exercise(bpf_cell(SOLUTION, "one_way"))
     assert solved.passed, solved
 
 
 def test_exercise_check_reports_lost_messages_instead_of_raising(no_leaks):
-    dropping = _exercise_program(LESSON).replace("    return SK_PASS;\n}", "    return SK_DROP;\n}")
-    assert dropping != _exercise_program(LESSON)
+    dropping = bpf_cell(LESSON, "one_way").replace("    return SK_PASS;\n}", "    return SK_DROP;\n}")
+    assert dropping != bpf_cell(LESSON, "one_way")
     result = _run_exercise(dropping)
     assert not result.passed and "could not send" in str(result)

@@ -25,7 +25,7 @@ LAYERS = [
     ["kernel", "lifetime", "netns", "sockets", "system"],
     ["maps"],                                     # the whole maps package
     ["diagnose", "program"],
-    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot"],
+    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile"],
     ["magic", "exercises", "__main__", "__init__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

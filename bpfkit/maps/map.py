@@ -96,6 +96,8 @@ class Map:
     value_size = property(lambda self: self.spec.value_size)
     max_entries = property(lambda self: self.spec.max_entries)
     flags = property(lambda self: self.spec.flags)
+    map_extra = property(lambda self: self.spec.map_extra,
+                         doc="A bloom filter's number of hash functions (0: the kernel's 5).")
     per_cpu = property(lambda self: self.map_type.per_cpu)
     cpus = property(lambda self: self.spec.cpus, doc="Values per entry: one per possible CPU "
                                                    "for a per-CPU map, else 1.")
@@ -206,6 +208,8 @@ class Map:
             raise self.failure("delete", -err, key)
 
     def __contains__(self, key) -> bool:
+        """Is there a value for `key`? (A bloom filter: may `key` have been added? An LPM
+        trie: does any stored prefix contain it? Both are what the kernel's lookup answers.)"""
         if "test" in self.map_type.ops:
             return self._test(key)
         try:
@@ -291,16 +295,16 @@ class Map:
         """The value pop() would take, left in place."""
         return self._one("peek", lib.bpf_map_lookup_elem, default)
 
-    def drain(self) -> pd.DataFrame:
+    def drain(self, columns=None, **renames) -> pd.DataFrame:
         """Take every value out, in the order pop() gives them: a frame with `order`
-        (0 first) and the value columns."""
+        (0 first) and the value columns, renamed as in frame()."""
         taken = []
         while (raw := self._take("pop", lib.bpf_map_lookup_and_delete_elem)) is not None:
             taken.append(raw)
         values = np.frombuffer(b"".join(taken), dtype=self.value_dtype, count=len(taken))
         table = self.codec.table(self.spec, np.zeros(len(taken), dtype=self.key_dtype), values)
         table.keys = {"order": np.arange(len(taken))}
-        return frames.build(table)
+        return frames.build(table, columns=columns, renames=renames)
 
     def add(self, value) -> None:
         """Add `value` to a bloom filter; `value in m` then answers True (maybe present)."""

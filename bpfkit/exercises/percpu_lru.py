@@ -1,0 +1,123 @@
+"""Lesson 08's exercise (a flow table that keeps its hot flows and counts per CPU) and its check.
+
+The check feeds the learner's program a stream of flows it makes itself, as a fresh uid the
+program watches (`watched[0]`), with `workload.calls_on_cpus`: first eight cold flows on CPU 0,
+then rounds that alternate between the CPUs, each touching the three hot flows and adding one
+new cold flow. It knows every count per CPU, so it can say exactly what is still wrong.
+"""
+from __future__ import annotations
+
+import os
+
+from .. import workload
+from . import Checker, exercise
+
+MAX_ENTRIES = 8
+HOT = (7, 8, 9)                                   # touched in every round
+WARM_UP = tuple(range(201, 201 + MAX_ENTRIES))    # the first flows: they fill a plain hash
+ROUNDS = 20                                       # each adds one new cold flow: 209, 210, ...
+
+
+def exercise_stream() -> list[tuple[int, int, int]]:
+    """The check's stream as `calls_on_cpus` steps: (cpu, 1, flow)."""
+    steps = [(0, 1, flow) for flow in WARM_UP]
+    for r in range(ROUNDS):
+        cpu = r % 2
+        steps += [(cpu, 1, flow) for flow in HOT] + [(cpu, 1, WARM_UP[-1] + 1 + r)]
+    return steps
+
+
+def expected_hot_counts(cpus: int) -> dict[int, list[int]]:
+    """Each hot flow's count on each of `cpus` CPUs (the map's width), as the CPUs this
+    process may use fold the stream's CPUs 0 and 1 (see `calls_on_cpus`)."""
+    usable = sorted(os.sched_getaffinity(0))
+    per_cpu = [0] * cpus
+    for r in range(ROUNDS):
+        per_cpu[usable[(r % 2) % len(usable)]] += 1
+    return {flow: list(per_cpu) for flow in HOT}
+
+
+def _flows(numbers) -> str:
+    numbers = sorted(numbers)
+    return ", ".join(map(str, numbers)) if numbers else "none"
+
+
+def _hot(missing, what: str = "evicted") -> str:
+    """"Hot flow 7 was evicted" / "The hot flows 7, 8 were evicted"."""
+    if len(missing) == 1:
+        return f"Hot flow {missing[0]} was {what}"
+    return f"The hot flows {_flows(missing)} were {what}"
+
+
+@exercise("A flow table that keeps its hot flows, counted per CPU",
+          "An LRU hash with per-CPU values: new flows always get in, the hot ones stay because "
+          "they are used again and again, and each CPU counts in its own copy without atomics. "
+          "increment() would never have inserted a flow into it: lookup_or_try_init() does.")
+def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
+    """Lesson 08's exercise: `map_name` keeps the hot flows of a stream of more flows than it
+    holds, with exact counts per CPU, and never more than 8 entries."""
+    flows = program[map_name]
+    watched = program["watched"]
+    c.expect(flows.max_entries <= MAX_ENTRIES,
+             f"{map_name!r} has room for {flows.max_entries} flows; the table may hold at most "
+             f"{MAX_ENTRIES}. Keep the size at {MAX_ENTRIES}: the point is a table smaller than the "
+             "stream.")
+    uid = workload.unused_uid()
+    watched[0] = uid           # first watch our uid only, then start from an empty table
+    flows.clear()
+    try:
+        workload.calls_on_cpus(uid, exercise_stream())
+    finally:
+        watched[0] = 0
+    if flows.per_cpu:
+        frame = flows.frame(per_cpu="wide")
+        got = {int(row[0]): [int(v) for v in row[1:]] for row in frame.itertuples(index=False)}
+        totals = {k: sum(v) for k, v in got.items()}
+    else:
+        frame = flows.frame()
+        got = None
+        totals = {int(k): int(v) for k, v in zip(frame["key"], frame["value"])}
+    calls = len(exercise_stream())
+    uses_increment = ".increment(" in program.source
+    if not totals:
+        c.require(False,
+                  f"The table is empty after {calls} getpgid() calls."
+                  + (f" Your program counts with increment(), and {map_name!r} is {flows.map_type.a}: "
+                     "in BCC 0.26 increment() adds one to an entry that exists and inserts a missing "
+                     "key only into a plain BPF_HASH; on a per-CPU or LRU map it never inserts, so "
+                     "nothing is ever counted. Create the entry with lookup_or_try_init(&flow, &zero) "
+                     "and add one through the pointer it returns (check it for NULL)."
+                     if uses_increment and flows.type != "hash" else
+                     " Does the program still read the flow from args->pid, check watched[0] against "
+                     "the caller's uid, and create an entry for each new flow?"))
+    c.expect(len(totals) <= MAX_ENTRIES,
+             f"The table holds {len(totals)} flows at the end; at most {MAX_ENTRIES} were asked for.")
+    missing = [f for f in HOT if f not in totals]
+    if missing and flows.type in ("lru_hash", "lru_percpu_hash"):
+        c.require(False, f"{_hot(missing)}. " + (
+            f"With {flows.max_entries} entries the kernel's approximate LRU has too little room for "
+            f"the 3 hot flows and each new one; give the table its {MAX_ENTRIES} entries."
+            if flows.max_entries < MAX_ENTRIES else
+            "Does the program look up every flow it sees (a lookup from the program is what marks "
+            "an entry as recently used)?"))
+    if missing:
+        kept = [f for f in WARM_UP if f in totals]
+        them = "it" if len(missing) == 1 else "them"
+        c.require(False,
+                  f"{_hot(missing, 'not in the table at the end')}, though every round used {them}. "
+                  f"{map_name!r} is {flows.map_type.a}: it filled up with the first flows "
+                  f"({_flows(kept)}) and then refused every new key, hot or not. Which map type "
+                  "makes room for a new key by dropping the one used least recently?")
+    if not flows.per_cpu:
+        hot_totals = {f: totals[f] for f in HOT}
+        c.require(False,
+                  f"The hot flows are kept ({hot_totals}), but {map_name!r} is {flows.map_type.a}: "
+                  "one value per flow, shared by all CPUs. The task wants each CPU's count "
+                  "separately, and a value that only one CPU writes is also what makes (*n)++ safe "
+                  "without an atomic add. Which LRU map type has a value per CPU?")
+    want = expected_hot_counts(flows.cpus)
+    for flow in HOT:
+        c.expect(got[flow] == want[flow],
+                 f"Flow {flow} has the counts {got[flow]} (CPU 0 first); the stream used it "
+                 f"{want[flow]} times on those CPUs. Add exactly one per call to this CPU's "
+                 "copy: (*n)++ or *n += 1.")
