@@ -63,6 +63,21 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def _fork() -> int:
+    """os.fork(), quietly: forking in a process with threads (a Jupyter kernel) warns, but the
+    children here only make plain system calls before os._exit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
+def _become(uid: int) -> None:
+    """Run as `uid` (and its group) from now on: a forked child's first step."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
 def hammer(uid: int, calls_per_worker: int, workers: int = 2) -> int:
     """Exactly `workers * calls_per_worker` getppid() calls as `uid`, as fast as possible,
     from `workers` processes started together, each pinned to its own CPU (needs root).
@@ -76,18 +91,14 @@ def hammer(uid: int, calls_per_worker: int, workers: int = 2) -> int:
     pids = []
     try:
         for i in range(workers):
-            with warnings.catch_warnings():  # fork in a process with threads (a Jupyter kernel)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
+            pid = _fork()
             if pid == 0:  # the worker: only plain syscalls from here to os._exit
                 code = 1
                 try:
                     os.close(go_write)
                     os.close(ready_read)
                     os.sched_setaffinity(0, {cpus[i % len(cpus)]})
-                    os.setgroups([])
-                    os.setgid(uid)
-                    os.setuid(uid)
+                    _become(uid)
                     os.write(ready_write, b"r")
                     os.read(go_read, 1)
                     getppid = os.getppid
@@ -370,15 +381,11 @@ def calls_on_cpus(uid: int, steps) -> dict[int, int]:
         if int(n) < 0 or len(key) > 1:
             raise ValueError(f"a step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}")
         plan.append((cpus[int(cpu) % len(cpus)], int(n), int(key[0]) if key else None))
-    with warnings.catch_warnings():  # fork in a process with threads (a Jupyter kernel)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
+    pid = _fork()
     if pid == 0:  # the child: only plain syscalls from here to os._exit
         code = 1
         try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
+            _become(uid)
             getppid, getpgid, pin = os.getppid, os.getpgid, os.sched_setaffinity
             for cpu, n, key in plan:
                 pin(0, {cpu})  # returns once the child runs on that CPU
