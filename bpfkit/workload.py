@@ -47,12 +47,20 @@ def unused_uid(after: int | None = None) -> int:
     return uid
 
 
-def run_as(uid: int, n: int = 1, argv: list[str] | None = None) -> None:
-    """Exactly `n` execve() calls by processes running as `uid` (needs root)."""
+def run_as(uid: int, n: int = 1, argv: list[str] | None = None) -> list[int]:
+    """Exactly `n` execve() calls by processes running as `uid` (needs root), one after another:
+    each is waited for before the next starts. Returns their pids in the order they started,
+    which is the order a program watching execve() saw them arrive."""
     argv = argv or [TRUE]
+    pids = []
     for _ in range(n):
-        subprocess.run(argv, user=uid, group=uid if uid else None, check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd="/")
+        child = subprocess.Popen(argv, user=uid, group=uid if uid else None, cwd="/",
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        if child.wait() != 0:
+            raise BpfkitError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
+                              "pass a command that succeeds, such as the default `true`.")
+        pids.append(child.pid)
+    return pids
 
 
 def user_name(uid: int) -> str:
@@ -344,25 +352,6 @@ def private_uids(n: int = 1, *, skip: int = 0) -> list[int]:
     while len(uids) < n + skip:
         uids.append(unused_uid(after=uids[-1]))
     return uids[skip:]
-
-
-# -- processes that arrive in a known order (lesson 10) ---------------------------------------------
-
-def execs_in_turn(uid: int, n: int, argv: list[str] | None = None) -> list[int]:
-    """`n` processes started one after another as `uid` (needs root), each waited for before
-    the next one starts, each making exactly one execve() call (an absolute path: no PATH
-    search adds failed attempts). Returns their pids in the order they started, which is the
-    order a program watching execve() saw them arrive."""
-    argv = argv or [TRUE]
-    pids = []
-    for _ in range(n):
-        child = subprocess.Popen(argv, user=uid, group=uid if uid else None, cwd="/",
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        if child.wait() != 0:
-            raise BpfkitError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
-                              "pass a command that succeeds, such as the default `true`.")
-        pids.append(child.pid)
-    return pids
 
 
 def calls_on_cpus(uid: int, steps) -> dict[int, int]:

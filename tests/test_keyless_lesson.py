@@ -35,11 +35,11 @@ def test_queue_gives_pids_back_oldest_first_and_stack_newest_first(no_leaks):
     with bpfkit.load("arrivals") as prog:
         fifo, lifo, watch, refused = prog["fifo"], prog["lifo"], prog["watch"], prog["refused"]
         assert (fifo.type, lifo.type, fifo.key_size, fifo.max_entries) == ("queue", "stack", 0, 8)
-        workload.execs_in_turn(watched, 2)            # nobody watched yet: watch[0] is 0
+        workload.run_as(watched, 2)            # nobody watched yet: watch[0] is 0
         assert fifo.peek(default=None) is None and lifo.peek(default=None) is None
         watch[0] = watched
-        workload.execs_in_turn(other, 2)              # another user: not counted
-        pids = workload.execs_in_turn(watched, 5)
+        workload.run_as(other, 2)              # another user: not counted
+        pids = workload.run_as(watched, 5)
         assert len(set(pids)) == 5
         assert fifo.peek() == pids[0] and lifo.peek() == pids[-1]
         assert fifo.frame(value="next pid").to_dict("list") == {"next pid": [pids[0]]}
@@ -54,11 +54,11 @@ def test_a_full_queue_refuses_and_a_full_stack_drops_its_oldest(no_leaks):
     with bpfkit.load("arrivals") as prog:
         fifo, lifo, refused = prog["fifo"], prog["lifo"], prog["refused"]
         prog["watch"][0] = watched
-        pids = workload.execs_in_turn(watched, 12)
+        pids = workload.run_as(watched, 12)
         assert fifo.drain()["value"].tolist() == pids[:8]            # the first 8; 4 refused
         assert lifo.drain()["value"].tolist() == pids[4:][::-1]      # the last 8, newest first
         assert refused[0] == 4
-        pids = workload.execs_in_turn(watched, 3)                   # room again
+        pids = workload.run_as(watched, 3)                   # room again
         assert fifo.drain()["value"].tolist() == pids and refused[0] == 4
 
 
@@ -160,10 +160,10 @@ def test_exercise_check_catches_budget_predictions_and_wrong_maps(no_leaks):
     assert TESTS == 20000 and N_VALUES == 2000
 
 
-def test_execs_in_turn_starts_processes_in_order_and_reports_failure():
+def test_run_as_starts_processes_in_order_and_reports_failure():
     uid, = workload.private_uids(1)
-    pids = workload.execs_in_turn(uid, 3)
+    pids = workload.run_as(uid, 3)
     assert len(pids) == 3 and len(set(pids)) == 3
-    assert workload.execs_in_turn(uid, 0) == []
+    assert workload.run_as(uid, 0) == []
     with pytest.raises(BpfkitError, match="failed"):
-        workload.execs_in_turn(uid, 1, argv=["/bin/false"])
+        workload.run_as(uid, 1, argv=["/bin/false"])
