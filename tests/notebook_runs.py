@@ -109,9 +109,10 @@ def run_notebook_twice_and_compare(path, timeout: int = 300, *, cgroups: bool = 
     return times
 
 
-def run_twice_in_one_kernel(path, timeout: int = 300) -> list[dict[str, set[int]]]:
+def run_twice_in_one_kernel(path, timeout: int = 300) -> tuple[list[dict[str, set[int]]], str]:
     """Run all cells twice in the same kernel, as a learner pressing "Run all" twice does, and
-    return the BPF ids the still-running kernel holds after each pass: both must be empty.
+    return the BPF ids the still-running kernel holds after each pass (both must be empty),
+    with what the cells wrote to stderr (warnings: a clean-up that failed part-way says so).
 
     A fresh kernel frees everything when it exits, so only a kernel that stays up shows a
     clean-up cell that forgets something, or a re-run that stacks programs."""
@@ -119,14 +120,16 @@ def run_twice_in_one_kernel(path, timeout: int = 300) -> list[dict[str, set[int]
     nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    held = []
+    held, said = [], []
     with client.setup_kernel():
         pid = client.km.provisioner.pid
         for _ in range(2):
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
+                said += [f"cell {index}: {out.get('text', '')}".strip() for out in cell.get("outputs", [])
+                         if out.get("output_type") == "stream" and out.get("name") == "stderr"]
             held.append(kernel.held_by(pid))
-    return held
+    return held, "\n".join(said)
 
 
 def bpf_cell(notebook, name: str) -> str:

@@ -24,7 +24,8 @@ def test_lesson_twice_in_fresh_kernels_leaves_the_machine_as_it_was(path):
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_lesson_run_all_twice_in_one_kernel_holds_nothing_after_its_clean_up(path):
     before = network_state()
-    assert run_twice_in_one_kernel(path) == [NOTHING, NOTHING]
+    held, said = run_twice_in_one_kernel(path)
+    assert held == [NOTHING, NOTHING], f"the kernel still holds BPF objects; the cells said:\n{said}"
     assert network_state() == before
 
 
