@@ -19,7 +19,7 @@ import re
 import time
 from pathlib import Path
 
-from . import kernel, lifetime
+from . import atomic, kernel, lifetime
 from .errors import AttachError, BpfkitError, SetupError
 
 PREFIX = "bpfkit-"
@@ -134,6 +134,7 @@ class Cgroup:
                 ...                          # sockets made here belong to the cgroup
     """
 
+    @atomic.whole
     def __init__(self, name: str):
         full = name if name.startswith(PREFIX) else PREFIX + name
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", full):
@@ -218,6 +219,7 @@ class Cgroup:
         return _procs(self.path)
 
     # -- programs --------------------------------------------------------------------------
+    @atomic.whole
     def attach(self, fn, attach_type="sock_ops", flags: int = 0) -> None:
         """Attach a loaded function (`prog.load_func(...)`, or its fd) at `attach_type`
         ("sock_ops", "ingress", "egress", or BCC's `BPFAttachType.CGROUP_SOCK_OPS`).
@@ -253,6 +255,7 @@ class Cgroup:
                     out[name.removeprefix("cgroup_")] = ids
         return out
 
+    @atomic.whole
     def detach(self) -> None:
         """Detach every program this object attached."""
         while self._attached:
@@ -268,6 +271,7 @@ class Cgroup:
             raise BpfkitError(f"The cgroup {self.name} is closed (removed).",
                               f"make it again: Cgroup({self.name.removeprefix(PREFIX)!r}).")
 
+    @atomic.whole
     def close(self) -> None:
         """Detach, move every process this object moved back home, remove the cgroup.
         Safe to call twice."""

@@ -86,6 +86,13 @@ class MapFull(MapError):
     pass
 
 
+class KeyMissing(MapError, KeyError):
+    """`m[key]` for a key the map does not hold (a KeyError, as for a dict)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
 class MapEmpty(MapError, IndexError):
     """pop() or peek() on an empty queue or stack (IndexError, as for a Python list)."""
 
@@ -126,6 +133,23 @@ def no_attribute(obj, name: str, choices, extra: str = "") -> NoSuchAttribute:
     err = NoSuchAttribute(what, hint)
     err.name, err.obj = name, obj  # what Python's own AttributeError carries
     return err
+
+
+def not_a_map(obj, place: str, example: str) -> MapError:
+    """The error for something else (most often a whole program) where a map goes."""
+    names = getattr(obj, "map_names", None)
+    if callable(names):  # a Program: say which of its maps to take
+        try:
+            maps = names()
+        except BpfkitError:  # a closed program
+            maps = []
+        first = maps[0] if maps else "counter_table"
+        return MapError(f"{place} takes one map, and this is the whole program "
+                        f"{getattr(obj, 'name', '')!r}.",
+                        f"pass one of its maps: prog[{first!r}]"
+                        + (f"; its maps are {', '.join(maps)}." if maps else "."))
+    return MapError(f"{place} takes a bpfkit Map, not {type(obj).__name__}.",
+                    f"get one from a program (prog[\"counter_table\"]) or make one: {example}.")
 
 
 def nearest(word: str, choices, n: int = 3, cutoff: float = 0.5) -> list[str]:

@@ -25,7 +25,7 @@ import subprocess
 import time
 from contextlib import nullcontext
 
-from . import lifetime, system
+from . import atomic, lifetime, system
 from ._libbpf import lib
 from .errors import AttachError, BpfkitError, SetupError
 from .netns import NETNS_DIR, inside
@@ -210,6 +210,7 @@ class Lab:
     Making a Lab with the name of one still open in this process closes that one first, so a
     notebook cell can be run again."""
 
+    @atomic.whole
     def __init__(self, name: str = "lab"):
         self.name = name
         self.hosts: dict[str, Host] = {}
@@ -267,6 +268,7 @@ class Lab:
         return host
 
     # -- XDP -------------------------------------------------------------------------------
+    @atomic.whole
     def attach_xdp(self, program, dev: str, fn_name: str, mode: str = "skb", *,
                    netns: str | None = None) -> None:
         """Attach `program`'s function `fn_name` as the XDP program of interface `dev` (in the
@@ -288,6 +290,7 @@ class Lab:
                                   "XDP program per mode: detach another mode's first.") from None
         self._xdp[(netns, dev)] = flags
 
+    @atomic.whole
     def detach_xdp(self, dev: str, *, netns: str | None = None) -> None:
         flags = self._xdp.pop((netns, dev), None)
         if flags is None:
@@ -305,6 +308,7 @@ class Lab:
             raise BpfkitError(f"Lab {self.name!r} is closed: its hosts are gone.",
                               "make a new one: lab = bpfkit.net.Lab().")
 
+    @atomic.whole
     def close(self) -> None:
         """Close the hosts' sockets, detach XDP programs, delete cables and namespaces."""
         if self.closed:

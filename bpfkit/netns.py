@@ -11,6 +11,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import atomic
 from ._libc import libc
 from .errors import BpfkitError
 
@@ -36,14 +37,19 @@ def inside(netns: str):
     if not path.exists():
         raise BpfkitError(f"There is no network namespace {netns!r}.",
                           "list them with `ip netns list`; a Lab makes its hosts' namespaces.")
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(path, os.O_RDONLY)
+    home = target = None
+    entered = False
     try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
+        with atomic.step():  # Stop cannot fall between entering and the `finally` that leaves
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+            target = os.open(path, os.O_RDONLY)
+            _setns(target)
+            entered = True
+        yield
     finally:
-        os.close(target)
-        os.close(home)
+        with atomic.step():
+            if entered:
+                _setns(home)
+            for fd in (target, home):
+                if fd is not None:
+                    os.close(fd)

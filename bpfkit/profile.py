@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from . import system
+from . import atomic, system
 from .errors import BpfkitError
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
@@ -38,6 +38,7 @@ ROOT = "all"
 
 # -- sampling ---------------------------------------------------------------------------------
 
+@atomic.whole
 def attach_cpu_clock(program, fn_name: str, hz: int = 99) -> int:
     """Run function `fn_name` of `program` (a perf_event function) `hz` times a second on
     every online CPU, driven by each CPU's clock, whatever runs there. Returns how many CPUs.

@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from . import diagnose, errors, kernel, lifetime, system
+from . import atomic, compiler, diagnose, errors, kernel, lifetime, system, verifier
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
 from .maps import Map, pins
@@ -54,6 +54,11 @@ def _resolve(source) -> tuple[str, Path | None, str]:
             else [d / f"{source}.c" for d in bpf_dirs()] + [path]
         for c in candidates:
             try:
+                if c.is_dir() and c == path:
+                    inside = sorted(p.stem for p in c.glob("*.c"))
+                    raise BpfkitError(f"{_short(str(source))} is a folder, not a C file.",
+                                      f"pass one of its programs: {', '.join(inside)}." if inside
+                                      else "pass a .c file, a program's name, or the C code itself.")
                 if c.is_file():
                     return c.read_text(), c, _shown_path(c)
             except (OSError, ValueError) as e:  # a name too long, a NUL in it, unreadable, not text
@@ -105,27 +110,46 @@ class Program:
         system.require_headers()
         if "TRACEPOINT_PROBE" in source or "tracepoint__" in source:
             system.ensure_tracefs()  # BCC reads each tracepoint's fields from tracefs as it compiles
-        flags = list(cflags)
+        # A misspelled helper would otherwise compile (C allows an undeclared function, with a
+        # warning) and fail only in the kernel, as an obscure "jump out of range".
+        flags = ["-Werror=implicit-function-declaration", *cflags]
         if path is not None:
             flags.append(f"-I{path.parent}")
-        text = _with_given_maps(source, self._given)
-        crash = _compiler_crash(bcc, text.encode(), flags)
-        if crash:
-            raise diagnose.compiler_crashed(*crash, where)
+        text = _with_given_maps(source, self._given).encode()
+        failed = compiler.check(_quiet_bpf_class(bcc), text, flags)  # Stop here costs nothing
+        if failed is not None:
+            raise diagnose.compile_failed(failed, source, where, first_line)
+        with atomic.step() as step:  # from here on, Stop waits until the kernel is consistent
+            self._open(bcc, text, flags)
+            if step.interrupted:
+                self._free()  # leave the kernel as if the cell had not run; the step raises
+            else:
+                previous = lifetime.add("program", name, self)
+                if previous is not None and previous is not self:
+                    previous.close()
+
+    def _open(self, bcc, text: bytes, flags: list[str]) -> None:
+        """Compile for real (the check compile succeeded), create the maps, load and attach the
+        functions that attach by their names; on any failure free all of it and raise."""
         with diagnose.captured_stderr() as out:
             try:
-                self.bpf = _quiet_bpf_class(bcc)(text=text.encode(), cflags=flags)
+                self.bpf = _quiet_bpf_class(bcc)(text=text, cflags=flags)
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
         if failed is not None:
-            raise diagnose.compile_error(out[0], source, where, first_line) from None
+            self.closed = True
+            raise diagnose.compile_error(out[0], self.source, self.where, self.first_line) from None
         try:
             self._autoload()
         except BaseException:
-            self.bpf.cleanup()
-            self.closed = True
+            self._free()
             raise
+
+    def _free(self) -> None:
+        self.closed = True
+        with diagnose.captured_stderr():
+            self.bpf.cleanup()
 
     # -- loading and attaching -------------------------------------------------------------
     def _function_names(self) -> list[str]:
@@ -135,11 +159,12 @@ class Program:
 
     def load_func(self, fn_name: str, prog_type: int, **kw):
         """Load one function as a program of `prog_type`, explaining a refusal."""
+        lib = _libbcc()
         names = self._function_names()
         if fn_name not in names:
             raise BpfkitError(f"There is no function {fn_name!r} in {self.where}.",
                               did_you_mean(fn_name, names) or f"its functions are {names}.")
-        with diagnose.captured_stderr() as out:
+        with atomic.step(), diagnose.captured_stderr() as out:
             try:
                 fn = self.bpf.load_func(fn_name.encode(), prog_type, **kw)
                 failed = None
@@ -147,8 +172,9 @@ class Program:
                 failed = e
         if failed is not None:
             err = ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
-            raise diagnose.load_error(out[0], fn_name, self.source, self.where, err,
-                                      self.first_line) from None
+            license = (lib.bpf_module_license(self.bpf.module) or b"").decode(errors="replace")
+            raise verifier.load_error(out[0], fn_name, self.source, self.where, err,
+                                      self.first_line, license) from None
         return fn
 
     def function(self, fn_name: str):
@@ -168,14 +194,12 @@ class Program:
         return self.load_func(fn_name, kernel.PROG_TYPES.index(types.pop()))
 
     def _autoload(self) -> None:
-        bcc = system.bcc()
         for fn in self._function_names():
             if fn.startswith("tracepoint__"):
                 category, _, event = fn[len("tracepoint__"):].partition("__")
                 self.attach_tracepoint(f"{category}:{event}", fn)
             elif fn.startswith("raw_tracepoint__"):
-                self.load_func(fn, bcc.BPF.RAW_TRACEPOINT)
-                self.bpf.attach_raw_tracepoint(tp=fn[len("raw_tracepoint__"):].encode(), fn_name=fn.encode())
+                self.attach_raw_tracepoint(fn[len("raw_tracepoint__"):], fn)
             elif fn.startswith("kprobe__"):
                 self.attach_kprobe_or_tracepoint(fn[len("kprobe__"):], fn)
 
@@ -185,19 +209,42 @@ class Program:
         category, _, event = tracepoint.partition(":")
         if not (system.TRACEFS / "events" / category / event).is_dir():
             raise _no_tracepoint(tracepoint)
-        self.load_func(fn_name, system.bcc().BPF.TRACEPOINT)
-        with diagnose.captured_stderr() as out:
-            try:
-                self.bpf.attach_tracepoint(tp=tracepoint.encode(), fn_name=fn_name.encode())
-                failed = None
-            except Exception as e:
-                failed = e
-        if failed is not None:
-            said = " ".join(out[0].split())
+        bcc = system.bcc()
+        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, lambda: self.bpf.attach_tracepoint(
+            tp=tracepoint.encode(), fn_name=fn_name.encode()))
+        if said is not None:
             raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               system.privilege_hint() if system.missing_privileges()
-                              else "run `python -m bpfkit doctor`.") from None
+                              else "run `python -m bpfkit doctor`.")
+
+    def attach_raw_tracepoint(self, tracepoint: str, fn_name: str) -> None:
+        """Attach `fn_name` to the raw tracepoint `tracepoint` (an event name, without its
+        category: "sched_switch"), checking first that the kernel has it."""
+        events = system.TRACEFS / "events"
+        if events.is_dir() and not any(events.glob(f"*/{tracepoint}")):
+            raise _no_raw_tracepoint(tracepoint)
+        bcc = system.bcc()
+        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, lambda: self.bpf.attach_raw_tracepoint(
+            tp=tracepoint.encode(), fn_name=fn_name.encode()))
+        if said is not None:
+            if "No such file" in said:
+                raise _no_raw_tracepoint(tracepoint)
+            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the raw "
+                              f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
+                              "run `python -m bpfkit doctor`.")
+
+    def _load_and_attach(self, fn_name: str, prog_type: int, attach) -> str | None:
+        """Load `fn_name` and attach it with `attach()` (a BCC call) as one step: None when it
+        attached, else what BCC said about the refusal (maybe "")."""
+        with atomic.step(), diagnose.captured_stderr() as out:
+            self.load_func(fn_name, prog_type)
+            try:
+                attach()
+                return None
+            except Exception:  # BCC raises bare Exceptions; its reason is on stderr
+                pass
+        return " ".join(out[0].split())
 
     def attach_kprobe_or_tracepoint(self, event: str, fn_name: str) -> str:
         """Attach to kernel function `event` with a kprobe; where the kernel has no kprobes and
@@ -208,10 +255,13 @@ class Program:
             bcc = system.bcc()
             target = self.bpf.get_syscall_fnname(syscall.encode()).decode() if syscall != event or \
                 not event.startswith("__") else event
-            self.load_func(fn_name, bcc.BPF.KPROBE)
             try:
-                self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
+                with atomic.step(), diagnose.captured_stderr():
+                    self.load_func(fn_name, bcc.BPF.KPROBE)
+                    self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
                 return f"kprobe:{target}"
+            except BpfkitError:
+                raise
             except Exception as e:
                 raise AttachError(f"Could not attach {fn_name!r} to kernel function {target}: {e}",
                                   "check the function's name in /proc/kallsyms.") from None
@@ -295,15 +345,14 @@ class Program:
 
     def close(self) -> None:
         """Detach every hook and free the programs and maps. Safe to call twice."""
-        if self.closed:
-            return
-        self.closed = True
-        lifetime.discard("program", self.name, self)
-        for name, m in self._maps.items():
-            if name not in self._given:
-                m.release()  # e.g. unmap an mmapable array, which would keep the map alive
-        with diagnose.captured_stderr():
-            self.bpf.cleanup()
+        with atomic.step():  # another thread may be closing it too; Stop waits for the end
+            if self.closed:
+                return
+            lifetime.discard("program", self.name, self)
+            for name, m in self._maps.items():
+                if name not in self._given:
+                    m.release()  # e.g. unmap an mmapable array, which would keep the map alive
+            self._free()
 
     def __enter__(self) -> "Program":
         return self
@@ -314,6 +363,18 @@ class Program:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"maps: {', '.join(self.map_names())}"
         return f"<bpfkit.Program {self.name!r} from {self.where} ({state})>"
+
+
+def _no_raw_tracepoint(tracepoint: str) -> TracepointNotFound:
+    events = system.TRACEFS / "events"
+    names = sorted({p.name for p in events.glob("*/*") if p.is_dir()}) if events.is_dir() else []
+    close = nearest(tracepoint, names, n=5)
+    return TracepointNotFound(
+        f"This kernel has no raw tracepoint {tracepoint!r}."
+        + (f" The nearest are: {', '.join(close)}." if close else ""),
+        "a raw tracepoint has the name of a tracepoint without its category: "
+        f"RAW_TRACEPOINT_PROBE({close[0] if close else 'sched_switch'}); the names are the "
+        f"folders under {events}/*/.")
 
 
 def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
@@ -332,56 +393,6 @@ def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
         + (f" The nearest are: {', '.join(close)}." if close else ""),
         f"pick one from {events} (category/event), e.g. syscalls:sys_enter_execve, "
         "and write TRACEPOINT_PROBE(category, event).")
-
-
-_SURVIVED: set[str] = set()
-
-
-def _compiler_crash(bcc, text: bytes, flags: list[str]) -> tuple[str, str] | None:
-    """Compile `text` once in a forked child first; if BCC crashed there, the signal's name
-    and what the compiler printed before it died (LLVM names its reason, e.g. signed division).
-
-    Some mistakes (a stray `*` before BPF_HASH, for one) crash BCC's C rewriter with a
-    segmentation fault instead of an error, and a crash in the notebook's own process would
-    kill its kernel and everything the learner had in it. A fork costs little; each source
-    that compiled (or failed) cleanly once is not checked again, whatever fds the maps given
-    with `maps=` have this time (a number does not change what the compiler does)."""
-    same = re.sub(rb"bpf_pseudo_fd\(1, \d+\)", b"bpf_pseudo_fd(1, FD)", text)
-    key = hashlib.sha1(same + b"\0" + "\0".join(flags).encode()).hexdigest()
-    if key in _SURVIVED:
-        return None
-    import signal
-    import warnings
-    import tempfile
-    said = tempfile.TemporaryFile()
-    with warnings.catch_warnings():  # fork with threads (a Jupyter kernel has some): we only compile
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        try:
-            import faulthandler
-            faulthandler.disable()  # the crash is expected here; the parent reports it
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(said.fileno(), 2)
-            try:
-                _quiet_bpf_class(bcc)(text=text, cflags=flags)
-            except BaseException:
-                pass
-        finally:
-            os._exit(0)
-    try:
-        _, status = os.waitpid(pid, 0)
-    except BaseException:  # interrupted (the stop button): end the child, then stop too
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    with said:
-        if os.WIFSIGNALED(status):
-            said.seek(0)
-            return signal.Signals(os.WTERMSIG(status)).name, said.read()[-4000:].decode("utf-8", "replace")
-    _SURVIVED.add(key)
-    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -428,22 +439,37 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     try:
-        program = Program(name, text, path, where or shown, cflags, first_line, maps)
+        return Program(name, text, path, where or shown, _cflags(cflags), first_line, maps)
     except BpfkitError as e:
         earlier = lifetime.get("program", name)
         if earlier is not None and not earlier.closed:
             e.hint = (e.hint + " " if e.hint else "") + (
                 f"(The program loaded earlier as {name!r} is still loaded, unchanged.)")
         raise
-    previous = lifetime.add("program", name, program)
-    if previous is not None:
-        previous.close()
-    return program
 
 
 def loaded() -> dict[str, Program]:
     """The programs bpfkit has loaded and not yet closed, by name."""
     return lifetime.live("program")
+
+
+def _cflags(cflags) -> list[str]:
+    """The compiler flags as a list of strings (one string would be split into characters)."""
+    if isinstance(cflags, (str, bytes)):
+        import shlex
+        text = cflags.decode() if isinstance(cflags, bytes) else cflags
+        raise BpfkitError(f"cflags takes a list of compiler flags, not one string ({_short(repr(text))}).",
+                          f"write cflags={shlex.split(text)!r}.")
+    try:
+        flags = list(cflags)
+    except TypeError:
+        raise BpfkitError(f"cflags takes a list of compiler flags, not {type(cflags).__name__}.",
+                          'write cflags=["-DLIMIT=10"].') from None
+    bad = [f for f in flags if not isinstance(f, str)]
+    if bad:
+        raise BpfkitError(f"Each compiler flag is a string; {bad[0]!r} is a {type(bad[0]).__name__}.",
+                          'write cflags=["-DLIMIT=10"], with the value inside the string.')
+    return flags
 
 
 def _given_maps(maps: dict) -> dict[str, Map]:
@@ -453,8 +479,7 @@ def _given_maps(maps: dict) -> dict[str, Map]:
             raise BpfkitError(f"maps= names each map as the C code calls it; {name!r} is not a C "
                               "name.", 'use a name like "seen": load(source, maps={"seen": m}).')
         if not isinstance(m, Map):
-            raise BpfkitError(f"maps={{{name!r}: ...}} takes a bpfkit Map, not {type(m).__name__}.",
-                              f'make one first: {name} = bpfkit.create_map("bloom_filter", value="u32").')
+            raise errors.not_a_map(m, f"maps={{{name!r}: ...}}", f'{name} = bpfkit.create_map("bloom_filter", value="u32")')
         m.fd  # a closed map cannot be handed to a program
     return dict(maps)
 

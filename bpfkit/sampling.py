@@ -17,7 +17,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .maps import Snapshot
+from .errors import not_a_map
+from .maps import Map, Snapshot
 
 
 class Sampler:
@@ -28,6 +29,8 @@ class Sampler:
     type that can be read samples the same way and keeps its own columns."""
 
     def __init__(self, m, *, method: str = "auto", keys=None, **frame_args):
+        if not isinstance(m, Map):
+            raise not_a_map(m, "sample() and live()", 'bpfkit.create_map("hash", key="u32", value="u64")')
         self.m = m
         self.method = method
         self.keys = keys

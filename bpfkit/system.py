@@ -11,6 +11,7 @@ import glob
 import importlib
 import importlib.util
 import os
+import re
 import platform
 import shutil
 import sys
@@ -270,6 +271,17 @@ def ensure_tracefs() -> None:
         "reads each tracepoint's fields from it.",
         f"mount it as root: sudo mount -t tracefs tracefs {TRACEFS} "
         "(scripts/provision.sh does it, and `python -m bpfkit doctor` checks it).")
+
+
+def tracepoint_fields(category: str, event: str) -> list[str]:
+    """The fields a TRACEPOINT_PROBE's `args` has for this tracepoint (its format file in
+    tracefs, minus the common_ fields every event carries), or [] if there is no such file."""
+    try:
+        text = (TRACEFS / "events" / category / event / "format").read_text()
+    except OSError:
+        return []
+    names = re.findall(r"field:[^;]*?(\w+)(?:\[[^\]]*\])?;", text)
+    return [n for n in names if not n.startswith("common_")]
 
 
 def kprobes_available() -> bool:

@@ -488,3 +488,177 @@ def test_ipython_still_shows_tracebacks_for_other_errors(capsys):
     shell.run_cell("%load_ext bpfkit")
     shell.run_cell("1 / 0")
     assert "Traceback" in capsys.readouterr().out
+
+
+# ---- 14. the verifier's hardest messages, and C from elsewhere ------------------------------------
+
+def _refused(source: str, error=VerifierError):
+    before = kernel_state()
+    with pytest.raises(error) as e:
+        bpfkit.load(source, name="hard")
+    assert not leftovers(before)
+    _no_bcc_noise(e.value.what)
+    return e.value
+
+
+LOOPS = {
+    # the verifier follows x round by round and gives up: "8193 jumps is too complex"
+    "unbounded": ("u64 x = bpf_get_prandom_u32();\n    u64 steps = 0;\n    while (x > 1) {\n"
+                  "        x = (x & 1) ? 3 * x + 1 : x / 2;\n        steps++;\n    }\n"
+                  "    bpf_trace_printk(\"%d\\n\", steps);\n", "while (x > 1) {", 5),
+    # a constant but huge bound: E2BIG, for which BCC prints no log at all
+    "too long": ("u64 sum = 0;\n    for (u64 i = 0; i < 100000000; i++) {\n"
+                 "        sum += bpf_get_prandom_u32();\n    }\n"
+                 "    bpf_trace_printk(\"%d\\n\", sum);\n", "for (u64 i = 0; i < 100000000; i++) {", 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOPS))
+def test_a_loop_the_verifier_cannot_bound_is_named_as_the_loop_with_its_line(case, no_leaks):
+    body, loop_line, row = LOOPS[case]
+    source = "\nTRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n    " + body + "    return 0;\n}\n"
+    e = _refused(source)
+    assert f"it cannot tell that the loop at line {row} of your C code ends" in e.what, e.what
+    assert loop_line in e.what
+    for fix in ("constant", "#pragma unroll", "bpf_loop"):
+        assert fix in e.hint
+
+
+def test_a_key_passed_by_value_shows_the_learners_line_and_says_pass_a_pointer(no_leaks):
+    source = SEED.replace("counter_table.lookup(&uid)", "counter_table.lookup(uid)")
+    e = _refused(source)
+    assert f"at line {LOOKUP_LINE} of your C code:\n    p = counter_table.lookup(uid);" in e.what
+    assert "the key of bpf_map_lookup_elem as a number" in e.what
+    assert "bpf_pseudo_fd" not in e.what  # BCC's rewriting of the line stays hidden
+    assert "write counter_table.lookup(&uid), not counter_table.lookup(uid)" in e.hint
+
+
+def test_a_gpl_only_helper_in_a_non_gpl_program_names_the_license_and_the_helper(no_leaks):
+    source = ("#define BPF_LICENSE Proprietary\n"
+              "TRACEPOINT_PROBE(syscalls, sys_enter_openat) {\n    char name[16];\n"
+              "    bpf_probe_read_user_str(name, sizeof(name), args->filename);\n"
+              "    bpf_trace_printk(\"%s\\n\", name);\n    return 0;\n}\n")
+    e = _refused(source)
+    assert "it calls bpf_probe_read_user_str" in e.what and "license is 'Proprietary'" in e.what
+    assert "#define BPF_LICENSE" in e.hint and "GPL" in e.hint
+
+
+def test_a_missing_tracepoint_field_keeps_clangs_guess_and_lists_the_real_fields(no_leaks):
+    source = ("TRACEPOINT_PROBE(syscalls, sys_enter_openat) {\n"
+              "    bpf_trace_printk(\"%d\\n\", args->flagz);\n    return 0;\n}\n")
+    e = _refused(source, CompileError)
+    assert "line 2" in e.what and "did you mean 'flags'?" in e.what
+    fields = system.tracepoint_fields("syscalls", "sys_enter_openat")
+    assert {"filename", "flags", "mode"} <= set(fields)
+    assert f"its args are {', '.join(fields)}" in e.hint
+
+
+def test_an_unknown_raw_tracepoint_is_named_with_the_nearest(no_leaks):
+    e = _refused("RAW_TRACEPOINT_PROBE(sched_swich) {\n    return 0;\n}\n", TracepointNotFound)
+    assert e.what.startswith("This kernel has no raw tracepoint 'sched_swich'. The nearest are: sched_switch")
+    assert "RAW_TRACEPOINT_PROBE(sched_switch)" in e.hint
+
+
+def test_a_misspelled_helper_is_a_compile_error_with_the_nearest_name(no_leaks):
+    source = SEED.replace("bpf_get_current_uid_gid()", "bpf_get_curent_uid_gid()")
+    e = _refused(source, CompileError)
+    assert "line 8" in e.what and "implicit declaration of function 'bpf_get_curent_uid_gid'" in e.what
+    assert "[-W" not in e.what
+    assert e.hint.startswith("Did you mean 'bpf_get_current_uid_gid'")
+
+
+LIBBPF_STYLE = """\
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 10240);
+    __type(key, u32);
+    __type(value, u64);
+} counts SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
+    __uint(max_entries, 1024);
+    __type(value, u32);
+} seen SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int handle_execve(void *ctx)
+{
+    u32 uid = bpf_get_current_uid_gid();
+    u64 *n = bpf_map_lookup_elem(&counts, &uid);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_libbpf_style_code_is_named_as_such_with_bccs_equivalent_of_each_piece(no_leaks):
+    e = _refused(LIBBPF_STYLE, CompileError)
+    assert "written for libbpf" in e.what
+    for piece in ("map counts (hash): BPF_HASH(counts, u32, u64, 10240);",
+                  "map events (ringbuf): BPF_RINGBUF_OUTPUT(events, 64);",
+                  'map seen (bloom_filter): BCC cannot declare it; make it in Python with '
+                  'seen = bpfkit.create_map("bloom_filter", ...)',
+                  "write TRACEPOINT_PROBE(syscalls, sys_enter_execve)",
+                  "the license line", "#include of bpf/bpf_helpers.h, vmlinux.h",
+                  "bpf_map_lookup_elem(&counts, ...): write counts.lookup(&key)."):
+        assert piece in e.detail, piece
+
+
+# ---- 15. Python-side mistakes ------------------------------------------------------------------------
+
+def test_reading_a_missing_key_names_the_map_and_the_key_and_suggests_get(no_leaks):
+    with bpfkit.load(SEED, name="seed_missing") as prog:
+        m = prog["counter_table"]
+        with pytest.raises(KeyError) as e:  # still a KeyError, as for a dict
+            m[4_000_000_000]
+        assert isinstance(e.value, errors.KeyMissing)
+        assert str(e.value).startswith("Map 'counter_table' has no key 4000000000.")
+        assert ".get(4000000000, 0)" in e.value.hint
+        assert m.get(4_000_000_000, 0) == 0 and 4_000_000_000 not in m
+
+
+def test_reading_past_the_end_of_an_array_gives_the_valid_range(no_leaks):
+    with bpfkit.create_map("array", key="u32", value="u64", max_entries=4, name="four") as a:
+        with pytest.raises(KeyError) as e:
+            a[10]
+        assert "Slot 10 is past the end of 'four'" in str(e.value) and "slots 0..3" in str(e.value)
+        assert "from 0 to 3" in e.value.hint
+        assert a.get(10, 0) == 0 and a[3] == 0
+
+
+def test_a_program_where_a_map_goes_says_which_of_its_maps_to_pass(no_leaks):
+    with bpfkit.load(SEED, name="seed_whole") as prog:
+        for call in (lambda: bpfkit.sample(prog, every=0.1, duration=0.1),
+                     lambda: bpfkit.load(SEED, name="seed_given", maps={"other": prog})):
+            with pytest.raises(errors.MapError) as e:
+                call()
+            assert "this is the whole program 'seed_whole'" in e.value.what
+            assert "prog['counter_table']" in e.value.hint
+
+
+def test_cflags_as_one_string_is_refused_with_the_list_to_write(no_leaks):
+    with pytest.raises(errors.BpfkitError) as e:
+        bpfkit.load(SEED, name="seed_flags", cflags="-DLIMIT=10 -DX=1")
+    assert "cflags takes a list of compiler flags, not one string" in e.value.what
+    assert "cflags=['-DLIMIT=10', '-DX=1']" in e.value.hint
+
+
+def test_a_folder_as_the_source_lists_its_programs(tmp_path, no_leaks):
+    (tmp_path / "mine.c").write_text(SEED)
+    (tmp_path / "other.c").write_text(SEED)
+    with pytest.raises(errors.BpfkitError) as e:
+        bpfkit.load(tmp_path)
+    assert e.value.what.endswith("is a folder, not a C file.")
+    assert "mine, other" in e.value.hint

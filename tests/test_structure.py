@@ -21,10 +21,10 @@ PACKAGE = ROOT / "bpfkit"
 
 # Bottom to top. A module imports only modules of its own layer or below, and no circle.
 LAYERS = [
-    ["errors", "_libc", "_libbpf", "maptypes"],
-    ["kernel", "lifetime", "netns", "sockets", "system"],
+    ["errors", "_libc", "_libbpf", "maptypes", "atomic"],
+    ["kernel", "lifetime", "netns", "sockets", "system", "compiler"],
     ["maps"],                                     # the whole maps package
-    ["diagnose", "program"],
+    ["diagnose", "verifier", "program"],
     ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile"],
     ["magic", "exercises", "__main__", "__init__"],
 ]

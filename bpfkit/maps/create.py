@@ -15,7 +15,7 @@ import re
 
 import pandas as pd
 
-from .. import maptypes
+from .. import atomic, maptypes
 from .._libbpf import MapCreateOpts, require
 from ..errors import MapError, PrivilegeError, did_you_mean
 from . import btf, convert, pins
@@ -65,13 +65,14 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
         raise MapError(f"{name!r} cannot name a map: the kernel takes 1 to 15 letters, digits, '_' "
                        "or '.'.", "pass a shorter name=, such as name=\"seen\".")
     pins.cleanup_stale()  # what a killed notebook pinned goes before we make more
-    fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
-                 inner=extra.get("inner"), struct_ops=extra.get("struct_ops"))
-    try:
-        return Map(fd, name=name, key_type=key_type, value_type=value_type, owns_fd=True)
-    except BaseException:
-        os.close(fd)
-        raise
+    with atomic.step():  # Stop between the fd and its registration would leak the map
+        fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
+                     inner=extra.get("inner"), struct_ops=extra.get("struct_ops"))
+        try:
+            return Map(fd, name=name, key_type=key_type, value_type=value_type, owns_fd=True)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, map_extra: int,
@@ -127,12 +128,13 @@ def _refused(mt, err: int, key_size: int, value_size: int, max_entries: int, fla
 def open_pinned(path) -> Map:
     """The map pinned at `path` (a path in bpffs, or a name under /sys/fs/bpf), opened: its
     keys and values read as unsigned ints of their size, or bytes. Close it, or use `with`."""
-    fd = pins.open_fd(path)
-    try:
-        return Map(fd, owns_fd=True)
-    except BaseException:
-        os.close(fd)
-        raise
+    with atomic.step():
+        fd = pins.open_fd(path)
+        try:
+            return Map(fd, owns_fd=True)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def map_types() -> pd.DataFrame:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import BpfkitError, MapEmpty, MapError, MapFull, PrivilegeError
+from ..errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull, PrivilegeError
 from ..maptypes import MapType
 
 ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
@@ -47,6 +47,16 @@ RULES = [
     Rule((errno.E2BIG,), ("lookup", "update", "delete"), lambda mt: mt.slots, MapError,
          "Slot {key!r} is past the end of {name!r}: {a_type} has slots 0..{last}, fixed when it is made.",
          "use a slot below {max_entries}, or declare more slots in C and load again."),
+    Rule((errno.ENOENT,), ("lookup", "delete"), lambda mt: mt.slots, KeyMissing,
+         "Slot {key!r} is past the end of {name!r}: {a_type} has slots 0..{last}, fixed when it is made.",
+         "use a slot from 0 to {last}; .get(slot, 0) gives 0 past the end instead of an error."),
+    Rule((errno.ENOENT,), ("lookup", "delete"), lambda mt: mt.key != "fd", KeyMissing,
+         "Map {name!r} has no key {key!r}.",
+         "a key is only there once the program (or you) stored it: use .get({key!r}, 0) to get 0 "
+         "for a key not yet there, or test `{key!r} in m` first."),
+    Rule((errno.ENOENT,), ("lookup", "delete"), _any, KeyMissing,
+         "Map {name!r} holds nothing for that {fd_of} ({key!r}).",
+         "a value is there only once a program stored it for that {fd_of}: use .get(obj, 0)."),
     Rule((errno.E2BIG,), ("update", "push", "add"), lambda mt: mt.key == "none", MapFull,
          "Map {name!r} is full: it holds at most max_entries={max_entries} values.",
          "take values out (m.pop()) before you put more in, or make the map with a larger "

@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from .. import kernel, lifetime, maptypes
+from .. import atomic, kernel, lifetime, maptypes
 from .._libbpf import lib
 from ..errors import MapError, ProgramClosed, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
@@ -171,21 +171,26 @@ class Map:
 
     # -- dict-like access ------------------------------------------------------------------
     def __getitem__(self, key):
+        buf = self._lookup(key)
+        if buf is None:
+            raise self.failure("lookup", errno.ENOENT, key)
+        return self._decode(buf)
+
+    def _lookup(self, key):
+        """The raw value for `key`, or None if the map has none."""
         self._require("lookup")
         buf = ct.create_string_buffer(self.value_buffer_size)
         with self._key(key) as k:
             err = lib.bpf_map_lookup_elem(self.fd, k, buf)
         if err:
             if -err == errno.ENOENT:
-                raise KeyError(key)
+                return None
             raise self.failure("lookup", -err, key)
-        return self._decode(buf)
+        return buf
 
     def get(self, key, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        buf = self._lookup(key)
+        return default if buf is None else self._decode(buf)
 
     def __setitem__(self, key, value):
         self.update(key, value)
@@ -203,8 +208,6 @@ class Map:
         with self._key(key) as k:
             err = lib.bpf_map_delete_elem(self.fd, k)
         if err:
-            if -err == errno.ENOENT:
-                raise KeyError(key)
             raise self.failure("delete", -err, key)
 
     def __contains__(self, key) -> bool:
@@ -212,11 +215,7 @@ class Map:
         trie: does any stored prefix contain it? Both are what the kernel's lookup answers.)"""
         if "test" in self.map_type.ops:
             return self._test(key)
-        try:
-            self[key]
-        except KeyError:
-            return False
-        return True
+        return self._lookup(key) is not None
 
     def keys(self) -> list:
         return [self.codec.decode_key(self.spec, k) for k in self._walk().keys]
@@ -502,20 +501,22 @@ class Map:
         """The map with kernel id `map_id`, opened for reading and writing (close it after).
         A map declared by a program loaded here keeps its C types; another map's keys and
         values read as unsigned ints of their size, or raw bytes."""
-        fd = lib.bpf_map_get_fd_by_id(map_id)
-        if fd < 0:
-            raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
-                           "it was freed, or replaced in its slot: read the outer map again.")
         known = cls._known.get(map_id)
         spec = known.spec if known is not None else None
-        try:
-            return cls(fd, key_type=spec and spec.key_type, value_type=spec and spec.value_type,
-                       owns_fd=True)
-        except BaseException:
-            os.close(fd)
-            raise
+        with atomic.step():
+            fd = lib.bpf_map_get_fd_by_id(map_id)
+            if fd < 0:
+                raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
+                               "it was freed, or replaced in its slot: read the outer map again.")
+            try:
+                return cls(fd, key_type=spec and spec.key_type,
+                           value_type=spec and spec.value_type, owns_fd=True)
+            except BaseException:
+                os.close(fd)
+                raise
 
     # -- programs attached to the map (sockmap, sockhash) ------------------------------------
+    @atomic.whole
     def attach(self, fn, attach_type: str = "msg_verdict") -> None:
         """Attach a loaded sk_msg (or sk_skb) function to this map: it then runs for every
         socket put into the map *after* this call (attach first, then add sockets).
@@ -550,6 +551,7 @@ class Map:
                 pass  # kernels before 5.19 cannot list them
         return ids
 
+    @atomic.whole
     def detach(self) -> None:
         """Detach what `attach()` attached (nothing to do once the program is closed: the
         kernel released it with the map)."""
@@ -605,6 +607,7 @@ class Map:
         if self._mapping is not None:
             self._mapping.release()
 
+    @atomic.whole
     def close(self) -> None:
         """Close a map this process opened or made (a program's maps close with the program)."""
         if self.closed or not self.owns_fd:

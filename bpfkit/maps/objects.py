@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MapError
+from ..errors import MapError, not_a_map
 
 
 def _is_int(x) -> bool:
@@ -117,8 +117,7 @@ def value_for(map_type, value, map_name: str, function_by_name=None):
                 f"To copy a slot, use {map_name}[1] = {map_name}.inner(0).")
         fd = getattr(value, "fd", None)
         if not _is_int(fd):
-            raise MapError(f"A slot of {map_name!r} holds a map; {type(value).__name__} is not one.",
-                           f"write {map_name}[key] = prog[\"inner_map_name\"].")
+            raise not_a_map(value, f"A slot of {map_name!r}", f'{map_name}[key] = prog["inner_map_name"]')
         yield fd
     elif kind == "device":
         yield ifindex(value)

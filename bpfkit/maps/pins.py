@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from .. import lifetime
+from .. import atomic, lifetime
 from .._libbpf import lib
 from ..errors import MapError
 
@@ -44,6 +44,7 @@ def cleanup_stale() -> list[str]:
 class Pin:
     """A map pinned at `path`; `close()` removes the pin (the map goes when nothing else holds it)."""
 
+    @atomic.whole
     def __init__(self, fd: int, name, map_name: str):
         path = path_of(name)
         cleanup_stale()
@@ -57,6 +58,7 @@ class Pin:
         if previous is not None:
             previous.closed = True  # the same path again: the file is the new pin now
 
+    @atomic.whole
     def close(self) -> None:
         if self.closed:
             return
