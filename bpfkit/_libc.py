@@ -1,7 +1,12 @@
 """The few C library calls Python's standard library lacks, declared once, at import.
 
 `mmap` at a fixed address (to swap a mapping for zeroed memory without moving it), `setns`
-before Python 3.12, and `mount` for tracefs. Each returns -1 and sets errno on failure.
+and `unshare` before Python 3.12, and `mount` for tracefs and the compiler's short kallsyms.
+Each returns -1 and sets errno on failure.
+
+libseccomp (a dependency of systemd, so on every distribution we support) lets the check
+compile refuse the bpf() syscall by name, without a syscall number of one architecture;
+`seccomp` is None where the library is missing.
 """
 from __future__ import annotations
 
@@ -17,5 +22,38 @@ libc.setns.restype = ct.c_int
 libc.setns.argtypes = [ct.c_int, ct.c_int]
 libc.mount.restype = ct.c_int
 libc.mount.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_ulong, ct.c_void_p]
+libc.unshare.restype = ct.c_int
+libc.unshare.argtypes = [ct.c_int]
+
+CLONE_NEWNS = 0x00020000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SLAVE = 1 << 19
+
+
+def _seccomp():
+    try:
+        lib = ct.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
+    except OSError:
+        return None
+    lib.seccomp_init.restype = ct.c_void_p
+    lib.seccomp_init.argtypes = [ct.c_uint32]
+    lib.seccomp_syscall_resolve_name.restype = ct.c_int
+    lib.seccomp_syscall_resolve_name.argtypes = [ct.c_char_p]
+    lib.seccomp_rule_add.restype = ct.c_int
+    lib.seccomp_rule_add.argtypes = [ct.c_void_p, ct.c_uint32, ct.c_int, ct.c_uint]
+    lib.seccomp_load.restype = ct.c_int
+    lib.seccomp_load.argtypes = [ct.c_void_p]
+    lib.seccomp_release.restype = None
+    lib.seccomp_release.argtypes = [ct.c_void_p]
+    return lib
+
+
+seccomp = _seccomp()
+SCMP_ACT_ALLOW = 0x7FFF0000
+
+
+def SCMP_ACT_ERRNO(err: int) -> int:  # noqa: N802 - libseccomp's own name
+    return 0x00050000 | (err & 0x0000FFFF)
 
 MAP_FAILED = ct.c_void_p(-1).value

@@ -12,26 +12,49 @@ a source the child compiled cleanly is compiled again for real in the notebook's
 cannot hand a compiled module from one process to another); everything else comes back as an
 `Outcome` for `diagnose` to put in words. A source that compiled once is not checked again in
 this process.
+
+Two things keep that second compile from doubling the wait for a new cell:
+
+- The child may not call bpf() (a seccomp filter refuses it by name): it runs every stage of
+  the compiler, which comes before BCC creates the maps, and stops there instead of creating
+  maps of a million entries that it would throw away.
+- Both compiles run in one thread of ours that has a mount namespace of its own, in which
+  /proc/kallsyms lists only the two symbols BCC's compiler looks up. BCC reads the whole file
+  on every compile to find them (122,000 lines here: more than half of the compile's time).
+  Only that thread sees the short file; the rest of the process sees the real one. Where the
+  process may not make a mount namespace (no CAP_SYS_ADMIN), compiles run where they are called.
 """
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes as ct
 import dataclasses
+import errno
 import hashlib
 import os
+import queue
 import re
 import select
 import signal
 import tempfile
+import threading
 import time
 import warnings
 
 from . import atomic
+from ._libc import (CLONE_NEWNS, MS_BIND, MS_REC, MS_SLAVE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, libc,
+                    seccomp)
 
 # The longest compile we have seen here is under 3 s (a program that includes
 # bpf_perf_event.h); a slow VM may take several times that, a hang takes forever.
 TIMEOUT = 60.0
 
 _FAILED = 3  # the child's exit status when BCC raised its usual exception
+# How bpf() fails in the check child: an errno no real map creation gives, so that BCC's "could
+# not open bpf map: ..., error: State not recoverable" means the compile itself went through.
+_REFUSED = errno.ENOTRECOVERABLE
 
 _survived: set[str] = set()
 
@@ -87,10 +110,19 @@ def check(bpf_class, text: bytes, flags: list[str], timeout: float | None = None
 
 def _fork_compiler(bpf_class, text: bytes, flags: list[str], said: int) -> int:
     # Fork only while no other thread is inside BCC or LLVM (the step's lock): a child that
-    # inherited a lock another thread held mid-compile would wait on it forever.
-    with atomic.step(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: we only compile
-        pid = os.fork()
+    # inherited a lock another thread held mid-compile would wait on it forever. The child is
+    # forked from the compiling thread, so it sees the short kallsyms too.
+    with atomic.step():
+        return run(lambda: _fork(bpf_class, text, flags, said))
+
+
+# Python 3.12 warns about fork() in a process with threads (a Jupyter kernel has several); the
+# child here only compiles and exits, touching no lock another thread may hold.
+warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", module=__name__)
+
+
+def _fork(bpf_class, text: bytes, flags: list[str], said: int) -> int:
+    pid = os.fork()
     if pid != 0:
         return pid
     try:  # the child: compile, and say how it went only through the exit status and stderr
@@ -100,14 +132,41 @@ def _fork_compiler(bpf_class, text: bytes, flags: list[str], said: int) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(said, 2)
+        refused = _refuse_bpf_syscall()
         try:
             bpf_class(text=text, cflags=flags)
         except Exception as e:  # BCC raises bare Exceptions for compile errors
             os.write(2, f"\n{e}\n".encode(errors="replace"))
+            if refused and _only_maps_refused(said):
+                os._exit(0)  # every compiler stage ran; only the maps were not made
             os._exit(_FAILED)
     except BaseException:
         os._exit(_FAILED + 1)
     os._exit(0)
+
+
+def _refuse_bpf_syscall() -> bool:
+    """In the check child: make bpf() fail with _REFUSED, so BCC makes no maps. True if done."""
+    if seccomp is None:
+        return False
+    ctx = seccomp.seccomp_init(SCMP_ACT_ALLOW)
+    if not ctx:
+        return False
+    try:
+        number = seccomp.seccomp_syscall_resolve_name(b"bpf")
+        return (number >= 0 and seccomp.seccomp_rule_add(ctx, SCMP_ACT_ERRNO(_REFUSED), number, 0) == 0
+                and seccomp.seccomp_load(ctx) == 0)
+    finally:
+        seccomp.seccomp_release(ctx)
+
+
+def _only_maps_refused(said: int) -> bool:
+    """Did BCC stop only because it could not create a map (after every compiler stage)?"""
+    os.lseek(said, 0, os.SEEK_SET)
+    words = b""
+    while chunk := os.read(said, 65536):
+        words += chunk
+    return os.strerror(_REFUSED).encode() in words and b"could not open bpf map" in words
 
 
 def _wait(pid: int, timeout: float) -> tuple[int | None, float]:
@@ -133,3 +192,86 @@ def _kill(pid: int, pidfd: int) -> None:
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):  # already ended and reaped
         pass
+
+
+# -- the compiling thread -----------------------------------------------------------------------
+
+_start_lock = threading.Lock()
+_jobs: "queue.Queue | None" = None
+_tried = False
+
+
+def run(fn):
+    """`fn()` run in the compiling thread (see the top of this module): its result, or its
+    exception raised here. Where there is no such thread, `fn()` runs in this one."""
+    jobs = _compiling_thread()
+    if jobs is None:
+        return fn()
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    jobs.put((fn, os.getcwd(), future))
+    return future.result()
+
+
+def _compiling_thread() -> "queue.Queue | None":
+    global _jobs, _tried
+    with _start_lock:
+        if not _tried:
+            _tried = True
+            jobs: queue.Queue = queue.Queue()
+            ready: concurrent.futures.Future = concurrent.futures.Future()
+            threading.Thread(target=_serve, args=(jobs, ready), name="bpfkit-compiler",
+                             daemon=True).start()
+            if ready.result():
+                _jobs = jobs
+        return _jobs
+
+
+def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
+    try:
+        home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY)
+        short = _short_kallsyms()
+        _enter_private_mounts(short)  # also gives this thread a cwd of its own
+    except OSError:
+        ready.set_result(False)  # no CAP_SYS_ADMIN, no /proc/kallsyms: compile where called
+        return
+    ready.set_result(True)
+    while True:
+        fn, cwd, future = jobs.get()
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:  # a fresh copy of everyone's mounts each time: what was mounted since is there
+            if libc.setns(home, CLONE_NEWNS) == 0:
+                _enter_private_mounts(short)
+        except OSError:
+            pass  # the full kallsyms then: slower, not wrong
+        try:
+            os.chdir(cwd)  # the caller's, for relative -I folders and #include paths
+            future.set_result(fn())
+        except BaseException as e:
+            future.set_exception(e)
+
+
+def _enter_private_mounts(short: bytes) -> None:
+    for call in (lambda: libc.unshare(CLONE_NEWNS),
+                 lambda: libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None),  # ours stay ours
+                 lambda: libc.mount(short, b"/proc/kallsyms", None, MS_BIND, None)):
+        if call() != 0:
+            err = ct.get_errno()
+            raise OSError(err, os.strerror(err))
+
+
+def _short_kallsyms() -> bytes:
+    """A file of the kallsyms lines BCC's compiler looks up (bpf_probe_read_kernel and
+    bpf_probe_read_user, on every BCC from 0.18 to 0.35); removed at exit."""
+    with open("/proc/kallsyms", "rb") as real:
+        lines = [l for l in real if b" bpf_probe_read_" in l]
+    fd, path = tempfile.mkstemp(prefix="bpfkit-kallsyms-")
+    with os.fdopen(fd, "wb") as f:
+        f.writelines(lines)
+    atexit.register(_remove, path)
+    return path.encode()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

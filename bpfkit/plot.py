@@ -1,19 +1,24 @@
 """The few plots lessons share: a bar per map entry, and lines over time.
 
 Each returns the matplotlib Axes so a lesson can add to it, and always labels both axes and
-gives a title: a plot a learner cannot read teaches nothing.
+gives a title: a plot a learner cannot read teaches nothing. matplotlib is imported when a
+plot is drawn, not with bpfkit (pyplot alone is half of `import bpfkit`'s time).
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+
+
+def new_axes(figsize):
+    """A fresh figure's Axes (pyplot imported now, on the first plot)."""
+    import matplotlib.pyplot as plt
+    return plt.figure(figsize=figsize).gca()
 
 
 def bar(frame: pd.DataFrame, x: str, y: str, *, title: str, xlabel: str | None = None,
         ylabel: str | None = None, ax=None, sort: bool = False, **kw):
     """One bar per row: `x` names the bar, `y` is its height."""
-    ax = ax or plt.figure(figsize=kw.pop("figsize", (7, 3.5))).gca()
+    ax = ax or new_axes(kw.pop("figsize", (7, 3.5)))
     data = frame.sort_values(y, ascending=False) if sort else frame
     ax.bar(data[x].astype(str), data[y], **kw)
     _label(ax, title, xlabel or x, ylabel or y)
@@ -26,7 +31,7 @@ def bar(frame: pd.DataFrame, x: str, y: str, *, title: str, xlabel: str | None =
 def lines(frame: pd.DataFrame, *, x: str = "time", y: str = "value", by: str | None = "key",
           title: str, xlabel: str | None = None, ylabel: str | None = None, ax=None, **kw):
     """One line per `by` group (e.g. per key of a sampled map), `y` against `x`."""
-    ax = ax or plt.figure(figsize=kw.pop("figsize", (7, 3.5))).gca()
+    ax = ax or new_axes(kw.pop("figsize", (7, 3.5)))
     if by is None or by not in frame.columns:
         ax.plot(frame[x], frame[y], **kw)
     else:
@@ -49,4 +54,5 @@ def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
 def _whole_ticks(ax, values) -> None:
     """Counts get whole-number ticks: 2.5 events means nothing."""
     if pd.api.types.is_integer_dtype(values):
+        from matplotlib.ticker import MaxNLocator
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

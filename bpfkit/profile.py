@@ -23,13 +23,10 @@ import errno
 import zlib
 from collections.abc import Iterable
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
-from . import atomic, system
+from . import atomic, plot, system
 from .errors import BpfkitError
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
@@ -289,7 +286,9 @@ def flame_graph(folded: pd.DataFrame, *, title: str, ax=None, icicle: bool = Fal
     layout = flame_layout(folded)
     total = int(layout["width"].max()) if len(layout) else 0
     depth = int(layout["depth"].max()) + 1 if len(layout) else 1
-    ax = ax or plt.figure(figsize=figsize or (10, max(2.6, min(7.0, 1.3 + 0.3 * depth)))).gca()
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+    ax = ax or plot.new_axes(figsize or (10, max(2.6, min(7.0, 1.3 + 0.3 * depth))))
     colors = [(0.8, 0.8, 0.8, 1.0) if d == 0 else _color(n, k)
               for n, k, d in zip(layout["name"], layout["kernel"], layout["depth"])]
     ax.barh(layout["depth"], layout["width"], left=layout["start"], height=0.95, color=colors,

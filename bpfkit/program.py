@@ -133,7 +133,7 @@ class Program:
         functions that attach by their names; on any failure free all of it and raise."""
         with diagnose.captured_stderr() as out:
             try:
-                self.bpf = _quiet_bpf_class(bcc)(text=text, cflags=flags)
+                self.bpf = compiler.run(lambda: _quiet_bpf_class(bcc)(text=text, cflags=flags))
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
@@ -469,7 +469,9 @@ def _cflags(cflags) -> list[str]:
     if bad:
         raise BpfkitError(f"Each compiler flag is a string; {bad[0]!r} is a {type(bad[0]).__name__}.",
                           'write cflags=["-DLIMIT=10"], with the value inside the string.')
-    return flags
+    # BCC's compiler does not look in the caller's folder: -Iinc means ./inc to a learner.
+    return [f"-I{Path.cwd() / f[2:]}" if f.startswith("-I") and len(f) > 2 and not f[2:].startswith("/")
+            else f for f in flags]
 
 
 def _given_maps(maps: dict) -> dict[str, Map]:

@@ -48,20 +48,30 @@ class Sampler:
 
     def take(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        self.ticks.append(self.m.snapshot(method=self.method, keys=self.keys))
+        snap = self.m.snapshot(method=self.method, keys=self.keys)
+        # times first: a reader in another thread never sees a tick without its time
         self.times.append(round(now - self.start, 4))
+        self.ticks.append(snap)
+
+    def new_rows(self) -> pd.DataFrame | None:
+        """The rows of the snapshots taken since the last call (None if there are none)."""
+        hi = len(self.ticks)
+        if self._done >= hi:
+            return None
+        piece = self._build(self._done, hi)
+        self._built.append(piece)
+        self._done = hi
+        return piece
 
     def frame(self) -> pd.DataFrame:
         """Every snapshot so far, stacked, with `time` as the first column."""
-        if self._done < len(self.ticks):
-            self._built.append(self._build(self._done, len(self.ticks)))
-            self._done = len(self.ticks)
-            if len(self._built) > 1:
-                keys = self._built[0].attrs.get("key_columns", [])
-                self._built = [pd.concat(self._built, ignore_index=True)]
-                self._built[0].attrs["key_columns"] = keys
+        self.new_rows()
         if not self._built:
             return self._empty()
+        if len(self._built) > 1:
+            keys = self._built[0].attrs.get("key_columns", [])
+            self._built = [pd.concat(self._built, ignore_index=True)]
+            self._built[0].attrs["key_columns"] = keys
         return self._built[0]
 
     def _build(self, lo: int, hi: int) -> pd.DataFrame:
@@ -74,8 +84,9 @@ class Sampler:
         return frame
 
 
-def _run(sampler: Sampler, every: float, duration: float, action, on_tick=None) -> bool:
-    """Take snapshots on a fixed schedule until `duration`; False if interrupted."""
+def _run(sampler: Sampler, every: float, duration: float, action, stop=None) -> bool:
+    """Take snapshots on a fixed schedule until `duration` (or until `stop` is set); False if
+    interrupted (KeyboardInterrupt, also raised by `action`)."""
     if every <= 0 or duration < 0:
         raise ValueError("every must be > 0 and duration >= 0 (both in seconds)")
     start = sampler.start = time.monotonic()
@@ -85,20 +96,25 @@ def _run(sampler: Sampler, every: float, duration: float, action, on_tick=None) 
         while True:
             now = time.monotonic()
             sampler.take(now)
-            if on_tick is not None:
-                on_tick()
-            if now >= deadline:
+            if now >= deadline or (stop is not None and stop.is_set()):
                 return True
             if action is not None:
                 action()
             # The next slot on the schedule (start + k*every), skipping any already missed.
             tick = max(tick + 1, int((time.monotonic() - start) / every) + 1)
             wake = min(start + tick * every, deadline)
-            time.sleep(max(0.0, wake - time.monotonic()))
+            pause = max(0.0, wake - time.monotonic())
+            if stop is not None:
+                stop.wait(pause)
+            else:
+                time.sleep(pause)
     except KeyboardInterrupt:
-        warnings.warn(f"sampling interrupted after {len(sampler.times)} snapshots; returning those",
-                      stacklevel=3)
         return False
+
+
+def _interrupted(sampler: Sampler) -> None:
+    warnings.warn(f"sampling interrupted after {len(sampler.times)} snapshots; returning those",
+                  stacklevel=3)
 
 
 def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method: str = "auto",
@@ -112,7 +128,8 @@ def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method:
     returns what was sampled.
     """
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
-    _run(sampler, every, duration, action)
+    if not _run(sampler, every, duration, action):
+        _interrupted(sampler)
     return sampler.frame()
 
 
@@ -120,49 +137,164 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
          action=None, title: str | None = None, ylabel: str | None = None, redraw: float | None = None,
          method: str = "auto", keys=None, ax=None, **frame_args) -> pd.DataFrame:
     """Like `sample()`, while a line plot of the `top` keys (by their latest value of `y`)
-    redraws in the notebook every `redraw` seconds (at least every 0.25 s). Returns the long
-    frame of every key; interrupting stops cleanly and returns what was sampled.
+    redraws in the notebook every `redraw` seconds (by default `every`, but not more often
+    than twice a second). Returns the long frame of every key; interrupting stops cleanly and
+    returns what was sampled.
 
+    The snapshots are taken in a thread of their own, on schedule, and `action` runs there
+    after each one; a redraw that takes long delays the next redraw, never a snapshot.
     Per-CPU maps are summed over CPUs by default (`per_cpu="sum"`).
     """
-    import matplotlib.pyplot as plt
+    import threading
 
     if m.per_cpu:
         frame_args.setdefault("per_cpu", "sum")
-    display = _display_handle()
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-    else:
-        fig = ax.figure
-    handle = display(fig) if display else None
-    redraw = max(redraw if redraw is not None else every, 0.25)
-    last = [0.0]
+    figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel)
+    redraw = max(every, 0.5) if redraw is None else max(redraw, 0.1)
+    stop = threading.Event()
+    outcome: list = []
 
-    def draw(force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - last[0] < redraw:
-            return
-        last[0] = now
-        _draw(ax, sampler.frame(), y, top, title or f"map {m.name!r} over time", ylabel)
-        if handle is not None:
-            handle.update(fig)
-        else:
-            fig.canvas.draw_idle()
-
-    try:
-        _run(sampler, every, duration, action, on_tick=draw)
-    finally:
+    def on_schedule() -> None:
         try:
-            draw(force=True)
+            outcome.append(_run(sampler, every, duration, action, stop))
+        except BaseException as e:  # shown in the caller's thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=on_schedule, name="bpfkit-live", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=redraw)
+            figure.add(sampler.new_rows())
+            figure.draw()
+    except KeyboardInterrupt:
+        outcome.append(False)
+    finally:
+        stop.set()
+        thread.join()
+        try:
+            figure.add(sampler.new_rows())
+            figure.draw()
         finally:
-            if handle is not None:
-                plt.close(fig)  # shown through the handle: don't let the inline backend show it again
+            figure.close()
+    failure = next((o for o in outcome if isinstance(o, BaseException)), None)
+    if failure is not None:
+        raise failure
+    if False in outcome:
+        _interrupted(sampler)
     return sampler.frame()
 
 
+class LivePlot:
+    """The figure `live()` redraws: a line per key, its artists updated in place.
+
+    A redraw only moves data into the lines that exist and renders once: no clearing and
+    replotting, no tight bounding box each time. In a notebook with the inline backend the
+    figure is rendered to a PNG shown through one display handle; with an interactive
+    backend (ipympl's `%matplotlib widget`) the canvas redraws itself."""
+
+    def __init__(self, ax, y: str | None, top: int, title: str, ylabel: str | None):
+        import matplotlib.pyplot as plt
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+        self.ax, self.fig = ax, ax.figure
+        self.y, self.top, self.ylabel = y, top, ylabel
+        self.key_cols: list[str] | None = None
+        self.series: dict[str, list] = {}      # label -> [times chunks, values chunks]
+        self.latest: dict[str, float] = {}     # label -> its value at the newest tick
+        self.lines: dict = {}                  # label -> Line2D
+        self.shown: list[str] = []
+        ax.set_title(title)
+        ax.set_xlabel("seconds")
+        ax.grid(axis="y", alpha=0.3)
+        self.fig.tight_layout()
+        self.handle = None
+        backend = plt.get_backend().lower()
+        self.display = _display_handle()
+        self.inline = "inline" in backend and self.display is not None
+        self.widget = ("ipympl" in backend or "widget" in backend) and self.display is not None
+
+    def add(self, rows: pd.DataFrame | None) -> None:
+        if rows is None or not len(rows):
+            return
+        if self.key_cols is None:
+            self.key_cols = list(rows.attrs.get("key_columns", []))
+            values = [c for c in rows.columns if c not in self.key_cols and c not in ("time", "cpu")]
+            numeric = [c for c in values if pd.api.types.is_numeric_dtype(rows[c])]
+            self.y = self.y or (numeric[0] if numeric else None)
+            self.ax.set_ylabel(self.ylabel or self.y or "")
+        if self.y is None:
+            return
+        labels = _labels(rows, self.key_cols).to_numpy()
+        times, values = rows["time"].to_numpy(), rows[self.y].to_numpy()
+        order = np.argsort(labels, kind="stable")
+        cut = np.flatnonzero(labels[order][1:] != labels[order][:-1]) + 1
+        for part in np.split(order, cut):
+            if len(part):
+                chunks = self.series.setdefault(labels[part[0]], [[], []])
+                chunks[0].append(times[part])
+                chunks[1].append(values[part])
+        last = times == times[-1]
+        self.latest.update(zip(labels[last].tolist(), values[last].tolist()))
+
+    def draw(self) -> None:
+        best = sorted(self.latest, key=lambda k: self.latest[k], reverse=True)[: self.top]
+        for label in best:
+            chunks = self.series[label]
+            if len(chunks[0]) > 1:  # join the chunks once; later ticks add new ones
+                chunks[0], chunks[1] = [np.concatenate(chunks[0])], [np.concatenate(chunks[1])]
+            if label not in self.lines:
+                self.lines[label], = self.ax.plot([], [], marker=".", label=label)
+            self.lines[label].set_data(chunks[0][0], chunks[1][0])
+        for label, line in self.lines.items():
+            line.set_visible(label in best)
+        if best != self.shown:  # the legend only changes when the top keys do
+            self.shown = best
+            self.ax.legend([self.lines[b] for b in best], best, fontsize="small", loc="upper left",
+                           title=", ".join(self.key_cols or []) or "key")
+        self.ax.relim(visible_only=True)
+        self.ax.autoscale_view()
+        self._render()
+
+    def _render(self) -> None:
+        if not self.inline:  # ipympl, a desktop window, or no display at all
+            self.fig.canvas.draw_idle()
+            if self.widget and self.handle is None:
+                self.handle = self.display(self.fig.canvas)
+            return
+        from IPython.display import Image
+        image = Image(data=_png(self.fig), format="png")
+        if self.handle is None:
+            self.handle = self.display(image)
+        else:
+            self.handle.update(image)
+
+    def close(self) -> None:
+        if self.inline:
+            import matplotlib.pyplot as plt
+            plt.close(self.fig)  # shown through the handle: don't let the inline backend show it again
+
+
+def _png(fig) -> bytes:
+    """The figure as a PNG: drawn once on its Agg canvas (savefig draws it twice, and the
+    inline backend adds a pass for a tight bounding box), encoded fast rather than small."""
+    import io
+    png = io.BytesIO()
+    canvas = fig.canvas
+    if not hasattr(canvas, "buffer_rgba"):
+        fig.savefig(png, format="png")
+        return png.getvalue()
+    from PIL import Image as Picture
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    Picture.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+        png, format="png", compress_level=1)
+    return png.getvalue()
+
+
 def _display_handle():
-    """IPython's display, when running in a notebook or IPython shell, else None."""
+    """IPython's display (returning a handle to update), in a notebook or IPython shell, else None."""
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -170,32 +302,7 @@ def _display_handle():
         return None
     if get_ipython() is None:
         return None
-    return lambda fig: display(fig, display_id=True)
-
-
-def _draw(ax, frame: pd.DataFrame, y, top: int, title: str, ylabel) -> None:
-    ax.clear()
-    ax.set_title(title)
-    ax.set_xlabel("seconds")
-    if len(frame):
-        key_cols = list(frame.attrs.get("key_columns", []))
-        value_cols = [c for c in frame.columns if c not in key_cols and c not in ("time", "cpu")]
-        numeric = [c for c in value_cols if pd.api.types.is_numeric_dtype(frame[c])]
-        y = y or (numeric[0] if numeric else None)
-        if y is not None:
-            ax.set_ylabel(ylabel or y)
-            latest = frame[frame["time"] == frame["time"].iloc[-1]]
-            label = _labels(latest, key_cols)
-            best = latest.assign(_label=label).nlargest(top, y)["_label"].tolist()
-            shown = frame.assign(_label=_labels(frame, key_cols))
-            shown = shown[shown["_label"].isin(set(best))]
-            groups = dict(tuple(shown.groupby("_label", sort=False)))
-            for name in best:  # biggest first, so the legend reads top-down
-                ax.plot(groups[name]["time"], groups[name][y], marker=".", label=name)
-            if len(best):
-                ax.legend(title=", ".join(key_cols) or "key", fontsize="small", loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
-    ax.figure.tight_layout()
+    return lambda obj: display(obj, display_id=True)
 
 
 def _labels(frame: pd.DataFrame, key_cols: list[str]) -> pd.Series:

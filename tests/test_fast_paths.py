@@ -1,0 +1,171 @@
+"""The fast paths give exactly what the plain ones give (their speed is in `make bench`):
+names decoded once per distinct value, the compiling thread with its short kallsyms, the check
+compile that makes no maps, live() sampling in a thread of its own, a lazy pyplot."""
+from __future__ import annotations
+
+import ctypes as ct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bpfkit
+from bpfkit import compiler, sampling, system
+from bpfkit.maps import layout
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- char arrays decoded once per distinct value ---------------------------------------------------
+
+AWKWARD = [b"ab\0cd", b"ab\0xy", b"\xff\xfe", b"caf\xc3\xa9", b"x" * 16, b"", b"\0zz", b"a\xc3",
+           b"\xe2\x82", b"tab\there", b"\0" * 16]
+
+
+def _plain(values: np.ndarray) -> list[str]:
+    return [v.split(b"\0", 1)[0].decode("utf-8", "replace") for v in values.tolist()]
+
+
+@pytest.mark.parametrize("width", [16, 8, 12, 7])
+def test_factorized_decoding_equals_decoding_each_value(width):
+    rng = np.random.default_rng(width)
+    names = np.array([v[:width] for v in AWKWARD] + [b"p%d" % i for i in range(150)], dtype=f"S{width}")
+    values = names[rng.integers(0, len(names), 50_000)]
+    fast = layout.texts(values)
+    assert isinstance(fast, np.ndarray) == (width % 4 == 0)  # 7-byte names take the plain path
+    assert list(fast) == _plain(values)
+    assert "ab" in list(fast) and "\ufffd\ufffd" in list(fast)  # cut at NUL; invalid UTF-8 replaced
+
+
+def test_names_that_hardly_repeat_take_the_plain_path_with_the_same_result():
+    values = np.array([b"comm-%09d" % i for i in range(40_000)], dtype="S16")
+    codes, firsts = layout._factorized(values)
+    assert codes is None and firsts is None
+    assert list(layout.texts(values)) == _plain(values)
+
+
+class Task(ct.Structure):
+    _fields_ = [("pid", ct.c_uint32), ("comm", ct.c_char * 16)]
+
+
+def test_a_struct_keyed_map_frames_the_same_names_either_way(no_leaks):
+    with bpfkit.create_map("hash", key=Task, value="u64", max_entries=20_000, name="tasks") as m:
+        keys = np.zeros(20_000, dtype=m.key_dtype)
+        keys["pid"] = np.arange(20_000)
+        keys["comm"] = np.array(AWKWARD, dtype="S16")[np.arange(20_000) % len(AWKWARD)]
+        m.update_batch(keys, np.arange(20_000, dtype=np.uint64))
+        fast = m.frame().sort_values("pid", ignore_index=True)
+        saved = layout._FACTORIZE_FROM
+        layout._FACTORIZE_FROM = 10**12
+        try:
+            plain = m.frame().sort_values("pid", ignore_index=True)
+        finally:
+            layout._FACTORIZE_FROM = saved
+        assert fast.equals(plain)
+        assert fast["comm"].iloc[0] == "ab" and fast["comm"].iloc[2] == "\ufffd\ufffd"
+
+
+# ---- the compiling thread and the check compile -----------------------------------------------------
+
+def _kallsyms_lines() -> int:
+    with open("/proc/kallsyms", "rb") as f:
+        return sum(1 for _ in f)
+
+
+def test_the_compiling_thread_sees_a_short_kallsyms_and_the_process_the_real_one():
+    if compiler._compiling_thread() is None:
+        pytest.skip("this process may not make a mount namespace (no CAP_SYS_ADMIN)")
+    inside = compiler.run(_kallsyms_lines)
+    assert 1 <= inside <= 32
+    assert _kallsyms_lines() > 1000
+    with open("/proc/self/mountinfo") as f:
+        assert "kallsyms" not in f.read()  # the bind mount never reached the process's mounts
+    with open("/proc/kallsyms") as f:
+        real = {l.split()[2] for l in f if " bpf_probe_read_" in l}
+    shown = compiler.run(lambda: {l.split()[2] for l in open("/proc/kallsyms")})
+    assert shown == real
+
+
+def test_a_relative_include_folder_is_found_from_the_callers_folder(tmp_path, monkeypatch, no_leaks):
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "limits.h").write_text("#define LIMIT 7\n")
+    monkeypatch.chdir(tmp_path)
+    source = ('#include "limits.h"\nBPF_ARRAY(cfg, u64, LIMIT);\n'
+              "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }\n")
+    with bpfkit.load(source, name="relative", cflags=["-Iinc"]) as prog:
+        assert prog["cfg"].max_entries == 7
+
+
+def test_the_check_compile_makes_no_maps(no_leaks):
+    """A map the kernel cannot make (2^31 preallocated 8-byte entries) fails only when the
+    program is really loaded: the check child never asks for it, it only compiles."""
+    from bpfkit._libc import seccomp
+    if seccomp is None:
+        pytest.skip("libseccomp is missing: the check compile makes the maps too")
+    bcc = system.bcc()
+    text = (b"BPF_HASH(huge, u64, u64, 2147483647);\n"
+            b"TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { u64 k = 1; huge.lookup(&k); return 0; }\n"
+            + f"// {time.time()}\n".encode())
+    assert compiler.check(bcc.BPF, text, []) is None
+    with pytest.raises(bpfkit.errors.LoadError) as e:
+        bpfkit.load(text.decode(), name="huge")
+    assert "refused to create map 'huge'" in e.value.what
+
+
+# ---- live() -------------------------------------------------------------------------------------------
+
+def test_live_keeps_every_tick_when_redraws_are_slow(monkeypatch, no_leaks):
+    draws = []
+
+    def slow_draw(self):
+        draws.append(time.monotonic())
+        time.sleep(0.3)  # a redraw much longer than the sampling interval
+
+    monkeypatch.setattr(sampling.LivePlot, "draw", slow_draw)
+    with bpfkit.create_map("hash", key="u32", value="u64", max_entries=10, name="slow") as m:
+        m[1] = 1
+        frame = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.1)
+    assert frame["time"].nunique() == 21  # 0, 0.05, ..., 1.0: none dropped
+    assert 2 <= len(draws) <= 6           # the redraws were what gave way
+
+
+# ---- import -------------------------------------------------------------------------------------------
+
+def test_import_bpfkit_leaves_pyplot_until_a_plot_is_drawn():
+    code = ("import sys, bpfkit; assert 'matplotlib.pyplot' not in sys.modules; "
+            "import pandas as pd; bpfkit.plot.bar(pd.DataFrame({'k': [1], 'v': [2]}), 'k', 'v', title='t'); "
+            "assert 'matplotlib.pyplot' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                   env={"PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"})
+
+
+def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
+    """The inline backend's path: a PNG displayed once, then updated in place through its
+    display id, while every tick is kept."""
+    from jupyter_client import KernelManager
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(ROOT), env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    kc = km.client()
+    kc.start_channels()
+    messages = []
+    try:
+        kc.wait_for_ready(timeout=60)
+        code = ("%matplotlib inline\nimport bpfkit\n"
+                "m = bpfkit.create_map('hash', key='u32', value='u64', max_entries=10, name='nb_live')\n"
+                "m[1] = 5\nframe = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.2)\n"
+                "m.close()\nprint('ticks', frame['time'].nunique())")
+        reply = kc.execute_interactive(code, timeout=60, output_hook=messages.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    updates = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert len(shown) == 1 and "image/png" in shown[0]["content"]["data"]
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert len(updates) >= 3 and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
+    printed = "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
+    assert "ticks 21" in printed
