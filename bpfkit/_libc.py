@@ -31,6 +31,15 @@ MS_REC = 16384
 MS_SLAVE = 1 << 19
 
 
+class ScmpArgCmp(ct.Structure):
+    """libseccomp's struct scmp_arg_cmp: argument `arg` compared with `op` to `datum_a`."""
+    _fields_ = [("arg", ct.c_uint), ("op", ct.c_int), ("datum_a", ct.c_uint64),
+                ("datum_b", ct.c_uint64)]
+
+
+SCMP_CMP_EQ = 4
+
+
 def _seccomp():
     try:
         lib = ct.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
@@ -40,8 +49,9 @@ def _seccomp():
     lib.seccomp_init.argtypes = [ct.c_uint32]
     lib.seccomp_syscall_resolve_name.restype = ct.c_int
     lib.seccomp_syscall_resolve_name.argtypes = [ct.c_char_p]
-    lib.seccomp_rule_add.restype = ct.c_int
-    lib.seccomp_rule_add.argtypes = [ct.c_void_p, ct.c_uint32, ct.c_int, ct.c_uint]
+    lib.seccomp_rule_add_array.restype = ct.c_int
+    lib.seccomp_rule_add_array.argtypes = [ct.c_void_p, ct.c_uint32, ct.c_int, ct.c_uint,
+                                           ct.POINTER(ScmpArgCmp)]
     lib.seccomp_load.restype = ct.c_int
     lib.seccomp_load.argtypes = [ct.c_void_p]
     lib.seccomp_release.restype = None

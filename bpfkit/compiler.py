@@ -15,9 +15,11 @@ this process.
 
 Two things keep that second compile from doubling the wait for a new cell:
 
-- The child may not call bpf() (a seccomp filter refuses it by name): it runs every stage of
-  the compiler, which comes before BCC creates the maps, and stops there instead of creating
-  maps of a million entries that it would throw away.
+- The child may not create maps (a seccomp filter refuses bpf(BPF_MAP_CREATE), naming the
+  syscall, not its number): it runs every stage of the compiler, which comes before BCC
+  creates the maps, and stops there instead of creating maps of a million entries that it
+  would throw away. What BCC does after the maps is not checked, so a failed real load also
+  closes any map fds BCC left open (see `Program._open`).
 - Both compiles run in one thread of ours that has a mount namespace of its own, in which
   /proc/kallsyms lists only the two symbols BCC's compiler looks up. BCC reads the whole file
   on every compile to find them (122,000 lines here: more than half of the compile's time).
@@ -44,8 +46,8 @@ import time
 import warnings
 
 from . import atomic
-from ._libc import (CLONE_NEWNS, MS_BIND, MS_REC, MS_SLAVE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, libc,
-                    seccomp)
+from ._libc import (CLONE_NEWNS, MS_BIND, MS_REC, MS_SLAVE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO,
+                    SCMP_CMP_EQ, ScmpArgCmp, libc, seccomp)
 
 # The longest compile we have seen here is under 3 s (a program that includes
 # bpf_perf_event.h); a slow VM may take several times that, a hang takes forever.
@@ -55,6 +57,7 @@ _FAILED = 3  # the child's exit status when BCC raised its usual exception
 # How bpf() fails in the check child: an errno no real map creation gives, so that BCC's "could
 # not open bpf map: ..., error: State not recoverable" means the compile itself went through.
 _REFUSED = errno.ENOTRECOVERABLE
+_BPF_MAP_CREATE = 0  # the command number in include/uapi/linux/bpf.h, the same on every architecture
 
 _survived: set[str] = set()
 
@@ -146,7 +149,9 @@ def _fork(bpf_class, text: bytes, flags: list[str], said: int) -> int:
 
 
 def _refuse_bpf_syscall() -> bool:
-    """In the check child: make bpf() fail with _REFUSED, so BCC makes no maps. True if done."""
+    """In the check child: make bpf(BPF_MAP_CREATE, ...) fail with _REFUSED, so BCC makes no
+    maps (the rest of bpf(), loading the program's BTF for one, works as in the real load).
+    True if done."""
     if seccomp is None:
         return False
     ctx = seccomp.seccomp_init(SCMP_ACT_ALLOW)
@@ -154,7 +159,10 @@ def _refuse_bpf_syscall() -> bool:
         return False
     try:
         number = seccomp.seccomp_syscall_resolve_name(b"bpf")
-        return (number >= 0 and seccomp.seccomp_rule_add(ctx, SCMP_ACT_ERRNO(_REFUSED), number, 0) == 0
+        map_create = ScmpArgCmp(0, SCMP_CMP_EQ, _BPF_MAP_CREATE, 0)  # bpf()'s first argument
+        return (number >= 0
+                and seccomp.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(_REFUSED), number, 1,
+                                                   ct.byref(map_create)) == 0
                 and seccomp.seccomp_load(ctx) == 0)
     finally:
         seccomp.seccomp_release(ctx)

@@ -50,6 +50,7 @@ def captured_stderr():
 
 _DIAG = re.compile(r"^(\S+?):(\d+):(\d+): (fatal error|error|warning|note): (.*)$")
 _MAIN = "/virtual/main.c"
+_GUTTER = re.compile(r"^\s*\d+ \| ?(.*)$")
 _MAP_FAILED = re.compile(r"could not open bpf map: (\w+), error: (.*)$", re.M)
 
 
@@ -67,6 +68,10 @@ def _diagnostics(output: str) -> list[dict]:
         if not m:
             continue
         code = lines[i + 1] if i + 1 < len(lines) and not _DIAG.match(lines[i + 1]) else None
+        if code is not None:
+            # clang 15 and later put the line's number in a gutter: "   14 |     u64 k = 0"
+            gutter = _GUTTER.match(code)
+            code = gutter.group(1) if gutter else code
         out.append({"file": m.group(1), "row": int(m.group(2)), "col": int(m.group(3)),
                     "level": m.group(4), "text": m.group(5), "code": code})
     return out
@@ -131,7 +136,8 @@ def compile_error(output: str, source: str, where: str, first_line: int = 1) -> 
         detail += f"\n(and {len(errors) - 3} more errors after these)"
     first = errors[0]
     headline = shown[0][1]
-    hint = _compile_hint(first["text"], source)
+    own = lines[first["line"] - 1] if first.get("line") and first["line"] <= len(lines) else ""
+    hint = _compile_hint(first["text"], source, own)
     if first["file"] != _MAIN:
         hint = _header_hint(first["file"]) or hint
     return CompileError(f"{title(where)} did not compile: {headline}", hint, detail=detail)
@@ -249,6 +255,8 @@ def compiler_exited(output: str, source: str, where: str, first_line: int = 1) -
     function = describe_function(m.group(4)) if m else "a function"
     saved = "bpfkit compiled it in a separate process first, so nothing else was lost."
     lines = source.splitlines()
+    if "signed division" in said.lower():
+        return _signed_division(where, "ended the process")
     if "stack limit" in said:
         big = _biggest_local_array(lines)
         place = ""
@@ -264,7 +272,7 @@ def compiler_exited(output: str, source: str, where: str, first_line: int = 1) -
             "`struct buf_t { char data[600]; }; BPF_PERCPU_ARRAY(scratch, struct buf_t, 1);` and in "
             "the function write `u32 zero = 0; struct buf_t *b = scratch.lookup(&zero); "
             "if (!b) return 0;`, then use b->data.")
-    if "too many args" in said:
+    if "too many arg" in said:  # LLVM 14: "too many args to …", LLVM 19: "… too many arguments"
         row = _printk_with_too_many_values(lines)
         place = (f" at line {row + first_line - 1} of {where}:\n    {lines[row - 1].strip()}\n"
                  if row else ". ")
@@ -341,19 +349,35 @@ def _top_level_commas(text: str) -> int:
 def compiler_crashed(signal_name: str, output: str, where: str) -> CompileError:
     """BCC's compiler died (in a throwaway process) instead of reporting an error."""
     if "signed division" in output.lower():
-        return CompileError(
-            f"{title(where)} did not compile: it divides (or takes a remainder of) a signed number, "
-            "and the BPF instruction set of this compiler has only unsigned division. BCC's "
-            f"compiler stopped with {signal_name}; bpfkit compiled it in a separate process first, "
-            "so nothing else was lost.",
-            "make both sides of every / and % unsigned: copy the value into a u64 (or u32) first, "
-            "e.g. `u64 bytes = args->ret; ... bytes / 1024`, after checking it is not negative.")
+        return _signed_division(where, f"stopped with {signal_name}")
     return CompileError(
         f"{title(where)} did not compile: BCC's compiler crashed on it ({signal_name}) instead of "
         "reporting an error. bpfkit compiled it in a separate process first, so nothing else was lost.",
         "the code has a mistake BCC cannot explain: look for a stray character around the map "
         "declarations (such as `*BPF_HASH(...)`) or a macro used the wrong way; comment out parts "
         "of the program to find the line.")
+
+
+def pass_a_pointer(line: str) -> str:
+    """The hint for a map's key or value passed by value, with the learner's own names."""
+    call = re.search(r"(\w+)\.(lookup|update|insert|delete)\s*\(\s*(\w+)", line)
+    if call:
+        name, method, key = call.groups()
+        more = ", &value" if method in ("update", "insert") else ""
+        example = f"write {name}.{method}(&{key}{more}), not {name}.{method}({key}{more})"
+    else:
+        example = "e.g. counter_table.lookup(&key), not counter_table.lookup(key)"
+    return f"pass a pointer, the address of a variable: {example}."
+
+
+def _signed_division(where: str, how: str) -> CompileError:
+    # LLVM 14 (Debian 12) aborts on it; LLVM 19 (Debian 13) calls exit(1): the same mistake
+    return CompileError(
+        f"{title(where)} did not compile: it divides (or takes a remainder of) a signed number, "
+        f"and the BPF instruction set of this compiler has only unsigned division. BCC's "
+        f"compiler {how}; bpfkit compiled it in a separate process first, so nothing else was lost.",
+        "make both sides of every / and % unsigned: copy the value into a u64 (or u32) first, "
+        "e.g. `u64 bytes = args->ret; ... bytes / 1024`, after checking it is not negative.")
 
 
 def _place(d: dict, lines: list[str], where: str, first_line: int) -> tuple[str, str]:
@@ -410,7 +434,7 @@ def _plain(text: str) -> str:
     return text
 
 
-def _compile_hint(text: str, source: str = "") -> str:
+def _compile_hint(text: str, source: str = "", line: str = "") -> str:
     m = re.search(r"no member named '(\w+)' in 'struct (\w+)_table_t'", text)
     if m:
         method, table = m.groups()
@@ -431,9 +455,12 @@ def _compile_hint(text: str, source: str = "") -> str:
     if m:
         return (f"{m.group(1)!r} is not declared: check its spelling, and declare maps "
                 "(BPF_HASH(...), BPF_ARRAY(...)) above the functions that use them.")
+    if "integer to pointer conversion" in text:  # clang 16 and later: a key passed by value
+        return pass_a_pointer(line)
     if "expected ';'" in text:
         return "add the missing ';' at the end of the statement before the place shown."
-    m = re.search(r"implicit declaration of function '(\w+)'", text)
+    # clang 14 says "implicit declaration of function 'f'", clang 19 "call to undeclared function 'f'"
+    m = re.search(r"(?:implicit declaration of|call to undeclared) function '(\w+)'", text)
     if m:
         from .errors import did_you_mean
         guess = did_you_mean(m.group(1), _callable_names(source))

@@ -193,6 +193,19 @@ _FDINFO_ID = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
 _FDINFO_KIND = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
 
 
+def bpf_fds() -> set[int]:
+    """This process's file descriptors that name a BPF object or a BTF object."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("anon_inode:bpf", "anon_inode:btf")):
+            found.add(int(fd))
+    return found
+
+
 def held_by(pid: int) -> dict[str, set[int]]:
     """Ids of the BPF programs, maps and links process `pid` holds an fd to (none if it is gone).
 

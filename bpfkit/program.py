@@ -13,6 +13,7 @@ descriptor into the C text as `seen`, a map pointer for helpers such as
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import errno
 import functools
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 from . import atomic, compiler, diagnose, errors, kernel, lifetime, system, verifier
@@ -132,11 +134,18 @@ class Program:
         """Compile for real (the check compile succeeded), create the maps, load and attach the
         functions that attach by their names; on any failure free all of it and raise."""
         with diagnose.captured_stderr() as out:
+            before = kernel.bpf_fds()
             try:
                 self.bpf = compiler.run(lambda: _quiet_bpf_class(bcc)(text=text, cflags=flags))
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
+                # A map the kernel refuses (max_entries 0, say) fails BCC's load after it made
+                # the maps before it, and BCC keeps their fds open: close what it left. We hold
+                # the kit's lock, so no other load of ours opened any of these meanwhile.
+                for fd in kernel.bpf_fds() - before:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
         if failed is not None:
             self.closed = True
             raise diagnose.compile_error(out[0], self.source, self.where, self.first_line) from None
@@ -147,9 +156,30 @@ class Program:
             raise
 
     def _free(self) -> None:
+        """Detach and free everything; a detach BCC fails at does not keep the rest alive."""
         self.closed = True
         with diagnose.captured_stderr():
-            self.bpf.cleanup()
+            try:
+                self.bpf.cleanup()
+                return
+            except Exception as e:  # BCC raises bare Exceptions, and stops at the first
+                failed = e
+            lib = _libbcc()
+            for fds in (list(self.bpf.open_perf_events.values()) + list(self.bpf.tracepoint_fds.values())
+                        + list(self.bpf.kprobe_fds.values())):
+                for fd in (fds.values() if isinstance(fds, dict) else [fds]):
+                    with contextlib.suppress(Exception):
+                        lib.bpf_close_perf_event_fd(fd)  # the event's reference to the program
+            for fd in list(self.bpf.raw_tracepoint_fds.values()):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            for table in (self.bpf.open_perf_events, self.bpf.tracepoint_fds,
+                          self.bpf.raw_tracepoint_fds, self.bpf.kprobe_fds):
+                table.clear()  # closed: BCC's own cleanup at exit must not close them again
+            with contextlib.suppress(Exception):
+                self.bpf.close()  # the functions' fds, and the module with its maps
+        warnings.warn(f"bpfkit: BCC failed while closing {self.name!r} ({failed}); everything it "
+                      "had made was freed anyway.", stacklevel=3)
 
     # -- loading and attaching -------------------------------------------------------------
     def _function_names(self) -> list[str]:

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 
-from .diagnose import describe_function, norm
+from .diagnose import describe_function, norm, pass_a_pointer
 from .errors import LoadError, PrivilegeError, VerifierError
 
 _VERIFIER_HINTS = [
@@ -82,18 +82,10 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
     if pointer and helper:
         arg = int(pointer.group(1))
         what = _MAP_HELPER_ARGS.get((helper, arg), f"argument {arg}")
-        call = re.search(r"(\w+)\.(lookup|update|insert|delete)\s*\(\s*(\w+)", lines[row - 1]) if row else None
-        if call:
-            name, method, key = call.groups()
-            more = ", &value" if method in ("update", "insert") else ""
-            example = f"write {name}.{method}(&{key}{more}), not {name}.{method}({key}{more})"
-        else:
-            example = "e.g. counter_table.lookup(&key), not counter_table.lookup(key)"
         return VerifierError(
             f"The verifier refused {described}: it passes {what} of {helper} as a number, where "
             f"the helper takes a pointer{(',' + place) if place else '. '}It says: {reason}",
-            f"pass a pointer, the address of a variable: {example}.",
-            detail=detail)
+            pass_a_pointer(lines[row - 1] if row else ""), detail=detail)
     hint = next((h for key, h in _VERIFIER_HINTS if key in output),
                 "read the verifier's last lines above: they name the instruction it refused and why.")
     loop = _enclosing_loop(lines, row) if row else None
@@ -181,12 +173,13 @@ def _function_rows(lines: list[str], function: str) -> tuple[int, int] | None:
 
 
 def _own_line_number(log_line: str, lines: list[str], log: list[str], first_line: int) -> str:
-    """"; u64 c = *p; @ main.c:28" (BCC's numbering) -> "; u64 c = *p;  (line 5)"."""
+    """"; u64 c = *p; @ main.c:28" (BCC's line) -> "; u64 c = *p;  (line 5)" (the learner's)."""
     if not (log_line.startswith("; ") and " @ main.c:" in log_line):
         return log_line
     text, _, num = log_line[2:].rpartition(" @ main.c:")
     row = _source_row(text, int(num) if num.isdigit() else 0, lines, log)
-    return f"; {text}  (line {row + first_line - 1})" if row else f"; {text}"
+    # the learner's own text: BCC's rewrite of it (bpf_pseudo_fd and all) means nothing to them
+    return f"; {lines[row - 1].strip()}  (line {row + first_line - 1})" if row else f"; {text}"
 
 
 def _rewritten_row(text: str, row: int, lines: list[str]) -> int | None:

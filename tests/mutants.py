@@ -94,22 +94,26 @@ def edit_delete_token(source: str, rng: random.Random):
     return _splice(source, t.start, t.end, ""), f"delete token {t.text!r} at line {line_of(source, t.start)}"
 
 
-def edit_drop_line(source: str, rng: random.Random):
+def _pick_line(source: str, rng: random.Random):
+    """(a code line's number, the source's lines) or (None, None) when there is no code."""
     rows = _code_lines(source)
     if not rows:
+        return None, None
+    return rng.choice(rows), source.splitlines(keepends=True)
+
+
+def edit_drop_line(source: str, rng: random.Random):
+    row, lines = _pick_line(source, rng)
+    if row is None:
         return None
-    row = rng.choice(rows)
-    lines = source.splitlines(keepends=True)
     del lines[row - 1]
     return "".join(lines), f"drop line {row}"
 
 
 def edit_duplicate_line(source: str, rng: random.Random):
-    rows = _code_lines(source)
-    if not rows:
+    row, lines = _pick_line(source, rng)
+    if row is None:
         return None
-    row = rng.choice(rows)
-    lines = source.splitlines(keepends=True)
     line = lines[row - 1]
     lines.insert(row, line if line.endswith("\n") else line + "\n")
     if not line.endswith("\n"):
