@@ -150,7 +150,7 @@ def redraw_cost(rounds: int = 9) -> float:
 
 # -- 3. struct keys ---------------------------------------------------------------------------------
 
-def struct_keys(bare_reader, rounds: int = 5) -> list[tuple]:
+def struct_keys(bare_reader, rounds: int = 7) -> list[tuple]:
     """A 1M-entry hash keyed by {u32 pid; char comm[16]}: .frame() against the bare batch read,
     with 200 and 4096 distinct names, and with every name distinct against the plain decoding."""
     rows = []

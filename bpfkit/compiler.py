@@ -216,7 +216,11 @@ def run(fn):
     if jobs is None:
         return fn()
     future: concurrent.futures.Future = concurrent.futures.Future()
-    jobs.put((fn, os.getcwd(), future))
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the folder was removed under the notebook
+        cwd = None
+    jobs.put((fn, cwd, future))
     return future.result()
 
 
@@ -252,8 +256,10 @@ def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
                 _enter_private_mounts(short)
         except OSError:
             pass  # the full kallsyms then: slower, not wrong
+        if cwd is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(cwd)  # the caller's folder, as if the compile ran there
         try:
-            os.chdir(cwd)  # the caller's, for relative -I folders and #include paths
             future.set_result(fn())
         except BaseException as e:
             future.set_exception(e)

@@ -235,8 +235,8 @@ class LivePlot:
                 chunks = self.series.setdefault(labels[part[0]], [[], []])
                 chunks[0].append(times[part])
                 chunks[1].append(values[part])
-        last = times == times[-1]
-        self.latest.update(zip(labels[last].tolist(), values[last].tolist()))
+        last = times == times[-1]  # the top keys are those of the newest tick alone
+        self.latest = dict(zip(labels[last].tolist(), values[last].tolist()))
 
     def draw(self) -> None:
         best = sorted(self.latest, key=lambda k: self.latest[k], reverse=True)[: self.top]
