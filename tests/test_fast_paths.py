@@ -4,6 +4,8 @@ compile that makes no maps, live() sampling in a thread of its own, a lazy pyplo
 from __future__ import annotations
 
 import ctypes as ct
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -147,7 +149,7 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
     display id, while every tick is kept."""
     from jupyter_client import KernelManager
     km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(ROOT), env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    km.start_kernel(cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
     kc = km.client()
     kc.start_channels()
     messages = []
@@ -169,3 +171,21 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
     assert len(updates) >= 3 and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
     printed = "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
     assert "ticks 21" in printed
+
+
+@pytest.mark.skipif(shutil.which("capsh") is None,
+                    reason="capsh (libcap2-bin) is installed by scripts/provision.sh --test-tools")
+def test_without_cap_sys_admin_compiles_run_where_called_and_crashes_are_still_caught():
+    """No mount namespace of its own (a container, a user with CAP_BPF and CAP_PERFMON only):
+    the compile runs in the caller's thread with the full kallsyms, and the check still works."""
+    code = ("import bpfkit\nfrom bpfkit import compiler\n"
+            "assert compiler._compiling_thread() is None\n"
+            "bpfkit.load('counter', name='no_sys_admin').close()\n"
+            "try:\n    bpfkit.load('*BPF_HASH(x);', name='no_sys_admin_crash')\n"
+            "except bpfkit.errors.CompileError as e:\n    assert 'crashed on it' in e.what\n"
+            "else:\n    raise AssertionError('the crash was not caught')\n"
+            "print('ok')\n")
+    out = subprocess.run([shutil.which("capsh"), "--drop=cap_sys_admin", "--", "-c", f"{sys.executable} -c \"$0\"", code],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip().endswith("ok"), out.stdout + out.stderr
