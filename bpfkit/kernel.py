@@ -193,17 +193,25 @@ _FDINFO_ID = re.compile(r"^(prog_id|map_id|link_id):\s*(\d+)", re.M)
 _FDINFO_KIND = {"prog_id": "programs", "map_id": "maps", "link_id": "links"}
 
 
-def bpf_fds() -> set[int]:
-    """This process's file descriptors that name a BPF object or a BTF object."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
+def _bpf_fds(pid: int | str, kinds=("anon_inode:bpf",)) -> list[int]:
+    """Process `pid`'s file descriptors whose target starts with one of `kinds`."""
+    found = []
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(kinds):
+                found.append(int(fd))
         except OSError:
             continue
-        if target.startswith(("anon_inode:bpf", "anon_inode:btf")):
-            found.add(int(fd))
     return found
+
+
+def bpf_fds() -> set[int]:
+    """This process's file descriptors that name a BPF object or a BTF object."""
+    return set(_bpf_fds("self", ("anon_inode:bpf", "anon_inode:btf")))
 
 
 def held_by(pid: int) -> dict[str, set[int]]:
@@ -212,14 +220,8 @@ def held_by(pid: int) -> dict[str, set[int]]:
     An object some process holds is that process's to free (it goes when the process exits);
     a leak is an object nobody holds that is still in the kernel."""
     held = {"programs": set(), "maps": set(), "links": set()}
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return held
-    for fd in fds:
+    for fd in _bpf_fds(pid):
         try:
-            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf"):
-                continue
             with open(f"/proc/{pid}/fdinfo/{fd}") as f:
                 info = f.read()
         except OSError:

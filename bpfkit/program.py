@@ -127,7 +127,7 @@ class Program:
                 self._free()  # leave the kernel as if the cell had not run; the step raises
             else:
                 previous = lifetime.add("program", name, self)
-                if previous is not None and previous is not self:
+                if previous is not None:
                     previous.close()
 
     def _open(self, bcc, text: bytes, flags: list[str]) -> None:

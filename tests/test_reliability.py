@@ -16,7 +16,7 @@ import pytest
 import bpfkit
 from bpfkit import compiler, kernel
 from bpfkit.errors import BpfkitError, CompileError
-from conftest import held_elsewhere, kernel_state, leftovers, settled_snapshot
+from conftest import _descendants, held_elsewhere, kernel_state, leftovers, settled_snapshot
 
 COUNTER = """\
 BPF_HASH(counter_table, u32, u64);
@@ -98,16 +98,7 @@ def test_a_compile_that_never_returns_is_stopped_and_explained(tmp_path, monkeyp
 
 
 def _children() -> set[int]:
-    me = os.getpid()
-    found = set()
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = open(f"/proc/{entry}/stat").read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-            found.add(int(entry))
-    return found
+    return _descendants(os.getpid()) - {os.getpid()}
 
 
 # ---- Stop at any moment -------------------------------------------------------------------------
