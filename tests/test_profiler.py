@@ -249,7 +249,10 @@ def test_the_profiler_finds_the_hot_function(no_leaks):
         assert top["function"].iloc[0] == "hot_function"
         self_samples = top.set_index("function")["self"]
         assert self_samples["hot_function"] > 2 * self_samples.get("warm_function", 0)
-        assert callers(folded, "hot_function")["caller"].tolist() == ["main"]
+        who = callers(folded, "hot_function").set_index("caller")["samples"]
+        assert who.get("main", 0) >= 0.9 * who.sum()
+        # A sample on hot_function's first or last instruction, outside its frame, skips main.
+        assert set(who.index) <= {"main", *callers(folded, "main")["caller"]}
         assert callers(folded, "main")["caller"].tolist() == ["__libc_start_call_main"]
         assert any("main;touch_pages;" in s and "handle_mm_fault_[k]" in s for s in folded["stack"])
         for f in top.loc[~top["kernel"] & top["function"].str.contains("munmap"), "function"]:
