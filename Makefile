@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test bench doctor clean
+.PHONY: setup provision lab test test-distro bench doctor clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
@@ -30,6 +30,12 @@ lab: setup
 test: setup
 	$(SUDO) bash scripts/provision.sh --test-tools
 	$(SUDO) $(PY) -m pytest
+
+# The same `make test`, from a bare root file system of another Debian release (debootstrap, cached),
+# on this machine's kernel: DIST is a Debian suite (trixie, bookworm, ...). See scripts/test-distro.sh.
+DIST ?= trixie
+test-distro:
+	$(SUDO) bash scripts/test-distro.sh $(DIST)
 
 bench: setup
 	$(SUDO) $(PY) benchmarks/run.py

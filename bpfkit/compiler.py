@@ -241,6 +241,7 @@ def _compiling_thread() -> "queue.Queue | None":
 def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
     try:
         home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY)
+        root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         short = _short_kallsyms()
         _enter_private_mounts(short)  # also gives this thread a cwd of its own
     except OSError:
@@ -253,6 +254,10 @@ def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
             continue
         try:  # a fresh copy of everyone's mounts each time: what was mounted since is there
             if libc.setns(home, CLONE_NEWNS) == 0:
+                # setns() also moved this thread's root to the namespace's own: in a chroot, that
+                # is outside it. Back into the process's root (setns needed CAP_SYS_CHROOT too).
+                os.fchdir(root)
+                os.chroot(".")
                 _enter_private_mounts(short)
         except OSError:
             pass  # the full kallsyms then: slower, not wrong

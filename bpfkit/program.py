@@ -107,6 +107,7 @@ class Program:
         self._maps: dict[str, Map] = {}
         self._given = _given_maps(maps or {})
         self.notes: list[str] = []
+        self.attached: dict[str, str] = {}  # function -> where: "tracepoint:syscalls:sys_enter_execve"
         bcc = system.bcc()
         system.require_privilege()
         system.require_headers()
@@ -240,8 +241,9 @@ class Program:
         if not (system.TRACEFS / "events" / category / event).is_dir():
             raise _no_tracepoint(tracepoint)
         bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, lambda: self.bpf.attach_tracepoint(
-            tp=tracepoint.encode(), fn_name=fn_name.encode()))
+        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, f"tracepoint:{tracepoint}",
+                                     lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(),
+                                                                        fn_name=fn_name.encode()))
         if said is not None:
             raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
@@ -255,8 +257,9 @@ class Program:
         if events.is_dir() and not any(events.glob(f"*/{tracepoint}")):
             raise _no_raw_tracepoint(tracepoint)
         bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, lambda: self.bpf.attach_raw_tracepoint(
-            tp=tracepoint.encode(), fn_name=fn_name.encode()))
+        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, f"raw_tracepoint:{tracepoint}",
+                                     lambda: self.bpf.attach_raw_tracepoint(tp=tracepoint.encode(),
+                                                                            fn_name=fn_name.encode()))
         if said is not None:
             if "No such file" in said:
                 raise _no_raw_tracepoint(tracepoint)
@@ -264,13 +267,14 @@ class Program:
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               "run `python -m bpfkit doctor`.")
 
-    def _load_and_attach(self, fn_name: str, prog_type: int, attach) -> str | None:
+    def _load_and_attach(self, fn_name: str, prog_type: int, where: str, attach) -> str | None:
         """Load `fn_name` and attach it with `attach()` (a BCC call) as one step: None when it
-        attached, else what BCC said about the refusal (maybe "")."""
+        attached (at `where`), else what BCC said about the refusal (maybe "")."""
         with atomic.step(), diagnose.captured_stderr() as out:
             self.load_func(fn_name, prog_type)
             try:
                 attach()
+                self.attached[fn_name] = where
                 return None
             except Exception:  # BCC raises bare Exceptions; its reason is on stderr
                 pass
@@ -289,7 +293,8 @@ class Program:
                 with atomic.step(), diagnose.captured_stderr():
                     self.load_func(fn_name, bcc.BPF.KPROBE)
                     self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
-                return f"kprobe:{target}"
+                    self.attached[fn_name] = f"kprobe:{target}"
+                return self.attached[fn_name]
             except BpfkitError:
                 raise
             except Exception as e:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import glob
 import importlib
 import importlib.util
+import mmap
 import os
 import re
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _libbpf
 from .errors import BccMissing, HeadersMissing, PrivilegeError, TracefsMissing
 
 TRACEFS = Path("/sys/kernel/tracing")
@@ -55,6 +58,13 @@ def _distro_install_command() -> str:
     if family in packages:
         return f"{_INSTALL[family]} {packages[family]}"
     return "install your distribution's BCC Python package (python3-bpfcc on Debian/Ubuntu)"
+
+
+def _distro_bpftool_install() -> str:
+    if _os_release().get("ID") == "ubuntu":  # Ubuntu ships bpftool with each kernel's linux-tools
+        return f"sudo apt-get install linux-tools-{kernel_release()}"
+    family = _distro_family()
+    return f"{_INSTALL[family]} bpftool" if family else "install your distribution's bpftool"
 
 
 def _os_release() -> dict:
@@ -141,6 +151,28 @@ def bcc():
 
 
 # ---- facts -------------------------------------------------------------------------------
+
+# What the lessons use that older BCCs and libbpfs lack (Ubuntu 22.04 ships BCC 0.18 with libbpf
+# 0.5). BCC keeps its helpers.h and the method names its rewriter knows as text in its library, so
+# looking there tells what this BCC offers, whatever its version says.
+BCC_FEATURES = {b"atomic_increment": "map.atomic_increment() (BCC 0.21 and later)",
+                b"BPF_PERCPU_HASH": "BPF_PERCPU_HASH (BCC 0.19 and later)"}
+LIBBPF_FEATURES = {"bpf_map_create": "bpf_map_create() (libbpf 0.7 and later)"}
+
+
+def missing_features(bcc_library: str | None = None) -> list[str]:
+    """What this machine's BCC (the libbcc this process loaded, or `bcc_library`) and libbpf
+    lack of what the lessons use, in words; [] when nothing is missing."""
+    if bcc_library is None:
+        bcc()
+        with open("/proc/self/maps") as maps:
+            bcc_library = next((line.split()[-1] for line in maps if "/libbcc.so" in line), None)
+    lacking = []
+    if bcc_library is not None:
+        with open(bcc_library, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as text:
+            lacking += [what for name, what in BCC_FEATURES.items() if text.find(name) < 0]
+    return lacking + [what for fn, what in LIBBPF_FEATURES.items() if not _libbpf.has(fn)]
+
 
 def kernel_release() -> str:
     return platform.release()
@@ -324,7 +356,11 @@ def checks() -> list[Check]:
         if version is None:
             version = importlib.import_module("bcc.version").__version__
         where = Path(module.__file__).parent
-        out.append(Check("bcc", True, f"{version} from {where}" + (f" ({_bcc_note})" if _bcc_note else "")))
+        lacking = missing_features()
+        out.append(Check("bcc", not lacking, f"{version} from {where}" + (f" ({_bcc_note})" if _bcc_note else "")
+                         + (f", which lacks {', '.join(lacking)}" if lacking else ""),
+                         "this BCC is older than the lessons need: use Debian 12 or later, Ubuntu 24.04 "
+                         "or later, or the kit's VM (vagrant up)"))
     except BccMissing as e:
         out.append(Check("bcc", False, e.what, e.hint))
     build = headers_dir()
@@ -344,6 +380,9 @@ def checks() -> list[Check]:
     out.append(Check("kprobes", kprobes_available(),
                      "available" if kprobes_available() else
                      "not in this kernel: lessons use tracepoints instead", required=False))
+    tool = bpftool()
+    out.append(Check("bpftool", tool is not None, tool or "none that runs: lessons skip the kernel's own listings",
+                     _distro_bpftool_install(), required=False))
     out.append(Check("btf", btf_available(),
                      str(BTF_VMLINUX) if btf_available() else "no /sys/kernel/btf/vmlinux",
                      "a kernel built with CONFIG_DEBUG_INFO_BTF", required=False))
@@ -365,3 +404,20 @@ def doctor(stream=None) -> int:
 def which(tool: str) -> str | None:
     return shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}")
                                        if os.access(p, os.X_OK)), None)
+
+
+_bpftool: list = []
+
+
+def bpftool() -> str | None:
+    """A bpftool that runs, or None. Finding the file is not enough: Ubuntu's /usr/sbin/bpftool
+    is a wrapper that fails unless linux-tools for the running kernel is installed."""
+    if not _bpftool:
+        path = which("bpftool")
+        try:
+            works = path is not None and subprocess.run([path, "version"], capture_output=True,
+                                                        timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            works = False
+        _bpftool.append(path if works else None)
+    return _bpftool[0]

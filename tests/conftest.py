@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,30 @@ import pytest
 
 import bpfkit
 from bpfkit import kernel, workload
+
+
+BPFTOOL = bpfkit.system.bpftool()
+needs_bpftool = pytest.mark.skipif(
+    BPFTOOL is None, reason="no bpftool that runs (Debian: apt install bpftool; Ubuntu: apt install "
+                            "linux-tools-$(uname -r)): nothing to compare bpfkit's reading with")
+
+
+def kit_is_private() -> bool:
+    """Whether other users cannot reach the kit or its venv: a clone in a home folder of mode 0700
+    (Debian 13's default for new users, and /root's everywhere)."""
+    places = [Path(__file__).resolve().parent.parent, Path(sys.prefix)]
+    return any(not os.stat(folder).st_mode & stat.S_IXOTH
+               for place in places for folder in (place, *place.parents))
+
+
+def as_user(uid: int, gid: int | None = None) -> list[str]:
+    """A command prefix that runs the rest as `uid`, with no privilege. Where the kit is private,
+    the child keeps CAP_DAC_READ_SEARCH alone, to read the kit's files: it still may not load BPF,
+    which is what the tests that run as another user are about."""
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={uid if gid is None else gid}", "--clear-groups"]
+    if kit_is_private():
+        argv += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return argv
 
 
 def settled_snapshot(expected: dict | None = None, timeout: float = 3.0) -> dict:

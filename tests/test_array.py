@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from bpfkit.errors import KeyTypeError, MapError
 from bpfkit.exercises.array_histogram import EXERCISE_READS, check_linear_histogram
 from bpfkit.maps.buckets import linear_labels, log2_bucket, log2_labels, log2_range
 from bpfkit.workload import reads_in_child, trace_command
+from conftest import BPFTOOL, needs_bpftool
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 
 MAPS_ONLY = """
 BPF_HASH(a_hash, u32, u64, 8);
@@ -145,6 +144,7 @@ def test_linear_histogram_frame_has_open_end(no_leaks):
         assert frame["low"].tolist()[:3] == [0, 1024, 2048]
 
 
+@needs_bpftool
 def test_bpftool_reads_the_same_array(no_leaks):
     with bpfkit.load("read_histogram") as prog:
         hist = prog["read_sizes"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +16,9 @@ import bpfkit
 from bpfkit import kernel, lifetime, net
 from bpfkit.errors import MapError
 from bpfkit.exercises.devmap import check_source_port_balancing
+from conftest import BPFTOOL, needs_bpftool
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 SERVICE, SERVICE_MAC = "192.0.2.100", "02:00:00:00:00:64"
 
 def udp_xdp(name: str, decide: str, maps: str = "") -> str:
@@ -162,7 +161,7 @@ def _bpftool_dump(map_id: int) -> list[tuple[int, int]]:
                   if isinstance(e.get("value"), list))   # empty slots come as {"error": ...}
 
 
-@pytest.mark.skipif(not Path(BPFTOOL).exists(), reason="bpftool is not installed")
+@needs_bpftool
 def test_devmap_frame_agrees_with_bpftool(lab):
     with bpfkit.load("devmap_redirect") as prog:
         tx = prog["tx_port"]

@@ -23,7 +23,7 @@ from bpfkit import errors, system, workload
 from bpfkit.errors import (BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull,
                            MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound,
                            VerifierError)
-from conftest import kernel_state, leftovers
+from conftest import as_user, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,14 +173,14 @@ except bpfkit.errors.BpfkitError as e:
 """
 
 
-def _child(prefix: list[str] | None = None, code: str = CHILD, *, env=None, user=None, shell=None):
+def _child(prefix: list[str] | None = None, code: str = CHILD, *, env=None, shell=None):
     """Run `code` in a child bpfkit; returns its JSON line (or fails with its output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     if shell is not None:
         argv = ["unshare", "-m", "sh", "-c", shell, "sh", sys.executable, "-c", code]
     else:
         argv = (prefix or []) + [sys.executable, "-c", code]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, user=user, cwd="/",
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd="/",
                          timeout=120)
     lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
     assert lines, f"child said:\n{out.stdout}\n{out.stderr}"
@@ -212,7 +212,7 @@ def test_root_with_cap_bpf_but_not_cap_perfmon_is_told_exactly_that():
 
 def test_an_unprivileged_user_is_told_it_is_not_root():
     nobody = workload.unused_uid()
-    got = _child(user=nobody)
+    got = _child(as_user(nobody))
     assert got["type"] == PrivilegeError.__name__
     msg = got["message"]
     assert f"runs as uid {nobody}, not root, and lacks CAP_BPF and CAP_PERFMON" in msg
@@ -220,8 +220,8 @@ def test_an_unprivileged_user_is_told_it_is_not_root():
 
 
 def test_doctor_reports_missing_privilege_and_exits_1():
-    out = subprocess.run([sys.executable, "-m", "bpfkit", "doctor"], capture_output=True, text=True,
-                         cwd="/", user=workload.unused_uid(),
+    out = subprocess.run([*as_user(workload.unused_uid()), sys.executable, "-m", "bpfkit", "doctor"],
+                         capture_output=True, text=True, cwd="/",
                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.returncode == 1
     assert "[FAIL] privilege" in out.stdout and "not root" in out.stdout

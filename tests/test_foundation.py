@@ -67,8 +67,22 @@ def test_doctor_passes_on_this_machine():
     out = subprocess.run([sys.executable, "-m", "bpfkit", "doctor"], capture_output=True, text=True,
                          cwd=ROOT)
     assert out.returncode == 0, out.stdout
-    for name in ("kernel", "privilege", "bcc", "headers", "tracefs", "kprobes", "btf"):
+    for name in ("kernel", "privilege", "bcc", "headers", "tracefs", "kprobes", "bpftool", "btf"):
         assert re.search(rf"^\[(ok  |note)\] {name}\b", out.stdout, re.M), out.stdout
+
+
+def test_the_doctor_names_what_an_older_bcc_lacks(tmp_path):
+    """Ubuntu 22.04's BCC 0.18 has neither atomic_increment() nor BPF_PERCPU_HASH: the doctor
+    finds that in the library's text, where this machine's BCC has both."""
+    from bpfkit import system
+    assert system.missing_features() == []
+    old = tmp_path / "libbcc.so.0"
+    old.write_bytes(b"\0" * 4096 + b"#define BPF_HASH(...)\0lookup_or_try_init\0BPF_PERCPU_ARRAY\0")
+    assert system.missing_features(str(old)) == ["map.atomic_increment() (BCC 0.21 and later)",
+                                                 "BPF_PERCPU_HASH (BCC 0.19 and later)"]
+    newer = tmp_path / "libbcc.so.1"
+    newer.write_bytes(old.read_bytes() + b"atomic_increment\0#define BPF_PERCPU_HASH(...)\0")
+    assert system.missing_features(str(newer)) == []
 
 
 def test_provision_is_idempotent_and_quick_when_done():

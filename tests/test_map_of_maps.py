@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from bpfkit import workload
 from bpfkit.errors import MapError
 from bpfkit.exercises.map_of_maps import check_per_user_maps
 from bpfkit.maps import Map
+from conftest import BPFTOOL, needs_bpftool
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 
 PER_USER = r"""
 BPF_ARRAY(alice_calls, u64, 1);
@@ -185,7 +184,7 @@ def _bpftool_dump(map_id: int) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-@pytest.mark.skipif(not Path(BPFTOOL).exists(), reason="bpftool is not installed")
+@needs_bpftool
 def test_frame_agrees_with_bpftool(no_leaks):
     with bpfkit.load(PER_USER, name="per_user") as prog:
         per_user = prog["per_user"]

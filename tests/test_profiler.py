@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -253,7 +254,11 @@ def test_the_profiler_finds_the_hot_function(no_leaks):
         assert who.get("main", 0) >= 0.9 * who.sum()
         # A sample on hot_function's first or last instruction, outside its frame, skips main.
         assert set(who.index) <= {"main", *callers(folded, "main")["caller"]}
-        assert callers(folded, "main")["caller"].tolist() == ["__libc_start_call_main"]
+        # main's caller is in the C library: a static function, named only where the library's
+        # debug symbols are installed (libc6-dbg), an address otherwise.
+        below_main = callers(folded, "main")["caller"].tolist()
+        assert len(below_main) == 1 and re.fullmatch(r"__libc_start_call_main|\[unknown 0x[0-9a-f]+\]",
+                                                     below_main[0]), below_main
         assert any("main;touch_pages;" in s and "handle_mm_fault_[k]" in s for s in folded["stack"])
         for f in top.loc[~top["kernel"] & top["function"].str.contains("munmap"), "function"]:
             assert set(callers(folded, f)["caller"]) == {"main"}   # libc has no frame pointers

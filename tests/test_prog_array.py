@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import bpfkit
 from bpfkit import kernel, system, workload
 from bpfkit.errors import MapError
 from bpfkit.exercises.prog_array import check_third_target
-from conftest import settled_snapshot
+from conftest import BPFTOOL, needs_bpftool, settled_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 LESSON = (ROOT / "bpf" / "tail_calls.c").read_text()
 
 
@@ -132,6 +130,7 @@ def test_closing_frees_the_handlers_too(no_leaks):
     assert not ids & after["programs"]
 
 
+@needs_bpftool
 def test_bpftool_reads_the_same_program_array(no_leaks):
     with load_with_handlers() as prog:
         handlers = prog["handlers"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bpfkit import kernel
+from conftest import as_user
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
@@ -200,8 +202,8 @@ def test_an_unprivileged_server_starts_privileged_kernels_through_the_sudo_rule(
     os.chown(home, nobody, nobody)
     out = subprocess.run(
         ["unshare", "-m", "sh", "-c",
-         f'mount --bind {rule.parent} /etc/sudoers.d && exec setpriv --reuid={nobody} --regid={nobody} '
-         f'--clear-groups "$@"', "sh", sys.executable, "-c", LEARNER, str(ROOT)],
+         f'mount --bind {rule.parent} /etc/sudoers.d && exec {shlex.join(as_user(nobody))} "$@"',
+         "sh", sys.executable, "-c", LEARNER, str(ROOT)],
         capture_output=True, text=True, timeout=180, cwd="/",
         env={**os.environ, "HOME": str(home), "JUPYTER_PATH": str(spec_dir.parent.parent),
              "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "PYTHONDONTWRITEBYTECODE": "1",
@@ -219,10 +221,47 @@ def test_an_unprivileged_server_starts_privileged_kernels_through_the_sudo_rule(
     assert not set(got["kernel"]["programs"]) & kernel.snapshot()["programs"]
 
 
+def _as(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command],
+                          capture_output=True, text=True, cwd="/")
+
+
+def test_the_vm_lab_url_is_readable_by_the_learner_and_by_no_other_user(world_readable_tmp):
+    """The README's `vagrant ssh -c 'cat /etc/bpfkit/url'` runs as the learner; the token in it
+    opens a root kernel, so no other user may read it, and re-provisioning keeps both."""
+    import grp
+    import pwd
+    from bpfkit.workload import unused_uid
+    learner = pwd.getpwnam("nobody")
+    etc = world_readable_tmp / "etc-bpfkit"
+    script = ["bash", str(ROOT / "scripts/lab-token.sh"), "nobody", str(etc)]
+    tokens = []
+    for _ in range(2):                       # vagrant provision again: same token, same modes
+        subprocess.run(script, check=True, capture_output=True)
+        for name in ("url", "lab.env"):
+            st = (etc / name).stat()
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, learner.pw_gid, 0o640), name
+        url = _as(learner.pw_uid, learner.pw_gid, "cat", str(etc / "url"))
+        assert url.returncode == 0, url.stderr
+        tokens.append(url.stdout.strip().rpartition("token=")[2])
+        env = (etc / "lab.env").read_text()
+        assert env == f"JUPYTER_TOKEN={tokens[-1]}\n" and len(tokens[-1]) == 48
+    assert tokens[0] == tokens[1]
+    assert url.stdout.startswith("http://127.0.0.1:8888/lab?token=")
+    stranger = unused_uid()
+    other_group = next(g.gr_gid for g in grp.getgrall() if g.gr_gid not in (0, learner.pw_gid))
+    for name in ("url", "lab.env"):
+        refused = _as(stranger, other_group, "cat", str(etc / name))
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    assert subprocess.run(["bash", str(ROOT / "scripts/lab-token.sh")], capture_output=True).returncode == 2
+
+
 def test_vagrant_lab_is_forwarded_to_the_hosts_loopback_and_runs_unprivileged():
     text = (ROOT / "Vagrantfile").read_text()
     forwards = [l for l in text.splitlines() if "forwarded_port" in l and not l.strip().startswith("#")]
     assert forwards and all('host_ip: "127.0.0.1"' in l for l in forwards)
     assert "User=vagrant" in text
     assert "install-kernelspec.sh" in text and "default_kernel_name=bpfkit" in text
-    assert "JUPYTER_TOKEN" in text
+    assert "bash scripts/lab-token.sh vagrant /etc/bpfkit" in text
+    assert "EnvironmentFile=/etc/bpfkit/lab.env" in text
+    assert 'ENV.fetch("BPFKIT_BOX", ' in text      # an instructor may pick a libvirt or arm64 box

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,10 +15,9 @@ import pytest
 import bpfkit
 from bpfkit import kernel, lifetime, workload
 from bpfkit.exercises.sharing import STARTER, check_keeps_count
+from conftest import BPFTOOL
 
 ROOT = Path(__file__).resolve().parent.parent
-BPFTOOL = shutil.which("bpftool") or next(
-    (p for p in ("/usr/sbin/bpftool", "/sbin/bpftool") if os.path.exists(p)), None)
 # The solution notebook's program: the starter without its own map, counting with helpers.
 SOLVED = STARTER.replace("BPF_HASH(counts, u32, u64, 8);   // declared here: made when this cell loads\n", "")
 SOLVED = SOLVED.replace("    counts.atomic_increment(key);    // BCC's way to add 1 to a map it declared\n",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,13 +20,12 @@ from bpfkit.errors import MapError
 from bpfkit.exercises.sockmap import check_one_way
 from bpfkit.sockets import addresses, join_sockets, socket_cookie, sockets_frame
 from bpfkit.workload import TcpPair
-from conftest import settled_snapshot
+from conftest import BPFTOOL, needs_bpftool, settled_snapshot
 from notebook_runs import bpf_cell, cgroup_state
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "05_sockmap_sockhash.ipynb"
 SOLUTION = ROOT / "notebooks" / "solutions" / "05_sockmap_sockhash_solution.ipynb"
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 BPF = bpfkit.system.bcc().BPF
 
 
@@ -141,7 +139,7 @@ def test_bccs_four_byte_sockhash_says_why_it_cannot_be_read(no_leaks):
         assert "u64" in err.value.hint
 
 
-@pytest.mark.skipif(not Path(BPFTOOL).exists(), reason="bpftool is not installed")
+@needs_bpftool
 def test_bpftool_dumps_the_same_sockhash(redirect, no_leaks):
     prog, cg = redirect
     socks = prog["sock_hash"]
