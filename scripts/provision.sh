@@ -36,7 +36,8 @@ apt_update() {
 }
 has_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 # A real package (apt-cache show also succeeds for a virtual one, which apt-get then refuses to pick).
-available() { apt_update; apt-cache show "$1" 2>/dev/null | grep -q '^Version:'; }
+# Not grep -q: it would stop reading, and apt-cache's broken pipe would fail the pipeline.
+available() { apt_update; apt-cache show "$1" 2>/dev/null | grep '^Version:' >/dev/null; }
 install() {
     local missing=()
     for p in "$@"; do has_pkg "$p" || missing+=("$p"); done

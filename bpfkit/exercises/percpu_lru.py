@@ -83,7 +83,7 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
         c.require(False,
                   f"The table is empty after {calls} getpgid() calls."
                   + (f" Your program counts with increment(), and {map_name!r} is {flows.map_type.a}: "
-                     "in BCC 0.26 increment() adds one to an entry that exists and inserts a missing "
+                     "BCC's increment() adds one to an entry that exists and inserts a missing "
                      "key only into a plain BPF_HASH; on a per-CPU or LRU map it never inserts, so "
                      "nothing is ever counted. Create the entry with lookup_or_try_init(&flow, &zero) "
                      "and add one through the pointer it returns (check it for NULL)."
