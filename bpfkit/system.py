@@ -7,6 +7,7 @@ which mounts tracefs when it may.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import importlib
 import importlib.util
@@ -406,18 +407,14 @@ def which(tool: str) -> str | None:
                                        if os.access(p, os.X_OK)), None)
 
 
-_bpftool: list = []
-
-
+@functools.cache
 def bpftool() -> str | None:
     """A bpftool that runs, or None. Finding the file is not enough: Ubuntu's /usr/sbin/bpftool
     is a wrapper that fails unless linux-tools for the running kernel is installed."""
-    if not _bpftool:
-        path = which("bpftool")
-        try:
-            works = path is not None and subprocess.run([path, "version"], capture_output=True,
-                                                        timeout=10).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            works = False
-        _bpftool.append(path if works else None)
-    return _bpftool[0]
+    path = which("bpftool")
+    try:
+        works = path is not None and subprocess.run([path, "version"], capture_output=True,
+                                                    timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    return path if works else None

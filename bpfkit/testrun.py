@@ -3,8 +3,8 @@
 The kernel can run an XDP (or socket filter, tc, ...) program on a buffer we hand it, `repeat`
 times in a row, and report the average time per run in nanoseconds, measured in the kernel.
 That is how lesson 07 measures what a map operation costs: time a program doing N lookups,
-subtract a program doing nothing, divide by N. BCC has no wrapper for it (none up to 0.31), so this calls
-libbpf's `bpf_prog_test_run_opts` through ctypes.
+subtract a program doing nothing, divide by N. BCC has no wrapper for it (none up to 0.31), so
+this calls libbpf's `bpf_prog_test_run_opts` through ctypes.
 """
 from __future__ import annotations
 
