@@ -6,21 +6,31 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test test-distro bench doctor clean
+.PHONY: setup provision lab test test-distro bench doctor reset progress clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
 
 setup: provision $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml jupyter/overrides.json
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
+	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before folders.
+	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 doctor: setup
 	$(SUDO) $(PY) -m bpfkit doctor
+
+# The lessons back as shipped (a copy of the learner's kept in notebooks/.backup) and whatever the
+# kit left in the kernel freed; `make progress` shows which exercises are solved.
+reset: setup
+	$(SUDO) $(PY) -m bpfkit reset
+
+progress: setup
+	$(PY) -m bpfkit progress
 
 # JupyterLab on the lessons, on this machine only (127.0.0.1), with a token. The server runs as
 # you; its notebook kernels run BPF as root through the bpfkit kernelspec (see scripts/lab.sh).

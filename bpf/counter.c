@@ -1,4 +1,4 @@
-// The seed lesson's program: count execve() calls per user id in a hash map.
+// Lesson 01: count execve() calls per user id in a hash map.
 //
 // BPF_HASH(counter_table) declares a hash map with BCC's defaults: a u64 key, a u64 value and
 // room for 10240 entries. The program runs in the kernel each time any process calls execve();

@@ -1,21 +1,22 @@
 // Devmap: an XDP program that sends frames out of another interface, chosen through a map.
 //
-// It runs on the interface where host a's frames arrive. An IPv4/UDP frame to port 9000 + slot
-// (slot 0 to 3) is counted in redirected[slot] and handed to tx_port.redirect_map(slot, 0): the
-// kernel transmits the frame, unchanged, out of the interface whose ifindex user space stored
-// in tx_port[slot]. Everything else (ARP, other ports) passes on to the network stack as usual.
-// Writing another ifindex into one slot moves that whole flow to another interface at once.
+// It runs on the port where host a's frames arrive. An IPv4/UDP frame to port 9000 + slot goes
+// out of the interface whose ifindex user space stored in tx_port[slot]; all else passes.
 
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/udp.h>
 
-#define BASE_PORT 9000
 #define SLOTS 4
 
-BPF_DEVMAP(tx_port, SLOTS);          // slot -> egress interface (ifindex), set from user space
-BPF_ARRAY(redirected, u64, SLOTS);   // frames handed to each slot
+// BPF_DEVMAP(tx_port, SLOTS) offers only redirect_map(); this is the same map with lookup() too.
+struct tx_port_table_t {
+    u32 key; int leaf; int *(*lookup)(u32 *); u64 (*redirect_map)(int, int); u32 max_entries;
+};
+__attribute__((section("maps/devmap"))) struct tx_port_table_t tx_port = {.max_entries = SLOTS};
+BPF_ARRAY(redirected, u64, SLOTS);    // slot -> frames handed to it
+BPF_HASH(sent_to, u32, u64, SLOTS);   // egress ifindex -> frames sent out of it
 
 int xdp_redirect(struct xdp_md *ctx) {
     void *data = (void *)(long)ctx->data;
@@ -31,15 +32,20 @@ int xdp_redirect(struct xdp_md *ctx) {
     if ((void *)(udp + 1) > data_end)
         return XDP_PASS;
 
-    u32 slot = ntohs(udp->dest) - BASE_PORT;   // port 9000 -> slot 0, 9001 -> slot 1, ...
+    u32 slot = ntohs(udp->dest) - 9000;        // port 9000 -> slot 0, 9001 -> slot 1, ...
     if (slot >= SLOTS)
         return XDP_PASS;
     redirected.increment(slot);
+    int *ifindex = tx_port.lookup(&slot);      // the interface in the slot, NULL if empty
+    if (ifindex) {
+        u32 egress = *ifindex;
+        sent_to.increment(egress);
+    }
     return tx_port.redirect_map(slot, 0);      // XDP_REDIRECT (XDP_ABORTED if the slot is empty)
 }
 
-// A program that lets every frame through. Native-mode XDP on veth delivers redirected frames
-// only when the receiving end has an XDP program; this one is enough.
+// Lets every frame through. Native-mode XDP on veth delivers redirected frames only when the
+// receiving end has an XDP program; this one is enough.
 int xdp_pass(struct xdp_md *ctx) {
     return XDP_PASS;
 }

@@ -1,4 +1,4 @@
-"""`python -m bpfkit doctor | counter | map PIN`: the kit from a terminal."""
+"""`python -m bpfkit doctor | counter | map PIN | reset | progress`: the kit from a terminal."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,38 @@ def show_pinned(pin: str, as_json: bool = False) -> int:
     return 0
 
 
+def reset(keep_lessons: bool, forget_progress: bool) -> int:
+    from . import progress
+    from . import reset as kit
+    if not keep_lessons:
+        try:
+            lessons = kit.lessons()
+        except RuntimeError as e:
+            print(f"lessons: {e}", file=sys.stderr)
+            return 1
+        if lessons["restored"]:
+            print(f"lessons: put back {len(lessons['restored'])} as shipped; yours are in {lessons['backup'][0]}")
+        else:
+            print("lessons: all as shipped already")
+    left = kit.leftovers()
+    for kind in ("pins", "cgroups", "network"):
+        print(f"{kind}: removed {', '.join(left[kind])}" if left[kind] else f"{kind}: nothing left behind")
+    for line in left["held"]:
+        print(f"still loaded: {line}")
+    if forget_progress:
+        print("progress: forgotten" if progress.clear() else "progress: none recorded")
+    return 0
+
+
+def show_progress() -> int:
+    from .exercises import progress
+    table = progress()
+    print(table.to_string(index=False))
+    solved = int((table["status"] == "solved").sum())
+    print(f"\n{solved} of {len(table)} exercises solved")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bpfkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,8 +97,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("map", help="print a pinned map's entries, opened from this process")
     p.add_argument("pin", help="the pin: a path in /sys/fs/bpf, or a name under it")
     p.add_argument("--json", action="store_true", help="print the map as one JSON object")
+    r = sub.add_parser("reset", help="put the lessons back as shipped (keeping a copy of yours) and free "
+                                     "what the kit left in the kernel")
+    r.add_argument("--keep-lessons", action="store_true", help="only free what the kit left in the kernel")
+    r.add_argument("--progress", action="store_true", help="also forget which exercises were solved")
+    sub.add_parser("progress", help="which exercises are solved")
     args = parser.parse_args(argv)
     try:
+        if args.command == "reset":
+            return reset(args.keep_lessons, args.progress)
+        if args.command == "progress":
+            return show_progress()
         if args.command == "doctor":
             from .system import doctor
             return doctor()

@@ -23,7 +23,8 @@ fi
 export JUPYTER_TOKEN
 
 args=(--ServerApp.ip=127.0.0.1 --ServerApp.port="$port" --ServerApp.port_retries=0
-      --ServerApp.open_browser=False --ServerApp.root_dir="$root/notebooks")
+      --ServerApp.open_browser=False --ServerApp.root_dir="$root/notebooks"
+      --ServerApp.default_url=/lab/tree/00_check_your_setup.ipynb)
 if [ "$(id -u)" -eq 0 ]; then
     args+=(--allow-root)
 else

@@ -7,6 +7,7 @@ import re
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,11 @@ import pytest
 import bpfkit
 from bpfkit import kernel, workload
 
+
+# Exercise checks record their outcomes: the tests, and the notebooks they run, keep theirs apart
+# from a learner's record.
+PROGRESS = Path(tempfile.gettempdir()) / f"bpfkit-test-progress-{os.getpid()}.json"
+os.environ["BPFKIT_PROGRESS"] = str(PROGRESS)
 
 BPFTOOL = bpfkit.system.bpftool()
 needs_bpftool = pytest.mark.skipif(
@@ -212,6 +218,8 @@ def suite_leaves_nothing():
 
 
 def pytest_sessionfinish(session, exitstatus):
+    for record in (PROGRESS, PROGRESS.with_name(PROGRESS.name + ".lock")):
+        record.unlink(missing_ok=True)
     before = _SUITE.pop("before", None)
     if before is None:
         return

@@ -146,3 +146,47 @@ def test_counter_command_prints_per_user_rows(no_leaks):
     assert lines[0].startswith("Counting execve() per user") and len(lines) == 3
     # The command itself starts no program, but the machine may: each row is "name (uid N): count".
     assert all("(uid " in l or l == "(no execve yet)" for l in lines[1:])
+
+
+# Lesson 01's exercise: the check reads the map and how the C code adds one.
+BY_COMM = r"""
+struct key_t { char comm[16]; };
+BPF_HASH(counter_table, struct key_t);
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    struct key_t key = {};
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    ADD
+    return 0;
+}
+"""
+EXACT_ADD = ("u64 zero = 0, *n = counter_table.lookup_or_try_init(&key, &zero); "
+             "if (n) __sync_fetch_and_add(n, 1);")
+STARTER = r"""
+BPF_HASH(counter_table);
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+    u64 uid = bpf_get_current_uid_gid() & 0xFFFFFFFF;
+    counter_table.increment(uid);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("source, passed, says", [
+    (STARTER, False, ["increment()", "still a number"]),
+    (BY_COMM.replace("ADD", "counter_table.increment(key);"), False, ["increment()"]),
+    (BY_COMM.replace("ADD", "counter_table.atomic_increment(key);"), False, ["atomic_increment()"]),
+    (BY_COMM.replace("ADD", "u64 zero = 0, *n = counter_table.lookup_or_try_init(&key, &zero); if (n) (*n)++;"),
+     False, ["two steps"]),
+    (BY_COMM.replace("ADD", EXACT_ADD).replace("sched, sched_process_exec", "syscalls, sys_enter_execve"),
+     False, ["'true' started 3 times"]),
+    (BY_COMM.replace("ADD", EXACT_ADD), True, []),
+    (BY_COMM.replace("ADD", EXACT_ADD + " // not counter_table.increment(key);"), True, []),
+], ids=["starter", "increment", "atomic_increment", "plain_add", "wrong_hook", "solution", "comment"])
+def test_comm_exercise_check_says_what_is_wrong(uid, no_leaks, source, passed, says):
+    from bpfkit.exercises.hash_counter import check_comm_counter
+    with bpfkit.load(source, name="by_comm") as prog:
+        workload.run_as(uid, 3)
+        result = check_comm_counter(prog, {"true": 3})
+        assert result.passed == passed, str(result)
+        for words in says:
+            assert words in str(result), str(result)

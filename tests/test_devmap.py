@@ -188,12 +188,15 @@ def test_redirect_counts_are_exact_and_one_write_steers_a_flow(lab):
         assert net.wait_until(lambda: sum(count().values()) == 18)
         assert count() == {("b", 9000): 7, ("b", 9001): 0, ("c", 9000): 0, ("c", 9001): 11}
         assert redirected.frame()["value"].tolist() == [7, 11, 0, 0]
+        sent_to = lambda: prog["sent_to"].frame().set_index("key")["value"].to_dict()  # noqa: E731
+        assert sent_to() == {b.port_ifindex: 7, c.port_ifindex: 11}   # per egress interface
         tx[1] = b.port                                   # the steer
         a.send_udp(SERVICE, 9000, 7)
         a.send_udp(SERVICE, 9001, 11)
         assert net.wait_until(lambda: sum(count().values()) == 36)
         assert count() == {("b", 9000): 14, ("b", 9001): 11, ("c", 9000): 0, ("c", 9001): 11}
         assert redirected.frame()["value"].tolist() == [14, 22, 0, 0]
+        assert sent_to() == {b.port_ifindex: 7 + 18, c.port_ifindex: 11}   # slot 1 now counts for b
         lab.detach_xdp(a.port)
         assert net.xdp_prog_id(a.port) is None
 
@@ -208,6 +211,7 @@ def test_an_empty_slot_drops_the_frame(lab):
         assert net.wait_until(lambda: prog["redirected"][2] == 4)
         time.sleep(0.1)
         assert {h.name: _rx_packets(h) for h in (b, c)} == rx
+        assert len(prog["sent_to"].frame()) == 0         # the lookup found no interface to count
 
 
 def test_no_xdp_program_means_no_redirect(lab):

@@ -154,7 +154,7 @@ WRONG_HANDLER = "\nint count_c(void *ctx) { hits.increment(0); return 0; }\n"
 def test_exercise_check(no_leaks):
     with load_with_handlers(name="third") as prog:
         result = check_third_target(prog)
-        assert not result.passed and "Slot 2 of handlers is empty" in str(result)
+        assert not result.passed and "Slot 2 of third's handlers is empty" in str(result)
         prog["handlers"][2] = "count_a"
         result = check_third_target(prog)
         assert not result.passed and "same program as slot 0" in str(result)
@@ -167,3 +167,31 @@ def test_exercise_check(no_leaks):
         result = check_third_target(prog)
         assert result.passed, str(result)
         assert where(prog) == [0, 0, 4, 0] and len(prog["route"]) == 0
+
+
+def _quoted(text: str) -> list[str]:
+    """The `...` spans of a hint: the code it tells the learner to write."""
+    return text.split("`")[1::2]
+
+
+def test_following_the_exercise_hint_literally_solves_it(no_leaks):
+    """The lesson's own `tail_calls` program has an array named `handlers` too, and the kernel
+    accepts the third program's count_c into it. The hint must lead into third's array, and the
+    code it quotes, run as written, must solve the exercise."""
+    with bpfkit.load("tail_calls") as lesson:
+        third = load_with_handlers(name="third")
+        try:
+            hint = str(check_third_target(third))
+            c_code, line = _quoted(hint)
+            assert "int count_c" in c_code and line.startswith('third["handlers"][2] = third.')
+            third.close()                                    # the learner edits the cell, runs it
+            third = load_with_handlers("\n" + c_code + "\n", name="third")
+            lesson["handlers"][2] = third.load_func("count_c", bpf().TRACEPOINT)   # the wrong array
+            hint = str(check_third_target(third))
+            assert "slot 2 of tail_calls's handlers" in hint
+            exec(_quoted(hint)[-1], {"third": third, "BPF": bpf()})
+            result = check_third_target(third)
+            assert result.passed, str(result)
+            assert where(third) == [0, 0, 4, 0]
+        finally:
+            third.close()

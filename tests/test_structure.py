@@ -21,12 +21,12 @@ PACKAGE = ROOT / "bpfkit"
 
 # Bottom to top. A module imports only modules of its own layer or below, and no circle.
 LAYERS = [
-    ["errors", "_libc", "_libbpf", "maptypes", "atomic"],
+    ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress"],
     ["kernel", "lifetime", "netns", "sockets", "system", "compiler"],
     ["maps"],                                     # the whole maps package
     ["diagnose", "verifier", "program"],
     ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile"],
-    ["magic", "exercises", "__main__", "__init__"],
+    ["magic", "exercises", "reset", "__main__", "__init__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

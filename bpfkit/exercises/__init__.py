@@ -12,10 +12,16 @@ a program that could not run) is recorded as a problem in its own words, never r
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import pkgutil
+import re
 from dataclasses import dataclass, field
 
+from .. import progress as _progress
 from ..errors import BpfkitError
+
+CATALOG: dict[str, str] = {}  # exercise title -> the module of its check
 
 
 @dataclass
@@ -72,6 +78,7 @@ def exercise(title: str, praise: str = "Well done."):
     def decorate(check):
         signature = inspect.signature(check)
         c_param, *params = signature.parameters.values()  # callers never pass `c`
+        CATALOG[title] = check.__module__
 
         @functools.wraps(check)
         def run(*args, **kwargs) -> Result:
@@ -82,7 +89,9 @@ def exercise(title: str, praise: str = "Well done."):
                 pass
             except BpfkitError as e:
                 c.expect(False, e.what)
-            return c.done()
+            result = c.done()
+            _progress.record(title, result.passed)
+            return result
 
         run.__signature__ = signature.replace(parameters=params, return_annotation=Result)
         run.__annotations__ = {k: v for k, v in check.__annotations__.items()
@@ -91,3 +100,30 @@ def exercise(title: str, praise: str = "Well done."):
         return run
 
     return decorate
+
+
+def progress():
+    """Every exercise of the course with its lesson and what the learner's checks said so far:
+    a DataFrame with columns lesson, exercise, status ("solved", "not yet", "not tried"), tries."""
+    import pandas as pd
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    lessons = _lessons_by_module()
+    done = _progress.read()
+    rows = []
+    for title, module in CATALOG.items():
+        entry = done.get(title, {})
+        status = "solved" if entry.get("solved") else entry.get("last", "not tried")
+        rows.append({"lesson": lessons.get(module, module.rpartition(".")[2]), "exercise": title,
+                     "status": status, "tries": int(entry.get("tries", 0))})
+    frame = pd.DataFrame(rows, columns=["lesson", "exercise", "status", "tries"])
+    return frame.sort_values(["lesson", "exercise"], ignore_index=True)
+
+
+def _lessons_by_module() -> dict[str, str]:
+    """Which lesson uses each check module: the notebook that imports it."""
+    found = {}
+    for notebook in sorted((_progress.KIT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for module in re.findall(r"bpfkit\.exercises\.(\w+) import", notebook.read_text()):
+            found.setdefault(f"{__name__}.{module}", notebook.stem)
+    return found

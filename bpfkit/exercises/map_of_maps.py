@@ -17,7 +17,7 @@ def check_per_user_maps(c: Checker, program, expected: dict[int, int],
     ids = dict(zip(slots["key"].tolist(), slots["inner_map_id"].tolist()))
     for uid in expected:
         c.expect(uid in ids, f"{map_name!r} has no entry for uid {uid}: put that user's inner map in "
-                 f"from Python, e.g. prog[{map_name!r}][{uid}] = prog[\"alice_calls\"].")
+                 f"from Python, e.g. {program.name}[{map_name!r}][{uid}] = {program.name}[\"alice_calls\"].")
     mine = [ids[u] for u in expected if u in ids]
     c.expect(len(set(mine)) == len(mine),
              "two users share one inner map, so their counts mix: give each user a map of their own.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import kernel, workload
+from ..program import loaded
 from . import Checker, exercise
 
 
@@ -17,10 +18,8 @@ def check_third_target(c: Checker, program, slot: int = 2, events: int = 4) -> N
               f"handler {slot}: BPF_ARRAY(hits, u64, 4).")
     target_id = handlers.get(slot)
     target = kernel.prog_info(target_id) if target_id else None
-    c.require(target is not None,
-              f"Slot {slot} of handlers is empty, so events routed to it fall through. Write "
-              f"`int count_c(void *ctx) {{ hits.increment({slot}); return 0; }}` in the C code, "
-              f"then handlers[{slot}] = prog.load_func(\"count_c\", BPF.TRACEPOINT).")
+    if target is None:
+        c.require(False, _empty_slot_hint(program, slot))
     others = {s: handlers.get(s) for s in range(handlers.max_entries) if s != slot}
     same = [s for s, pid in others.items() if pid == target["id"]]
     uid = workload.unused_uid()
@@ -46,3 +45,35 @@ def check_third_target(c: Checker, program, slot: int = 2, events: int = 4) -> N
         else:
             c.expect(False, f"{events} events reached slot {slot}, and hits[{slot}] grew by "
                      f"{delta[slot]}: the handler should add one per event.")
+
+
+def _empty_slot_hint(program, slot: int, fn: str = "count_c") -> str:
+    """What to do when `slot` of the program's own array is empty. The hint names the program
+    by its notebook variable (`%%bpf third` binds `third`), so that following it literally fills
+    this program's array and not another one's: the lesson's `handlers` is `tail_calls`'s
+    array, which the kernel accepts a tracepoint program into, but which this dispatcher never
+    calls through."""
+    name = program.name if program.name.isidentifier() else "prog"
+    store = f'{name}["handlers"][{slot}] = {name}.load_func("{fn}", BPF.TRACEPOINT)'
+    empty = f"Slot {slot} of {name}'s handlers is empty, so events routed to it fall through."
+    if fn not in program._function_names():
+        return (f"{empty} There is no function {fn} in its C code yet: add "
+                f"`int {fn}(void *ctx) {{ hits.increment({slot}); return 0; }}` to the %%bpf {name} "
+                f"cell and run it, then run the cell after it again (a program loaded anew starts "
+                f"with every slot empty) with this line added: `{store}`")
+    fn_id = None
+    if fn.encode() in program.bpf.funcs:
+        fn_id = kernel.prog_info_by_fd(program.bpf.funcs[fn.encode()].fd)["id"]
+    for other_name, other in loaded().items():
+        if other is program or fn_id is None:
+            continue
+        for map_name, m in other.maps.items():
+            if m.type != "prog_array":
+                continue
+            frame = m.frame()
+            if fn_id in frame["program_id"].tolist():
+                at = frame["index"][frame["program_id"] == fn_id].iloc[0]
+                return (f"{empty} Your {fn} is in slot {at} of {other_name}'s {map_name}, another "
+                        f"program's array that {name}'s dispatcher never calls through. Put it into "
+                        f"{name}'s own array: `{store}`")
+    return f"{empty} Load {fn} with the dispatcher's program type and store it there: `{store}`"
