@@ -16,7 +16,8 @@ setup: provision $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml jupyter/overrides.json
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
+	# PYTHONWARNINGS: setuptools warns on every editable install, through --quiet.
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
 	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before folders.
 	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@

@@ -18,6 +18,6 @@ if ! grep -qs '^JUPYTER_TOKEN=[0-9a-f]\{48\}$' "$dir/lab.env"; then
     mv "$dir/lab.env.new" "$dir/lab.env"
 fi
 token=$(sed -n 's/^JUPYTER_TOKEN=//p' "$dir/lab.env")
-echo "http://127.0.0.1:$port/lab?token=$token" > "$dir/url"
+echo "http://127.0.0.1:$port/lab/tree/00_check_your_setup.ipynb?token=$token" > "$dir/url"
 chown "root:$group" "$dir/lab.env" "$dir/url"
 chmod 0640 "$dir/lab.env" "$dir/url"

@@ -34,5 +34,33 @@ else
     fi
     args+=(--MultiKernelManager.default_kernel_name=bpfkit)
 fi
-echo "lab: http://127.0.0.1:$port/lab?token=$JUPYTER_TOKEN"
-exec "$venv/bin/python" -m jupyter lab "${args[@]}" "$@"
+# Jupyter's own start-up log is quiet (warnings only), and the address is printed once the server
+# answers: the last line on screen is the one to open.
+args+=(--ServerApp.log_level=WARN)
+"$venv/bin/python" -m jupyter lab "${args[@]}" "$@" &
+server=$!
+stop() { kill -TERM "$server" 2>/dev/null; wait "$server"; exit "$1"; }  # leave once it has gone
+trap 'stop 130' INT
+trap 'stop 143' TERM
+if "$venv/bin/python" - "$port" "$server" <<'PY'
+import os, sys, time, urllib.request
+port, server = sys.argv[1], int(sys.argv[2])
+ask = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
+                             headers={"Authorization": "token " + os.environ["JUPYTER_TOKEN"]})
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        sys.exit(1)  # it stopped: its own message says why
+    try:
+        urllib.request.urlopen(ask, timeout=2)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.3)
+sys.exit(1)
+PY
+then
+    echo "lab: open http://127.0.0.1:$port/lab/tree/00_check_your_setup.ipynb?token=$JUPYTER_TOKEN"
+fi
+wait "$server"

@@ -80,6 +80,11 @@ def test_lab_listens_on_loopback_only_and_refuses_requests_without_the_token(tmp
             assert server.poll() is None, (tmp_path / "lab.log").read_text()
             time.sleep(0.2)
         assert _listening(port) == ["127.0.0.1"], _listening(port)
+        # The address to open comes once the server answers, as the last line on screen.
+        while "lab: open" not in (said := (tmp_path / "lab.log").read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lines = [line for line in said.splitlines() if line.strip()]
+        assert lines[-1] == f"lab: open http://127.0.0.1:{port}/lab/tree/00_check_your_setup.ipynb?token={token}", said
 
         api = f"http://127.0.0.1:{port}/api/kernels"
         assert _get(api) == 403
@@ -247,7 +252,7 @@ def test_the_vm_lab_url_is_readable_by_the_learner_and_by_no_other_user(world_re
         env = (etc / "lab.env").read_text()
         assert env == f"JUPYTER_TOKEN={tokens[-1]}\n" and len(tokens[-1]) == 48
     assert tokens[0] == tokens[1]
-    assert url.stdout.startswith("http://127.0.0.1:8888/lab?token=")
+    assert url.stdout.startswith("http://127.0.0.1:8888/lab/tree/00_check_your_setup.ipynb?token=")
     stranger = unused_uid()
     other_group = next(g.gr_gid for g in grp.getgrall() if g.gr_gid not in (0, learner.pw_gid))
     for name in ("url", "lab.env"):
