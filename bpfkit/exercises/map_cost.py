@@ -35,7 +35,10 @@ def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
     c.require(isinstance(measured_ns, (int, float)) and not isinstance(measured_ns, bool),
               "Measure it: measured_ns = bpfkit.testrun.cost(program, "
               f"{fn_name!r}) (the time of one run minus the time of `empty`).")
-    own = testrun.cost(program, fn_name, trials=5)
+    for _ in range(3):  # a few ns, measured twice on a busy machine, can differ: measure again first
+        own = testrun.cost(program, fn_name, trials=5)
+        if abs(measured_ns - own) <= max(3.0, 0.5 * abs(own)):
+            break
     c.expect(abs(measured_ns - own) <= max(3.0, 0.5 * abs(own)),
              f"You measured {measured_ns:.1f} ns per count, the check measures {own:.1f} ns now. "
              "Use bpfkit.testrun.cost() on the same program, and run it again if the machine "
