@@ -241,9 +241,7 @@ class Program:
         if not (system.TRACEFS / "events" / category / event).is_dir():
             raise _no_tracepoint(tracepoint)
         bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, f"tracepoint:{tracepoint}",
-                                     lambda: self.bpf.attach_tracepoint(tp=tracepoint.encode(),
-                                                                        fn_name=fn_name.encode()))
+        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, "tracepoint", tracepoint)
         if said is not None:
             raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
@@ -257,9 +255,7 @@ class Program:
         if events.is_dir() and not any(events.glob(f"*/{tracepoint}")):
             raise _no_raw_tracepoint(tracepoint)
         bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, f"raw_tracepoint:{tracepoint}",
-                                     lambda: self.bpf.attach_raw_tracepoint(tp=tracepoint.encode(),
-                                                                            fn_name=fn_name.encode()))
+        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, "raw_tracepoint", tracepoint)
         if said is not None:
             if "No such file" in said:
                 raise _no_raw_tracepoint(tracepoint)
@@ -267,14 +263,16 @@ class Program:
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               "run `python -m bpfkit doctor`.")
 
-    def _load_and_attach(self, fn_name: str, prog_type: int, where: str, attach) -> str | None:
-        """Load `fn_name` and attach it with `attach()` (a BCC call) as one step: None when it
-        attached (at `where`), else what BCC said about the refusal (maybe "")."""
+    def _load_and_attach(self, fn_name: str, prog_type: int, kind: str, tp: str) -> str | None:
+        """Load `fn_name` and attach it to `tp` with BCC's attach_<kind> ("tracepoint",
+        "raw_tracepoint") as one step: None when it attached, else what BCC said about the
+        refusal (maybe "")."""
+        attach = getattr(self.bpf, f"attach_{kind}")
         with atomic.step(), diagnose.captured_stderr() as out:
             self.load_func(fn_name, prog_type)
             try:
-                attach()
-                self.attached[fn_name] = where
+                attach(tp=tp.encode(), fn_name=fn_name.encode())
+                self.attached[fn_name] = f"{kind}:{tp}"
                 return None
             except Exception:  # BCC raises bare Exceptions; its reason is on stderr
                 pass

@@ -36,12 +36,12 @@ def kit_is_private() -> bool:
                for place in places for folder in (place, *place.parents))
 
 
-def as_user(uid: int, gid: int | None = None) -> list[str]:
-    """A command prefix that runs the rest as `uid`, with no privilege. Where the kit is private,
-    the child keeps CAP_DAC_READ_SEARCH alone, to read the kit's files: it still may not load BPF,
-    which is what the tests that run as another user are about."""
+def as_user(uid: int, gid: int | None = None, *, read_kit: bool = True) -> list[str]:
+    """A command prefix that runs the rest as `uid`, with no privilege. Where the kit is private
+    (and `read_kit`), the child keeps CAP_DAC_READ_SEARCH alone, to read the kit's files: it still
+    may not load BPF, which is what the tests that run as another user are about."""
     argv = ["setpriv", f"--reuid={uid}", f"--regid={uid if gid is None else gid}", "--clear-groups"]
-    if kit_is_private():
+    if read_kit and kit_is_private():
         argv += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
     return argv
 

@@ -227,8 +227,9 @@ def test_an_unprivileged_server_starts_privileged_kernels_through_the_sudo_rule(
 
 
 def _as(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command],
-                          capture_output=True, text=True, cwd="/")
+    """`command` as that user, with no capability at all: file modes alone decide what it reads."""
+    return subprocess.run([*as_user(uid, gid, read_kit=False), *command], capture_output=True,
+                          text=True, cwd="/")
 
 
 def test_the_vm_lab_url_is_readable_by_the_learner_and_by_no_other_user(world_readable_tmp):
