@@ -35,11 +35,16 @@ def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
     c.require(isinstance(measured_ns, (int, float)) and not isinstance(measured_ns, bool),
               "Measure it: measured_ns = bpfkit.testrun.cost(program, "
               f"{fn_name!r}) (the time of one run minus the time of `empty`).")
-    for _ in range(3):  # a few ns, measured twice on a busy machine, can differ: measure again first
+    # A few ns, measured twice on a busy 2-CPU machine, differed by 4 and by 5 ns in CI: each
+    # measurement is a difference of two ~10 ns medians. Measure again before saying no, and
+    # allow 6 ns: a number typed in (0, 100, 500) is still told apart from a measured one.
+    def close(own: float) -> bool:
+        return abs(measured_ns - own) <= max(6.0, 0.5 * abs(own))
+    for _ in range(3):
         own = testrun.cost(program, fn_name, trials=5)
-        if abs(measured_ns - own) <= max(3.0, 0.5 * abs(own)):
+        if close(own):
             break
-    c.expect(abs(measured_ns - own) <= max(3.0, 0.5 * abs(own)),
+    c.expect(close(own),
              f"You measured {measured_ns:.1f} ns per count, the check measures {own:.1f} ns now. "
              "Use bpfkit.testrun.cost() on the same program, and run it again if the machine "
              "was busy.")
