@@ -69,7 +69,7 @@ def reset(keep_lessons: bool, forget_progress: bool) -> int:
         else:
             print("lessons: all as shipped already")
     left = kit.leftovers()
-    for kind in ("pins", "cgroups", "network"):
+    for kind in ("pins", "cgroups", "network", "files"):
         print(f"{kind}: removed {', '.join(left[kind])}" if left[kind] else f"{kind}: nothing left behind")
     for line in left["held"]:
         print(f"still loaded: {line}")

@@ -281,14 +281,50 @@ def _enter_private_mounts(short: bytes) -> None:
 
 def _short_kallsyms() -> bytes:
     """A file of the kallsyms lines BCC's compiler looks up (bpf_probe_read_kernel and
-    bpf_probe_read_user, on every BCC from 0.18 to 0.35); removed at exit."""
+    bpf_probe_read_user, on every BCC from 0.18 to 0.35), removed at exit.
+
+    The file cannot be unlinked while in use: every compile binds it afresh, and the kernel
+    will not bind an unlinked file or a memfd. A process killed before its atexit ran leaves
+    its file behind, so the name carries the pid, and each new one removes those of dead
+    processes."""
     with open("/proc/kallsyms", "rb") as real:
         lines = [l for l in real if b" bpf_probe_read_" in l]
-    fd, path = tempfile.mkstemp(prefix="bpfkit-kallsyms-")
+    remove_orphans()
+    path = os.path.join(tempfile.gettempdir(), f"{KALLSYMS_PREFIX}{os.getpid()}")
+    _remove(path)  # a dead process's, whose pid this one got
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.writelines(lines)
     atexit.register(_remove, path)
     return path.encode()
+
+
+KALLSYMS_PREFIX = "bpfkit-kallsyms-"
+
+
+def remove_orphans(folder: str | None = None) -> list[str]:
+    """Remove the short kallsyms files of processes that no longer run (names without a pid
+    come from kits before the pid was in the name), and name them. A notebook kernel stopped
+    by a kill, as test runners do, never runs its atexit."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            pid = name[len(KALLSYMS_PREFIX):]
+            if name.startswith(KALLSYMS_PREFIX) and not (pid.isdigit() and _alive(int(pid))):
+                _remove(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # there, and someone else's
+    return True
 
 
 def _remove(path: str) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import cgroup, kernel, net, progress
+from . import cgroup, compiler, kernel, net, progress
 from .maps import pins
 
 KIT = progress.KIT
@@ -44,10 +44,11 @@ def lessons(kit: Path = KIT) -> dict[str, list[str]]:
 
 
 def leftovers() -> dict[str, list[str]]:
-    """Remove what dead bpfkit processes left (pins, cgroups, namespaces and cables), and name the
+    """Remove what dead bpfkit processes left (pins, cgroups, namespaces and cables, the compiler's
+    short kallsyms files), and name the
     live processes that still hold BPF programs or maps."""
     removed = {"pins": pins.cleanup_stale(), "cgroups": cgroup.cleanup_stale(),
-               "network": net.cleanup_stale()}
+               "network": net.cleanup_stale(), "files": compiler.remove_orphans()}
     held = []
     for pid in _kernels():
         objects = kernel.held_by(pid)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,6 +90,24 @@ def test_the_compiling_thread_sees_a_short_kallsyms_and_the_process_the_real_one
         real = {l.split()[2] for l in f if " bpf_probe_read_" in l}
     shown = compiler.run(lambda: {l.split()[2] for l in open("/proc/kallsyms")})
     assert shown == real
+
+
+def test_the_short_kallsyms_is_named_by_pid_and_a_dead_process_s_is_removed(tmp_path):
+    """A process killed before its atexit ran leaves its short kallsyms behind: the next one
+    made removes it (and the pid-less names of kits before), never a live process's."""
+    if compiler._compiling_thread() is None:
+        pytest.skip("this process may not make a mount namespace (no CAP_SYS_ADMIN)")
+    own = Path(tempfile.gettempdir()) / f"{compiler.KALLSYMS_PREFIX}{os.getpid()}"
+    assert own.is_file() and b" bpf_probe_read_" in own.read_bytes()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = [f"{compiler.KALLSYMS_PREFIX}{dead.pid}", f"{compiler.KALLSYMS_PREFIX}x1y2z3",
+             f"{compiler.KALLSYMS_PREFIX}{os.getppid()}", "bpfkit-other-1"]
+    for name in names:
+        (tmp_path / name).write_text("")
+    removed = compiler.remove_orphans(str(tmp_path))
+    assert sorted(removed) == sorted(str(tmp_path / n) for n in names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
 
 
 def test_a_relative_include_folder_is_found_from_the_callers_folder(tmp_path, monkeypatch, no_leaks):

@@ -6,11 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from bpfkit import progress, reset
+from bpfkit import compiler, progress, reset
 from bpfkit.exercises import CATALOG, exercise
 from bpfkit.exercises import progress as progress_table
 
@@ -106,6 +107,8 @@ DIES_WITH_A_PIN = """
 import os, bpfkit
 m = bpfkit.create_map("array", key="u32", value="u64", max_entries=1)
 m.pin("bpfkit-test-reset-pin")
+bpfkit.load("TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }", name="dies")
+print(os.getpid(), flush=True)
 os.kill(os.getpid(), 9)
 """
 HOLDS_A_MAP = """
@@ -129,6 +132,8 @@ def test_reset_removes_what_a_dead_notebook_left_and_names_a_live_holder(no_leak
                              capture_output=True, text=True, cwd="/")
         assert out.returncode == 0, out.stderr
         assert f"pins: removed {pin}" in out.stdout and not pin.exists()
+        short_kallsyms = Path(tempfile.gettempdir()) / f"{compiler.KALLSYMS_PREFIX}{died.stdout.strip()}"
+        assert f"files: removed {short_kallsyms}" in out.stdout and not short_kallsyms.exists()
         assert f"process {holder.pid} (" in out.stdout and "holds 0 programs and 1 maps" in out.stdout
         assert "Restart Kernel" in out.stdout
     finally:
