@@ -13,13 +13,16 @@ provision:
 
 setup: provision $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml jupyter/overrides.json
+$(VENV)/.installed: pyproject.toml jupyter/overrides.json $(wildcard jupyter/bpf-highlight/labextension/*)
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# PYTHONWARNINGS: setuptools warns on every editable install, through --quiet.
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
 	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before folders.
 	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	# %%bpf cells highlighted as C: a prebuilt extension (built by jupyter/bpf-highlight/build.sh), no Node.
+	rm -rf $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight
+	cp -r jupyter/bpf-highlight/labextension $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight
 	touch $@
 
 doctor: setup
