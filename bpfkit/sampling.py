@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -135,11 +136,15 @@ def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method:
 
 def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None, top: int = 8,
          action=None, title: str | None = None, ylabel: str | None = None, redraw: float | None = None,
-         method: str = "auto", keys=None, ax=None, **frame_args) -> pd.DataFrame:
+         method: str = "auto", keys=None, ax=None, names=None, **frame_args) -> pd.DataFrame:
     """Like `sample()`, while a line plot of the `top` keys (by their latest value of `y`)
     redraws in the notebook every `redraw` seconds (by default `every`, but not more often
     than twice a second). Returns the long frame of every key; interrupting stops cleanly and
     returns what was sampled.
+
+    `names` gives the legend words a learner knows for keys that are only numbers (an ifindex,
+    a cgroup id): a dict from key to name (keys it lacks keep their number), or a function of
+    the key. A key of several columns is passed as a tuple.
 
     The snapshots are taken in a thread of their own, on schedule, and `action` runs there
     after each one; a redraw that takes long delays the next redraw, never a snapshot.
@@ -150,7 +155,7 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
     if m.per_cpu:
         frame_args.setdefault("per_cpu", "sum")
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
-    figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel)
+    figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel, names)
     redraw = max(every, 0.5) if redraw is None else max(redraw, 0.1)
     stop = threading.Event()
     outcome: list = []
@@ -194,12 +199,12 @@ class LivePlot:
     figure is rendered to a PNG shown through one display handle; with an interactive
     backend (ipympl's `%matplotlib widget`) the canvas redraws itself."""
 
-    def __init__(self, ax, y: str | None, top: int, title: str, ylabel: str | None):
+    def __init__(self, ax, y: str | None, top: int, title: str, ylabel: str | None, names=None):
         import matplotlib.pyplot as plt
         if ax is None:
             fig, ax = plt.subplots(figsize=(7, 3.5))
         self.ax, self.fig = ax, ax.figure
-        self.y, self.top, self.ylabel = y, top, ylabel
+        self.y, self.top, self.ylabel, self.names = y, top, ylabel, names
         self.key_cols: list[str] | None = None
         self.series: dict[str, list] = {}      # label -> [times chunks, values chunks]
         self.latest: dict[str, float] = {}     # label -> its value at the newest tick
@@ -226,7 +231,7 @@ class LivePlot:
             self.ax.set_ylabel(self.ylabel or self.y or "")
         if self.y is None:
             return
-        labels = _labels(rows, self.key_cols).to_numpy()
+        labels = _labels(rows, self.key_cols, self.names).to_numpy()
         times, values = rows["time"].to_numpy(), rows[self.y].to_numpy()
         order = np.argsort(labels, kind="stable")
         cut = np.flatnonzero(labels[order][1:] != labels[order][:-1]) + 1
@@ -305,9 +310,14 @@ def _display_handle():
     return lambda obj: display(obj, display_id=True)
 
 
-def _labels(frame: pd.DataFrame, key_cols: list[str]) -> pd.Series:
+def _labels(frame: pd.DataFrame, key_cols: list[str], names=None) -> pd.Series:
     if not key_cols:
         return pd.Series(["all"] * len(frame), index=frame.index)
+    if names is not None:
+        keys = frame[key_cols[0]] if len(key_cols) == 1 else \
+            pd.Series(list(zip(*(frame[c] for c in key_cols))), index=frame.index)
+        name = (lambda k: names.get(k, k)) if isinstance(names, Mapping) else names
+        return keys.map({k: str(name(k)) for k in pd.unique(keys)})
     label = frame[key_cols[0]].astype(str)
     for c in key_cols[1:]:
         label = label + " " + frame[c].astype(str)

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bpfkit  # noqa: E402
@@ -130,6 +131,30 @@ def test_live_draws_and_returns_the_long_frame(counts):
     assert labels == ["97", "98", "99"]  # the three biggest values (2 * key) at the last tick
     assert ax.get_title() == "test" and ax.get_ylabel() == "n"
     plt.close(fig)
+
+
+@pytest.mark.parametrize("names, shown", [
+    ({99: "ninety-nine", 98: "ninety-eight"}, ["97", "ninety-eight", "ninety-nine"]),  # 97 unnamed
+    (lambda key: f"id {key}", ["id 97", "id 98", "id 99"]),
+])
+def test_live_names_keys_in_its_legend(counts, names, shown):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    action, _ = ticking(counts)
+    frame = sampling.live(counts, every=0.05, duration=0.2, action=action, top=3, ax=ax,
+                          key="id", value="n", names=names)
+    assert sorted(line.get_label() for line in ax.get_lines()) == shown
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == shown
+    assert frame["id"].dtype.kind in "iu"  # the frame keeps the keys themselves
+    plt.close(fig)
+
+
+def test_names_of_a_key_of_several_columns_get_a_tuple():
+    frame = pd.DataFrame({"uid": [0, 0, 7], "cpu": [0, 1, 1]})
+    shown = sampling._labels(frame, ["uid", "cpu"], lambda k: f"uid {k[0]} on cpu {k[1]}")
+    assert shown.tolist() == ["uid 0 on cpu 0", "uid 0 on cpu 1", "uid 7 on cpu 1"]
+    assert sampling._labels(frame, ["uid", "cpu"]).tolist() == ["0 0", "0 1", "7 1"]
 
 
 def test_live_stops_cleanly_on_interrupt(counts):
