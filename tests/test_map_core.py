@@ -414,3 +414,19 @@ def test_close_all_frees_programs_maps_pins_cgroups_and_labs_in_order():
     bpfkit.close_all()
     assert lifetime.live() == {} and prog.closed and cg.closed and lab.closed and seen.closed
     assert leftovers(before) == {}
+
+
+def test_a_socket_in_two_slots_of_a_reuseport_array_is_named_as_such(no_leaks):
+    """The kernel answers EBUSY, which for a sockmap means another map's programs: here it means
+    the socket holds a slot already."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            bpfkit.create_map("reuseport_sockarray", max_entries=2) as slots:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        slots[0] = sock
+        with pytest.raises(MapError, match="already holds a slot of a reuseport array") as e:
+            slots[1] = sock
+        assert "delete it from its slot first" in str(e.value)
+        del slots[0]
+        slots[1] = sock  # the hint, followed
+        assert slots.frame()["index"].tolist() == [1]

@@ -712,6 +712,7 @@ E = errno
     ("devmap_hash", "update", E.ENODEV, MapError, "what", "no interface with ifindex 7"),
     ("sockmap", "update", E.EOPNOTSUPP, MapError, "what", "refused to put that socket"),
     ("sockmap", "update", E.EBUSY, MapError, "what", "already in another map"),
+    ("reuseport_sockarray", "update", E.EBUSY, MapError, "hint", "one slot at a time"),
     ("array", "delete", E.EINVAL, MapError, "what", "cannot be deleted"),
     ("queue", "pop", E.ENOENT, MapEmpty, "what", "The queue 'm' is empty: there is nothing to pop from"),
     ("stack", "peek", E.ENOENT, MapEmpty, "what", "nothing to peek at"),

@@ -87,6 +87,10 @@ RULES = [
          "The kernel refused to put that socket into {name!r}: {reason}.",
          "a sockmap takes a TCP socket that is connected (established) or listening, or a UDP "
          "or Unix socket, given as the socket or its fd."),
+    Rule((errno.EBUSY,), ("update",), lambda mt: mt.name == "reuseport_sockarray", MapError,
+         "That socket already holds a slot of a reuseport array, this one or another: {reason}.",
+         "a socket sits in one slot at a time: delete it from its slot first (del m[slot]), "
+         "then write it into the new one."),
     Rule((errno.EBUSY,), ("update",), _values("socket"), MapError,
          "That socket is already in another map with its own programs: {reason}.",
          "a socket can run only one sk_msg program: remove it from the other map."),
