@@ -376,8 +376,9 @@ def mutate(source: str, rng: random.Random, kinds: list[str] | None = None,
 
 
 def programs(directory: Path = PROGRAMS_DIR) -> dict[str, str]:
-    """{name: C text} of every lesson program, in name order."""
-    return {p.stem: p.read_text() for p in sorted(directory.glob("*.c"))}
+    """{name: C text} of every lesson program BCC builds, in name order (`*.bpf.c` files are
+    libbpf's, built with clang by bpfkit.bpfobject)."""
+    return {p.stem: p.read_text() for p in sorted(directory.glob("*.c")) if not p.name.endswith(".bpf.c")}
 
 
 def mutants(count: int, seed: int, sources: dict[str, str] | None = None) -> list[dict]:

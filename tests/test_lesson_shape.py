@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
     sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
-PROGRAMS = {p.stem: p for p in (ROOT / "bpf").glob("*.c")}
+PROGRAMS = {p.stem: p for p in (ROOT / "bpf").glob("*.c") if not p.name.endswith(".bpf.c")}  # BCC's
 
 
 def code_cells(path: Path) -> list[dict]:
