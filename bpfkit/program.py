@@ -67,7 +67,13 @@ def _resolve(source) -> tuple[str, Path | None, str]:
                 if isinstance(e, UnicodeDecodeError) or (isinstance(e, OSError) and os.path.exists(c)):
                     raise BpfkitError(f"Could not read {_short(str(c))} as C source: {e}.",
                                       "pass a text file of C code, or the C code itself.") from None
-        names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")})
+        names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
+                        if not p.name.endswith(".bpf.c")})
+        libbpf_c = [d / f"{source}.bpf.c" for d in bpf_dirs() if (d / f"{source}.bpf.c").is_file()]
+        if libbpf_c:
+            raise BpfkitError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
+                              f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
+                              f"%%bpfobject {source} cell (lesson 19).")
         raise BpfkitError(f"No BPF program named {_short(str(source))!r}: looked for "
                           f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
                           (did_you_mean(_short(str(source)), names) + " "

@@ -670,3 +670,18 @@ def test_a_folder_as_the_source_lists_its_programs(tmp_path, no_leaks):
         bpfkit.load(tmp_path)
     assert e.value.what.endswith("is a folder, not a C file.")
     assert "mine, other" in e.value.hint
+
+
+def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_how_to_load_it():
+    with pytest.raises(errors.BpfkitError) as e:
+        bpfkit.load("countr")
+    said = str(e.value)
+    assert "No BPF program named 'countr'" in said and "'counter'" in said
+    assert "counter_race" in said and ".bpf" not in said  # libbpf's *.bpf.c are not BCC programs
+    libbpf_c = sorted(ROOT.glob("bpf/*.bpf.c"))
+    assert libbpf_c, "lesson 19's programs are in bpf/"
+    name = libbpf_c[0].name[:-len(".bpf.c")]
+    with pytest.raises(errors.BpfkitError) as e:
+        bpfkit.load(name)
+    assert f"{name}.bpf.c is libbpf C, which BCC cannot build" in str(e.value)
+    assert f"bpfkit.bpfobject.load('{name}')" in str(e.value)
