@@ -159,6 +159,14 @@ class Cgroup:
         self._homes: dict[int, Path] = {}                 # pid -> cgroup it came from
         lifetime.add("cgroup", full, self)
 
+    @property
+    def id(self) -> int:
+        """The kernel's number for this cgroup: what bpf_get_current_cgroup_id() returns and
+        cgroup storage keys hold (`cgroup_inode_id`). On cgroup v2 it is the inode number of the
+        cgroup's directory."""
+        self._check_open()
+        return os.fstat(self.fd).st_ino
+
     def _take_over_leftover(self, root: Path) -> None:
         """A cgroup of this name exists already: a run that died, or another notebook."""
         mark = owner(self.path)

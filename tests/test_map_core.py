@@ -430,3 +430,23 @@ def test_a_socket_in_two_slots_of_a_reuseport_array_is_named_as_such(no_leaks):
         del slots[0]
         slots[1] = sock  # the hint, followed
         assert slots.frame()["index"].tolist() == [1]
+
+
+def test_a_cgroup_s_id_is_the_one_its_programs_see(no_leaks):
+    """Cgroup.id is what bpf_get_current_cgroup_id() says inside it, and cgroup storage keys hold."""
+    source = """
+BPF_HASH(seen, u64, u64);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    u64 id = bpf_get_current_cgroup_id();
+    seen.atomic_increment(id);
+    return 0;
+}
+"""
+    with Cgroup("test-id") as cg, bpfkit.load(source, name="cgroup_id") as prog:
+        assert cg.id == os.stat(cg.path).st_ino
+        with cg.inside():
+            for _ in range(3):
+                os.getppid()
+        assert prog["seen"][cg.id] == 3
+    with pytest.raises(BpfkitError, match="closed"):
+        cg.id
