@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml jupyter/overrides.json $(wildcard jupyter/bpf
 	$(PY) -m pip install --quiet --upgrade pip
 	# PYTHONWARNINGS: setuptools warns on every editable install, through --quiet.
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
-	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before folders.
+	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before other files.
 	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	# %%bpf cells highlighted as C: a prebuilt extension (built by jupyter/bpf-highlight/build.sh), no Node.
 	rm -rf $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight

@@ -48,8 +48,10 @@ install() {
 }
 
 # 1. BCC (Python bindings and tools), venv support, and the tools lessons and tests call
-#    (gcc and the C library's headers build lesson 11's profiled program).
-install bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 procps gcc libc6-dev
+#    (gcc and the C library's headers build lesson 11's profiled program; clang and libbpf's
+#    headers build lesson 19's programs, which BCC cannot: bpfkit.bpfobject).
+install bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 procps gcc libc6-dev \
+    clang libbpf-dev
 # bpftool, optional (lessons show its listing when it runs): Debian packages it on its own, Ubuntu
 # with each kernel's linux-tools (its /usr/sbin/bpftool is a wrapper that needs that package).
 if ! has_pkg bpftool && ! has_pkg "linux-tools-$release"; then
@@ -108,6 +110,17 @@ if [ "$test_tools" -eq 1 ]; then
     # privileged kernelspec, setpriv and unshare run a child as another user in a private mount
     # namespace (tests/test_security.py).
     install libcap2-bin sudo util-linux
+    # A real browser on the lab (tests/test_browser.py): Debian's headless Chromium and its
+    # chromedriver. Where the release has none, or only the snap (Ubuntu's chromium packages just
+    # install the snap, which a chroot or CI container cannot run), the browser test skips.
+    if has_pkg chromium && has_pkg chromium-driver; then
+        :
+    elif available chromium && available chromium-driver \
+        && ! apt-cache show chromium chromium-driver 2>/dev/null | grep -E '^(Pre-)?Depends:.*\bsnapd\b' >/dev/null; then
+        install chromium chromium-driver
+    else
+        warn "no chromium and chromium-driver packages here (only a snap, or none): the browser test will skip"
+    fi
 fi
 
 say "ready: BCC $(dpkg-query -W -f='${Version}' python3-bpfcc), headers $(readlink -f "$modules/build")"
