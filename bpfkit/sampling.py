@@ -212,6 +212,7 @@ class LivePlot:
         self.shown: list[str] = []
         ax.set_title(title)
         ax.set_xlabel("seconds")
+        ax.set_ylabel(ylabel or y or "")  # before the layout, or a long label is cut off
         ax.grid(axis="y", alpha=0.3)
         self.fig.tight_layout()
         self.handle = None
@@ -227,8 +228,11 @@ class LivePlot:
             self.key_cols = list(rows.attrs.get("key_columns", []))
             values = [c for c in rows.columns if c not in self.key_cols and c not in ("time", "cpu")]
             numeric = [c for c in values if pd.api.types.is_numeric_dtype(rows[c])]
-            self.y = self.y or (numeric[0] if numeric else None)
-            self.ax.set_ylabel(self.ylabel or self.y or "")
+            if self.y is None:
+                self.y = numeric[0] if numeric else None
+                if not self.ylabel:  # the label was not known for the layout: lay out again
+                    self.ax.set_ylabel(self.y or "")
+                    self.fig.tight_layout()
         if self.y is None:
             return
         labels = _labels(rows, self.key_cols, self.names).to_numpy()

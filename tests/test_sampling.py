@@ -133,6 +133,21 @@ def test_live_draws_and_returns_the_long_frame(counts):
     plt.close(fig)
 
 
+def test_live_lays_its_label_out_inside_the_figure(counts):
+    """A y label given to live() is there before the layout: a long one is not cut off."""
+    import matplotlib.pyplot as plt
+
+    action, _ = ticking(counts)
+    sampling.live(counts, every=0.05, duration=0.1, action=action, key="id", value="n",
+                  ylabel="frames that landed on each CPU (total)")
+    fig = plt.gcf()
+    fig.canvas.draw()
+    label = fig.axes[0].yaxis.label
+    assert label.get_text() == "frames that landed on each CPU (total)"
+    assert label.get_window_extent().x0 >= 0  # inside the figure's left edge
+    plt.close("all")
+
+
 @pytest.mark.parametrize("names, shown", [
     ({99: "ninety-nine", 98: "ninety-eight"}, ["97", "ninety-eight", "ninety-nine"]),  # 97 unnamed
     (lambda key: f"id {key}", ["id 97", "id 98", "id 99"]),
