@@ -14,6 +14,7 @@ import ctypes as ct
 import ctypes.util
 from contextlib import contextmanager
 
+from ._libc import libc
 from .errors import SetupError
 
 u32p = ct.POINTER(ct.c_uint32)
@@ -92,6 +93,28 @@ PROTOTYPES = {
     "btf__type_by_id": (vp, [vp, u32]),
     "btf__name_by_offset": (cp, [vp, u32]),
     "libbpf_set_print": (vp, [vp]),
+    # objects compiled with clang (lesson 19, bpfkit.bpfobject): open, load, attach, close
+    "bpf_object__open_file": (vp, [cp, vp]),
+    "bpf_object__load": (i32, [vp]),
+    "bpf_object__close": (None, [vp]),
+    "bpf_object__next_map": (vp, [vp, vp]),
+    "bpf_object__next_program": (vp, [vp, vp]),
+    "bpf_map__name": (cp, [vp]),
+    "bpf_map__fd": (i32, [vp]),
+    "bpf_map__type": (i32, [vp]),
+    "bpf_map__attach_struct_ops": (vp, [vp]),
+    "bpf_program__name": (cp, [vp]),
+    "bpf_program__fd": (i32, [vp]),
+    "bpf_program__section_name": (cp, [vp]),
+    "bpf_program__attach": (vp, [vp]),
+    "bpf_link__destroy": (i32, [vp]),
+    "libbpf_get_error": (ct.c_long, [vp]),
+    # the user ring buffer: user space writes records a program drains
+    "user_ring_buffer__new": (vp, [i32, vp]),
+    "user_ring_buffer__reserve": (vp, [vp, u32]),
+    "user_ring_buffer__submit": (None, [vp, vp]),
+    "user_ring_buffer__discard": (None, [vp, vp]),
+    "user_ring_buffer__free": (None, [vp]),
 }
 
 
@@ -128,6 +151,35 @@ def has(fn: str) -> bool:
     if fn not in PROTOTYPES:
         raise KeyError(f"{fn} is not declared in bpfkit._libbpf.PROTOTYPES")
     return not isinstance(lib, _Missing) and hasattr(lib, fn)
+
+
+# libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *format, va_list args)
+PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_char_p, ct.c_void_p)
+LIBBPF_DEBUG = 2
+
+
+@contextmanager
+def messages():
+    """What libbpf says during the block (its warnings and notes: a refused program's verifier
+    log among them), as a list of texts. Whatever printer was set before comes back after: BCC
+    sets its own on its first load, and it drops libbpf's warnings."""
+    said: list[str] = []
+
+    def keep(level: int, fmt: bytes, args) -> int:
+        if level < LIBBPF_DEBUG:
+            text = ct.c_void_p()
+            if libc.vasprintf(ct.byref(text), fmt, args) >= 0 and text.value:
+                said.append(ct.string_at(text.value).decode(errors="replace"))
+                libc.free(text)
+        return 0
+
+    printer = PRINT_FN(keep)  # kept alive by this frame while libbpf may call it
+    old = lib.libbpf_set_print(printer) if has("libbpf_set_print") else None
+    try:
+        yield said
+    finally:
+        if has("libbpf_set_print"):
+            lib.libbpf_set_print(old)
 
 
 @contextmanager

@@ -24,6 +24,12 @@ libc.mount.restype = ct.c_int
 libc.mount.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_ulong, ct.c_void_p]
 libc.unshare.restype = ct.c_int
 libc.unshare.argtypes = [ct.c_int]
+# libbpf's messages come as a format and a va_list (which reaches C as a pointer on x86-64 and
+# arm64 alike): vasprintf makes the whole text, however long, and free gives its memory back.
+libc.vasprintf.restype = ct.c_int
+libc.vasprintf.argtypes = [ct.POINTER(ct.c_void_p), ct.c_char_p, ct.c_void_p]
+libc.free.restype = None
+libc.free.argtypes = [ct.c_void_p]
 
 CLONE_NEWNS = 0x00020000
 MS_BIND = 4096
@@ -67,3 +73,7 @@ def SCMP_ACT_ERRNO(err: int) -> int:  # noqa: N802 - libseccomp's own name
     return 0x00050000 | (err & 0x0000FFFF)
 
 MAP_FAILED = ct.c_void_p(-1).value
+
+# AF_XDP sockets (bpfkit/xsk.py): Python's socket.bind() knows no AF_XDP address, so libc's.
+libc.bind.restype = ct.c_int
+libc.bind.argtypes = [ct.c_int, ct.c_void_p, ct.c_uint32]

@@ -4,7 +4,8 @@ A notebook makes programs, maps, pins, cgroups and network labs, re-runs cells, 
 stopped or restarted at any moment. Each of those objects registers here when it is made and
 leaves when it closes, so one call (and interpreter exit) frees all of it, in an order that
 never pulls a thing out from under another: labs first (their XDP programs detach), then
-cgroups (their programs detach), programs, the maps the learner made, and pins last.
+cgroups (their programs detach), programs, sockets (AF_XDP), the maps the learner made, and
+pins last.
 
 Some things outlive a process that dies without exiting cleanly (SIGKILL, a crashed kernel):
 network namespaces, veth cables and pins stay until someone removes them. `claim()` writes
@@ -20,7 +21,7 @@ import threading
 import warnings
 from pathlib import Path
 
-ORDER = ("lab", "cgroup", "program", "map", "pin")
+ORDER = ("lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
 
 _lock = threading.RLock()

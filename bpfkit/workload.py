@@ -620,3 +620,257 @@ __attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
             shutil.rmtree(folder, ignore_errors=True)
 
     return run()
+
+
+# -- a child that makes getppid() calls on request (lesson 15) ------------------------------------
+
+def getppid_child(timeout: float = 10.0) -> subprocess.Popen:
+    """A child Python process that makes getppid() calls when asked, then waits for more.
+
+    `child.call(n)` makes it call getppid() exactly n times and returns once it has;
+    `child.call(n, in_thread=True)` makes the calls in a new thread, and returns once that
+    thread's task has left the kernel (the process goes on); `child.exit()` ends it and reaps it. It is a `subprocess.Popen`, so a
+    task-storage map takes it as a key (`m[child]`); it prints as "child PID"."""
+    code = ("import os, sys, threading\n"
+            "def calls(n):\n"
+            "    for _ in range(n): os.getppid()\n"
+            "for line in sys.stdin:\n"
+            "    n, where = line.split()\n"
+            "    tid = 0\n"
+            "    if where == 'thread':\n"
+            "        t = threading.Thread(target=calls, args=(int(n),)); t.start(); t.join()\n"
+            "        tid = t.native_id\n"
+            "    else:\n"
+            "        calls(int(n))\n"
+            "    print('done', tid, flush=True)\n")
+
+    class GetppidChild(subprocess.Popen):
+        def call(self, n: int, *, in_thread: bool = False) -> None:
+            self.stdin.write(f"{int(n)} {'thread' if in_thread else 'main'}\n")
+            self.stdin.flush()
+            ready, _, _ = select.select([self.stdout], [], [], timeout)
+            said = self.stdout.readline().split() if ready else []
+            if not said or said[0] != "done":
+                raise BpfkitError(f"The child (pid {self.pid}) did not finish its {n} getppid() calls.",
+                                  "it may have been killed; start a new one with getppid_child().")
+            # A joined thread may still be exiting in the kernel: wait until its task is gone.
+            task = f"/proc/{self.pid}/task/{said[1]}"
+            deadline = time.monotonic() + timeout
+            while in_thread and os.path.exists(task) and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+        def exit(self) -> int:
+            """End the child and wait for it: its task is then gone from the kernel."""
+            if self.poll() is None:
+                self.stdin.close()
+                try:
+                    self.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                    self.wait()
+            self.stdout.close()
+            return self.returncode
+
+        def __repr__(self) -> str:
+            return f"child {self.pid}"
+
+        __str__ = __repr__
+
+    return GetppidChild([sys.executable, "-S", "-c", code], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, text=True, bufsize=1)
+
+
+# -- a child process to move between cgroups (lesson 14) -------------------------------------------
+def cgroup_child(cpu: int | None = None):
+    """A child process that waits, and does exactly what it is told, one step at a time, so a
+    lesson can move it between cgroups (`cg.enter(child.pid)`) and count what each step did:
+
+        child = cgroup_child(cpu=0)
+        web.enter(child.pid)
+        child.calls(20)                        # exactly 20 getppid() calls, then returns
+        child.socket()                         # a new UDP socket (it belongs to the cgroup now)
+        child.send(5, 100, ("127.0.0.1", port))   # 5 datagrams of 100 bytes on that socket
+        child.close()                          # the child exits
+
+    Between steps the child blocks in read() on a pipe: no getppid(), no packets. `cpu` pins
+    it to one CPU (folded onto the CPUs this process may use). Returns a small object with
+    `pid`, `calls(n)`, `socket()`, `send(n, size, to)` and `close()`; each step returns once
+    the child has done it."""
+    import types
+    cpus = sorted(os.sched_getaffinity(0))
+    where = None if cpu is None else cpus[int(cpu) % len(cpus)]
+    from_parent, to_child = os.pipe()
+    from_child, to_parent = os.pipe()
+    pid = _fork()
+    if pid == 0:  # the child: plain system calls only, until os._exit
+        code = 1
+        try:
+            os.close(to_child)
+            os.close(from_child)
+            if where is not None:
+                os.sched_setaffinity(0, {where})
+            sock, getppid = None, os.getppid
+            while True:
+                line = b""
+                while not line.endswith(b"\n"):
+                    piece = os.read(from_parent, 64)
+                    if not piece:
+                        os._exit(0)
+                    line += piece
+                op, *args = line.split()
+                if op == b"calls":
+                    for _ in range(int(args[0])):
+                        getppid()
+                elif op == b"socket":
+                    if sock is not None:
+                        sock.close()
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                elif op == b"send":
+                    n, size, host, port = int(args[0]), int(args[1]), args[2].decode(), int(args[3])
+                    payload = b"x" * size
+                    for _ in range(n):
+                        sock.sendto(payload, (host, port))
+                elif op == b"exit":
+                    code = 0
+                    break
+                os.write(to_parent, b"ok\n")
+        finally:
+            os._exit(code)
+    os.close(from_parent)
+    os.close(to_parent)
+    state = {"open": True}
+
+    def _do(*words) -> None:
+        if not state["open"]:
+            raise BpfkitError(f"The child {pid} has exited.", "make a new one: cgroup_child().")
+        os.write(to_child, (" ".join(str(w) for w in words) + "\n").encode())
+        if os.read(from_child, 16) != b"ok\n":
+            close()
+            raise BpfkitError(f"The child {pid} failed.", "this is a bpfkit bug.")
+
+    def close() -> None:
+        if not state["open"]:
+            return
+        state["open"] = False
+        with contextlib.suppress(OSError):
+            os.write(to_child, b"exit\n")
+        for fd in (to_child, from_child):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    def send(n: int, size: int, to) -> None:
+        host, port = to
+        _do("send", int(n), int(size), host, int(port))
+
+    return types.SimpleNamespace(pid=pid, calls=lambda n: _do("calls", int(n)),
+                                 socket=lambda: _do("socket"), send=send, close=close)
+
+
+# -- a reuseport group of UDP sockets (lesson 18) ---------------------------------------------------
+
+class ReuseportGroup:
+    """`n` UDP sockets bound to one port of 127.0.0.1 with SO_REUSEPORT (a reuseport group),
+    named "s0", "s1", ..., and one sender socket with a fixed source port.
+
+    Make it inside a cgroup (`with cg.inside(): group = ReuseportGroup(4)`) for the cgroup's
+    programs to see its sockets. `send([0, 0, 3])` sends one datagram per number, the number
+    as the payload's first byte; `receive()` reads what each socket got."""
+
+    def __init__(self, n: int = 4, host: str = "127.0.0.1"):
+        self.sockets: dict[str, socket.socket] = {}
+        self.sender = None
+        self.host, self.port = host, 0
+        try:
+            for i in range(n):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.sockets[f"s{i}"] = sock
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((host, self.port))
+                sock.setblocking(False)
+                self.port = sock.getsockname()[1]
+            self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sender.bind((host, 0))
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, first_bytes) -> int:
+        """One datagram per number in `first_bytes` (0-255), that number as its first byte."""
+        n = 0
+        for b in first_bytes:
+            self.sender.sendto(bytes([b]) + b"bpfkit", (self.host, self.port))
+            n += 1
+        return n
+
+    def receive(self, expect: int | None = None, timeout: float = 1.0) -> dict[str, int]:
+        """Datagrams each socket received since the last call (read and counted). Waits until
+        `expect` datagrams arrived in all (or `timeout` seconds); without `expect`, reads
+        what is there, lets 10 ms pass, and reads again."""
+        got = dict.fromkeys(self.sockets, 0)
+        deadline = time.monotonic() + (0.01 if expect is None else timeout)
+        while True:
+            for name, sock in self.sockets.items():
+                while True:
+                    try:
+                        sock.recv(2048)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    got[name] += 1
+            done = expect is not None and sum(got.values()) >= expect
+            if done or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        for sock in [*self.sockets.values(), self.sender]:
+            if sock is not None:
+                sock.close()
+
+    def __enter__(self) -> "ReuseportGroup":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<bpfkit ReuseportGroup of {len(self.sockets)} UDP sockets on {self.host}:{self.port}>"
+
+
+def tcp_transfer(nbytes: int, congestion: str, mss: int = 1000) -> dict:
+    """Send `nbytes` over one loopback TCP connection whose sender chose the congestion control
+    `congestion` (setsockopt TCP_CONGESTION) and segments of `mss` bytes (TCP_MAXSEG); a thread
+    receives them. Returns {"congestion": what the socket reported (getsockopt TCP_CONGESTION),
+    "sent": nbytes, "received": bytes the receiver counted}. Lesson 19."""
+    import socket
+    import threading
+    server = socket.socket()
+    sender = socket.socket()
+    got = {}
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
+        sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        sender.connect(server.getsockname())
+        reported = sender.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+
+        def receive():
+            conn, _ = server.accept()
+            with conn:
+                n = 0
+                while data := conn.recv(1 << 16):
+                    n += len(data)
+                got["received"] = n
+
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        sender.sendall(b"x" * nbytes)
+        sender.close()
+        receiver.join(timeout=10)
+    finally:
+        sender.close()
+        server.close()
+    return {"congestion": reported.split(b"\0")[0].decode(), "sent": nbytes,
+            "received": got.get("received", 0)}

@@ -184,6 +184,7 @@ def test_readable_types():
     ("array", "an array"), ("hash", "a hash"), ("user_ringbuf", "a user_ringbuf"),
     ("arena", "an arena"), ("inode_storage", "an inode_storage"), ("queue", "a queue"),
     ("lru_hash", "an lru_hash"), ("lpm_trie", "an lpm_trie"), ("percpu_hash", "a percpu_hash"),
+    ("sk_storage", "an sk_storage"), ("xskmap", "an xskmap"), ("sockmap", "a sockmap"),
 ])
 def test_article_property(name, with_article):
     assert maptypes.get(name).a == with_article

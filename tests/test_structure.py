@@ -24,8 +24,8 @@ LAYERS = [
     ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress"],
     ["kernel", "lifetime", "netns", "sockets", "system", "compiler"],
     ["maps"],                                     # the whole maps package
-    ["diagnose", "verifier", "program"],
-    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile"],
+    ["diagnose", "verifier", "program", "bpfobject"],
+    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile", "xsk"],
     ["magic", "exercises", "reset", "__main__", "__init__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -141,7 +141,8 @@ def map_types() -> pd.DataFrame:
     """Every map type this kernel defines, one row each, each tried for real: a small map of
     the type is made and closed again at once. Columns: type, number, supported (made here),
     error (why not), bcc_declares, bcc (the macro), key, per_cpu, values, readable (by user
-    space), ops (what user space may do), since (kernel release), purpose.
+    space), ops (what user space may do), since (kernel release), purpose, lesson (the
+    notebook that teaches it).
 
     The kernel's own list comes from its BTF (`enum bpf_map_type`); a type newer than bpfkit
     is listed with what little is known of it."""
@@ -158,7 +159,7 @@ def map_types() -> pd.DataFrame:
                      "bcc_declares": mt.bcc_declares, "bcc": mt.bcc or "", "key": mt.key,
                      "per_cpu": mt.per_cpu, "values": mt.values, "readable": mt.readable,
                      "ops": " ".join(o for o in maptypes.OPS if o in mt.ops), "since": mt.since,
-                     "purpose": mt.purpose})
+                     "purpose": mt.purpose, "lesson": mt.lesson})
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,116 @@
+"""Lesson 14's exercise (a process moves to another cgroup, its socket does not) and its check,
+and the field offsets the lesson's cgrp_storage program needs.
+
+The check runs its own workload in a fresh child (`workload.cgroup_child`): the child makes a
+UDP socket in cgroup `web` and 10 getppid() calls there, then moves to `batch`, sends 4
+datagrams of 100 bytes on that same socket and makes 6 more getppid() calls. The learner
+predicts what each map counts for each cgroup; the check compares with what the maps say.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import socket
+
+from .. import workload
+from .._libbpf import lib
+from ..maps.btf import BTF_KIND_STRUCT, _BtfType, _Vmlinux
+from . import Checker, exercise
+
+BEFORE_CALLS, AFTER_CALLS, DATAGRAMS, PAYLOAD = 10, 6, 4, 100
+HEADERS = 28  # IPv4 (20 bytes) + UDP (8 bytes): skb->len at egress counts them
+QUESTIONS = ("calls counted for web", "calls counted for batch",
+             "bytes counted for web", "bytes counted for batch")
+
+
+class _BtfMember(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32), ("offset", ct.c_uint32)]
+
+
+def field_offset(struct: str, field: str) -> int:
+    """The byte offset of `field` in the running kernel's `struct` (from its BTF)."""
+    with _Vmlinux() as vm:
+        tid = vm.find(struct, BTF_KIND_STRUCT)
+        if not tid:
+            raise KeyError(f"this kernel's BTF has no struct {struct}")
+        address = lib.btf__type_by_id(vm.btf, tid)
+        t = _BtfType.from_address(address)
+        members = (_BtfMember * (t.info & 0xFFFF)).from_address(address + ct.sizeof(_BtfType))
+        bitfields = bool(t.info >> 31)
+        for m in members:
+            if lib.btf__name_by_offset(vm.btf, m.name_off).decode() == field:
+                bits = m.offset & 0xFFFFFF if bitfields else m.offset
+                return bits // 8
+    raise KeyError(f"struct {struct} has no field {field} in this kernel")
+
+
+def cgroup_field_offsets() -> str:
+    """The clang flags bpf/cgrp_calls.c needs: where task_struct.cgroups and
+    css_set.dfl_cgrp are in the running kernel, e.g. "-DTASK_CGROUPS=2376 -DCSS_SET_DFL_CGRP=112"."""
+    return (f"-DTASK_CGROUPS={field_offset('task_struct', 'cgroups')} "
+            f"-DCSS_SET_DFL_CGRP={field_offset('css_set', 'dfl_cgrp')}")
+
+
+def moved_socket_run(calls_program, bytes_program, web, batch) -> dict:
+    """Run the exercise's workload once; what each map counted for each cgroup during it."""
+    calls, bytes_out = calls_program["calls"], bytes_program["bytes_out"]
+    ids = {name: cg.id for name, cg in (("web", web), ("batch", batch))}
+
+    def stored() -> dict:
+        frame = bytes_out.frame()
+        return {name: int(frame.loc[frame["cgroup_inode_id"] == i, "value"].sum())
+                for name, i in ids.items()}
+
+    calls_before, bytes_before = [int(x) for x in calls.counts()], stored()
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    child = workload.cgroup_child()
+    try:
+        web.enter(child.pid)
+        child.socket()
+        child.calls(BEFORE_CALLS)
+        web.leave(child.pid)
+        batch.enter(child.pid)
+        child.send(DATAGRAMS, PAYLOAD, receiver.getsockname())
+        child.calls(AFTER_CALLS)
+    finally:
+        child.close()
+        batch.leave(child.pid)
+        web.leave(child.pid)
+        receiver.close()
+    calls_after, bytes_after = [int(x) for x in calls.counts()], stored()
+    return {"calls counted for web": calls_after[0] - calls_before[0],
+            "calls counted for batch": calls_after[1] - calls_before[1],
+            "bytes counted for web": bytes_after["web"] - bytes_before["web"],
+            "bytes counted for batch": bytes_after["batch"] - bytes_before["batch"]}
+
+
+@exercise("A process moves, its socket stays",
+          "getppid() is counted for the cgroup the task is in when it calls; a packet for the "
+          "cgroup its socket was made in, whatever cgroup the sender is in now.")
+def check_moved_socket(c: Checker, prediction: dict, calls_program, bytes_program, web, batch) -> None:
+    """Lesson 14's exercise: the learner's `prediction` of what `calls` (cgroup_array) and
+    `bytes_out` (cgroup storage) count for each cgroup when a process that made its socket in
+    `web` moves to `batch` and sends there. The check runs that workload and compares."""
+    c.require(isinstance(prediction, dict), "`prediction` should be a dict with the four numbers.")
+    missing = [q for q in QUESTIONS if not isinstance(prediction.get(q), int)]
+    c.require(not missing, "Fill in a whole number for: " + ", ".join(repr(q) for q in missing) + ".")
+    c.require(bytes_program["bytes_out"].type == "cgroup_storage",
+              "bytes_out should be the lesson's BPF_CGROUP_STORAGE map: run the %%bpf cgroup_bytes cell.")
+    c.require(len(web.attached().get("inet_egress", [])) == 1 and
+              len(batch.attached().get("inet_egress", [])) == 1,
+              "count_egress should be attached at egress to both cgroups: run the cells of the "
+              "cgroup storage section again.")
+    got = moved_socket_run(calls_program, bytes_program, web, batch)
+    if prediction["calls counted for web"] != got["calls counted for web"] or \
+            prediction["calls counted for batch"] != got["calls counted for batch"]:
+        c.expect(False, "The getppid() counts are not right. check_current_task() asks where the "
+                 "task is at the moment of each call: count the calls made before and after the move.")
+    if prediction["bytes counted for web"] + prediction["bytes counted for batch"] != \
+            got["bytes counted for web"] + got["bytes counted for batch"]:
+        c.expect(False, f"The bytes do not add up: {DATAGRAMS} datagrams of {PAYLOAD} bytes of data were "
+                 "sent, and skb->len at egress counts the packet's headers too (IPv4: 20 bytes, UDP: 8).")
+    elif prediction["bytes counted for web"] != got["bytes counted for web"]:
+        c.expect(False, "The total is right, but not where it is counted. Which cgroup does a packet "
+                 "belong to at egress: the sending process's, or its socket's? When was the socket made?")
+    if got != {q: prediction[q] for q in QUESTIONS} and not c.result.problems:
+        c.expect(False, f"The maps counted {got}, not what you predicted.")

@@ -1,0 +1,157 @@
+"""Lesson 19: libbpf-style programs (bpfkit.bpfobject): a struct_ops congestion control, a user
+ring buffer drained by a callback, an arena; the exercise check; the notebook's cells."""
+from __future__ import annotations
+
+import ctypes as ct
+import json
+import mmap
+import socket
+from pathlib import Path
+
+import pytest
+
+import bpfkit
+from bpfkit import bpfobject, workload
+from bpfkit.exercises import beyond_bcc
+
+ROOT = Path(__file__).resolve().parent.parent
+LACKING = bpfobject.missing()
+pytestmark = pytest.mark.skipif(LACKING is not None, reason=f"this machine has no {LACKING}: "
+                                f"{bpfobject.INSTALL}")
+AVAILABLE = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+
+
+class CwndSample(ct.Structure):
+    _fields_ = [("ns", ct.c_uint64), ("cwnd", ct.c_uint32), ("acked", ct.c_uint32)]
+
+
+TYPES = {"samples": ("u32", CwndSample)}
+SOURCE = (ROOT / "bpf" / "l19_cc.bpf.c").read_text()
+STARTER = SOURCE.replace('"bpfkit_l19"', '"bpfkit_l19t"')
+SOLVED = STARTER.replace("++tp->snd_cwnd_cnt >= tp->snd_cwnd", "++tp->snd_cwnd_cnt >= 2 * tp->snd_cwnd")
+
+
+def test_the_congestion_control_registers_records_and_unregisters(no_leaks):
+    cc = bpfobject.load("l19_cc", types=TYPES)
+    assert cc.struct_ops == ["l19"] and "bpfkit_l19" in AVAILABLE.read_text().split()
+    assert bpfkit.loaded()["l19_cc"] is cc
+    sent = workload.tcp_transfer(16_000_000, "bpfkit_l19")
+    assert sent == {"congestion": "bpfkit_l19", "sent": 16_000_000, "received": 16_000_000}
+    acks = beyond_bcc.window(cc)
+    assert len(acks) > 100 and list(acks["ack"]) == list(range(1, len(acks) + 1))
+    steps = beyond_bcc.avoidance_runs(acks["cwnd"])
+    assert len(steps) >= 3 and all(n == k for k, n in steps.items()), steps   # Reno: k ACKs at k
+    cc.close()
+    assert "bpfkit_l19" not in AVAILABLE.read_text().split()
+    with pytest.raises(OSError):   # the name is gone: a socket can no longer choose it
+        socket.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bpfkit_l19")
+
+
+def test_a_reload_keeps_the_name_and_close_all_frees_it(no_leaks):
+    first = bpfobject.load("l19_cc", types=TYPES)
+    second = bpfobject.load("l19_cc", types=TYPES)   # a re-run cell: the earlier one goes first
+    assert first.closed and not second.closed and list(bpfkit.loaded()) == ["l19_cc"]
+    with pytest.raises(bpfkit.BpfkitError, match="File exists"):
+        bpfobject.load("l19_cc", name="l19_other")   # the same algorithm name, twice
+    assert list(bpfkit.loaded()) == ["l19_cc"]
+    bpfkit.close_all()
+    assert bpfkit.lifetime.live() == {} and "bpfkit_l19" not in AVAILABLE.read_text()
+
+
+def test_user_ring_buffer_messages_are_drained_and_summed(no_leaks):
+    obj = bpfobject.load("l19_uring", types={"totals": ("u32", "u64")})
+    inbox = obj.ring("inbox")
+    for value in (5, 7, 30, 100):
+        inbox.send(bytes(ct.c_uint32(1)) + bytes(ct.c_uint32(value)))
+    assert list(obj["totals"].frame()["value"]) == [0, 0]
+    assert obj.run("drain") == 4 and obj.run("drain") == 0
+    assert list(obj["totals"].frame()["value"]) == [4, 142]
+
+
+def test_arena_map_is_mapped_once_and_the_program_loads_or_says_why(no_leaks):
+    pages = bpfkit.create_map("arena", max_entries=2, name="l19_tpages")
+    view = mmap.mmap(pages.fd, 2 * mmap.PAGESIZE)
+    view[0:3] = b"abc"
+    assert bytes(view[0:3]) == b"abc"
+    with pytest.raises(OSError):
+        mmap.mmap(pages.fd, 2 * mmap.PAGESIZE)
+    view.close()
+    try:
+        obj = bpfobject.load("l19_arena")
+    except bpfkit.errors.VerifierError as e:   # clang < 18 / libbpf < 1.4: the kernel's words
+        assert "invalid mem access" in e.what
+    else:
+        assert [obj.run("bump") for _ in range(3)] == [1, 2, 3]
+
+
+def test_a_learners_c_error_is_one_message_at_the_cells_line(no_leaks):
+    bad = SOURCE.replace("tp->snd_cwnd += acked;", "tp->snd_cwnd += ackd;")
+    line = bad.splitlines().index(next(s for s in bad.splitlines() if "ackd" in s)) + 2
+    with pytest.raises(bpfkit.errors.CompileError) as e:
+        bpfobject.load(bad, name="l19_bad", where="the cell", first_line=2)
+    assert f"line {line}: error: use of undeclared identifier 'ackd'" in e.value.what
+    assert "Traceback" not in str(e.value) and bpfkit.loaded() == {}
+
+
+def test_the_exercise_check_explains_the_starter_and_passes_the_solution(no_leaks):
+    starter = bpfobject.load(STARTER, name="l19_tslow", types=TYPES)
+    result = beyond_bcc.check_cautious(starter, prediction=82)
+    assert not result and "still grows like Reno" in str(result)
+    solved = bpfobject.load(SOLVED, name="l19_tslow", types=TYPES)
+    assert starter.closed
+    assert beyond_bcc.check_cautious(solved, prediction=82)
+    wrong = beyond_bcc.check_cautious(solved, prediction=41)
+    assert not wrong and "prediction (41)" in str(wrong)
+    assert "Write your prediction" in str(beyond_bcc.check_cautious(solved))
+    assert "Run the %%bpfobject" in str(beyond_bcc.check_cautious(None))
+
+
+def test_runs_and_congestion_name_without_the_kernel():
+    assert beyond_bcc.runs([20, 40, 40, 41]) == [(20, 1), (40, 2), (41, 1)]
+    assert beyond_bcc.avoidance_runs([20, 40, 40, 41, 41, 41, 42]) == {41: 3}
+    assert beyond_bcc.congestion_name('.name = "bpfkit_l19",') == "bpfkit_l19"
+
+
+@pytest.mark.parametrize("path", ["notebooks/19_beyond_bcc.ipynb",
+                                  "notebooks/solutions/19_beyond_bcc_solution.ipynb"])
+def test_bpfobject_cells_named_after_a_program_hold_that_program(path):
+    for cell in json.loads((ROOT / path).read_text())["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "code" and text.startswith("%%bpfobject "):
+            first, _, body = text.partition("\n")
+            name = first.split()[1]
+            file = ROOT / "bpf" / f"{name}.bpf.c"
+            if file.exists():
+                assert body.strip() == file.read_text().strip(), f"{path}: {name} differs"
+
+
+UNCHECKED = """
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+struct {                          /* a hash: the key may be missing (an array's constant slot may not) */
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} counts SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int count(void *ctx) {
+    __u32 zero = 0;
+    __u64 *n = bpf_map_lookup_elem(&counts, &zero);
+    *n += 1;                      /* no NULL check: the verifier says no */
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_the_verifier_s_words_come_back_after_bcc_has_loaded_a_program(no_leaks):
+    """BCC sets libbpf's printer to its own on its first load, which drops libbpf's warnings
+    (the verifier's log among them): bpfobject collects them whatever printer is set."""
+    with bpfkit.load("BPF_ARRAY(a, u64, 1);\nint xdp_pass(struct xdp_md *ctx) { return XDP_PASS; }\n",
+                     name="l19_tbcc_first"):
+        with pytest.raises(bpfkit.errors.VerifierError) as e:
+            bpfobject.load(UNCHECKED, name="l19_tunchecked")
+    assert "invalid mem access 'map_value_or_null'" in e.value.what
+    assert "processed" in e.value.detail or "R0" in e.value.detail  # the log's last lines
+    assert bpfkit.loaded() == {}
