@@ -42,9 +42,16 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
     lines = source.splitlines()
     if errno_ in (errno.EPERM, errno.EACCES) and "processed" not in output:
         from . import system
-        return PrivilegeError(f"The kernel refused to load {described}: {os.strerror(errno_)}. "
-                              + system.privilege_problem(),
-                              system.privilege_hint())
+        if system.missing_privileges():
+            return PrivilegeError(f"The kernel refused to load {described}: {os.strerror(errno_)}. "
+                                  + system.privilege_problem(),
+                                  system.privilege_hint())
+        return LoadError(
+            f"The kernel refused to load {described}: {os.strerror(errno_)}, although this process "
+            "has every privilege BPF asks for: the kernel forbids this kind of program here.",
+            "a kernel in lockdown, or without BPF in its security modules (lsm=...bpf), refuses "
+            "LSM programs, and some refuse fentry and fexit too; nothing a program can change. Use a "
+            "program type this kernel loads (a tracepoint, say), or a machine whose kernel allows it.")
     log = [l for l in output.splitlines() if l.strip() and not l.startswith("HINT:")]
     if not any(re.match(r"^\d+: ", l) for l in log):
         if errno_ == errno.E2BIG:  # BCC prints no log for E2BIG: the verifier's "too large"
@@ -78,6 +85,17 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
             f"{license!r}{place or '. '}It says: {reason}",
             "delete the `#define BPF_LICENSE ...` line (a BCC program is GPL by default) or set "
             f"it to GPL or \"Dual BSD/GPL\"; or do without {helper or 'that helper'}.", detail=detail)
+    if re.match(r"R1 type=\w+ expected=map_ptr", reason) and helper:
+        line = lines[row - 1] if row else ""
+        named = re.search(r"\(\s*&\s*(\w+)", line)
+        name = named.group(1) if named else "counts"
+        method = _BCC_METHODS.get(helper, "lookup(&key)")
+        return VerifierError(
+            f"The verifier refused {described}: the map it hands {helper} is not a map"
+            f"{(',' + place) if place else '. '}It says: {reason}",
+            f"a map declared with one of BCC's macros is not a map in C: &{name} is only an "
+            f"address. Call the helper through the map, as a method, which BCC turns into "
+            f"{helper} with the real map: {name}.{method}.", detail=detail)
     pointer = re.match(r"R([1-5]) type=(?:scalar|inv)\b.*expected=", reason)
     if pointer and helper:
         arg = int(pointer.group(1))
@@ -100,6 +118,22 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
 
 _LOOP_WORDS = ("jumps is too complex", "back-edge", "infinite loop", "program is too large",
                "loop is not bounded", "too many states")
+# The BCC map method each helper with a map argument is written as (BCC's rewriter makes the
+# helper call, with the real map, out of the method).
+_BCC_METHODS = {
+    "bpf_map_lookup_elem": "lookup(&key)", "bpf_map_update_elem": "update(&key, &value)",
+    "bpf_map_delete_elem": "delete(&key)", "bpf_map_push_elem": "push(&value, 0)",
+    "bpf_map_pop_elem": "pop(&value)", "bpf_map_peek_elem": "peek(&value)",
+    "bpf_task_storage_get": "task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)",
+    "bpf_sk_storage_get": "sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE)",
+    "bpf_inode_storage_get": "inode_storage_get(inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)",
+    "bpf_redirect_map": "redirect_map(index, 0)", "bpf_tail_call": "call(ctx, index)",
+    "bpf_perf_event_output": "perf_submit(ctx, &event, sizeof(event))",
+    "bpf_ringbuf_output": "ringbuf_output(&event, sizeof(event), 0)",
+    "bpf_ringbuf_reserve": "ringbuf_reserve(sizeof(struct event))",
+    "bpf_get_stackid": "get_stackid(ctx, 0)",
+    "bpf_current_task_under_cgroup": "check_current_task(index)",
+}
 _MAP_HELPER_ARGS = {("bpf_map_lookup_elem", 2): "the key", ("bpf_map_update_elem", 2): "the key",
                     ("bpf_map_update_elem", 3): "the value", ("bpf_map_delete_elem", 2): "the key"}
 

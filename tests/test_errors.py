@@ -685,3 +685,61 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
         bpfkit.load(name)
     assert f"{name}.bpf.c is libbpf C, which BCC cannot build" in str(e.value)
     assert f"bpfkit.bpfobject.load('{name}')" in str(e.value)
+
+
+def test_a_program_type_the_kernel_forbids_is_not_called_a_missing_privilege(no_leaks):
+    """Root with every capability, and the kernel still says EPERM (an LSM program, refused by
+    this kernel's lockdown): the learner is told the kernel forbids the type, not to add
+    capabilities they already have."""
+    assert not system.missing_privileges()
+    source = "LSM_PROBE(file_open, struct file *file) { return 0; }\n"
+    with bpfkit.load(source, name="forbidden_lsm") as prog:
+        try:
+            prog.load_func("lsm__file_open", system.bcc().BPF.LSM)
+        except errors.PrivilegeError as e:
+            pytest.fail(f"called a missing privilege: {e}")
+        except errors.LoadError as e:
+            assert "Operation not permitted, although this process has every privilege" in e.what
+            assert "forbids this kind of program" in e.what and "CAP_" not in str(e)
+        else:
+            pytest.skip("this kernel loads BPF LSM programs")
+
+
+TASK_STORAGE_BY_HELPER = """
+BPF_TASK_STORAGE(on_task, u64);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    u64 *n = bpf_task_storage_get(&on_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+"""
+HASH_BY_HELPER = """
+BPF_HASH(counts, u32, u64);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    u32 key = 0;
+    u64 *n = bpf_map_lookup_elem(&counts, &key);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("source, wrong, hinted", [
+    (TASK_STORAGE_BY_HELPER, "bpf_task_storage_get(&on_task, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)",
+     "on_task.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)"),
+    (HASH_BY_HELPER, "bpf_map_lookup_elem(&counts, &key)", "counts.lookup(&key)"),
+])
+def test_a_bcc_map_handed_to_a_helper_is_told_to_use_the_method_and_the_method_loads(source, wrong, hinted,
+                                                                                    no_leaks):
+    try:
+        bpfkit.load(source, name="helper_map").close()
+    except VerifierError as e:
+        assert "is not a map" in e.what and f"{wrong};" in e.what
+        assert e.hint.endswith(f"{hinted}.")
+        with bpfkit.load(source.replace(wrong, hinted), name="helper_map"):
+            pass  # the hint, followed, loads
+    else:
+        pytest.skip("this BCC turns the map's address into the map itself")
