@@ -236,8 +236,9 @@ def test_storage_maps_take_the_objects_their_values_belong_to(no_leaks):
         b.close()
         child.kill()
         child.wait()
-    with pytest.raises(MapError, match="has exited"):          # the task's storage went with it
+    with pytest.raises(KeyError, match="has exited"):          # the task's storage went with it
         per_task[child]
+    assert per_task.get(child, "gone") == "gone" and child not in per_task  # as for a missing key
     bpfkit.close_all()
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import atomic, kernel, lifetime, maptypes
 from .._libbpf import lib
-from ..errors import MapError, ProgramClosed, no_attribute
+from ..errors import KeyMissing, MapError, ProgramClosed, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
 from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
@@ -189,7 +189,10 @@ class Map:
         return buf
 
     def get(self, key, default=None):
-        buf = self._lookup(key)
+        try:
+            buf = self._lookup(key)
+        except KeyMissing:  # an object key that is gone (an exited process): so is its value
+            return default
         return default if buf is None else self._decode(buf)
 
     def __setitem__(self, key, value):
@@ -215,7 +218,10 @@ class Map:
         trie: does any stored prefix contain it? Both are what the kernel's lookup answers.)"""
         if "test" in self.map_type.ops:
             return self._test(key)
-        return self._lookup(key) is not None
+        try:
+            return self._lookup(key) is not None
+        except KeyMissing:
+            return False
 
     def keys(self) -> list:
         return [self.codec.decode_key(self.spec, k) for k in self._walk().keys]

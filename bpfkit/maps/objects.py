@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MapError, not_a_map
+from ..errors import KeyMissing, MapError, not_a_map
 
 
 def _is_int(x) -> bool:
@@ -71,8 +71,8 @@ def fd_for(obj, kind: str, map_name: str):
 def _opened_pidfd(pid: int):
     try:
         fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        raise MapError(f"Process {pid} has exited, so it has no task storage any more.",
+    except ProcessLookupError:  # a missing key, for get() and `in`: its value went with it
+        raise KeyMissing(f"Process {pid} has exited, so it has no task storage any more.",
                        "task storage is freed with its task: read it while the process runs.") from None
     try:
         yield fd
