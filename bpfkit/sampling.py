@@ -210,6 +210,7 @@ class LivePlot:
         self.latest: dict[str, float] = {}     # label -> its value at the newest tick
         self.lines: dict = {}                  # label -> Line2D
         self.shown: list[str] = []
+        self.tick_width = 1                    # digits of the y axis's top, laid out for
         ax.set_title(title)
         ax.set_xlabel("seconds")
         ax.set_ylabel(ylabel or y or "")  # before the layout, or a long label is cut off
@@ -264,6 +265,10 @@ class LivePlot:
                            title=", ".join(self.key_cols or []) or "key")
         self.ax.relim(visible_only=True)
         self.ax.autoscale_view()
+        width = len(f"{self.ax.get_ylim()[1]:.0f}")
+        if width != self.tick_width:  # wider tick labels (10 to 1000 frames): make room for them
+            self.tick_width = width
+            self.fig.tight_layout()
         self._render()
 
     def _render(self) -> None:

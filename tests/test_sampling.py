@@ -147,6 +147,17 @@ def test_live_lays_its_label_out_inside_the_figure(counts):
     assert label.get_window_extent().x0 >= 0  # inside the figure's left edge
     plt.close("all")
 
+    def grow():  # values that need six digits by the end (below a million: no 1e6 offset)
+        for key in range(100):
+            counts[key] = 100_000 + 5_000 * key
+    sampling.live(counts, every=0.05, duration=0.1, action=grow, key="id", value="n")
+    fig = plt.gcf()
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert max(len(t.get_text()) for t in ticks) >= 6
+    assert min(t.get_window_extent().x0 for t in ticks) >= 0 and fig.axes[0].yaxis.label.get_window_extent().x0 >= 0
+    plt.close("all")
+
 
 @pytest.mark.parametrize("names, shown", [
     ({99: "ninety-nine", 98: "ninety-eight"}, ["97", "ninety-eight", "ninety-nine"]),  # 97 unnamed
