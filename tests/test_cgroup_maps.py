@@ -11,8 +11,9 @@ import pytest
 
 import bpfkit
 from bpfkit.cgroup import Cgroup
-from bpfkit.exercises.cgroup_maps import (check_moved_socket, cgroup_field_offsets,
-                                          field_offset, moved_socket_run)
+from bpfkit.exercises.cgroup_maps import check_moved_socket, cgroup_field_offsets, moved_socket_run
+from bpfkit.errors import MapError
+from bpfkit.maps.btf import vmlinux_field_offset
 from bpfkit.workload import cgroup_child
 
 BPF = bpfkit.system.bcc().BPF
@@ -106,7 +107,7 @@ def test_a_moved_task_counts_for_its_new_cgroup(no_leaks, cgroups):
 def test_cgroup_storage_counts_bytes_and_packets_per_cgroup_and_cpu(no_leaks, cgroups):
     web, batch = cgroups
     _, traffic = lesson_programs(web, batch)
-    ids = {os.stat(web.path).st_ino: "web", os.stat(batch.path).st_ino: "batch"}
+    ids = {web.id: "web", os.stat(batch.path).st_ino: "batch"}
     frame = traffic["bytes_out"].frame()
     assert sorted(ids[i] for i in frame["cgroup_inode_id"]) == ["batch", "web"]
     assert set(frame["attach_type"]) == {1} and frame["value"].tolist() == [0, 0]   # 1: egress
@@ -128,13 +129,15 @@ def test_cgroup_storage_counts_bytes_and_packets_per_cgroup_and_cpu(no_leaks, cg
     summed = traffic["packets_out"].frame(per_cpu="sum")
     assert {ids[i]: v for i, v in zip(summed["cgroup_inode_id"], summed["value"])} == {"web": 10, "batch": 5}
     cpus = sorted(os.sched_getaffinity(0))
-    web_row = per_cpu[(per_cpu["cgroup_inode_id"] == os.stat(web.path).st_ino) & (per_cpu["cpu"] == cpus[0])]
+    web_row = per_cpu[(per_cpu["cgroup_inode_id"] == web.id) & (per_cpu["cpu"] == cpus[0])]
     assert web_row["value"].tolist() == [10]
 
 
 def test_cgrp_storage_counts_calls_of_any_cgroup(no_leaks, cgroups):
     web, batch = cgroups
-    assert field_offset("css_set", "dfl_cgrp") > 0
+    assert vmlinux_field_offset("css_set", "dfl_cgrp") > 0
+    with pytest.raises(MapError, match="has no field nope"):
+        vmlinux_field_offset("css_set", "nope")
     per_cgroup = bpfkit.create_map("cgrp_storage", value="u64", name="per_cgroup")
     bpfkit.load("cgrp_calls", name="l14_test_cgrp", maps={"per_cgroup": per_cgroup},
                 cflags=cgroup_field_offsets().split())

@@ -8,12 +8,10 @@ predicts what each map counts for each cgroup; the check compares with what the 
 """
 from __future__ import annotations
 
-import ctypes as ct
 import socket
 
 from .. import workload
-from .._libbpf import lib
-from ..maps.btf import BTF_KIND_STRUCT, _BtfType, _Vmlinux
+from ..maps.btf import vmlinux_field_offset
 from . import Checker, exercise
 
 BEFORE_CALLS, AFTER_CALLS, DATAGRAMS, PAYLOAD = 10, 6, 4, 100
@@ -22,32 +20,11 @@ QUESTIONS = ("calls counted for web", "calls counted for batch",
              "bytes counted for web", "bytes counted for batch")
 
 
-class _BtfMember(ct.Structure):
-    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32), ("offset", ct.c_uint32)]
-
-
-def field_offset(struct: str, field: str) -> int:
-    """The byte offset of `field` in the running kernel's `struct` (from its BTF)."""
-    with _Vmlinux() as vm:
-        tid = vm.find(struct, BTF_KIND_STRUCT)
-        if not tid:
-            raise KeyError(f"this kernel's BTF has no struct {struct}")
-        address = lib.btf__type_by_id(vm.btf, tid)
-        t = _BtfType.from_address(address)
-        members = (_BtfMember * (t.info & 0xFFFF)).from_address(address + ct.sizeof(_BtfType))
-        bitfields = bool(t.info >> 31)
-        for m in members:
-            if lib.btf__name_by_offset(vm.btf, m.name_off).decode() == field:
-                bits = m.offset & 0xFFFFFF if bitfields else m.offset
-                return bits // 8
-    raise KeyError(f"struct {struct} has no field {field} in this kernel")
-
-
 def cgroup_field_offsets() -> str:
     """The clang flags bpf/cgrp_calls.c needs: where task_struct.cgroups and
     css_set.dfl_cgrp are in the running kernel, e.g. "-DTASK_CGROUPS=2376 -DCSS_SET_DFL_CGRP=112"."""
-    return (f"-DTASK_CGROUPS={field_offset('task_struct', 'cgroups')} "
-            f"-DCSS_SET_DFL_CGRP={field_offset('css_set', 'dfl_cgrp')}")
+    return (f"-DTASK_CGROUPS={vmlinux_field_offset('task_struct', 'cgroups')} "
+            f"-DCSS_SET_DFL_CGRP={vmlinux_field_offset('css_set', 'dfl_cgrp')}")
 
 
 def moved_socket_run(calls_program, bytes_program, web, batch) -> dict:

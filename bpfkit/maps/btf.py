@@ -119,6 +119,29 @@ class _BtfEnum(ct.Structure):
     _fields_ = [("name_off", ct.c_uint32), ("val", ct.c_int32)]
 
 
+class _BtfMember(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32), ("offset", ct.c_uint32)]
+
+
+def vmlinux_field_offset(struct: str, field: str) -> int:
+    """The byte offset of `field` in the running kernel's `struct` ("task_struct", "cgroups"),
+    from its BTF. BCC compiles against kernel headers that may be older than the kernel (the
+    kit's machines run 6.18 with 6.1 headers), so a program that follows a kernel pointer gets
+    the offset from here, as a -D flag."""
+    with _Vmlinux() as vm:
+        tid = vm.find(struct, BTF_KIND_STRUCT)
+        if not tid:
+            raise MapError(f"This kernel's BTF has no struct {struct}.", "check the name in its headers.")
+        address = lib.btf__type_by_id(vm.btf, tid)
+        t = _BtfType.from_address(address)
+        members = (_BtfMember * (t.info & 0xFFFF)).from_address(address + ct.sizeof(_BtfType))
+        bitfields = bool(t.info >> 31)  # kind_flag: offsets hold a bitfield's size above bit 24
+        for m in members:
+            if lib.btf__name_by_offset(vm.btf, m.name_off).decode() == field:
+                return (m.offset & 0xFFFFFF if bitfields else m.offset) // 8
+    raise MapError(f"struct {struct} has no field {field} in this kernel.", "check the name in its headers.")
+
+
 def vmlinux_enum(name: str) -> dict[str, int] | None:
     """The values of one of the kernel's enums ("bpf_map_type"), from its BTF; None when the
     kernel has no BTF."""
