@@ -13,13 +13,17 @@ provision:
 
 setup: provision $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml jupyter/overrides.json $(wildcard jupyter/bpf-highlight/labextension/*)
+$(VENV)/.installed: pyproject.toml jupyter/overrides.json jupyter/jupyter_server_config.json \
+		$(wildcard jupyter/bpf-highlight/labextension/*)
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# PYTHONWARNINGS: setuptools warns on every editable install, through --quiet.
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --ignore-installed -e '.[dev]'
 	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before other files.
 	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	# The file browser lists the lessons, not solutions/ (JupyterLab lists folders first): each
+	# exercise links to its solution, which opens by its path as before.
+	install -D -m 0644 jupyter/jupyter_server_config.json $(VENV)/etc/jupyter/jupyter_server_config.json
 	# %%bpf cells highlighted as C: a prebuilt extension (built by jupyter/bpf-highlight/build.sh), no Node.
 	rm -rf $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight
 	cp -r jupyter/bpf-highlight/labextension $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight

@@ -69,7 +69,7 @@ def _resolve(source) -> tuple[str, Path | None, str]:
                                       "pass a text file of C code, or the C code itself.") from None
         names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
                         if not p.name.endswith(".bpf.c")})
-        libbpf_c = [d / f"{source}.bpf.c" for d in bpf_dirs() if (d / f"{source}.bpf.c").is_file()]
+        libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
         if libbpf_c:
             raise BpfkitError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
                               f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
@@ -83,6 +83,14 @@ def _resolve(source) -> tuple[str, Path | None, str]:
         raise BpfkitError(f"load() takes a file name or C text, not {type(source).__name__}.",
                           'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
     return source, None, "your C code"
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file(), and False for a name the system cannot even look up (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -150,7 +150,21 @@ def kernel_state() -> dict[str, set]:
     state["xdp"] = xdp_attachments(state["netns"])
     state["cgroup"] = cgroup_attachments()
     state["pins"] = bpffs_pins()
+    state["tcp_congestion"] = set(Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                                  .read_text().split())   # a struct_ops left registered (lesson 19)
+    state["af_xdp"] = af_xdp_sockets()
     return state
+
+
+def af_xdp_sockets() -> set[str]:
+    """{"N open"} for the AF_XDP sockets of this network namespace (lesson 17): this kernel has no
+    socket diagnostics for them (no CONFIG_XDP_SOCKETS_DIAG, so `ss --xdp` is empty), but
+    /proc/net/protocols counts them."""
+    for line in Path("/proc/net/protocols").read_text().splitlines():
+        fields = line.split()
+        if fields[:1] == ["XDP"] and int(fields[2]):
+            return {f"{fields[2]} open"}
+    return set()
 
 
 def bpffs_pins() -> set[str]:

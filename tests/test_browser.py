@@ -138,6 +138,8 @@ def lab():
     server = subprocess.Popen(["bash", str(ROOT / "scripts/lab.sh")], cwd=ROOT, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True, env=env)
     lab = {"url": f"http://127.0.0.1:{port}", "token": token, "log": tmp / "lab.log", "server": server}
+    checkpoints = NOTEBOOKS / ".ipynb_checkpoints"   # JupyterLab makes one when it opens a notebook
+    had_checkpoints = checkpoints.exists()
     try:
         yield lab  # not waited for here: the browser starts while the lab does (_ready waits)
     finally:
@@ -158,6 +160,8 @@ def lab():
         server.wait()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if not had_checkpoints:  # git ignores it, but a fresh clone should stay as it was
+            shutil.rmtree(checkpoints, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -302,18 +306,18 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     lesson = NOTEBOOKS / LESSON
     saved = lesson.read_bytes()
     status = _git_status(lesson)
-    checkpoints = (NOTEBOOKS / ".ipynb_checkpoints").exists()
     tags = [c.get("metadata", {}).get("tags", []) for c in json.loads(saved)["cells"]]
     where = f"(screenshots: {SHOTS})"
 
     _ready(lab)
     cells = _open(browser, lab, LESSON, len(tags))
 
-    # The file browser: the solutions/ folder, then the lessons (jupyter/overrides.json: sortNotebooksFirst).
+    # The file browser: the lessons in their numbered order, and no solutions/ (JupyterLab lists
+    # folders first: jupyter/jupyter_server_config.json hides it; each exercise links to its solution).
     names = _wait(lambda: [e.text.strip() for e in browser.find_elements(
         By.CSS_SELECTOR, ".jp-FileBrowser .jp-DirListing-content .jp-DirListing-itemText") if e.text.strip()],
         20, "the file browser lists nothing")
-    assert "solutions" in names and LESSON in names, names
+    assert "solutions" not in names and LESSON in names, names
     LISTING[:] = names
     # The setting is in effect, and does what JupyterLab 4 makes of it: folders, then notebooks,
     # then other files (jupyterlab PR #14497); lessons in their numbered order.
@@ -321,7 +325,7 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     sort_setting = setting["schema"]["properties"]["sortNotebooksFirst"]   # overrides.json sets its default
     assert setting["settings"].get("sortNotebooksFirst", sort_setting["default"]) is True, sort_setting
     lessons = [n for n in names if n.endswith(".ipynb")]
-    assert lessons == sorted(lessons) and names == ["solutions"] + lessons, names
+    assert names == lessons == sorted(lessons) and names[0] == "00_check_your_setup.ipynb", names
     browser.save_screenshot(str(SHOTS / "opened.png"))
 
     # %%bpf cells are C to the editor (jupyter/bpf-highlight), the others Python.
@@ -379,6 +383,9 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
                if CHECK_MESSAGE in o.get_attribute("textContent")]
     assert message, f"{LESSON}: the exercise check did not show {CHECK_MESSAGE!r} {where}"
     _shot(browser, message[0], "exercise_check.png")
+    # The solution the exercise links to opens, though the file browser does not list its folder.
+    solution = LESSON.replace(".ipynb", "_solution.ipynb")
+    assert _api(lab, f"/api/contents/solutions/{solution}?content=0")["name"] == solution
 
     (SHOTS / "README.txt").write_text(
         f"Screenshots of tests/test_browser.py (headless {CHROMIUM}, 1400x1000), lab at {lab['url']}\n"
@@ -391,6 +398,4 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     # Nothing saved back into the kit.
     assert lesson.read_bytes() == saved, f"{LESSON} was written to"
     assert _git_status(lesson) == status, f"git status changed: {status!r} -> {_git_status(lesson)!r}"
-    if not checkpoints:
-        assert not (NOTEBOOKS / ".ipynb_checkpoints").exists(), "the lab made notebooks/.ipynb_checkpoints"
     print(f"{LESSON}: Run All {seconds:.1f} s; screenshots in {SHOTS}")

@@ -47,3 +47,17 @@ def test_check_cells_are_collapsed(path):
             assert cell["metadata"].get("jupyter", {}).get("source_hidden"), (
                 f"{path.name}: a cell tagged 'check' must be collapsed (jupyter.source_hidden): "
                 + "".join(cell["source"])[:60])
+
+
+LESSONS = [p for p in NOTEBOOKS if p.parent.name == "notebooks" and not p.name.startswith("00_")]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_the_exercise_links_to_its_solution(path):
+    """The file browser does not list solutions/ (jupyter/jupyter_server_config.json): the link
+    is how a learner gets there."""
+    solution = f"solutions/{path.stem}_solution.ipynb"
+    text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                   if c["cell_type"] == "markdown")
+    assert f"]({solution})" in text, f"{path.name} has no link to {solution}"
+    assert (path.parent / solution).is_file()
