@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test test-distro bench doctor reset progress clean
+.PHONY: setup provision lab test test-distro bench browser-times doctor reset progress clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
@@ -57,6 +57,14 @@ test-distro:
 
 bench: setup
 	$(SUDO) $(PY) benchmarks/run.py
+
+# Every lesson's Run All in a real browser (headless Chromium through JupyterLab's menu), timed:
+# the numbers for docs/instructor.md, on this machine. Written to build/screenshots/run_all_times.txt.
+browser-times: setup
+	$(SUDO) bash scripts/provision.sh --test-tools
+	rm -f build/screenshots/run_all_times.txt
+	$(SUDO) env BPFKIT_BROWSER_ALL=1 $(PY) -m pytest -q tests/test_browser.py -k every_lesson
+	cat build/screenshots/run_all_times.txt
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

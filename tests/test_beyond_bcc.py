@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import bpfobject, workload
+from bpfkit import bpfobject
 from bpfkit.exercises import beyond_bcc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +35,8 @@ def test_the_congestion_control_registers_records_and_unregisters(no_leaks):
     cc = bpfobject.load("l19_cc", types=TYPES)
     assert cc.struct_ops == ["l19"] and "bpfkit_l19" in AVAILABLE.read_text().split()
     assert bpfkit.loaded()["l19_cc"] is cc
-    sent = workload.tcp_transfer(16_000_000, "bpfkit_l19")
-    assert sent == {"congestion": "bpfkit_l19", "sent": 16_000_000, "received": 16_000_000}
-    acks = beyond_bcc.window(cc)
+    sent, acks = beyond_bcc.record(cc, "bpfkit_l19", steps=3)
+    assert sent["congestion"] == "bpfkit_l19" and sent["received"] == sent["sent"] >= 16_000_000
     assert len(acks) > 100 and list(acks["ack"]) == list(range(1, len(acks) + 1))
     steps = beyond_bcc.avoidance_runs(acks["cwnd"])
     assert len(steps) >= 3 and all(n == k for k, n in steps.items()), steps   # Reno: k ACKs at k
@@ -155,3 +154,14 @@ def test_the_verifier_s_words_come_back_after_bcc_has_loaded_a_program(no_leaks)
     assert "invalid mem access 'map_value_or_null'" in e.value.what
     assert "processed" in e.value.detail or "R0" in e.value.detail  # the log's last lines
     assert bpfkit.loaded() == {}
+
+
+def test_record_sends_more_when_a_transfer_shows_too_few_steps(no_leaks):
+    """A busy machine gives fewer, larger ACKs: record() tries a larger transfer, on a new
+    connection, until the window shows the steps asked for (here more than 16 MB can give)."""
+    cc = bpfobject.load(SOLVED.replace("bpfkit_l19t", "bpfkit_l19r"), name="l19_trecord", types=TYPES)
+    sent, acks = beyond_bcc.record(cc, "bpfkit_l19r", steps=10)
+    assert sent["sent"] > beyond_bcc.TRANSFER and sent["received"] == sent["sent"]
+    steps = beyond_bcc.avoidance_runs(acks["cwnd"])
+    assert len(steps) >= 10 and all(n == 2 * k for k, n in steps.items()), steps
+    assert acks["cwnd"].iloc[0] <= 20  # one connection's samples: its slow start comes first

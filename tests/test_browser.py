@@ -174,6 +174,7 @@ def browser():
                 "--window-size=1400,1000", f"--user-data-dir={profile}", "--no-first-run",
                 "--disable-extensions", "--disable-background-networking"):
         options.add_argument(arg)
+    options.set_capability("unhandledPromptBehavior", "accept")  # "leave the page?" when moving on
     service = Service(executable_path=str(CHROMEDRIVER), log_output=subprocess.DEVNULL)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_window_size(1400, 1000)
@@ -279,6 +280,18 @@ def _open(driver, lab, name: str, count: int) -> list:
     return cells
 
 
+def _only_intended_errors(cells, tags, name: str, where: str) -> None:
+    """No error output (a traceback or stderr renders as application/vnd.jupyter.stderr) but the
+    intended ones, in the cells tagged raises-exception, which must show theirs."""
+    stderr = "[data-mime-type='application/vnd.jupyter.stderr']"
+    errors = {i: [e.get_attribute("textContent")[:300] for e in cell.find_elements(By.CSS_SELECTOR, f".jp-OutputArea-output{stderr}")]
+              for i, cell in enumerate(cells)}
+    unexpected = {i: e for i, e in errors.items() if e and "raises-exception" not in tags[i]}
+    assert not unexpected, f"{name}: error output in cells {unexpected} {where}"
+    intended = [i for i, t in enumerate(tags) if "raises-exception" in t]
+    assert all(errors[i] for i in intended), f"{name}: cells {intended} should show their error {where}"
+
+
 def _run_all(driver, lab, name: str, during=None) -> float:
     """Run > Run All Cells; the seconds until every code cell has its number and the kernel is idle."""
     start = time.monotonic()
@@ -357,13 +370,7 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
 
     # No error output (a traceback or stderr renders as application/vnd.jupyter.stderr) but the
     # intended one, in the cell tagged raises-exception.
-    stderr = "[data-mime-type='application/vnd.jupyter.stderr']"
-    errors = {i: [e.get_attribute("textContent")[:300] for e in cell.find_elements(By.CSS_SELECTOR, f".jp-OutputArea-output{stderr}")]
-              for i, cell in enumerate(cells)}
-    unexpected = {i: e for i, e in errors.items() if e and "raises-exception" not in tags[i]}
-    assert not unexpected, f"{LESSON}: error output in cells {unexpected} {where}"
-    intended = [i for i, t in enumerate(tags) if "raises-exception" in t]
-    assert all(errors[i] for i in intended), f"{LESSON}: cells {intended} should show their error {where}"
+    _only_intended_errors(cells, tags, LESSON, where)
 
     # Plots as PNG images, the live one among them; the widgets rendered.
     images = browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img[src^='data:image/png']")
@@ -399,3 +406,27 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     assert lesson.read_bytes() == saved, f"{LESSON} was written to"
     assert _git_status(lesson) == status, f"git status changed: {status!r} -> {_git_status(lesson)!r}"
     print(f"{LESSON}: Run All {seconds:.1f} s; screenshots in {SHOTS}")
+
+
+# ---- every lesson, timed (make browser-times) ------------------------------------------------------
+
+EVERY = os.environ.get("BPFKIT_BROWSER_ALL") == "1"
+LESSONS = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.skipif(not EVERY, reason="every lesson in the browser takes minutes: `make browser-times` runs it")
+@pytest.mark.parametrize("name", LESSONS)
+def test_every_lesson_runs_all_in_the_browser(lab, browser, name):
+    """Run All of each lesson through JupyterLab's menu, as a learner's browser does it: no error
+    but the intended ones, and the time it took, for the instructor notes."""
+    _ready(lab)
+    for kernel in _api(lab, "/api/kernels"):  # the lesson before: its own clean-up cell ran
+        _api(lab, f"/api/kernels/{kernel['id']}", method="DELETE")
+    tags = [c.get("metadata", {}).get("tags", []) for c in json.loads((NOTEBOOKS / name).read_text())["cells"]]
+    browser.get(f"{lab['url']}/lab?reset&token={lab['token']}")  # a fresh workspace: one notebook open
+    _open(browser, lab, name, len(tags))
+    seconds = _run_all(browser, lab, name)
+    _only_intended_errors(_cells(browser), tags, name, "")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with open(SHOTS / "run_all_times.txt", "a") as times:
+        times.write(f"{name}\t{seconds:.1f} s\n")
