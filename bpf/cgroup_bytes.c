@@ -13,10 +13,10 @@ BPF_CGROUP_STORAGE(bytes_out, u64);
 BPF_PERCPU_CGROUP_STORAGE(packets_out, u64);
 
 int count_egress(struct __sk_buff *skb) {
-    u64 *bytes = bytes_out.get_local_storage(0);
+    u64 *bytes = (u64 *)bytes_out.get_local_storage(0);   // BCC types it int: cast
     __sync_fetch_and_add(bytes, skb->len);    // shared by all CPUs: add atomically
 
-    u64 *packets = packets_out.get_local_storage(0);
+    u64 *packets = (u64 *)packets_out.get_local_storage(0);
     *packets += 1;                            // this CPU's own copy: a plain add is safe
     return 1;
 }

@@ -34,12 +34,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import atomic, lifetime
+from . import atomic, lifetime, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
 from .maps import Map
+from .program import bpf_dirs
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 MAP_TYPE_STRUCT_OPS, MAP_TYPE_USER_RINGBUF, MAP_TYPE_ARENA = 26, 31, 33
 INSTALL = ("install clang and libbpf's headers (Debian/Ubuntu: sudo apt-get install clang "
            "libbpf-dev bpftool), then run the cell again.")
@@ -60,13 +60,6 @@ def clang() -> str | None:
     return versions[-1][1] if versions else None
 
 
-def bpftool() -> str | None:
-    for candidate in (shutil.which("bpftool"), "/usr/sbin/bpftool"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def missing() -> str | None:
     """What this machine lacks to build and load libbpf-style programs, in words (None: nothing)."""
     lacking = []
@@ -74,7 +67,7 @@ def missing() -> str | None:
         lacking.append("clang")
     if not Path("/usr/include/bpf/bpf_helpers.h").is_file():
         lacking.append("libbpf's headers (bpf/bpf_helpers.h, in libbpf-dev)")
-    if bpftool() is None:
+    if system.bpftool() is None:
         lacking.append("bpftool (to write vmlinux.h)")
     if not Path("/sys/kernel/btf/vmlinux").is_file():
         lacking.append("the kernel's BTF (/sys/kernel/btf/vmlinux)")
@@ -104,7 +97,7 @@ def vmlinux_h() -> Path:
     header = folder / "vmlinux.h"
     if not header.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([bpftool(), "btf", "dump", "file", str(btf), "format", "c"],
+        done = subprocess.run([system.bpftool(), "btf", "dump", "file", str(btf), "format", "c"],
                               capture_output=True, text=True)
         if done.returncode:
             raise SetupError(f"bpftool could not write vmlinux.h: {done.stderr.strip()}",
@@ -123,10 +116,10 @@ _DIAG = re.compile(r"^(.*?):(\d+):(\d+): (fatal error|error|warning|note): (.*)$
 def _resolve(source: str) -> tuple[str, str]:
     """(C text, a name) for a program name ("l19_cc" for bpf/l19_cc.bpf.c), a path, or C text."""
     if "\n" not in source and not re.search(r"[;{}()]", source):
-        for path in (Path(source), BPF_DIR / f"{source}.bpf.c"):
+        for path in (Path(source), *(d / f"{source}.bpf.c" for d in bpf_dirs())):
             if path.is_file():
                 return path.read_text(), path.name.split(".")[0]
-        names = sorted(p.name[:-len(".bpf.c")] for p in BPF_DIR.glob("*.bpf.c"))
+        names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
         raise BpfkitError(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
                           f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
     return source, "prog"
@@ -139,7 +132,11 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
     require_toolchain()
     src = out.with_name(out.name[:-2] + ".c")
     src.write_text(text)
-    flags = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", f"-D__TARGET_ARCH_{_arch()}"]
+    # BPF_NO_KFUNC_PROTOTYPES: a newer bpftool (7.5, Debian 13) also writes every kfunc's
+    # prototype into vmlinux.h, where Debian 12's writes none; a program declares the kfuncs it
+    # calls itself, so they would clash (vmlinux.h comes first, as a precompiled header).
+    flags = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", f"-D__TARGET_ARCH_{_arch()}",
+             "-DBPF_NO_KFUNC_PROTOTYPES"]
     argv = [clang(), *flags, "-I", str(vmlinux_h()), *_pch(flags), *cflags,
             "-c", str(src), "-o", str(out)]
     # A source compiled before (same text, flags, kernel and clang) is not compiled again.

@@ -455,8 +455,13 @@ def _compile_hint(text: str, source: str = "", line: str = "") -> str:
     if m:
         return (f"{m.group(1)!r} is not declared: check its spelling, and declare maps "
                 "(BPF_HASH(...), BPF_ARRAY(...)) above the functions that use them.")
-    if "integer to pointer conversion" in text:  # clang 16 and later: a key passed by value
-        return pass_a_pointer(line)
+    if "integer to pointer conversion" in text:  # clang 16 and later: an error, not a warning
+        storage = re.search(r"(\w+)\.get_local_storage\(", line)
+        if storage:  # BCC declares this method as returning int; it returns the value's address
+            return (f"BCC declares {storage.group(1)}.get_local_storage() as returning an int (it "
+                    "returns a pointer to the value): cast it, as in "
+                    f"u64 *value = (u64 *){storage.group(1)}.get_local_storage(0);")
+        return pass_a_pointer(line)  # a key passed by value
     if "expected ';'" in text:
         return "add the missing ';' at the end of the statement before the place shown."
     # clang 14 says "implicit declaration of function 'f'", clang 19 "call to undeclared function 'f'"

@@ -539,6 +539,33 @@ def test_a_key_passed_by_value_shows_the_learners_line_and_says_pass_a_pointer(n
     assert "write counter_table.lookup(&uid), not counter_table.lookup(uid)" in e.hint
 
 
+CGROUP_STORAGE_UNCAST = """
+BPF_CGROUP_STORAGE(bytes_out, u64);
+int count_egress(struct __sk_buff *skb) {
+    u64 *bytes = bytes_out.get_local_storage(0);
+    __sync_fetch_and_add(bytes, skb->len);
+    return 1;
+}
+"""
+
+
+def test_cgroup_storage_s_method_without_a_cast_is_told_to_cast(no_leaks):
+    """BCC declares get_local_storage() as returning an int: clang 14 (Debian 12) warns and the
+    program loads; clang 16 and later (Debian 13) refuse it. Either way the cast works."""
+    try:
+        prog = bpfkit.load(CGROUP_STORAGE_UNCAST, name="uncast")
+        prog.load_func("count_egress", system.bcc().BPF.CGROUP_SKB)
+        prog.close()
+    except CompileError as e:
+        assert "integer to pointer conversion" in e.what
+        assert e.hint == ("BCC declares bytes_out.get_local_storage() as returning an int (it returns a "
+                          "pointer to the value): cast it, as in u64 *value = (u64 *)bytes_out."
+                          "get_local_storage(0);")
+    cast = CGROUP_STORAGE_UNCAST.replace("= bytes_out.", "= (u64 *)bytes_out.")
+    with bpfkit.load(cast, name="cast") as prog:
+        prog.load_func("count_egress", system.bcc().BPF.CGROUP_SKB)
+
+
 def test_a_gpl_only_helper_in_a_non_gpl_program_names_the_license_and_the_helper(no_leaks):
     source = ("#define BPF_LICENSE Proprietary\n"
               "TRACEPOINT_PROBE(syscalls, sys_enter_openat) {\n    char name[16];\n"
