@@ -9,8 +9,7 @@ void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cn
 struct {
     __uint(type, BPF_MAP_TYPE_ARENA);
     __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, 1);                   // pages
-    __uint(map_extra, 0x40000000);            // its address in user space
+    __uint(max_entries, 1);                   // pages (libbpf maps them before the load)
 } arena SEC(".maps");
 
 __u64 __arena *counter;                       // a pointer into the arena

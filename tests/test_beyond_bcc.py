@@ -78,7 +78,8 @@ def test_arena_map_is_mapped_once_and_the_program_loads_or_says_why(no_leaks):
     try:
         obj = bpfobject.load("l19_arena")
     except bpfkit.errors.VerifierError as e:   # clang < 18 / libbpf < 1.4: the kernel's words
-        assert "invalid mem access" in e.what
+        # libbpf 1.1 does not map the arena before the load; clang 14 makes plain loads of it.
+        assert "arena's user address must be set" in e.what or "invalid mem access" in e.what
     else:
         assert [obj.run("bump") for _ in range(3)] == [1, 2, 3]
 
