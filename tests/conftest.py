@@ -5,6 +5,7 @@ import json
 import os
 import re
 import stat
+import socket
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,13 @@ def bpffs_pins() -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*")}
     except OSError:
         return set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for a lab server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _descendants(pid: int) -> set[int]:

@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _descendants
+from conftest import _descendants, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
@@ -59,12 +58,6 @@ pytestmark = [
 
 RUN_ALL_TIMEOUT = 45
 LISTING: list[str] = []  # the file browser's names, top to bottom, as the browser test read them
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _api(lab: dict, path: str, method: str = "GET", tries: int = 5):
@@ -129,7 +122,7 @@ def lab():
     settings = tmp / "settings" / "@jupyterlab" / "docmanager-extension"
     settings.mkdir(parents=True)
     (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
-    port, token = _free_port(), secrets.token_hex(24)
+    port, token = free_port(), secrets.token_hex(24)
     log = open(tmp / "lab.log", "w+")
     env = {**os.environ, "LAB_PORT": str(port), "JUPYTER_TOKEN": token, "VENV": str(VENV),
            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),

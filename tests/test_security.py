@@ -21,16 +21,10 @@ from pathlib import Path
 import pytest
 
 from bpfkit import kernel
-from conftest import as_user
+from conftest import as_user, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> list[str]:
@@ -68,7 +62,7 @@ def test_make_lab_runs_the_shared_lab_script():
 
 
 def test_lab_listens_on_loopback_only_and_refuses_requests_without_the_token(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = open(tmp_path / "lab.log", "w+")
     server = subprocess.Popen(["bash", str(ROOT / "scripts/lab.sh")], cwd=ROOT, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True,
