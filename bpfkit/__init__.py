@@ -8,12 +8,14 @@
     seen = bpfkit.create_map("bloom_filter", value="u32")   # a type BCC cannot declare
     prog = bpfkit.load(source, maps={"seen": seen})         # `seen` in the C code
     bpfkit.map_types()                                      # every map type of this kernel
+    bpfkit.allowed("arena map")                             # does this kernel allow it? why not
 
 In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.close_all()`
 frees everything the kit made: programs, maps, pins, cgroups, network labs.
 """
 from . import plot
 from .errors import BpfkitError
+from .features import allowed, program_types
 from .lifetime import close_all
 from .maps import Map, create_map, map_types, open_pinned
 from .program import Program, load, loaded, source
@@ -27,4 +29,5 @@ def load_ipython_extension(ip):
 
 
 __all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
+           "program_types", "allowed",
            "sample", "live", "plot", "doctor", "loaded", "close_all", "BpfkitError"]

@@ -46,6 +46,15 @@ class TestRunOpts(ct.Structure):
     ]
 
 
+class ProgLoadOpts(ct.Structure):
+    """`struct bpf_prog_load_opts` up to the attach targets: a shorter `sz` is one libbpf
+    accepts from older callers, and the probes need no more of it."""
+    _fields_ = [("sz", ct.c_size_t), ("attempts", ct.c_int), ("expected_attach_type", u32),
+                ("prog_btf_fd", u32), ("prog_flags", u32), ("prog_ifindex", u32),
+                ("kern_version", u32), ("attach_btf_id", u32), ("attach_prog_fd", u32),
+                ("attach_btf_obj_fd", u32)]
+
+
 # name: (result type, argument types). ctypes' default result, int, is spelled out anyway.
 PROTOTYPES = {
     # objects by id, and what the kernel says of them
@@ -78,6 +87,8 @@ PROTOTYPES = {
     "bpf_prog_query": (i32, [i32, i32, u32, u32p, u32p, u32p]),
     "bpf_xdp_query_id": (i32, [i32, i32, u32p]),
     "bpf_prog_test_run_opts": (i32, [i32, ct.POINTER(TestRunOpts)]),
+    # a minimal program of one type, loaded to learn whether this kernel allows the type
+    "bpf_prog_load": (i32, [i32, cp, cp, vp, ct.c_size_t, ct.POINTER(ProgLoadOpts)]),
     # BTF: the type information storage maps need for their values, and the kernel's own
     "btf__new_empty": (vp, []),
     "btf__free": (None, [vp]),
@@ -106,6 +117,7 @@ PROTOTYPES = {
     "bpf_program__name": (cp, [vp]),
     "bpf_program__fd": (i32, [vp]),
     "bpf_program__section_name": (cp, [vp]),
+    "bpf_program__type": (i32, [vp]),
     "bpf_program__attach": (vp, [vp]),
     "bpf_link__destroy": (i32, [vp]),
     "libbpf_get_error": (ct.c_long, [vp]),

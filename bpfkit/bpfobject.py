@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import atomic, lifetime, system
+from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
 from .maps import Map
@@ -326,9 +326,26 @@ class BpfObject:
             err = _err(obj)
             if not err:
                 self._obj = obj
+                self._pretend()
                 err = -lib.bpf_object__load(obj)
         if err:
-            raise _load_error(self.name, err, "".join(said))
+            raise _load_error(self.name, err, "".join(said), self._map_types())
+
+    def _map_types(self) -> dict[str, str]:
+        return {lib.bpf_map__name(m).decode(): maptypes.name_of(lib.bpf_map__type(m))
+                for m in self._each(lib.bpf_object__next_map)}
+
+    def _pretend(self) -> None:
+        """The test switch (refusal.PRETEND): a map or program type it names is refused here
+        as the kernel would refuse it, before libbpf asks the kernel."""
+        for kind in set(self._map_types().values()):
+            if refusal.pretended("map", kind):
+                raise refusal.explain(refusal.pretended("map", kind), f"{kind} maps")
+        for p in self._each(lib.bpf_object__next_program):
+            number = lib.bpf_program__type(p)
+            kind = kernel.PROG_TYPES[number] if 0 <= number < len(kernel.PROG_TYPES) else ""
+            if kind and refusal.pretended("program", kind):
+                raise refusal.explain(refusal.pretended("program", kind), f"{kind} programs")
 
     def _attach(self) -> None:
         for p in self._each(lib.bpf_object__next_program):
@@ -386,7 +403,7 @@ def _libbpf_lines(said: str) -> str:
     return "\n".join(line for line in said.splitlines() if line.strip())[-3000:]
 
 
-def _load_error(name: str, err: int, said: str) -> BpfkitError:
+def _load_error(name: str, err: int, said: str, map_types: dict[str, str]) -> BpfkitError:
     log = re.search(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", said, re.S)
     if log:
         lines = [line for line in log.group(1).splitlines() if line.strip()]
@@ -395,6 +412,14 @@ def _load_error(name: str, err: int, said: str) -> BpfkitError:
         return VerifierError(f"The kernel's verifier refused a program of {name}: {last}",
                              "the verifier's last lines, above, say which instruction it could "
                              "not prove safe.", detail="\n".join(lines[-12:]))
+    # A map the kernel would not make, or a program it would not take, before any verifier
+    # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit.
+    made = re.search(r"map '([\w.]+)': failed to create: .*?\((-?\d+)\)", said)
+    if made and abs(int(made.group(2))) not in (errno.EINVAL, errno.E2BIG, errno.ENOMEM):
+        kind = map_types.get(made.group(1), "such")
+        return refusal.explain(abs(int(made.group(2))), f"{kind} maps")
+    if err in (errno.EPERM, errno.EOPNOTSUPP, refusal.ENOTSUPP):
+        return refusal.explain(err, f"loading {name}")
     reasons = [line.removeprefix("libbpf: ") for line in said.splitlines() if line.startswith("libbpf: ")]
     reason = reasons[-1] if reasons else os.strerror(err)
     return LoadError(f"libbpf could not load {name}: {reason}",

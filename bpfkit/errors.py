@@ -12,10 +12,13 @@ import difflib
 class BpfkitError(Exception):
     """Base of all bpfkit errors: `what` happened, `hint` says what to do."""
 
-    def __init__(self, what: str, hint: str = "", *, detail: str = ""):
+    def __init__(self, what: str, hint: str = "", *, detail: str = "", errno: int | None = None,
+                 short: str = ""):
         self.what = what
         self.hint = hint
         self.detail = detail
+        self.errno = errno    # the kernel's number, where the kernel said no: tests match it, not words
+        self.short = short    # a few words for a row of a table (map_types(), program_types())
         super().__init__(self.message)
 
     @property
@@ -61,6 +64,12 @@ class VerifierError(BpfkitError):
 
 class LoadError(BpfkitError):
     """The kernel refused a program or map for a reason other than the verifier."""
+
+
+class NotAllowedHere(LoadError):
+    """The kernel refused a feature itself: its policy forbids it to a process holding every
+    capability (lockdown, a security module), or it lacks the feature. No privilege and no
+    change to the learner's code helps; a lesson skips the part that needs it."""
 
 
 class AttachError(BpfkitError):

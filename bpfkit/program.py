@@ -24,7 +24,7 @@ import re
 import warnings
 from pathlib import Path
 
-from . import atomic, compiler, diagnose, errors, kernel, lifetime, system, verifier
+from . import atomic, compiler, diagnose, errors, kernel, lifetime, refusal, system, verifier
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
 from .maps import Map, pins
@@ -209,14 +209,18 @@ class Program:
         if fn_name not in names:
             raise BpfkitError(f"There is no function {fn_name!r} in {self.where}.",
                               did_you_mean(fn_name, names) or f"its functions are {names}.")
+        fake = refusal.pretended("program", kernel.PROG_TYPES[prog_type]
+                                 if 0 <= prog_type < len(kernel.PROG_TYPES) else "")
         with atomic.step(), diagnose.captured_stderr() as out:
             try:
+                if fake:   # the test switch: the kernel's answer, as if it had said it
+                    raise OSError(fake, os.strerror(fake))
                 fn = self.bpf.load_func(fn_name.encode(), prog_type, **kw)
                 failed = None
             except Exception as e:
                 failed = e
         if failed is not None:
-            err = ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
+            err = fake or ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
             license = (lib.bpf_module_license(self.bpf.module) or b"").decode(errors="replace")
             raise verifier.load_error(out[0], fn_name, self.source, self.where, err,
                                       self.first_line, license) from None

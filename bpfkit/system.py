@@ -27,6 +27,7 @@ from .errors import BccMissing, HeadersMissing, PrivilegeError, TracefsMissing
 TRACEFS = Path("/sys/kernel/tracing")
 BPFFS = Path("/sys/fs/bpf")
 BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
+SECURITYFS = Path("/sys/kernel/security")
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
 # Where distros put the BCC module for their own Python.
@@ -328,6 +329,35 @@ def btf_available() -> bool:
     return BTF_VMLINUX.exists()
 
 
+# What can forbid BPF even to root: the kernel's lockdown, its security modules, its JIT.
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def lockdown() -> str | None:
+    """The kernel's lockdown mode ("none", "integrity", "confidentiality"), or None where
+    securityfs is not mounted (provision.sh mounts it) or the kernel has no lockdown."""
+    text = _read(SECURITYFS / "lockdown")
+    if not text:
+        return None
+    chosen = [w.strip("[]") for w in text.split() if w.startswith("[")]
+    return chosen[0] if chosen else text
+
+
+def security_modules() -> list[str] | None:
+    text = _read(SECURITYFS / "lsm")
+    return text.split(",") if text else None
+
+
+def jit() -> str | None:
+    text = _read(Path("/proc/sys/net/core/bpf_jit_enable"))
+    return {"0": "off", "1": "on", "2": "on (debug)"}.get(text or "", None)
+
+
 @dataclass
 class Check:
     name: str
@@ -381,6 +411,12 @@ def checks() -> list[Check]:
     out.append(Check("kprobes", kprobes_available(),
                      "available" if kprobes_available() else
                      "not in this kernel: lessons use tracepoints instead", required=False))
+    mode, modules = lockdown(), security_modules()
+    out.append(Check("policy", True, "; ".join([
+        f"lockdown {mode}" if mode else "lockdown unknown (securityfs not mounted)",
+        f"security modules {','.join(modules)}" if modules else "security modules unknown",
+        f"JIT {jit() or 'unknown'}"]) + ": some kernels refuse a feature even to root, and the "
+        "lessons skip it, saying why", required=False))
     tool = bpftool()
     out.append(Check("bpftool", tool is not None, tool or "none that runs: lessons skip the kernel's own listings",
                      _distro_bpftool_install(), required=False))

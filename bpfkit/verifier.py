@@ -13,7 +13,8 @@ import os
 import re
 
 from .diagnose import describe_function, norm, pass_a_pointer
-from .errors import LoadError, PrivilegeError, VerifierError
+from . import refusal
+from .errors import LoadError, VerifierError
 
 _VERIFIER_HINTS = [
     ("map_value_or_null", "the program uses a map lookup's result without checking it: "
@@ -41,17 +42,7 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
     described = describe_function(function)
     lines = source.splitlines()
     if errno_ in (errno.EPERM, errno.EACCES) and "processed" not in output:
-        from . import system
-        if system.missing_privileges():
-            return PrivilegeError(f"The kernel refused to load {described}: {os.strerror(errno_)}. "
-                                  + system.privilege_problem(),
-                                  system.privilege_hint())
-        return LoadError(
-            f"The kernel refused to load {described}: {os.strerror(errno_)}, although this process "
-            "has every privilege BPF asks for: the kernel forbids this kind of program here.",
-            "a kernel in lockdown, or without BPF in its security modules (lsm=...bpf), refuses "
-            "LSM programs, and some refuse fentry and fexit too; nothing a program can change. Use a "
-            "program type this kernel loads (a tracepoint, say), or a machine whose kernel allows it.")
+        return refusal.explain(errno_, f"loading {described}")
     log = [l for l in output.splitlines() if l.strip() and not l.startswith("HINT:")]
     if not any(re.match(r"^\d+: ", l) for l in log):
         if errno_ == errno.E2BIG:  # BCC prints no log for E2BIG: the verifier's "too large"

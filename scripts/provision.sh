@@ -89,11 +89,16 @@ else
     warn "They do not match the running kernel: map, tracepoint and XDP programs compile, kprobes on changed structs may not."
 fi
 
-# 3. Kernel filesystems: tracefs for tracepoints, bpffs for pinning maps.
+# 3. Kernel filesystems: tracefs for tracepoints, bpffs for pinning maps, securityfs to read the
+#    kernel's lockdown mode and security modules (what can refuse BPF even to root).
 mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
 if ! mounted /sys/kernel/tracing; then
     say "mounting tracefs at /sys/kernel/tracing"
     mount -t tracefs tracefs /sys/kernel/tracing
+fi
+if ! mounted /sys/kernel/security && [ -d /sys/kernel/security ]; then
+    say "mounting securityfs at /sys/kernel/security"
+    mount -t securityfs securityfs /sys/kernel/security || say "securityfs could not be mounted: the doctor cannot show lockdown"
 fi
 if ! mounted /sys/fs/bpf; then
     say "mounting bpffs at /sys/fs/bpf"

@@ -177,6 +177,19 @@ def bpffs_pins() -> set[str]:
         return set()
 
 
+def skip_unless_allowed(feature: str, refused_path=None) -> None:
+    """Skip with the kernel's own reason where it refuses `feature` ("arena map", "lsm program").
+    `refused_path()`, run first, is what the kit must then do: a test that needs a refused
+    feature still fails when the kit mishandles the refusal."""
+    here = bpfkit.allowed(feature)
+    if here:
+        return
+    assert here.error.errno and here.reason, f"a refusal without its reason: {here.error!r}"
+    if refused_path is not None:
+        refused_path()
+    pytest.skip(f"this kernel refuses {here.thing}: {here.reason}")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on now (for a lab server a test starts)."""
     with socket.socket() as s:

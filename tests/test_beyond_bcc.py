@@ -13,6 +13,7 @@ import pytest
 import bpfkit
 from bpfkit import bpfobject
 from bpfkit.exercises import beyond_bcc
+from conftest import skip_unless_allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 LACKING = bpfobject.missing()
@@ -68,6 +69,11 @@ def test_user_ring_buffer_messages_are_drained_and_summed(no_leaks):
 
 
 def test_arena_map_is_mapped_once_and_the_program_loads_or_says_why(no_leaks):
+    def refused():   # the program's arena too: one message naming the refusal, nothing left loaded
+        with pytest.raises(bpfkit.errors.NotAllowedHere, match="does not allow arena maps here"):
+            bpfobject.load("l19_arena")
+        assert bpfkit.loaded() == {} and bpfkit.lifetime.live() == {}
+    skip_unless_allowed("arena map", refused)
     pages = bpfkit.create_map("arena", max_entries=2, name="l19_tpages")
     view = mmap.mmap(pages.fd, 2 * mmap.PAGESIZE)
     view[0:3] = b"abc"

@@ -22,9 +22,9 @@ PACKAGE = ROOT / "bpfkit"
 # Bottom to top. A module imports only modules of its own layer or below, and no circle.
 LAYERS = [
     ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress"],
-    ["kernel", "lifetime", "netns", "sockets", "system", "compiler"],
+    ["kernel", "lifetime", "netns", "sockets", "system", "compiler", "refusal"],
     ["maps"],                                     # the whole maps package
-    ["diagnose", "verifier", "program", "bpfobject"],
+    ["diagnose", "verifier", "program", "bpfobject", "features"],
     ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile", "xsk"],
     ["magic", "exercises", "reset", "__main__", "__init__"],
 ]

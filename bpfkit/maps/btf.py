@@ -13,7 +13,7 @@ import os
 from .._libbpf import lib, quiet, require
 from ..errors import MapError
 
-BTF_KIND_STRUCT, BTF_KIND_ENUM = 4, 6
+BTF_KIND_STRUCT, BTF_KIND_ENUM, BTF_KIND_FUNC = 4, 6, 12
 BTF_INT_SIGNED = 1
 
 
@@ -140,6 +140,17 @@ def vmlinux_field_offset(struct: str, field: str) -> int:
             if lib.btf__name_by_offset(vm.btf, m.name_off).decode() == field:
                 return (m.offset & 0xFFFFFF if bitfields else m.offset) // 8
     raise MapError(f"struct {struct} has no field {field} in this kernel.", "check the name in its headers.")
+
+
+def vmlinux_function_id(name: str) -> int:
+    """The BTF id of the kernel function `name` (what a tracing or LSM program attaches to), or 0
+    where the kernel has no BTF or no such function."""
+    try:
+        vm = _Vmlinux()
+    except MapError:
+        return 0
+    with vm:
+        return vm.find(name, BTF_KIND_FUNC)
 
 
 def vmlinux_enum(name: str) -> dict[str, int] | None:

@@ -15,9 +15,9 @@ import re
 
 import pandas as pd
 
-from .. import atomic, maptypes
+from .. import atomic, maptypes, refusal
 from .._libbpf import MapCreateOpts, require
-from ..errors import MapError, PrivilegeError, did_you_mean
+from ..errors import MapError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map
@@ -98,7 +98,9 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
             opts.btf_fd = types.fd
             opts.btf_vmlinux_value_type_id, value_size = btf.vmlinux_struct_ops(
                 struct_ops or mt.example.vmlinux_value)
-        fd = create(mt.number, name.encode(), key_size, value_size, max_entries, ct.byref(opts))
+        fake = refusal.pretended("map", mt.name)   # the test switch: as if the kernel said so
+        fd = -fake if fake else create(mt.number, name.encode(), key_size, value_size, max_entries,
+                                       ct.byref(opts))
     finally:
         if types is not None:
             types.close()
@@ -110,19 +112,24 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
 def _refused(mt, err: int, key_size: int, value_size: int, max_entries: int, flags: int):
     shape = (f"key {key_size} bytes, value {value_size} bytes, max_entries {max_entries}, "
              f"flags {flags:#x}")
-    if err == errno.EPERM:
-        return PrivilegeError(f"The kernel refused to create {mt.a}: {reason(err)}.",
-                              "making maps needs root (CAP_BPF).")
     if err in (errno.E2BIG, errno.ENOMEM):
         return MapError(f"The kernel refused to create {mt.a} this big ({shape}): {reason(err)}.",
-                        "ask for fewer entries or a smaller value.")
-    ex = mt.example
-    usual = (f"key={convert.c_name(convert.ctype(ex.key)) if ex.key else None}, value="
-             f"{convert.c_name(convert.ctype(ex.value)) if ex.value else None}, max_entries="
-             f"{ex.max_entries if ex.max_entries is not None else 'one per CPU'}, flags={ex.flags:#x}")
-    return MapError(f"The kernel refused to create {mt.a} with {shape}: {reason(err)}.",
-                    f"{mt.a} is usually made with {usual}; leave out what you do not need "
-                    "to change. bpfkit.map_types() shows which types this kernel has.")
+                        "ask for fewer entries or a smaller value.", errno=err)
+
+    def wrong_shape():
+        ex = mt.example
+        usual = (f"key={convert.c_name(convert.ctype(ex.key)) if ex.key else None}, value="
+                 f"{convert.c_name(convert.ctype(ex.value)) if ex.value else None}, max_entries="
+                 f"{ex.max_entries if ex.max_entries is not None else 'one per CPU'}, flags={ex.flags:#x}")
+        return MapError(f"The kernel refused to create {mt.a} with {shape}: {reason(err)}.",
+                        f"{mt.a} is usually made with {usual}; leave out what you do not need "
+                        "to change. bpfkit.map_types() shows which types this kernel has.", errno=err)
+
+    # EINVAL is a wrong shape for a type this kernel knows, and the answer to a type it does not.
+    known = btf.vmlinux_enum("bpf_map_type") if err == errno.EINVAL else None
+    if err == errno.EINVAL and (known is None or f"BPF_MAP_TYPE_{mt.name.upper()}" in known):
+        return wrong_shape()
+    return refusal.explain(err, f"{mt.name} maps", since=mt.since, fallback=wrong_shape)
 
 
 def open_pinned(path) -> Map:
@@ -164,8 +171,15 @@ def map_types() -> pd.DataFrame:
 
 
 def _try(mt) -> tuple[bool, str]:
+    """(made here, why not): a refusal of any kind is an answer, never an exception, so one
+    type this kernel forbids leaves the rest of the table (and every lesson that reads it)."""
     if mt.number not in maptypes.BY_NUMBER:
         return False, "a type newer than bpfkit: not tried"
+    return refusal.attempt(lambda: make_and_close(mt))
+
+
+def make_and_close(mt) -> None:
+    """A small map of type `mt` made and closed: the kernel's refusal, if any, raised."""
     template = None
     try:
         extra = {}
@@ -173,9 +187,7 @@ def _try(mt) -> tuple[bool, str]:
             template = create_map("hash", name="probe_inner")
             extra["inner"] = template
         create_map(mt, name="probe", **extra).close()
-        return True, ""
-    except MapError as e:
-        return False, e.what
     finally:
         if template is not None:
             template.close()
+

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull, PrivilegeError
+from .. import refusal
+from ..errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull
 from ..maptypes import MapType
 
 ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
@@ -103,9 +104,6 @@ RULES = [
     Rule((errno.EBADF,), (), lambda mt: mt.key == "fd", MapError,
          "{key!r} is not an open {fd_of}, so {name!r} has no entry for it.",
          "pass the {fd_of} itself (or its file descriptor) while it is open."),
-    Rule((errno.EPERM,), (), _any, PrivilegeError,
-         "The kernel refused to {op_word} map {name!r}: {reason}.",
-         "loading and changing maps needs root or CAP_BPF: run as root."),
     Rule((errno.EACCES,), (), _any, MapError,
          "Could not {op_word} map {name!r}: {reason}.",
          "the map is read-only or write-only from user space (BPF_F_RDONLY, BPF_F_WRONLY)."),
@@ -132,11 +130,14 @@ def explain(spec, op: str, err: int, key=None, value=None) -> BpfkitError:
               "max_entries": spec.max_entries, "last": spec.max_entries - 1, "reason": reason(err),
               "op": op, "op_word": OP_WORDS.get(op, op), "bcc": mt.bcc or mt.name,
               "fd_of": mt.fd_of or "object", "at_key": f" at key {key!r}" if key is not None else ""}
+    if err == errno.EPERM:   # privilege, or the kernel's own policy: refusal tells which
+        return refusal.explain(err, "this {op} on map {name!r}".format(**fields))
     for rule in RULES:
         if rule.matches(op, err, mt):
-            return rule.error(rule.what.format(**fields), rule.hint.format(**fields))
+            return rule.error(rule.what.format(**fields), rule.hint.format(**fields), errno=err)
     return MapError("Could not {op_word} map {name!r}{at_key}: {reason}.".format(**fields),
-                    "run `python -m bpfkit doctor`; if this keeps happening, it is worth a bug report.")
+                    "run `python -m bpfkit doctor`; if this keeps happening, it is worth a bug report.",
+                    errno=err)
 
 
 _NOT_OFFERED = [  # (op, when, what is wrong, what to do) for an operation the map type lacks

@@ -1,0 +1,184 @@
+"""What this kernel lets a lesson use, each thing tried for real: map types, program types, kprobes.
+
+Machines of one kind differ (one refuses `arena` maps to root, another allows all 33 types; one
+loads LSM programs, another forbids them), so a lesson never assumes: it asks
+
+    arena_here = bpfkit.allowed("arena map")     # shows one sentence where the kernel refuses
+    if arena_here: ...
+
+and skips what the kernel refuses. Every probe gives an answer (a row, an `Allowed`), never an
+exception; the words come from `refusal`, so they match what the kit says when a real load fails.
+The test switch `BPFKIT_PRETEND_REFUSED` (see refusal.py) reaches every probe here, through the
+same doors a real load takes.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import kernel, maptypes, refusal, system
+from ._libbpf import ProgLoadOpts, has, lib, quiet
+from .errors import BpfkitError
+from .maps import btf
+from .maps.create import make_and_close
+
+# `r0 = 0; exit`: the smallest program every type's verifier accepts.
+NOTHING = bytes.fromhex("b700000000000000" "9500000000000000")
+BPF_F_SLEEPABLE = 1 << 4
+# What a type needs besides its instructions: the attach type it is loaded for, a kernel function
+# (by BTF) it attaches to, flags; `expect` is the errno that means "this type exists" where a
+# real target cannot be named (as libbpf's own probe does).
+NEEDS = {
+    "cgroup_sock_addr": {"attach": "BPF_CGROUP_INET4_CONNECT"},
+    "cgroup_sockopt": {"attach": "BPF_CGROUP_GETSOCKOPT"},
+    "sk_lookup": {"attach": "BPF_SK_LOOKUP"},
+    "netfilter": {"attach": "BPF_NETFILTER"},
+    "tracing": {"attach": "BPF_TRACE_FENTRY", "function": "bpf_fentry_test1"},
+    "lsm": {"attach": "BPF_LSM_MAC", "function": "bpf_lsm_file_open"},
+    "syscall": {"flags": BPF_F_SLEEPABLE},
+    "struct_ops": {"expect": refusal.ENOTSUPP},   # exists: refuses an ops table of none
+    "ext": {"expect": errno.EINVAL},              # exists: refuses an extension of nothing
+}
+NOT_PROGRAMS = ("unspec",)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Whether this kernel allows `thing`; false, it says why (`error`, a bpfkit error) in one
+    sentence when shown, so a lesson's `if` has its reason on the page."""
+    thing: str
+    ok: bool
+    error: BpfkitError | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def why(self) -> str:
+        return "" if self.error is None else self.error.what
+
+    @property
+    def reason(self) -> str:
+        """A few words, as in a row of map_types() or program_types()."""
+        return "" if self.error is None else refusal.reason(self.error)
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return f"This kernel allows {self.thing}."
+        head = self.why.split(": it answered")[0].split(": ")[0].rstrip(".")
+        return f"{head} ({self.reason}); the parts that need them are skipped."
+
+
+# -- program types ------------------------------------------------------------------------------
+
+def _attach_number(name: str) -> int | None:
+    known = btf.vmlinux_enum("bpf_attach_type") or {}
+    return known.get(name)
+
+
+def _load_nothing(type_name: str) -> None:
+    """Load `r0 = 0; exit` as a program of this type and close it; raise the kernel's refusal."""
+    number = kernel.PROG_TYPES.index(type_name)
+    needs = NEEDS.get(type_name, {})
+    thing = f"{type_name} programs"
+    err = refusal.pretended("program", type_name)
+    if not err:
+        if not has("bpf_prog_load"):
+            raise BpfkitError("This libbpf has no bpf_prog_load(): not tried.")
+        opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
+        if "attach" in needs:
+            attach = _attach_number(needs["attach"])
+            if attach is None:   # the kernel's BTF does not name it: too old for the type
+                raise refusal.explain(errno.EINVAL, thing)
+            opts.expected_attach_type = attach
+        if "function" in needs:
+            opts.attach_btf_id = btf.vmlinux_function_id(needs["function"])
+            if not opts.attach_btf_id:
+                raise BpfkitError(f"not tried: the kernel's BTF has no {needs['function']}() to "
+                                  "attach a probe to")
+        insns = ct.create_string_buffer(NOTHING, len(NOTHING))
+        with quiet():
+            fd = lib.bpf_prog_load(number, b"probe", b"GPL", insns, len(NOTHING) // 8, ct.byref(opts))
+        if fd >= 0:
+            os.close(fd)
+            return
+        err = -fd
+        if err == needs.get("expect"):
+            return
+    raise refusal.explain(err, thing)
+
+
+def program_types() -> pd.DataFrame:
+    """Every program type this kernel defines, one row each, each tried for real: the smallest
+    program of the type is loaded (for an LSM or tracing type, at a real kernel function) and
+    closed at once. Columns: type, number, supported, error (why not, in words)."""
+    known = btf.vmlinux_enum("bpf_prog_type")
+    names = list(kernel.PROG_TYPES)
+    if known:
+        by_number = {v: k.removeprefix("BPF_PROG_TYPE_").lower() for k, v in known.items()
+                     if not k.startswith("__")}
+        names = [by_number[n] for n in sorted(by_number)]
+    rows = []
+    for name in names:
+        if name in NOT_PROGRAMS:
+            continue
+        if name not in kernel.PROG_TYPES:
+            rows.append({"type": name, "number": None, "supported": False,
+                         "error": "a type newer than bpfkit: not tried"})
+            continue
+        supported, error = refusal.attempt(lambda: _load_nothing(name))
+        rows.append({"type": name, "number": kernel.PROG_TYPES.index(name),
+                     "supported": supported, "error": error})
+    return pd.DataFrame(rows)
+
+
+# -- one feature, by name ------------------------------------------------------------------------
+
+def _kprobes() -> None:
+    err = refusal.pretended("feature", "kprobes")
+    if err:
+        raise refusal.explain(err, "kprobes")
+    if not system.kprobes_available():
+        raise refusal.explain(errno.ENOENT, "kprobes")
+
+
+FEATURES = {"kprobes": ("kprobes", _kprobes)}
+
+
+def _resolve(feature: str):
+    """(thing in words, the trial) for "arena", "arena map", "lsm program", "kprobes"."""
+    words = feature.strip().lower().replace("-", "_").split()
+    if not words:
+        raise BpfkitError("allowed() needs a feature: a map type, a program type or 'kprobes'.",
+                          'for example bpfkit.allowed("arena map") or bpfkit.allowed("lsm program").')
+    kind = words[-1].rstrip("s") if len(words) > 1 else ""
+    name = "_".join(words[:-1]) if kind in ("map", "program") else "_".join(words)
+    if name in FEATURES and not kind:
+        return FEATURES[name]
+    if kind in ("", "map") and name in maptypes.BY_NAME:
+        mt = maptypes.get(name)
+        return f"{name} maps", lambda: make_and_close(mt)
+    if kind in ("", "program") and name in kernel.PROG_TYPES[1:]:
+        return f"{name} programs", lambda: _load_nothing(name)
+    from .errors import did_you_mean
+    choices = list(maptypes.BY_NAME) + [f"{p} program" for p in kernel.PROG_TYPES[1:]] + list(FEATURES)
+    raise BpfkitError(f"bpfkit knows no feature {feature!r}.",
+                      (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
+                      + "Name a map type (\"arena map\"), a program type (\"lsm program\") or "
+                      "\"kprobes\"; bpfkit.map_types() and bpfkit.program_types() list them.")
+
+
+def allowed(feature: str) -> Allowed:
+    """Does this kernel allow `feature` ("arena map", "lsm program", "kprobes")? Tried for real,
+    each time it is asked; never raises for a refusal. Shown in a notebook, the answer is one
+    sentence, with the kernel's reason where it says no."""
+    thing, trial = _resolve(feature)
+    try:
+        trial()
+    except BpfkitError as e:
+        return Allowed(thing, False, e)
+    return Allowed(thing, True)

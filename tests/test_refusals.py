@@ -1,0 +1,187 @@
+"""A kernel that refuses something: every probe answers with a row, every door names the refusal
+truly, and the lessons that need the refused feature skip that part and run on.
+
+Machines of our own kind differ (one refuses `arena` maps to root with every capability, others
+allow all 33 types), so the refusal paths are driven here by the kit's test switch
+(BPFKIT_PRETEND_REFUSED), which makes the kit act as if the kernel had said the errno, through the
+same code a real refusal takes. The first tests need no kernel at all.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import bpfkit
+from bpfkit import bpfobject, features, maptypes, refusal, system
+from bpfkit.errors import NotAllowedHere, PrivilegeError
+from bpfkit.maps import create
+
+ROOT = Path(__file__).resolve().parent.parent
+REFUSALS = [errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, refusal.ENOTSUPP]
+EVERY_CAPABILITY = sum(1 << bit for bit in refusal.CAPABILITIES.values())
+
+
+@pytest.fixture
+def all_capabilities(monkeypatch):
+    monkeypatch.setattr(system, "effective_caps", lambda: EVERY_CAPABILITY)
+
+
+def pretend(monkeypatch, *items: str) -> None:
+    monkeypatch.setenv(refusal.PRETEND, ",".join(items))
+
+
+# -- without a kernel ------------------------------------------------------------------------------
+
+def test_the_switch_names_kind_name_and_errno():
+    env = {refusal.PRETEND: "map:arena, program:lsm:EINVAL,map:queue:ENOTSUPP,feature:kprobes:95"}
+    os.environ.update(env)
+    try:
+        assert refusal.pretended("map", "arena") == errno.EPERM     # EPERM when none is named
+        assert refusal.pretended("map", "ARENA") == errno.EPERM
+        assert refusal.pretended("program", "lsm") == errno.EINVAL
+        assert refusal.pretended("map", "queue") == refusal.ENOTSUPP
+        assert refusal.pretended("feature", "kprobes") == 95
+        assert refusal.pretended("program", "arena") == 0 and refusal.pretended("map", "hash") == 0
+    finally:
+        del os.environ[refusal.PRETEND]
+    assert refusal.pretended("map", "arena") == 0
+
+
+@pytest.mark.parametrize("err", REFUSALS)
+@pytest.mark.parametrize("probe", ["map", "program", "allowed map", "allowed program", "kprobes"])
+def test_each_probe_turns_a_refusal_into_a_row(probe, err, monkeypatch, all_capabilities):
+    """The switch answers before any bpf() call is made, so this runs without a kernel: each
+    probe gets a row (or a false Allowed) with the refusal in words, never an exception."""
+    name = refusal.errno_name(err)
+    if probe.endswith("map") or probe == "map":
+        pretend(monkeypatch, f"map:arena:{name}")
+    elif probe == "kprobes":
+        pretend(monkeypatch, f"feature:kprobes:{name}")
+    else:
+        pretend(monkeypatch, f"program:tracepoint:{name}")
+    if probe == "map":
+        supported, why = create._try(maptypes.get("arena"))
+    elif probe == "program":
+        supported, why = refusal.attempt(lambda: features._load_nothing("tracepoint"))
+    else:
+        here = bpfkit.allowed({"allowed map": "arena map", "allowed program": "tracepoint program",
+                               "kprobes": "kprobes"}[probe])
+        supported, why = bool(here), here.reason
+        assert repr(here).endswith("the parts that need them are skipped.") and here.error.errno == err
+    assert supported is False and name in why
+    if err == errno.EPERM:
+        assert "every capability" in why and "policy" in why
+    else:
+        assert "built without it" in why or os.strerror(err) in why or "Not supported" in why
+
+
+def test_eperm_with_every_capability_is_the_kernels_policy_not_a_privilege(all_capabilities):
+    e = refusal.explain(errno.EPERM, "arena maps", since="6.9")
+    assert type(e) is NotAllowedHere and e.errno == errno.EPERM
+    assert e.what.startswith("This kernel does not allow arena maps here")
+    assert "CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, so no privilege is missing" in e.what
+    assert "lockdown" in e.what and "root" not in e.hint and "dmesg" in e.hint and "bpftool" in e.hint
+
+
+def test_eperm_without_bpf_capabilities_is_a_privilege(monkeypatch):
+    monkeypatch.setattr(system, "effective_caps", lambda: 1 << 12)   # CAP_NET_ADMIN alone
+    e = refusal.explain(errno.EPERM, "arena maps")
+    assert type(e) is PrivilegeError and "lacks CAP_BPF and CAP_PERFMON" in e.what
+
+
+def test_eperm_without_cap_net_admin_names_it(monkeypatch):
+    monkeypatch.setattr(system, "effective_caps", lambda: EVERY_CAPABILITY & ~(1 << 12))
+    e = refusal.explain(errno.EPERM, "devmap maps")
+    assert type(e) is PrivilegeError and "lacks CAP_NET_ADMIN" in e.what
+
+
+@pytest.mark.parametrize("err", [errno.EINVAL, errno.EOPNOTSUPP, refusal.ENOTSUPP])
+def test_a_feature_the_kernel_lacks_says_since_when(err, all_capabilities):
+    e = refusal.explain(err, "bloom_filter maps", since="5.16")
+    assert type(e) is NotAllowedHere and e.what.startswith("This kernel does not have bloom_filter maps")
+    assert "older than Linux 5.16" in e.hint and "older than Linux 5.16" in e.short
+
+
+def test_anything_a_probe_meets_is_a_row():
+    for exc in (OSError(errno.EPERM, "Operation not permitted"), ValueError("bad"), TypeError("odd"),
+                NotAllowedHere("This kernel does not allow x here.", errno=errno.EPERM, short="EPERM: x")):
+        def trial(exc=exc):
+            raise exc
+        supported, why = refusal.attempt(trial)
+        assert supported is False and why
+    with pytest.raises(KeyboardInterrupt):   # Stop is never swallowed
+        refusal.attempt(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+def test_a_feature_bpfkit_does_not_know_is_told_with_the_nearest():
+    with pytest.raises(bpfkit.BpfkitError, match="no feature 'arena_mpa'") as e:
+        bpfkit.allowed("arena_mpa")
+    assert "arena" in e.value.hint
+
+
+# -- on the real kernel ----------------------------------------------------------------------------
+
+def test_map_types_keeps_every_other_row_when_one_type_is_refused(monkeypatch, no_leaks):
+    pretend(monkeypatch, "map:arena", "map:queue:EINVAL")
+    types = bpfkit.map_types().set_index("type")
+    assert not types.loc["arena", "supported"] and "EPERM" in types.loc["arena", "error"]
+    assert not types.loc["queue", "supported"] and "EINVAL" in types.loc["queue", "error"]
+    assert types.loc["hash", "supported"] and types.loc["stack", "supported"]
+    assert bpfkit.lifetime.live() == {}
+
+
+def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leaks):
+    pretend(monkeypatch, "map:bloom_filter")
+    with pytest.raises(NotAllowedHere) as e:
+        bpfkit.create_map("bloom_filter", value="u32")
+    assert e.value.errno == errno.EPERM and "no privilege is missing" in e.value.what
+    assert "needs root" not in str(e.value) and bpfkit.lifetime.live() == {}
+
+
+def test_a_refused_program_type_is_named_at_load(monkeypatch, no_leaks):
+    pretend(monkeypatch, "program:socket_filter")
+    with bpfkit.load("int keep(struct __sk_buff *skb) { return 0; }\n", name="l_refused") as prog:
+        with pytest.raises(NotAllowedHere, match=r"does not allow loading function keep\(\) here") as e:
+            prog.load_func("keep", system.bcc().BPF.SOCKET_FILTER)
+        assert e.value.errno == errno.EPERM
+    assert not features.allowed("socket_filter program")
+    monkeypatch.delenv(refusal.PRETEND)
+    assert features.allowed("socket_filter program")
+
+
+def test_program_types_tries_each_type_and_never_raises(monkeypatch, no_leaks):
+    pretend(monkeypatch, "program:xdp:EOPNOTSUPP")
+    types = bpfkit.program_types().set_index("type")
+    assert types.loc["tracepoint", "supported"] and types.loc["socket_filter", "supported"]
+    assert not types.loc["xdp", "supported"] and "EOPNOTSUPP" in types.loc["xdp", "error"]
+    assert (types["supported"] == (types["error"] == "")).all()
+
+
+def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks):
+    pretend(monkeypatch, "map:user_ringbuf")
+    with pytest.raises(NotAllowedHere, match="does not allow user_ringbuf maps here"):
+        bpfobject.load("l19_uring")
+    assert bpfkit.loaded() == {} and bpfkit.lifetime.live() == {}
+
+
+@pytest.mark.parametrize("lesson, says", [
+    ("19_beyond_bcc", "This kernel does not allow arena maps here"),
+    ("20_map_type_atlas", "arena: EPERM to a process with every capability"),
+])
+def test_a_lesson_runs_on_where_the_kernel_refuses_arena(lesson, says, monkeypatch, no_leaks):
+    """Run All, top to bottom, with arena refused: the part that needs it says so in one sentence,
+    no cell fails (the collapsed checks and the exercise check included), nothing is left."""
+    pretend(monkeypatch, "map:arena")
+    path = ROOT / "notebooks" / f"{lesson}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert says in text
+    assert "Traceback" not in text
