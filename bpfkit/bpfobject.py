@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import functools
 import hashlib
 import mmap
 import os
@@ -37,13 +38,21 @@ from pathlib import Path
 from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
-from .maps import Map
+from .maps import Map, btf
 from .program import bpf_dirs
 
 MAP_TYPE_STRUCT_OPS, MAP_TYPE_USER_RINGBUF, MAP_TYPE_ARENA = 26, 31, 33
+BPF_F_LINK = 1 << 13   # a struct_ops map registered through a link (Linux 6.4 and later)
 INSTALL = ("install clang and libbpf's headers (Debian/Ubuntu: sudo apt-get install clang "
            "libbpf-dev bpftool), then run the cell again.")
 NEEDED = ["bpf_object__open_file", "bpf_object__load", "bpf_map__attach_struct_ops"]
+
+
+@functools.cache
+def struct_ops_attach_type() -> int | None:
+    """The attach type of a struct_ops link in this kernel (`BPF_STRUCT_OPS` of its BTF), or None
+    where it has none: such a kernel registers struct_ops only without a link."""
+    return (btf.vmlinux_enum("bpf_attach_type") or {}).get("BPF_STRUCT_OPS")
 
 
 # -- the toolchain --------------------------------------------------------------------------
@@ -240,6 +249,7 @@ class BpfObject:
         self.types = dict(types or {})  # {map: (key, value)}, read at a map's first use
         self._obj = None
         self._links: list = []
+        self._link_fds: list[int] = []   # struct_ops links the kit made where libbpf makes none
         self._rings: dict[str, UserRingBuffer] = {}
         self._maps: dict[str, Map] = {}
         self.struct_ops: list[str] = []
@@ -327,9 +337,21 @@ class BpfObject:
             if not err:
                 self._obj = obj
                 self._pretend()
+                self._struct_ops_as_links()
                 err = -lib.bpf_object__load(obj)
         if err:
             raise _load_error(self.name, err, "".join(said), self._map_types())
+
+    def _struct_ops_as_links(self) -> None:
+        """Register struct_ops through a link (BPF_F_LINK) wherever the kernel can: a link goes
+        with the last fd to it, so a congestion control never outlives the process that
+        registered it, however that process ends. Without it (libbpf 1.1 on its own, kernels
+        before link struct_ops) a registration stays until someone unregisters it."""
+        if struct_ops_attach_type() is None or not has("bpf_map__set_map_flags"):
+            return
+        for m in self._each(lib.bpf_object__next_map):
+            if lib.bpf_map__type(m) == MAP_TYPE_STRUCT_OPS:
+                lib.bpf_map__set_map_flags(m, lib.bpf_map__map_flags(m) | BPF_F_LINK)
 
     def _map_types(self) -> dict[str, str]:
         return {lib.bpf_map__name(m).decode(): maptypes.name_of(lib.bpf_map__type(m))
@@ -373,6 +395,15 @@ class BpfObject:
                                 "has (see /proc/sys/net/ipv4/tcp_available_congestion_control), "
                                 "at most 15 characters.", detail=_libbpf_lines("".join(said)))
             self._links.append(link)
+            if lib.bpf_map__map_flags(m) & BPF_F_LINK and lib.bpf_link__fd(link) == lib.bpf_map__fd(m):
+                # libbpf 1.1 only stored the ops (a link map waits, not registered): the link is ours
+                fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
+                if fd < 0:
+                    raise LoadError(f"The kernel refused to register the struct_ops {name!r}: "
+                                    f"{os.strerror(-fd)}.", "a congestion control's name must be one "
+                                    "that no loaded algorithm has (see /proc/sys/net/ipv4/"
+                                    "tcp_available_congestion_control).", errno=-fd)
+                self._link_fds.append(fd)
             self.struct_ops.append(name)
 
     def close(self) -> None:
@@ -382,6 +413,8 @@ class BpfObject:
             self.closed = True
             for ring in self._rings.values():
                 ring.close()
+            while self._link_fds:   # unregisters the struct_ops
+                os.close(self._link_fds.pop())
             for link in reversed(self._links):
                 lib.bpf_link__destroy(link)
             self._links.clear()

@@ -19,7 +19,7 @@ import re
 import time
 from pathlib import Path
 
-from . import atomic, kernel, lifetime
+from . import atomic, kernel, lifetime, refusal
 from .errors import AttachError, BpfkitError, SetupError
 
 PREFIX = "bpfkit-"
@@ -243,9 +243,10 @@ class Cgroup:
         code = kernel.attach(own, self.fd, kind, flags)
         if code:
             os.close(own)
+            if code == errno.EPERM:   # a missing privilege, or the kernel's own policy
+                raise refusal.explain(code, f"attaching {name!r} to a cgroup ({attach_type})")
             hints = {errno.EINVAL: "the function's program type must match the attach type: "
                                    "load it with BPF.SOCK_OPS for \"sock_ops\".",
-                     errno.EPERM: "attaching to a cgroup needs root (CAP_NET_ADMIN and CAP_BPF).",
                      errno.EEXIST: "a program is already attached there: detach it first."}
             raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {os.strerror(code)}.",
                               hints.get(code, "run `python -m bpfkit doctor`."))

@@ -4,10 +4,12 @@ Machines of one kind differ (one refuses `arena` maps to root, another allows al
 loads LSM programs, another forbids them), so a lesson never assumes: it asks
 
     arena_here = bpfkit.allowed("arena map")     # shows one sentence where the kernel refuses
-    if arena_here: ...
+    arena_here
 
-and skips what the kernel refuses. Every probe gives an answer (a row, an `Allowed`), never an
-exception; the words come from `refusal`, so they match what the kit says when a real load fails.
+and marks each cell of the part that needs it with a first line `# needs: arena map`, which
+magic.py turns into one line saying what the kernel refuses, where it does. Every probe gives an
+answer (a row, an `Allowed`), never an exception; the words come from `refusal`, so they match
+what the kit says when a real load fails.
 The test switch `BPFKIT_PRETEND_REFUSED` (see refusal.py) reaches every probe here, through the
 same doors a real load takes.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ctypes as ct
 import errno
 import os
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -170,6 +173,29 @@ def _resolve(feature: str):
                       (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
                       + "Name a map type (\"arena map\"), a program type (\"lsm program\") or "
                       "\"kprobes\"; bpfkit.map_types() and bpfkit.program_types() list them.")
+
+
+# -- a notebook cell that needs a feature ---------------------------------------------------------
+
+NEEDS_LINE = re.compile(r"^\s*#\s*needs:\s*(?P<features>[^#]*?)\s*$", re.IGNORECASE)
+
+
+def needs_of(first_line: str) -> list[str] | None:
+    """The features a cell's first line `# needs: arena map, lsm program` asks for, or None."""
+    m = NEEDS_LINE.match(first_line)
+    if m is None:
+        return None
+    return [f.strip() for f in m.group("features").split(",") if f.strip()]
+
+
+def skipped(wanted: list[str]) -> None:
+    """What a cell whose `# needs:` the kernel refuses runs instead: one line saying so (an
+    unknown feature raises its own error here, at the cell, in words)."""
+    for feature in wanted:
+        here = allowed(feature)
+        if not here:
+            print(f"Skipped: this kernel refuses {here.thing} ({here.reason}).")
+            return
 
 
 def allowed(feature: str) -> Allowed:

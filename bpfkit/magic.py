@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 
+from . import features
 from .errors import BpfkitError
 from .program import load
 
@@ -58,6 +59,23 @@ def _show_bpfkit_error(shell, etype, value, tb, tb_offset=None):
     return None
 
 
+def needs(lines: list[str]) -> list[str]:
+    """A cell whose first line is `# needs: arena map` (or `lsm program`, `kprobes`, several
+    with commas) runs as it is where this kernel allows all of them, and is replaced by one line
+    saying what the kernel refuses where it does not: a lesson marks each cell of a part that
+    needs a feature some kernels refuse, and the rest of the lesson runs (a `%%bpf` cell too:
+    the line goes before the magic's). An IPython input transformer, run before magics are read."""
+    wanted = features.needs_of(lines[0]) if lines else None
+    if wanted is None:
+        return lines
+    try:
+        if all(features.allowed(f) for f in wanted):
+            return lines[1:]
+    except Exception:  # an unknown feature: skipped() raises its error when the cell runs
+        pass
+    return [f"__import__('bpfkit').features.skipped({wanted!r})\n"]
+
+
 def _ipython():
     from IPython import get_ipython
     return get_ipython()
@@ -65,4 +83,6 @@ def _ipython():
 
 def load_ipython_extension(ip) -> None:
     ip.register_magic_function(bpf, magic_kind="cell", magic_name="bpf")
+    if needs not in ip.input_transformers_cleanup:
+        ip.input_transformers_cleanup.append(needs)
     ip.set_custom_exc((BpfkitError,), _show_bpfkit_error)

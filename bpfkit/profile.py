@@ -19,6 +19,7 @@ A negative stack id is an error from `bpf_get_stackid()`, not a stack: `stack_er
 """
 from __future__ import annotations
 
+import ctypes as ct
 import errno
 import zlib
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from . import atomic, plot, system
+from . import atomic, plot, refusal, system
 from .errors import BpfkitError
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
@@ -58,12 +59,16 @@ def attach_cpu_clock(program, fn_name: str, hz: int = 99) -> int:
             b.attach_perf_event(ev_type=key[0], ev_config=key[1], fn_name=fn_name.encode(),
                                 sample_freq=int(hz), cpu=cpu)
             opened.update(b.open_perf_events.pop(key))
-    except Exception as e:  # BCC raises a bare Exception
+    except Exception as e:  # BCC raises a bare Exception; the syscall's errno is still there
+        err = ct.get_errno()
         for fd in opened.values():
             bcc.lib.bpf_close_perf_event_fd(fd)
-        raise BpfkitError(f"This kernel refuses a CPU-clock perf event ({e}), so nothing can be "
-                          "sampled here.", "perf events need a kernel built with CONFIG_PERF_EVENTS, "
-                          "and root (or CAP_PERFMON).") from None
+        raise refusal.explain(err, "a CPU-clock perf event, so nothing can be sampled here",
+                              fallback=lambda: BpfkitError(
+                                  f"This kernel refuses a CPU-clock perf event ({e}), so nothing "
+                                  "can be sampled here.", "perf events need a kernel built with "
+                                  "CONFIG_PERF_EVENTS; `python -m bpfkit doctor` shows this "
+                                  "kernel's facts.", errno=err or None)) from None
     b.open_perf_events[key] = opened
     return len(opened)
 

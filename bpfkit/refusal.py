@@ -130,6 +130,8 @@ def reason(exc: BaseException) -> str:
     if short:
         return short
     words = getattr(exc, "what", None) or str(exc) or type(exc).__name__
+    if not isinstance(exc, (BpfkitError, OSError)):
+        words = f"{type(exc).__name__}: {words}"
     err = getattr(exc, "errno", None)
     if isinstance(err, int) and err and errno_name(err) not in words:
         words = f"{words} ({errno_name(err)})"
@@ -143,5 +145,5 @@ def attempt(trial) -> tuple[bool, str]:
     try:
         trial()
         return True, ""
-    except (BpfkitError, OSError, ValueError, TypeError) as e:
+    except Exception as e:   # BCC and ctypes raise bare Exceptions too: still an answer
         return False, reason(e)

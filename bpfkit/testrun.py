@@ -9,11 +9,12 @@ this calls libbpf's `bpf_prog_test_run_opts` through ctypes.
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import os
 import statistics
 from dataclasses import dataclass
 
-from . import system
+from . import refusal, system
 from ._libbpf import TestRunOpts, require
 from .errors import BpfkitError
 
@@ -48,10 +49,13 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
                        data_size_in=len(data), data_out=ct.addressof(out),
                        data_size_out=len(out), repeat=max(int(repeat), 1))
     err = require("bpf_prog_test_run_opts", "timing a program in the kernel")(fd, ct.byref(opts))
+    if err == -errno.EPERM:   # a missing privilege, or the kernel's own policy
+        raise refusal.explain(-err, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)")
     if err:
         raise BpfkitError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
-                          "BPF_PROG_TEST_RUN needs root and a program type that supports it "
-                          "(XDP, tc, socket filter); an XDP packet needs at least 14 bytes.")
+                          "BPF_PROG_TEST_RUN needs a program type that supports it "
+                          "(XDP, tc, socket filter); an XDP packet needs at least 14 bytes.",
+                          errno=-err)
     return Run(opts.retval, opts.duration, opts.repeat)
 
 

@@ -34,7 +34,7 @@ import struct
 import time
 from contextlib import nullcontext
 
-from . import atomic, lifetime
+from . import atomic, lifetime, refusal
 from ._libc import MAP_FAILED, libc
 from .errors import BpfkitError
 from .netns import inside
@@ -263,7 +263,10 @@ class XskSocket:
 
 def _oserror(what: str) -> BpfkitError:
     err = ct.get_errno()
-    return BpfkitError(f"{what} failed: {os.strerror(err)}.", "run as root; check free memory.")
+    if err in (errno.EPERM, errno.EACCES):   # a missing privilege, or the kernel's own policy
+        return refusal.explain(err, what[0].lower() + what[1:])
+    return BpfkitError(f"{what} failed: {os.strerror(err)}.",
+                       "check free memory (AF_XDP locks its frames in memory).", errno=err or None)
 
 
 # -- frames, built and read by hand --------------------------------------------------------

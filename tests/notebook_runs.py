@@ -15,6 +15,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from bpfkit import kernel
+from bpfkit.features import needs_of
 from conftest import settled_snapshot
 
 
@@ -138,7 +139,8 @@ def bpf_cell(notebook, name: str) -> str:
     path = Path(notebook)
     path = path if path.is_absolute() else Path(__file__).resolve().parent.parent / path
     for cell in nbformat.read(str(path), as_version=4).cells:
-        first, _, body = cell.source.partition("\n")
+        source = cell.source.partition("\n")[2] if needs_of(cell.source.partition("\n")[0]) else cell.source
+        first, _, body = source.partition("\n")
         if cell.cell_type == "code" and first.split()[:2] == ["%%bpf", name]:
             return body
     raise AssertionError(f"{path.name} has no %%bpf {name} cell")

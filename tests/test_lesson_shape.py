@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bpfkit import features
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
     sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
@@ -25,7 +27,7 @@ def code_cells(path: Path) -> list[dict]:
 def bpf_cells(path: Path):
     """(NAME, C text) of each `%%bpf NAME` cell."""
     for cell in code_cells(path):
-        text = "".join(cell["source"])
+        text = features.NEEDS_LINE.sub("", "".join(cell["source"]), count=1).lstrip("\n")
         if text.startswith("%%bpf "):
             first, _, body = text.partition("\n")
             yield first.split()[1], body

@@ -67,7 +67,9 @@ def test_run_hands_the_program_our_packet(prog):
 
 def test_cost_is_a_difference_per_operation(prog):
     ns = testrun.cost(prog, "count_percpu", repeat=10_000, trials=3)
-    assert -5 < ns < 1000  # a difference of two medians: may be a little below zero on noise
+    # A difference of two medians of three trials: below zero on noise (-6 seen on a busy 2-core
+    # CI machine); a total instead of a per-run figure would be tens of thousands.
+    assert -30 < ns < 1000
 
 
 def test_bpf_stats_counts_and_restores_the_setting(uid):

@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from .. import atomic, lifetime
+from .. import atomic, lifetime, refusal
 from .._libbpf import lib
 from ..errors import MapError
 
@@ -90,9 +90,11 @@ def open_fd(name) -> int:
     """A new fd of the map pinned at `name` (a path, or a name under /sys/fs/bpf)."""
     path = path_of(name)
     fd = lib.bpf_obj_get(str(path).encode())
+    if fd == -errno.EPERM:   # a missing privilege, or the kernel's own policy
+        raise refusal.explain(-fd, f"opening the map pinned at {path}")
     if fd < 0:
         hint = ("list what is pinned with `ls /sys/fs/bpf`." if -fd == errno.ENOENT else
-                "opening a pin needs root (CAP_BPF).")
+                "check the pin's file permissions (ls -l), and run as root.")
         raise MapError(f"Could not open the map pinned at {path}: {os.strerror(-fd)}.", hint)
     return fd
 
