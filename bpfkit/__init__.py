@@ -15,7 +15,7 @@ frees everything the kit made: programs, maps, pins, cgroups, network labs.
 """
 from . import plot
 from .errors import BpfkitError
-from .features import allowed, program_types
+from .features import allowed, helpers, program_types
 from .lifetime import close_all
 from .maps import Map, create_map, map_types, open_pinned
 from .program import Program, load, loaded, source
@@ -29,5 +29,5 @@ def load_ipython_extension(ip):
 
 
 __all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
-           "program_types", "allowed",
+           "program_types", "helpers", "allowed",
            "sample", "live", "plot", "doctor", "loaded", "close_all", "BpfkitError"]

@@ -47,12 +47,15 @@ class TestRunOpts(ct.Structure):
 
 
 class ProgLoadOpts(ct.Structure):
-    """`struct bpf_prog_load_opts` up to the attach targets: a shorter `sz` is one libbpf
-    accepts from older callers, and the probes need no more of it."""
+    """`struct bpf_prog_load_opts` as libbpf 1.0 laid it out, up to the verifier's log: newer
+    libbpfs accept it by its `sz`."""
     _fields_ = [("sz", ct.c_size_t), ("attempts", ct.c_int), ("expected_attach_type", u32),
                 ("prog_btf_fd", u32), ("prog_flags", u32), ("prog_ifindex", u32),
                 ("kern_version", u32), ("attach_btf_id", u32), ("attach_prog_fd", u32),
-                ("attach_btf_obj_fd", u32)]
+                ("attach_btf_obj_fd", u32), ("fd_array", vp), ("func_info", vp),
+                ("func_info_cnt", u32), ("func_info_rec_size", u32), ("line_info", vp),
+                ("line_info_cnt", u32), ("line_info_rec_size", u32), ("log_level", u32),
+                ("log_size", u32), ("log_buf", vp)]
 
 
 # name: (result type, argument types). ctypes' default result, int, is spelled out anyway.

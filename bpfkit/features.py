@@ -19,13 +19,14 @@ import ctypes as ct
 import errno
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 import pandas as pd
 
 from . import kernel, maptypes, refusal, system
 from ._libbpf import ProgLoadOpts, has, lib, quiet
-from .errors import BpfkitError
+from .errors import BpfkitError, NotAllowedHere
 from .maps import btf
 from .maps.create import make_and_close
 
@@ -47,6 +48,10 @@ NEEDS = {
     "ext": {"expect": errno.EINVAL},              # exists: refuses an extension of nothing
 }
 NOT_PROGRAMS = ("unspec",)
+# What the verifier says of a helper a program may not call: unknown to the kernel ("invalid func
+# unknown#250"), or not for this program type ("unknown func" before Linux 6.x, then "program of
+# this type cannot use helper").
+HELPER_REFUSED = ("invalid func ", "unknown func ", "cannot use helper ")
 
 
 @dataclass(frozen=True)
@@ -83,36 +88,69 @@ def _attach_number(name: str) -> int | None:
     return known.get(name)
 
 
+def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
+    """`code` loaded as a program of `type_name`, with what the type needs: (its fd, or minus
+    the kernel's errno; the verifier's log where `log`)."""
+    if not has("bpf_prog_load"):
+        raise BpfkitError("This libbpf has no bpf_prog_load(): not tried.")
+    needs = NEEDS.get(type_name, {})
+    opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
+    if "attach" in needs:
+        attach = _attach_number(needs["attach"])
+        if attach is None:   # the kernel's BTF does not name it: too old for the type
+            return -errno.EINVAL, ""
+        opts.expected_attach_type = attach
+    if "function" in needs:
+        opts.attach_btf_id = btf.vmlinux_function_id(needs["function"])
+        if not opts.attach_btf_id:
+            raise BpfkitError(f"not tried: the kernel's BTF has no {needs['function']}() to "
+                              "attach a probe to")
+    said = ct.create_string_buffer(64 * 1024) if log else None
+    if said is not None:
+        opts.log_level, opts.log_size, opts.log_buf = 1, len(said), ct.addressof(said)
+    insns = ct.create_string_buffer(code, len(code))
+    with quiet():
+        fd = lib.bpf_prog_load(kernel.PROG_TYPES.index(type_name), b"probe", b"GPL", insns,
+                               len(code) // 8, ct.byref(opts))
+    return fd, said.value.decode(errors="replace") if said is not None else ""
+
+
 def _load_nothing(type_name: str) -> None:
     """Load `r0 = 0; exit` as a program of this type and close it; raise the kernel's refusal."""
-    number = kernel.PROG_TYPES.index(type_name)
-    needs = NEEDS.get(type_name, {})
-    thing = f"{type_name} programs"
     err = refusal.pretended("program", type_name)
     if not err:
-        if not has("bpf_prog_load"):
-            raise BpfkitError("This libbpf has no bpf_prog_load(): not tried.")
-        opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
-        if "attach" in needs:
-            attach = _attach_number(needs["attach"])
-            if attach is None:   # the kernel's BTF does not name it: too old for the type
-                raise refusal.explain(errno.EINVAL, thing)
-            opts.expected_attach_type = attach
-        if "function" in needs:
-            opts.attach_btf_id = btf.vmlinux_function_id(needs["function"])
-            if not opts.attach_btf_id:
-                raise BpfkitError(f"not tried: the kernel's BTF has no {needs['function']}() to "
-                                  "attach a probe to")
-        insns = ct.create_string_buffer(NOTHING, len(NOTHING))
-        with quiet():
-            fd = lib.bpf_prog_load(number, b"probe", b"GPL", insns, len(NOTHING) // 8, ct.byref(opts))
+        fd, _ = _load(type_name, NOTHING)
         if fd >= 0:
             os.close(fd)
             return
         err = -fd
-        if err == needs.get("expect"):
+        if err == NEEDS.get(type_name, {}).get("expect"):
             return
-    raise refusal.explain(err, thing)
+    raise refusal.explain(err, f"{type_name} programs")
+
+
+def _call_helper(type_name: str, number: int, name: str) -> None:
+    """Load a program of this type that calls helper `number` and close it; raise when this
+    kernel does not let such a program call it. The verifier checks the helper before its
+    arguments, so any other complaint means the helper is there (as libbpf's own probe reads it)."""
+    err = refusal.pretended("program", type_name) or refusal.pretended("helper", name)
+    if not err:
+        fd, said = _load(type_name, struct.pack("<BBhi", 0x85, 0, 0, number) + NOTHING, log=True)
+        if fd >= 0:
+            os.close(fd)
+            return
+        words = next((line for line in said.splitlines() if any(w in line for w in HELPER_REFUSED)),
+                      None)
+        if words is not None:
+            raise NotAllowedHere(f"A {type_name} program may not call {name}() on this kernel: the "
+                                 f"verifier said \"{words.strip()}\".",
+                                 "another program type may call it (bpfkit.helpers(\"xdp\"), say), "
+                                 "or a newer kernel.", errno=-fd,
+                                 short=f"not for {type_name} programs here: {words.strip()}")
+        if said.strip() or -fd not in (errno.EPERM, errno.EACCES):
+            return
+        err = -fd
+    raise refusal.explain(err, f"{name}() in {type_name} programs")
 
 
 def program_types() -> pd.DataFrame:
@@ -137,6 +175,28 @@ def program_types() -> pd.DataFrame:
         rows.append({"type": name, "number": kernel.PROG_TYPES.index(name),
                      "supported": supported, "error": error})
     return pd.DataFrame(rows)
+
+
+def helpers(program_type: str = "tracepoint") -> pd.DataFrame:
+    """Every helper this kernel defines (`enum bpf_func_id`, from its BTF), one row each, tried
+    for real from a program of `program_type`: may such a program call it here? Columns: helper,
+    number, supported, error (the verifier's words where it may not)."""
+    if program_type not in kernel.PROG_TYPES[1:]:
+        from .errors import did_you_mean
+        raise BpfkitError(f"There is no program type {program_type!r}.",
+                          (did_you_mean(program_type, kernel.PROG_TYPES[1:]) or "")
+                          + " bpfkit.program_types() lists them.")
+    known = btf.vmlinux_enum("bpf_func_id") or {}
+    kind_refused = refusal.attempt(lambda: _load_nothing(program_type))[1]   # then every row is that
+    rows = []
+    for full, number in sorted(known.items(), key=lambda kv: kv[1]):
+        if number <= 0 or full.startswith("__"):
+            continue
+        name = "bpf_" + full.removeprefix("BPF_FUNC_")
+        supported, error = ((False, kind_refused) if kind_refused else
+                             refusal.attempt(lambda: _call_helper(program_type, number, name)))
+        rows.append({"helper": name, "number": number, "supported": supported, "error": error})
+    return pd.DataFrame(rows, columns=["helper", "number", "supported", "error"])
 
 
 # -- one feature, by name ------------------------------------------------------------------------

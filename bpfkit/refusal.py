@@ -13,7 +13,7 @@ every probe turns one into a row with `reason()` instead of an exception.
 something, so the refusal paths run on a kernel that allows everything:
 
     BPFKIT_PRETEND_REFUSED="map:arena,program:lsm:EINVAL"   # kind:name[:ERRNO], EPERM if left out;
-                                                          # kinds: map, program, feature (kprobes)
+                                                          # kinds: map, program, helper, feature
 """
 from __future__ import annotations
 

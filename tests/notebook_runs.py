@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -65,14 +66,32 @@ def cgroup_state() -> dict[str, list]:
     return {"bpfkit cgroups": ours, "attached": sorted(attached.items())}
 
 
-def run_notebook(path: Path, timeout: int = 300) -> float:
+class Seconds(float):
+    """A run's seconds, with where they went: `slowest` names the three slowest cells, and
+    `outside` the time no cell took (the kernel's start and shutdown), so a slow run says why."""
+    slowest: str = ""
+
+
+def run_notebook(path: Path, timeout: int = 300) -> Seconds:
     """Execute every cell of the notebook in a fresh kernel; returns the seconds it took."""
     nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(Path(path).parent)}})
     start = time.monotonic()
     client.execute()
-    return time.monotonic() - start
+    took = Seconds(time.monotonic() - start)
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        begin, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        if begin and end:
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(begin.replace("Z", "+00:00"))).total_seconds()
+            cells.append((seconds, index))
+    cells.sort(reverse=True)
+    took.slowest = (", ".join(f"cell {i}: {s:.1f} s" for s, i in cells[:3])
+                    + f"; outside cells: {float(took) - sum(s for s, _ in cells):.1f} s")
+    return took
 
 
 def _leftovers(before: dict, after: dict) -> dict:

@@ -53,7 +53,8 @@ def test_the_switch_names_kind_name_and_errno():
 
 
 @pytest.mark.parametrize("err", REFUSALS)
-@pytest.mark.parametrize("probe", ["map", "program", "allowed map", "allowed program", "kprobes"])
+@pytest.mark.parametrize("probe", ["map", "program", "helper", "allowed map", "allowed program",
+                                   "kprobes"])
 def test_each_probe_turns_a_refusal_into_a_row(probe, err, monkeypatch, all_capabilities):
     """The switch answers before any bpf() call is made, so this runs without a kernel: each
     probe gets a row (or a false Allowed) with the refusal in words, never an exception."""
@@ -62,12 +63,16 @@ def test_each_probe_turns_a_refusal_into_a_row(probe, err, monkeypatch, all_capa
         pretend(monkeypatch, f"map:arena:{name}")
     elif probe == "kprobes":
         pretend(monkeypatch, f"feature:kprobes:{name}")
+    elif probe == "helper":
+        pretend(monkeypatch, f"helper:bpf_loop:{name}")
     else:
         pretend(monkeypatch, f"program:tracepoint:{name}")
     if probe == "map":
         supported, why = create._try(maptypes.get("arena"))
     elif probe == "program":
         supported, why = refusal.attempt(lambda: features._load_nothing("tracepoint"))
+    elif probe == "helper":
+        supported, why = refusal.attempt(lambda: features._call_helper("tracepoint", 181, "bpf_loop"))
     else:
         here = bpfkit.allowed({"allowed map": "arena map", "allowed program": "tracepoint program",
                                "kprobes": "kprobes"}[probe])
@@ -160,6 +165,22 @@ def test_program_types_tries_each_type_and_never_raises(monkeypatch, no_leaks):
     assert types.loc["tracepoint", "supported"] and types.loc["socket_filter", "supported"]
     assert not types.loc["xdp", "supported"] and "EOPNOTSUPP" in types.loc["xdp", "error"]
     assert (types["supported"] == (types["error"] == "")).all()
+
+
+def test_helpers_says_which_a_program_type_may_call(monkeypatch, no_leaks):
+    tracepoint = bpfkit.helpers("tracepoint").set_index("helper")
+    assert tracepoint.loc["bpf_map_lookup_elem", "supported"]
+    assert tracepoint.loc["bpf_get_current_pid_tgid", "supported"]
+    xdp = bpfkit.helpers("xdp").set_index("helper")
+    assert xdp.loc["bpf_map_lookup_elem", "supported"]
+    assert not xdp.loc["bpf_override_return", "supported"]    # kprobes only, whatever the kernel
+    assert "not for xdp programs here" in xdp.loc["bpf_override_return", "error"]
+    assert (xdp["supported"] == (xdp["error"] == "")).all()
+    pretend(monkeypatch, "program:xdp")                      # a refused type: every row says so
+    refused = bpfkit.helpers("xdp")
+    assert not refused["supported"].any() and refused["error"].str.contains("EPERM").all()
+    with pytest.raises(bpfkit.BpfkitError, match="no program type 'xpd'"):
+        bpfkit.helpers("xpd")
 
 
 def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks):
