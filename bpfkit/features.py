@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import kernel, maptypes, refusal, system
 from ._libbpf import ProgLoadOpts, has, lib, quiet
-from .errors import BpfkitError, NotAllowedHere
+from .errors import BpfkitError, NotAllowedHere, did_you_mean
 from .maps import btf
 from .maps.create import make_and_close
 
@@ -182,7 +182,6 @@ def helpers(program_type: str = "tracepoint") -> pd.DataFrame:
     for real from a program of `program_type`: may such a program call it here? Columns: helper,
     number, supported, error (the verifier's words where it may not)."""
     if program_type not in kernel.PROG_TYPES[1:]:
-        from .errors import did_you_mean
         raise BpfkitError(f"There is no program type {program_type!r}.",
                           (did_you_mean(program_type, kernel.PROG_TYPES[1:]) or "")
                           + " bpfkit.program_types() lists them.")
@@ -227,7 +226,6 @@ def _resolve(feature: str):
         return f"{name} maps", lambda: make_and_close(mt)
     if kind in ("", "program") and name in kernel.PROG_TYPES[1:]:
         return f"{name} programs", lambda: _load_nothing(name)
-    from .errors import did_you_mean
     choices = list(maptypes.BY_NAME) + [f"{p} program" for p in kernel.PROG_TYPES[1:]] + list(FEATURES)
     raise BpfkitError(f"bpfkit knows no feature {feature!r}.",
                       (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
@@ -256,6 +254,8 @@ def skipped(wanted: list[str]) -> None:
         if not here:
             print(f"Skipped: this kernel refuses {here.thing} ({here.reason}).")
             return
+    print(f"Skipped: this cell needs {', '.join(wanted)}, which the kernel refused when the cell "
+          "was read; run it again.")
 
 
 def allowed(feature: str) -> Allowed:
@@ -267,4 +267,9 @@ def allowed(feature: str) -> Allowed:
         trial()
     except BpfkitError as e:
         return Allowed(thing, False, e)
+    except Exception as e:   # whatever else the try met is still an answer, in words
+        return Allowed(thing, False, NotAllowedHere(
+            f"Trying {thing} failed: {type(e).__name__}: {e}", "`python -m bpfkit doctor` shows "
+            "this kernel's facts.", errno=getattr(e, "errno", None),
+            short=f"{type(e).__name__}: {e}"))
     return Allowed(thing, True)

@@ -42,12 +42,16 @@ def pretended(kind: str, name: str) -> int:
         if len(parts) < 2 or parts[0] != kind or parts[1].lower() != name.lower():
             continue
         code = parts[2].upper() if len(parts) > 2 else "EPERM"
-        return ENOTSUPP if code == "ENOTSUPP" else getattr(errno, code, None) or int(code)
+        number = ENOTSUPP if code == "ENOTSUPP" else getattr(errno, code, None)
+        if number is None and not code.isdigit():
+            raise BpfkitError(f"{PRETEND} names no errno in {item!r}.",
+                              "write kind:name[:ERRNO], e.g. map:arena:EPERM or program:lsm:EINVAL.")
+        return number or int(code)
     return 0
 
 
 def errno_name(err: int) -> str:
-    if err in (ENOTSUPP, errno.EOPNOTSUPP):   # errorcode calls 95 ENOTSUP; the kernel's word is EOPNOTSUPP
+    if err in (ENOTSUPP, errno.EOPNOTSUPP):   # errorcode says ENOTSUP for 95; the kernel, EOPNOTSUPP
         return "ENOTSUPP" if err == ENOTSUPP else "EOPNOTSUPP"
     return errno.errorcode.get(err, str(err))
 

@@ -50,6 +50,12 @@ def test_the_switch_names_kind_name_and_errno():
     finally:
         del os.environ[refusal.PRETEND]
     assert refusal.pretended("map", "arena") == 0
+    os.environ[refusal.PRETEND] = "map:arena:EPREM"
+    try:
+        with pytest.raises(bpfkit.BpfkitError, match="names no errno in 'map:arena:EPREM'"):
+            refusal.pretended("map", "arena")
+    finally:
+        del os.environ[refusal.PRETEND]
 
 
 @pytest.mark.parametrize("err", REFUSALS)

@@ -16,7 +16,7 @@ from .. import refusal
 from ..errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull
 from ..maptypes import MapType
 
-ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
+ENOTSUPP = refusal.ENOTSUPP  # the kernel's own "not supported", which errno does not name
 
 OP_WORDS = {"lookup": "read", "update": "update", "delete": "delete from", "iterate": "walk",
             "push": "push onto", "pop": "pop from", "peek": "peek at", "add": "add to",
