@@ -249,7 +249,8 @@ def test_the_profiler_finds_the_hot_function(no_leaks):
         top = top_functions(folded)
         assert top["function"].iloc[0] == "hot_function"
         self_samples = top.set_index("function")["self"]
-        assert self_samples["hot_function"] > 2 * self_samples.get("warm_function", 0)
+        # 4 units of work against 1; on a busy CI machine the split was once 53 against 29.
+        assert self_samples["hot_function"] > 1.5 * self_samples.get("warm_function", 0)
         who = callers(folded, "hot_function").set_index("caller")["samples"]
         assert who.get("main", 0) >= 0.9 * who.sum()
         # A sample on hot_function's first or last instruction, outside its frame, skips main.
