@@ -20,9 +20,8 @@ def test_lesson_twice_in_fresh_kernels_leaves_the_machine_as_it_was(path):
     times = run_notebook_twice_and_compare(path, cgroups=True)
     # How long is for make browser-times and the instructor notes, not an assert (speed goals are
     # never timed tests): twice in CI a fresh kernel took 300 s to exit on a busy machine, with
-    # every cell as fast as ever. Shown with -rP, and in the message of any other failure.
+    # every cell as fast as ever. The test is the leak check of each run, above; -rP shows this.
     print(path.stem, [f"{t:.1f} s ({t.slowest})" for t in times])
-    assert len(times) == 2
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
