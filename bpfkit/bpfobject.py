@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
-import functools
 import hashlib
 import mmap
 import os
@@ -48,7 +47,6 @@ INSTALL = ("install clang and libbpf's headers (Debian/Ubuntu: sudo apt-get inst
 NEEDED = ["bpf_object__open_file", "bpf_object__load", "bpf_map__attach_struct_ops"]
 
 
-@functools.cache
 def struct_ops_attach_type() -> int | None:
     """The attach type of a struct_ops link in this kernel (`BPF_STRUCT_OPS` of its BTF), or None
     where it has none: such a kernel registers struct_ops only without a link."""
@@ -361,13 +359,13 @@ class BpfObject:
         """The test switch (refusal.PRETEND): a map or program type it names is refused here
         as the kernel would refuse it, before libbpf asks the kernel."""
         for kind in set(self._map_types().values()):
-            if refusal.pretended("map", kind):
-                raise refusal.explain(refusal.pretended("map", kind), f"{kind} maps")
+            if err := refusal.pretended("map", kind):
+                raise refusal.explain(err, f"{kind} maps")
         for p in self._each(lib.bpf_object__next_program):
             number = lib.bpf_program__type(p)
             kind = kernel.PROG_TYPES[number] if 0 <= number < len(kernel.PROG_TYPES) else ""
-            if kind and refusal.pretended("program", kind):
-                raise refusal.explain(refusal.pretended("program", kind), f"{kind} programs")
+            if kind and (err := refusal.pretended("program", kind)):
+                raise refusal.explain(err, f"{kind} programs")
 
     def _attach(self) -> None:
         for p in self._each(lib.bpf_object__next_program):
@@ -389,20 +387,13 @@ class BpfObject:
                 link = lib.bpf_map__attach_struct_ops(m)
             name = lib.bpf_map__name(m).decode()
             if not link:
-                raise LoadError(f"The kernel refused to register the struct_ops {name!r}: "
-                                f"{os.strerror(_err(link))}.",
-                                "a congestion control's name must be one that no loaded algorithm "
-                                "has (see /proc/sys/net/ipv4/tcp_available_congestion_control), "
-                                "at most 15 characters.", detail=_libbpf_lines("".join(said)))
+                raise _register_refused(name, _err(link), "".join(said))
             self._links.append(link)
             if lib.bpf_map__map_flags(m) & BPF_F_LINK and lib.bpf_link__fd(link) == lib.bpf_map__fd(m):
                 # libbpf 1.1 only stored the ops (a link map waits, not registered): the link is ours
                 fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
                 if fd < 0:
-                    raise LoadError(f"The kernel refused to register the struct_ops {name!r}: "
-                                    f"{os.strerror(-fd)}.", "a congestion control's name must be one "
-                                    "that no loaded algorithm has (see /proc/sys/net/ipv4/"
-                                    "tcp_available_congestion_control).", errno=-fd)
+                    raise _register_refused(name, -fd)
                 self._link_fds.append(fd)
             self.struct_ops.append(name)
 
@@ -430,6 +421,13 @@ class BpfObject:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _register_refused(name: str, err: int, said: str = "") -> LoadError:
+    return LoadError(f"The kernel refused to register the struct_ops {name!r}: {os.strerror(err)}.",
+                     "a congestion control's name must be one that no loaded algorithm has (see "
+                     "/proc/sys/net/ipv4/tcp_available_congestion_control), at most 15 characters.",
+                     detail=_libbpf_lines(said), errno=err)
 
 
 def _libbpf_lines(said: str) -> str:

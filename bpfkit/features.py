@@ -77,16 +77,11 @@ class Allowed:
     def __repr__(self) -> str:
         if self.ok:
             return f"This kernel allows {self.thing}."
-        head = self.why.split(": it answered")[0].split(": ")[0].rstrip(".")
+        head = self.why.split(": ")[0].rstrip(".")
         return f"{head} ({self.reason}); the parts that need them are skipped."
 
 
 # -- program types ------------------------------------------------------------------------------
-
-def _attach_number(name: str) -> int | None:
-    known = btf.vmlinux_enum("bpf_attach_type") or {}
-    return known.get(name)
-
 
 def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     """`code` loaded as a program of `type_name`, with what the type needs: (its fd, or minus
@@ -96,7 +91,7 @@ def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     needs = NEEDS.get(type_name, {})
     opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
     if "attach" in needs:
-        attach = _attach_number(needs["attach"])
+        attach = (btf.vmlinux_enum("bpf_attach_type") or {}).get(needs["attach"])
         if attach is None:   # the kernel's BTF does not name it: too old for the type
             return -errno.EINVAL, ""
         opts.expected_attach_type = attach

@@ -8,6 +8,7 @@ tiny BTF object from the ctypes of its key and value, and `vmlinux_*()` read the
 from __future__ import annotations
 
 import ctypes as ct
+import functools
 import os
 
 from .._libbpf import lib, quiet, require
@@ -142,9 +143,11 @@ def vmlinux_field_offset(struct: str, field: str) -> int:
     raise MapError(f"struct {struct} has no field {field} in this kernel.", "check the name in its headers.")
 
 
+@functools.cache
 def vmlinux_function_id(name: str) -> int:
     """The BTF id of the kernel function `name` (what a tracing or LSM program attaches to), or 0
-    where the kernel has no BTF or no such function."""
+    where the kernel has no BTF or no such function. Read once per process: the running kernel's
+    types do not change under it, and a probe of every helper asks 200 times."""
     try:
         vm = _Vmlinux()
     except MapError:
@@ -155,7 +158,13 @@ def vmlinux_function_id(name: str) -> int:
 
 def vmlinux_enum(name: str) -> dict[str, int] | None:
     """The values of one of the kernel's enums ("bpf_map_type"), from its BTF; None when the
-    kernel has no BTF."""
+    kernel has no BTF. A copy of what was read once per process (see vmlinux_function_id)."""
+    values = _vmlinux_enum(name)
+    return None if values is None else dict(values)
+
+
+@functools.cache
+def _vmlinux_enum(name: str) -> dict[str, int] | None:
     try:
         vm = _Vmlinux()
     except MapError:

@@ -128,9 +128,10 @@ def _refused(mt, err: int, key_size: int, value_size: int, max_entries: int, fla
 
     # EINVAL is a wrong shape for a type this kernel knows, and the answer to a type it does not
     # (`lacking`: the test switch's EINVAL stands for a kernel without the type).
-    known = btf.vmlinux_enum("bpf_map_type") if err == errno.EINVAL and not lacking else None
-    if err == errno.EINVAL and not lacking and (known is None or f"BPF_MAP_TYPE_{mt.name.upper()}" in known):
-        return wrong_shape()
+    if err == errno.EINVAL and not lacking:
+        known = btf.vmlinux_enum("bpf_map_type")
+        if known is None or f"BPF_MAP_TYPE_{mt.name.upper()}" in known:
+            return wrong_shape()
     return refusal.explain(err, f"{mt.name} maps", since=mt.since, fallback=wrong_shape)
 
 
