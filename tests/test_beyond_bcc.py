@@ -52,6 +52,21 @@ def test_the_congestion_control_registers_records_and_unregisters(no_leaks):
         socket.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bpfkit_l19")
 
 
+@pytest.mark.parametrize("cwnd, steps", [
+    # slow start, then Reno steps; the last (cut off by the transfer's end) is not complete
+    ([10, 20, 30, 33] + [33] * 32 + [34] * 34 + [35] * 35 + [36] * 7, {34: 34, 35: 35}),
+    # a loss at 64 (ssthresh 64/2+1 = 33) ends that step early: seen in a CI run
+    ([60] * 60 + [61] * 61 + [62] * 62 + [63] * 63 + [64] * 10 + [33], {61: 61, 62: 62, 63: 63}),
+    # after a loss the window climbs again from half: complete steps there count too
+    ([68] * 68 + [69] * 69 + [70] * 5 + [36] * 3 + [37] * 37 + [38] * 38 + [39],
+     {69: 69, 37: 37, 38: 38}),
+    # a window lowered outside cong_avoid (idle restart) ends a step: neither side counts
+    ([36] * 36 + [37] * 37 + [36] * 30 + [37] * 37 + [38] * 38 + [39], {37: 37, 38: 38}),
+])
+def test_only_complete_steps_of_congestion_avoidance_are_counted(cwnd, steps):
+    assert beyond_bcc.avoidance_runs(cwnd, ssthresh=32) == steps
+
+
 def test_a_reload_keeps_the_name_and_close_all_frees_it(no_leaks):
     first = bpfobject.load("l19_cc", types=TYPES)
     second = bpfobject.load("l19_cc", types=TYPES)   # a re-run cell: the earlier one goes first

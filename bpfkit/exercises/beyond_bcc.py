@@ -57,10 +57,14 @@ def runs(cwnd) -> list[tuple[int, int]]:
 
 
 def avoidance_runs(cwnd, ssthresh: int = SSTHRESH) -> dict[int, int]:
-    """{window: ACKs spent there} for the complete steps of congestion avoidance (the first
-    step after slow start and the last, cut off by the transfer's end, are left out)."""
-    steps = [r for r in runs(cwnd) if r[0] >= ssthresh]
-    return dict(steps[1:-1])
+    """{window: ACKs spent there} for the complete steps of congestion avoidance.
+
+    A step is complete only if the window came up to it by one and left it up by one: the
+    first step after slow start may begin part-way, the last is cut off by the transfer's end,
+    and a loss (the window halved by ssthresh) ends a step early; none of these counts."""
+    seen = runs(cwnd)
+    return {k: n for (before, _), (k, n), (after, _) in zip(seen, seen[1:], seen[2:])
+            if k >= ssthresh and before == k - 1 and after == k + 1}
 
 
 def record(obj, name: str, steps: int) -> tuple[dict, pd.DataFrame]:
