@@ -22,12 +22,14 @@ Columns:
 - `bcc`: the BCC macro that declares it, or None where BCC cannot (make it with
   `bpfkit.create_map` and pass it to `bpfkit.load(..., maps=...)`).
 - `since`: the kernel release that added it.
-- `lesson`: the notebook that teaches it (in notebooks/), from `LESSONS`.
+- `lesson`: the stem of the lesson that teaches it, from `bpfkit.catalogue`.
 """
 from __future__ import annotations
 
 import ctypes as ct
 from dataclasses import dataclass, field
+
+from . import catalogue
 
 # Map flags (BPF_F_* in include/uapi/linux/bpf.h) the kit uses.
 BPF_F_NO_PREALLOC = 1 << 0
@@ -112,34 +114,12 @@ class MapType:
         return self.name
 
 
-# Which lesson notebook teaches each map type (lesson 20, the atlas, shows them all).
-NOTEBOOKS = {
-    "01": "01_hash_map_counter", "02": "02_array_histogram", "03": "03_prog_array_tail_calls",
-    "04": "04_map_of_maps", "05": "05_sockmap_sockhash", "06": "06_devmap_xdp_redirect",
-    "08": "08_percpu_lru", "09": "09_events_ringbuf_perf", "10": "10_queue_stack_bloom",
-    "11": "11_stack_traces_profiler", "12": "12_lpm_trie", "14": "14_cgroup_maps",
-    "15": "15_local_storage", "16": "16_cpumap_devmap_hash", "17": "17_xskmap_af_xdp",
-    "18": "18_reuseport_sockmap", "19": "19_beyond_bcc",
-}
-LESSONS = {
-    "hash": "01", "array": "02", "prog_array": "03", "perf_event_array": "09",
-    "percpu_hash": "08", "percpu_array": "08", "stack_trace": "11", "cgroup_array": "14",
-    "lru_hash": "08", "lru_percpu_hash": "08", "lpm_trie": "12", "array_of_maps": "04",
-    "hash_of_maps": "04", "devmap": "06", "sockmap": "18", "cpumap": "16", "xskmap": "17",
-    "sockhash": "05", "cgroup_storage": "14", "reuseport_sockarray": "18",
-    "percpu_cgroup_storage": "14", "queue": "10", "stack": "10", "sk_storage": "15",
-    "devmap_hash": "16", "struct_ops": "19", "ringbuf": "09", "inode_storage": "15",
-    "task_storage": "15", "bloom_filter": "10", "user_ringbuf": "19", "cgrp_storage": "14",
-    "arena": "19",
-}
-
-
 def _t(number, name, key, values, ops, bcc, since, purpose, **kw) -> MapType:
     ops = frozenset(ops.split())
     unknown = ops - set(OPS)
     assert key in KEY_KINDS and not unknown, (name, key, unknown)
     return MapType(number, name, key, values, ops, bcc, since, purpose,
-                   lesson=NOTEBOOKS[LESSONS[name]], **kw)
+                   lesson=catalogue.teaching(name).stem, **kw)
 
 
 LOCAL_STORAGE = Example(key="int", value="u64", max_entries=0, flags=BPF_F_NO_PREALLOC, btf=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import maptypes, testrun
+from bpfkit import catalogue, maptypes, testrun
 from bpfkit.exercises.atlas import JOBS, check_choices, judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,10 +22,10 @@ SOLUTION = {"execs_per_uid": "hash", "read_histogram": "percpu_array", "flow_tab
 # -- which lesson teaches each type ----------------------------------------------------------------
 
 def test_every_map_type_names_the_lesson_that_teaches_it():
-    assert set(maptypes.LESSONS) == set(maptypes.BY_NAME)
+    taught = [kind for lesson in catalogue.LESSONS for kind in lesson.map_types]
+    assert sorted(taught) == sorted(maptypes.BY_NAME), "each type taught by exactly one lesson"
     for t in maptypes.TABLE:
-        assert t.lesson == maptypes.NOTEBOOKS[maptypes.LESSONS[t.name]], t.name
-        assert t.lesson[:2] == maptypes.LESSONS[t.name]
+        assert t.name in catalogue.BY_STEM[t.lesson].map_types, t.name
     types = bpfkit.map_types().set_index("type")
     assert types.loc["hash", "lesson"] == "01_hash_map_counter"
     assert types.loc["bloom_filter", "lesson"] == "10_queue_stack_bloom"
@@ -40,17 +40,14 @@ def _words(t: maptypes.MapType) -> list[str]:
 
 @pytest.mark.parametrize("kind", [t.name for t in maptypes.TABLE])
 def test_the_lesson_named_for_a_type_uses_or_names_it(kind):
-    """Bites once lessons 14-19 land: skipped while a named notebook does not exist yet."""
     t = maptypes.get(kind)
-    path = ROOT / "notebooks" / f"{t.lesson}.ipynb"
-    if not path.exists():
-        pytest.skip(f"{path.name} is not written yet")
+    path = catalogue.BY_STEM[t.lesson].notebook(ROOT)
     text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
-    for program in sorted((ROOT / "bpf").glob("*.c")):  # the lesson's programs, named in it, count too
+    for program in sorted((ROOT / "bpf").rglob("*.c")):  # the lesson's programs, named in it, count too
         if re.search(rf"\b{re.escape(program.name.split('.')[0])}\b", text):
             text += program.read_text()
     assert any(re.search(rf"\b{re.escape(w)}\b", text) for w in _words(t)), (
-        f"{path.name} is the lesson for {kind} in bpfkit.maptypes.LESSONS, but never names it")
+        f"{path.name} is the lesson for {kind} in bpfkit.catalogue, but never names it")
 
 
 # -- the cost program ------------------------------------------------------------------------------
