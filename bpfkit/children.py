@@ -298,7 +298,8 @@ class Child:
         except BpfkitError:
             raise
         except BaseException:
-            self._end()            # interrupted mid-step: its state is unknown
+            self.process.kill()    # interrupted mid-step: its state is unknown
+            self._end()
             raise
         finally:
             if self.watch is not None:
