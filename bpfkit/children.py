@@ -13,7 +13,7 @@ no file descriptor with the notebook: a program detached here is not kept alive 
 """
 from __future__ import annotations
 
-import atexit
+import contextlib
 import json
 import os
 import pwd
@@ -23,8 +23,8 @@ import signal
 import subprocess
 import sys
 import time
-import weakref
 
+from . import lifetime
 from .errors import BpfkitError
 
 TRUE = shutil.which("true") or "/bin/true"
@@ -181,16 +181,6 @@ for line in steps:
 os._exit(0)
 """
 
-_LIVE: "weakref.WeakSet[Child]" = weakref.WeakSet()
-
-
-@atexit.register
-def _end_all() -> None:
-    """A notebook that exits with children still open leaves no orphans."""
-    for child in list(_LIVE):
-        child.close()
-
-
 class Child:
     """A child process that makes system calls when asked, one step at a time, then waits.
 
@@ -206,7 +196,8 @@ class Child:
     state is then unknown. `uid` runs it as that user (needs root), `cpu` pins it to one CPU
     (folded onto the CPUs this process may use), `watch` puts its pid in `watch[0]` during
     each step's calls only. A task-storage map takes it as a key (`m[child]`, by its `pid`);
-    it prints as "child PID". `with Child() as child:` closes it at the end of the block."""
+    it prints as "child PID". `with Child() as child:` closes it at the end of the block;
+    `bpfkit.close_all()` and the notebook's exit close it too, before any cgroup it is in."""
 
     def __init__(self, *, uid: int | None = None, cpu: int | None = None, watch=None,
                  timeout: float = 10.0):
@@ -216,7 +207,7 @@ class Child:
         who = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
         self.process = subprocess.Popen([_PYTHON, "-I", "-S", "-c", _SERVE, where], cwd="/",
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, **who)
-        _LIVE.add(self)
+        lifetime.add("child", self.pid, self)    # close_all() and interpreter exit end it
         try:
             if self._line(timeout) != b"ready":
                 raise BpfkitError(f"The child process ended (exit code {self.process.wait(timeout)}) "
@@ -308,17 +299,30 @@ class Child:
     def _ask(self, verb: str, args: dict) -> None:
         """Send one step; with a watch, return once the child is ready and waits for the go."""
         step = dict(args, verb=verb, wait=self.watch is not None)
-        self.process.stdin.write(json.dumps(step).encode() + b"\n")
-        self.process.stdin.flush()
-        if self.watch is not None and self._line(self.timeout) != b"wait":
-            self._failed(verb, self._said)
+        try:
+            self.process.stdin.write(json.dumps(step).encode() + b"\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self._failed(verb, b"")
+        if self.watch is not None:
+            said = self._line(self.timeout)
+            if said != b"wait":
+                self._failed(verb, said)
 
     def _answer(self, verb: str, during) -> dict:
         said = self._line(self.timeout, during)
         if verb == "exec" and said == b"":     # it became the command: wait for its end
             deadline = time.monotonic() + self.timeout
             while self.process.poll() is None and time.monotonic() < deadline:
-                during() if during is not None else time.sleep(0.001)
+                if during is not None:
+                    during()
+                else:
+                    time.sleep(0.001)
+            if self.process.poll() is None:
+                self.process.kill()
+                self._end()
+                raise BpfkitError(f"The command the child {self.pid} became did not end within "
+                                  f"{self.timeout} s; it was killed.", "give it a larger timeout.")
             self._end()
             return {"made": 1}
         if said.startswith(b"ok "):
@@ -340,11 +344,14 @@ class Child:
         while b"\n" not in self._said:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.process.kill()        # mid-step: its state is unknown
+                self._end()
                 raise BpfkitError(f"The child {self.pid} did not answer within {timeout} s.",
                                   "the machine may be very busy; run the cell again.")
             ready, _, _ = select.select([fd], [], [], 0 if during is not None else left)
             if not ready:
-                during() if during is not None else None
+                if during is not None:
+                    during()
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -357,16 +364,14 @@ class Child:
     def close(self) -> int:
         """End the child and wait for it: its task is then gone from the kernel, and from every
         cgroup it joined. Returns its exit code; twice is fine."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()     # the child reads EOF and leaves
-            self.process.stdin = None
         self._end()
         return self.process.returncode
 
     def _end(self) -> None:
         """Reap the child (killed if it does not leave by itself), then forget its cgroups."""
         if self.process.stdin is not None:
-            self.process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):   # a step it never read: it is gone
+                self.process.stdin.close()     # the child reads EOF and leaves
             self.process.stdin = None
         try:
             self.process.wait(self.timeout)
@@ -379,18 +384,13 @@ class Child:
         for cgroup in self._cgroups:
             cgroup.leave(self.pid)
         self._cgroups = []
-        _LIVE.discard(self)
+        lifetime.discard("child", self.pid, self)
 
     def __enter__(self) -> "Child":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "process", None) is not None and self.process.returncode is None:
-            self.process.kill()
-            self.process.wait()
 
     def __repr__(self) -> str:
         return f"child {self.pid}"

@@ -1,6 +1,6 @@
 """The child process the lessons drive (`bpfkit.children.Child`): each step makes what it says and
-answers how many calls it made, a watch holds its pid for the step only, and whether it is closed
-or interrupted in a step it leaves no process and no cgroup behind."""
+answers how many calls it made, a watch holds its pid for the step only, and whether it is closed,
+interrupted in a step or left to close_all(), it leaves no process and no cgroup behind."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bpfkit import lifetime
 from bpfkit.cgroup import Cgroup
 from bpfkit.children import Child, hammer, on_cpu, private_uids
 from bpfkit.errors import BpfkitError
@@ -94,3 +95,21 @@ def test_a_closed_child_leaves_its_cgroups_removable():
         batch.close()
     assert not web.path.exists() and not batch.path.exists()
 
+
+def test_close_all_ends_a_child_before_it_removes_the_cgroup_it_is_in():
+    web = Cgroup("children-test-close-all")
+    child = Child()
+    child.join(web)
+    assert lifetime.live("child") == {child.pid: child}
+    lifetime.close_all("child", "cgroup")        # a cgroup with a process in it cannot go
+    assert gone(child.pid) and not web.path.exists()
+    assert lifetime.live("child") == {}
+
+
+def test_a_child_killed_from_outside_says_so():
+    child = Child()
+    child.process.kill()
+    child.process.wait()
+    with pytest.raises(BpfkitError, match=r"ended \(exit code -9\) during its 'calls' step"):
+        child.calls(1)
+    assert lifetime.live("child") == {}
