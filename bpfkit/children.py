@@ -181,6 +181,7 @@ for line in steps:
 os._exit(0)
 """
 
+
 class Child:
     """A child process that makes system calls when asked, one step at a time, then waits.
 
