@@ -7,7 +7,7 @@ import sys
 import time
 
 from .errors import BpfkitError
-from .workload import user_name
+from .children import user_name
 
 
 def counter(interval: float, count: int | None) -> int:

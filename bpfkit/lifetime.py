@@ -3,8 +3,9 @@
 A notebook makes programs, maps, pins, cgroups and network labs, re-runs cells, and is
 stopped or restarted at any moment. Each of those objects registers here when it is made and
 leaves when it closes, so one call (and interpreter exit) frees all of it, in an order that
-never pulls a thing out from under another: labs first (their XDP programs detach), then
-cgroups (their programs detach), programs, sockets (AF_XDP), the maps the learner made, and
+never pulls a thing out from under another: the child processes a lesson drives first (a
+cgroup with a process in it cannot go), labs (their XDP programs detach), then cgroups (their
+programs detach), programs, sockets (AF_XDP), the maps the learner made, and
 pins last.
 
 Some things outlive a process that dies without exiting cleanly (SIGKILL, a crashed kernel):
@@ -21,7 +22,7 @@ import threading
 import warnings
 from pathlib import Path
 
-ORDER = ("lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
+ORDER = ("child", "lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
 
 _lock = threading.RLock()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import kernel, workload
+from bpfkit import children, kernel
 
 
 # Exercise checks record their outcomes: the tests, and the notebooks they run, keep theirs apart
@@ -69,7 +69,7 @@ def settled_snapshot(expected: dict | None = None, timeout: float = 3.0) -> dict
 @pytest.fixture
 def uid() -> int:
     """A uid nobody else on the machine runs as: counts for it are exact."""
-    return workload.unused_uid()
+    return children.unused_uid()
 
 
 @pytest.fixture

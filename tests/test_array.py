@@ -13,7 +13,7 @@ import bpfkit
 from bpfkit.errors import KeyTypeError, MapError
 from bpfkit.exercises.array_histogram import EXERCISE_READS, check_linear_histogram
 from bpfkit.maps.buckets import linear_labels, log2_bucket, log2_labels, log2_range
-from bpfkit.workload import reads_in_child, trace_command
+from bpfkit.exercises.array_histogram import reads_in_child, trace_command
 from conftest import BPFTOOL, needs_bpftool
 
 ROOT = Path(__file__).resolve().parent.parent

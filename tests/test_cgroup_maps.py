@@ -14,7 +14,7 @@ from bpfkit.cgroup import Cgroup
 from bpfkit.exercises.cgroup_maps import check_moved_socket, cgroup_field_offsets, moved_socket_run
 from bpfkit.errors import MapError
 from bpfkit.maps.btf import vmlinux_field_offset
-from bpfkit.workload import cgroup_child
+from bpfkit.children import Child
 
 BPF = bpfkit.system.bcc().BPF
 RIGHT = {"calls counted for web": 10, "calls counted for batch": 6,
@@ -33,13 +33,10 @@ def cgroups():
 
 
 def calls_in(cg, n, cpu=None):
-    child = cgroup_child(cpu=cpu)
-    try:
+    with Child(cpu=cpu) as child:
         if cg is not None:
-            cg.enter(child.pid)
+            child.join(cg)
         child.calls(n)
-    finally:
-        child.close()
 
 
 def lesson_programs(web, batch):
@@ -53,21 +50,22 @@ def lesson_programs(web, batch):
     return calls, traffic
 
 
-def test_cgroup_child_does_exactly_what_it_is_told():
-    child = cgroup_child(cpu=0)
+def test_a_child_does_exactly_what_it_is_told():
+    child = Child(cpu=0)
     try:
         assert os.path.exists(f"/proc/{child.pid}")
-        child.calls(3)
-        child.socket()
+        assert child.calls(3) == 3
+        assert child.socket() == 1
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
             rx.bind(("127.0.0.1", 0))
             rx.settimeout(2)
-            child.send(2, 50, rx.getsockname())
+            assert child.send(2, 50, rx.getsockname()) == 2
             assert [len(rx.recv(1000)) for _ in range(2)] == [50, 50]
     finally:
         child.close()
     child.close()  # twice is fine
-    with pytest.raises(bpfkit.BpfkitError):
+    assert not os.path.exists(f"/proc/{child.pid}")
+    with pytest.raises(bpfkit.BpfkitError, match="has exited"):
         child.calls(1)
 
 
@@ -91,16 +89,12 @@ def test_a_moved_task_counts_for_its_new_cgroup(no_leaks, cgroups):
     prog = bpfkit.load("cgroup_calls", name="l14_test_calls")
     prog["groups"][0] = web
     prog["groups"][1] = batch
-    child = cgroup_child()
-    try:
-        web.enter(child.pid)
+    with Child() as child:
+        child.join(web)
         child.calls(7)
-        web.leave(child.pid)
-        batch.enter(child.pid)
+        child.join(batch)
+        assert batch.pids() == [child.pid] and web.pids() == []
         child.calls(4)
-    finally:
-        child.close()
-        batch.leave(child.pid)
     assert prog["calls"].counts().tolist() == [7, 4]
 
 
@@ -114,13 +108,10 @@ def test_cgroup_storage_counts_bytes_and_packets_per_cgroup_and_cpu(no_leaks, cg
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
         rx.bind(("127.0.0.1", 0))
         for cg, n, size, cpu in ((web, 10, 100, 0), (batch, 5, 1000, 1)):
-            child = cgroup_child(cpu=cpu)
-            try:
-                cg.enter(child.pid)
+            with Child(cpu=cpu) as child:
+                child.join(cg)
                 child.socket()
                 child.send(n, size, rx.getsockname())
-            finally:
-                child.close()
     got = {ids[i]: v for i, v in zip(traffic["bytes_out"].frame()["cgroup_inode_id"],
                                      traffic["bytes_out"].frame()["value"])}
     assert got == {"web": 10 * 128, "batch": 5 * 1028}

@@ -8,28 +8,28 @@ import numpy as np
 import pytest
 
 import bpfkit
-from bpfkit import kernel, workload
+from bpfkit import children, kernel
 from conftest import settled_snapshot
 
 
 def test_counter_counts_each_execve_exactly(uid, no_leaks):
     with bpfkit.load("counter") as prog:
-        workload.run_as(uid, 7)
+        children.run_as(uid, 7)
         frame = prog["counter_table"].frame()
         assert frame.loc[frame["key"] == uid, "value"].tolist() == [7]
-        workload.run_as(uid, 2)
+        children.run_as(uid, 2)
         assert prog["counter_table"][uid] == 9
 
 
 def test_atomic_counter_counts_exactly_too(uid, no_leaks):
     with bpfkit.load("counter_atomic") as prog:
-        workload.run_as(uid, 4)
+        children.run_as(uid, 4)
         assert prog["counter_table"][uid] == 4
 
 
 def test_frame_columns_dtypes_and_renaming(uid, no_leaks):
     with bpfkit.load("counter") as prog:
-        workload.run_as(uid, 1)
+        children.run_as(uid, 1)
         table = prog["counter_table"]
         frame = table.frame()
         assert list(frame.columns) == ["key", "value"]
@@ -101,7 +101,7 @@ def _seed_counts(uid: int, form: str) -> tuple[str, int]:
     function, attach = KPROBE_FORMS[form]
     with bpfkit.load(SEED_KPROBE.replace("FUNCTION", function), name="seed_kprobe") as prog:
         where = attach(prog) if attach else prog.attached[function]
-        workload.run_as(uid, 3)
+        children.run_as(uid, 3)
         return where, prog["counter_table"].get(uid, 0)
 
 
@@ -185,7 +185,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
 def test_comm_exercise_check_says_what_is_wrong(uid, no_leaks, source, passed, says):
     from bpfkit.exercises.hash_counter import check_comm_counter
     with bpfkit.load(source, name="by_comm") as prog:
-        workload.run_as(uid, 3)
+        children.run_as(uid, 3)
         result = check_comm_counter(prog, {"true": 3})
         assert result.passed == passed, str(result)
         for words in says:

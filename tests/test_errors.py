@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import errors, system, workload
+from bpfkit import children, errors, system
 from bpfkit.errors import (BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull,
                            MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound,
                            VerifierError)
@@ -212,7 +212,7 @@ def test_root_with_cap_bpf_but_not_cap_perfmon_is_told_exactly_that():
 
 
 def test_an_unprivileged_user_is_told_it_is_not_root():
-    nobody = workload.unused_uid()
+    nobody = children.unused_uid()
     got = _child(as_user(nobody))
     assert got["type"] == PrivilegeError.__name__
     msg = got["message"]
@@ -221,7 +221,7 @@ def test_an_unprivileged_user_is_told_it_is_not_root():
 
 
 def test_doctor_reports_missing_privilege_and_exits_1():
-    out = subprocess.run([*as_user(workload.unused_uid()), sys.executable, "-m", "bpfkit", "doctor"],
+    out = subprocess.run([*as_user(children.unused_uid()), sys.executable, "-m", "bpfkit", "doctor"],
                          capture_output=True, text=True, cwd="/",
                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.returncode == 1

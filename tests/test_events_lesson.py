@@ -2,7 +2,7 @@
 openat() calls through a ring buffer and per-CPU perf buffers; a burst that does not fit is
 counted exactly (sent = received + dropped); the ring buffer keeps one order for all CPUs and
 the perf buffers one per CPU; readers opened again on the same map replace the earlier ones;
-`workload.opens_in_child` does what it says; the exercise check tells the starter from the
+`opens_in_child` does what it says; the exercise check tells the starter from the
 solution."""
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import events, workload
+from bpfkit import events
 from bpfkit.errors import BpfkitError
 from bpfkit.exercises.events import (BURST, BURST_PATHS, check_burst_fits, fewest_pages,
-                                     record_size, ring_capacity)
+                                     opens_in_child, record_size, ring_capacity)
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def test_the_childs_opens_arrive_through_both_buffers_in_order(no_leaks):
         assert prog["ring_buf"].type == "ringbuf" and prog["ring_buf"].max_entries == PAGE
         assert prog["perf_buf"].type == "perf_event_array"
         ring, perf = readers(prog)
-        pid = workload.opens_in_child(prog["config"], files)
+        pid = opens_in_child(prog["config"], files)
         assert prog["config"][0] == 0
         read_all(ring, perf)
         frame = ring.frame(arrival=True)
@@ -77,7 +77,7 @@ def test_the_childs_opens_arrive_through_both_buffers_in_order(no_leaks):
         names = [f"/no/such/l09/order-{i}" for i in range(10)]
         ring.clear()
         perf.clear()
-        workload.opens_in_child(prog["config"], names, cpus=plan)
+        opens_in_child(prog["config"], names, cpus=plan)
         read_all(ring, perf)
         in_ring, in_perf = ring.frame(), perf.frame()
         assert in_ring["file"].tolist() == names and in_ring["cpu"].tolist() == plan
@@ -96,13 +96,13 @@ def test_a_burst_nobody_reads_is_counted_exactly(no_leaks):
     burst = [f"/no/such/l09/burst-{i:03d}" for i in range(300)]
     with bpfkit.load("open_events") as prog:
         ring, perf = readers(prog, pages=1)
-        workload.opens_in_child(prog["config"], burst, cpus=CPUS[0])
+        opens_in_child(prog["config"], burst, cpus=CPUS[0])
         read_all(ring, perf)
         ring_fits = ring_capacity(PAGE, RING_RECORD)
         perf_fits = (PAGE - 1) // PERF_RECORD
         assert (ring.received, ring.dropped) == (ring_fits, 300 - ring_fits)
         assert perf.received == perf_fits and perf.dropped == 0   # the kernel has not told yet
-        workload.opens_in_child(prog["config"], ["/dev/null"], cpus=CPUS[0])
+        opens_in_child(prog["config"], ["/dev/null"], cpus=CPUS[0])
         read_all(ring, perf)
         assert (ring.received, ring.dropped) == (ring_fits + 1, 300 - ring_fits)
         assert (perf.received, perf.dropped) == (perf_fits + 1, 300 - perf_fits)
@@ -138,14 +138,14 @@ def test_a_reader_opened_again_replaces_the_earlier_one(no_leaks):
         for old in (ring1, perf1):
             with pytest.raises(BpfkitError, match="replaced by a newer one"):
                 old.poll(0)
-        workload.opens_in_child(prog["config"], ["/dev/null", "/no/such/l09/x"])
+        opens_in_child(prog["config"], ["/dev/null", "/no/such/l09/x"])
         read_all(ring2, perf2)
         assert ring2.frame()["file"].tolist() == ["/dev/null", "/no/such/l09/x"]
         assert sorted(perf2.frame()["file"]) == ["/dev/null", "/no/such/l09/x"]
         assert ring1.received == perf1.received == 0
         assert perf2.pages == 2
         ring3 = events.ring(prog, "ring_buf")             # and again: still one consumer
-        workload.opens_in_child(prog["config"], ["/dev/null"])
+        opens_in_child(prog["config"], ["/dev/null"])
         ring3.drain(quiet_ms=10)
         assert (ring3.received, ring2.received) == (1, 2)
     assert perf_fds() == outside                      # closing the program frees the rest
@@ -161,16 +161,16 @@ def test_opens_in_child_checks_what_it_is_given():
         calls.append(time.monotonic())
         time.sleep(0.01)
 
-    pid = workload.opens_in_child(config, ["/dev/null"] * 4, every=0.02, during=during)
+    pid = opens_in_child(config, ["/dev/null"] * 4, every=0.02, during=during)
     assert pid > 0 and config[0] == 0 and len(calls) >= 2   # `during` ran while the child worked
     with pytest.raises(ValueError, match="at least one path"):
-        workload.opens_in_child(config, [])
+        opens_in_child(config, [])
     with pytest.raises(ValueError, match="NUL"):
-        workload.opens_in_child(config, ["/dev/\0null"])
+        opens_in_child(config, ["/dev/\0null"])
     with pytest.raises(ValueError, match="cpus has 1 entries for 2 paths"):
-        workload.opens_in_child(config, ["/dev/null", "/dev/null"], cpus=[CPUS[0]])
+        opens_in_child(config, ["/dev/null", "/dev/null"], cpus=[CPUS[0]])
     with pytest.raises(BpfkitError, match="not one this process may run on"):
-        workload.opens_in_child(config, ["/dev/null"], cpus=max(CPUS) + 1000)
+        opens_in_child(config, ["/dev/null"], cpus=max(CPUS) + 1000)
     assert config[0] == 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import workload
+from bpfkit import children
 from bpfkit.errors import BpfkitError
 from bpfkit.exercises.keyless import (BUDGET_BITS, N_VALUES, TESTS, check_bloom_budget,
                                       kernel_bits, measure, theory)
@@ -31,15 +31,15 @@ def kernel_reports_map_memory() -> bool:
 
 
 def test_queue_gives_pids_back_oldest_first_and_stack_newest_first(no_leaks):
-    watched, other = workload.private_uids(2)
+    watched, other = children.private_uids(2)
     with bpfkit.load("arrivals") as prog:
         fifo, lifo, watch, refused = prog["fifo"], prog["lifo"], prog["watch"], prog["refused"]
         assert (fifo.type, lifo.type, fifo.key_size, fifo.max_entries) == ("queue", "stack", 0, 8)
-        workload.run_as(watched, 2)            # nobody watched yet: watch[0] is 0
+        children.run_as(watched, 2)            # nobody watched yet: watch[0] is 0
         assert fifo.peek(default=None) is None and lifo.peek(default=None) is None
         watch[0] = watched
-        workload.run_as(other, 2)              # another user: not counted
-        pids = workload.run_as(watched, 5)
+        children.run_as(other, 2)              # another user: not counted
+        pids = children.run_as(watched, 5)
         assert len(set(pids)) == 5
         assert fifo.peek() == pids[0] and lifo.peek() == pids[-1]
         assert fifo.frame(value="next pid").to_dict("list") == {"next pid": [pids[0]]}
@@ -50,28 +50,28 @@ def test_queue_gives_pids_back_oldest_first_and_stack_newest_first(no_leaks):
 
 
 def test_a_full_queue_refuses_and_a_full_stack_drops_its_oldest(no_leaks):
-    watched, = workload.private_uids(1)
+    watched, = children.private_uids(1)
     with bpfkit.load("arrivals") as prog:
         fifo, lifo, refused = prog["fifo"], prog["lifo"], prog["refused"]
         prog["watch"][0] = watched
-        pids = workload.run_as(watched, 12)
+        pids = children.run_as(watched, 12)
         assert fifo.drain()["value"].tolist() == pids[:8]            # the first 8; 4 refused
         assert lifo.drain()["value"].tolist() == pids[4:][::-1]      # the last 8, newest first
         assert refused[0] == 4
-        pids = workload.run_as(watched, 3)                   # room again
+        pids = children.run_as(watched, 3)                   # room again
         assert fifo.drain()["value"].tolist() == pids and refused[0] == 4
 
 
 def test_seen_before_reports_each_user_once_in_order(no_leaks):
-    alice, bob, carol, dave = workload.private_uids(4)
+    alice, bob, carol, dave = children.private_uids(4)
     seen = bpfkit.create_map("bloom_filter", value="u32", max_entries=64, hashes=3, name="l10_seen")
     with bpfkit.load("seen_before", maps={"seen": seen}) as prog:
         assert prog["seen"] is seen and seen.type == "bloom_filter"
         for user in (alice, bob, alice, carol, bob, alice):
-            workload.run_as(user, 1)
+            children.run_as(user, 1)
         arrived = prog["newcomers"].drain()["value"].tolist()
         assert [u for u in arrived if u in (alice, bob, carol, dave)] == [alice, bob, carol]
-        workload.run_as(bob, 2)
+        children.run_as(bob, 2)
         assert bob not in prog["newcomers"].drain()["value"].tolist()
     assert alice in seen and bob in seen and carol in seen and dave not in seen
     seen.close()
@@ -161,9 +161,9 @@ def test_exercise_check_catches_budget_predictions_and_wrong_maps(no_leaks):
 
 
 def test_run_as_starts_processes_in_order_and_reports_failure():
-    uid, = workload.private_uids(1)
-    pids = workload.run_as(uid, 3)
+    uid, = children.private_uids(1)
+    pids = children.run_as(uid, 3)
     assert len(pids) == 3 and len(set(pids)) == 3
-    assert workload.run_as(uid, 0) == []
+    assert children.run_as(uid, 0) == []
     with pytest.raises(BpfkitError, match="failed"):
-        workload.run_as(uid, 1, argv=["/bin/false"])
+        children.run_as(uid, 1, argv=["/bin/false"])

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import _libbpf, errors, events, kernel, workload
+from bpfkit import _libbpf, children, errors, events, kernel
+from bpfkit.exercises.hash_counter import lost_updates
 from conftest import cgroup2_root, held_elsewhere, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ BAD = {
 def test_a_failed_load_leaves_nothing_and_keeps_the_earlier_program(failure, uid, no_leaks):
     first = bpfkit.load(GOOD, name="same_name")
     try:
-        workload.run_as(uid, 2)
+        children.run_as(uid, 2)
         before = kernel_state()
         with pytest.raises(errors.BpfkitError) as e:
             bpfkit.load(BAD[failure], name="same_name")
@@ -131,7 +132,7 @@ def test_a_failed_load_leaves_nothing_and_keeps_the_earlier_program(failure, uid
         left = {k: v for k, v in leftovers(before).items() if k in ("programs", "maps", "links", "xdp")}
         assert not left, f"a {failure} failure left objects in the kernel: {left}"
         assert bpfkit.loaded()["same_name"] is first and not first.closed
-        workload.run_as(uid, 3)
+        children.run_as(uid, 3)
         assert first["counter_table"][uid] == 5  # still attached, still counting
     finally:
         first.close()
@@ -214,7 +215,7 @@ def test_kernel_shutdown_restart_or_death_frees_what_the_notebook_loaded(how, ju
 # ---- nothing is lost --------------------------------------------------------------------------------
 
 def test_an_atomic_counter_is_exact_under_load_and_the_seeds_is_not(no_leaks, capsys):
-    result = workload.lost_updates(calls_per_worker=300_000, workers=2)
+    result = lost_updates(calls_per_worker=300_000, workers=2)
     assert result["generated"] == 600_000
     assert result["atomic"] == result["generated"], result
     assert result["racy"] + result["lost"] == result["generated"]
@@ -234,7 +235,7 @@ def test_hammer_makes_exactly_the_calls_it_says(uid, no_leaks):
               "    int zero = 0;\n    u64 *n = calls.lookup(&zero);\n"
               "    if (n) __sync_fetch_and_add(n, 1);\n    return 0;\n}\n")
     with bpfkit.load(source, name="hammer_check") as prog:
-        assert workload.hammer(uid, 12_345, workers=3) == 37_035
+        assert children.hammer(uid, 12_345, workers=3) == 37_035
         assert prog["calls"][0] == 37_035
 
 
@@ -272,7 +273,7 @@ def test_ring_buffer_reader_counts_what_a_full_buffer_dropped(uid, no_leaks):
     source = EVENT_SOURCE.format(declare="BPF_RINGBUF_OUTPUT(events, 1);", uid=uid, send=RING_SEND)
     with bpfkit.load(source, name="ring_drops") as prog:
         reader = events.ring(prog, "events", dropped="dropped")
-        workload.hammer(uid, 2000, workers=1)  # one page holds ~170 events: the rest cannot fit
+        children.hammer(uid, 2000, workers=1)  # one page holds ~170 events: the rest cannot fit
         reader.drain()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -288,7 +289,7 @@ def test_ring_buffer_reader_counts_what_a_full_buffer_dropped(uid, no_leaks):
             in str(caught[0].message)
         dropped = reader.dropped
         reader.clear()
-        workload.hammer(uid, 10, workers=1)  # with room again, nothing more is lost
+        children.hammer(uid, 10, workers=1)  # with room again, nothing more is lost
         reader.drain()
         assert (reader.received, reader.dropped) == (10, dropped)
         assert reader.frame()["seq"].tolist() == list(range(2000, 2010))
@@ -298,12 +299,12 @@ def test_perf_buffer_reader_counts_what_the_kernel_lost(uid, no_leaks):
     source = EVENT_SOURCE.format(declare="BPF_PERF_OUTPUT(events);", uid=uid, send=PERF_SEND)
     with bpfkit.load(source, name="perf_drops") as prog:
         reader = events.perf(prog, "events", pages=1)
-        workload.hammer(uid, 2000, workers=1)  # all on one CPU, into one page
+        children.hammer(uid, 2000, workers=1)  # all on one CPU, into one page
         reader.drain()
         received = reader.received
         assert 0 < received < 2000
         # The kernel reports a CPU's losses with the next event it writes there.
-        workload.hammer(uid, 1, workers=1)
+        children.hammer(uid, 1, workers=1)
         reader.drain()
         assert reader.received == received + 1
         assert reader.received + reader.dropped == 2001

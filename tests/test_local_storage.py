@@ -14,7 +14,7 @@ import bpfkit
 from bpfkit.cgroup import Cgroup
 from bpfkit.errors import BpfkitError
 from bpfkit.exercises.local_storage import check_exit_cleanup
-from bpfkit.workload import getppid_child
+from bpfkit.children import Child
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,30 +24,30 @@ BPF = bpfkit.system.bcc().BPF
 UDP_IPV4_HEADERS = 20 + 8
 
 
-def test_getppid_child_makes_exactly_the_calls_asked_for(no_leaks):
+def test_a_child_makes_exactly_the_calls_asked_for(no_leaks):
     prog = bpfkit.load("task_calls")
-    child = getppid_child()
+    child = Child()
     try:
         assert str(child) == f"child {child.pid}"
-        child.call(0)
+        assert child.calls(0) == 0
         assert prog["by_pid"].get(child.pid) is None
-        child.call(4)
-        child.call(2, in_thread=True)
+        assert child.calls(4) == 4
+        assert child.calls(2, in_thread=True) == 2
         assert prog["by_pid"][child.pid] == 6
     finally:
-        assert child.exit() == 0
-        assert child.exit() == 0          # twice is fine
+        assert child.close() == 0
+        assert child.close() == 0          # twice is fine
         prog.close()
 
 
 def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
     prog = bpfkit.load("task_calls")
     on_task, by_pid = prog["on_task"], prog["by_pid"]
-    one, two = getppid_child(), getppid_child()
+    one, two = Child(), Child()
     try:
-        one.call(7)
-        two.call(3)
-        one.call(5, in_thread=True)       # another task of the same process
+        one.calls(7)
+        two.calls(3)
+        one.calls(5, in_thread=True)       # another task of the same process
         assert (on_task[one], on_task[two]) == (7, 3)
         assert (by_pid[one.pid], by_pid[two.pid]) == (12, 3)
         assert on_task.frame(keys=[one, two])["value"].tolist() == [7, 3]
@@ -57,7 +57,7 @@ def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
         assert on_task[two] == 100
         kept = os.pidfd_open(one.pid)
         try:
-            one.exit()
+            one.close()
             assert on_task.get(kept) is None          # freed with the task
         finally:
             os.close(kept)
@@ -65,8 +65,8 @@ def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
             on_task[one]
         assert by_pid[one.pid] == 12                  # the hash keeps a stale entry
     finally:
-        one.exit()
-        two.exit()
+        one.close()
+        two.close()
         prog.close()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import lifetime, net, workload
+from bpfkit import lifetime, net, traffic
 from bpfkit.errors import BpfkitError
 from bpfkit.exercises import lpm_trie
 from bpfkit.exercises.lpm_trie import check_prefix_exercise
@@ -35,7 +35,7 @@ def hits(trie) -> dict[str, int]:
 def send(trie, host, plan) -> int:
     """Send the plan and wait until the trie has counted every datagram (or 2 s)."""
     before = sum(hits(trie).values())
-    sent = workload.udp_from(host, plan, DST)
+    sent = traffic.udp_from(host, plan, DST)
     net.wait_until(lambda: sum(hits(trie).values()) >= before + sent)
     return sent
 
@@ -89,7 +89,7 @@ def test_each_frame_is_counted_under_its_longest_prefix_exactly(host, classify):
     assert hits(trie) == {"0.0.0.0/0": 2, "10.0.0.0/8": 3, "10.1.0.0/16": 5, "10.1.2.0/24": 10}
     # Without the default, an address outside every prefix is counted nowhere.
     del trie[key("0.0.0.0/0")]
-    workload.udp_from(host, {"203.0.113.9": 3, "10.1.2.3": 1}, DST)
+    traffic.udp_from(host, {"203.0.113.9": 3, "10.1.2.3": 1}, DST)
     assert net.wait_until(lambda: hits(trie)["10.1.2.0/24"] == 11)
     assert hits(trie) == {"10.0.0.0/8": 3, "10.1.0.0/16": 5, "10.1.2.0/24": 11}
 
@@ -127,7 +127,7 @@ def test_udp_from_sends_from_each_address_and_adds_missing_ones_once(host, class
     assert sorted(line.split()[3] for line in shown.splitlines()) == ["10.1.2.3/32", "10.1.2.4/32"]
     assert hits(trie)["10.1.2.0/24"] == 4
     with pytest.raises(BpfkitError, match="not an IPv4 address"):
-        workload.udp_from(host, {"10.1.2.300": 1}, DST)
+        traffic.udp_from(host, {"10.1.2.300": 1}, DST)
 
 
 def _lesson_trie(prog) -> None:
@@ -209,7 +209,7 @@ def test_the_lessons_plain_bcc_script_works(host):
             k = trie.Key()
             k.prefixlen, k.addr[:] = 24, [10, 1, 2, 0]
             trie[k] = trie.Leaf(0)
-            workload.udp_from(host, {"10.1.2.3": 3}, DST)
+            traffic.udp_from(host, {"10.1.2.3": 3}, DST)
             assert net.wait_until(lambda: [v.value for v in trie.values()] == [3])
             rows = [(".".join(map(str, k.addr)) + f"/{k.prefixlen}", v.value) for k, v in trie.items()]
             assert rows == [("10.1.2.0/24", 3)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bpfkit
-from bpfkit import workload
+from bpfkit import children
 from bpfkit.errors import MapError
 from bpfkit.exercises.map_of_maps import check_per_user_maps
 from bpfkit.maps import Map
@@ -68,15 +68,15 @@ def test_a_map_goes_in_by_fd_and_comes_back_as_its_id(no_leaks):
 
 
 def test_swapping_the_inner_map_switches_the_whole_configuration(no_leaks):
-    alice = workload.unused_uid()
-    bob = workload.unused_uid(after=alice)
-    carol = workload.unused_uid(after=bob)
+    alice = children.unused_uid()
+    bob = children.unused_uid(after=alice)
+    carol = children.unused_uid(after=bob)
     with bpfkit.load("map_of_maps") as prog:
         prog["config_a"][alice] = 1
         prog["config_a"][bob] = 1
         prog["config_b"][bob] = 10
         prog["config_b"][carol] = 1
-        everyone = lambda: [workload.run_as(u, 3) for u in (alice, bob, carol)]  # noqa: E731
+        everyone = lambda: [children.run_as(u, 3) for u in (alice, bob, carol)]  # noqa: E731
         everyone()                                     # slot empty: nothing counted
         assert prog["counts"].frame().empty
         prog["active"][0] = prog["config_a"]
@@ -90,13 +90,13 @@ def test_swapping_the_inner_map_switches_the_whole_configuration(no_leaks):
 
 
 def test_contents_reads_every_inner_map_with_the_outer_key(uid, no_leaks):
-    other = workload.unused_uid(after=uid)
+    other = children.unused_uid(after=uid)
     with bpfkit.load(PER_USER, name="per_user") as prog:
         per_user = prog["per_user"]
         per_user[uid] = prog["alice_calls"]
         per_user[other] = prog["bob_calls"]
-        workload.run_as(uid, 2)
-        workload.run_as(other, 5)
+        children.run_as(uid, 2)
+        children.run_as(other, 5)
         fds = _open_fds()
         inside = per_user.contents().sort_values("outer_key").reset_index(drop=True)
         assert _open_fds() == fds, "contents() must close the inner maps it opened"
@@ -165,7 +165,7 @@ def test_exercise_check_says_what_is_missing(uid, no_leaks):
         assert not result.passed and "no entry for uid" in str(result)
         prog["per_user"][uid] = prog["alice_calls"]
         assert not check_per_user_maps(prog, {uid: 1}).passed    # no event yet
-        workload.run_as(uid, 1)
+        children.run_as(uid, 1)
         assert check_per_user_maps(prog, {uid: 1}).passed
 
 

@@ -1,6 +1,6 @@
 """Lesson 08, per-CPU and LRU maps: exact counts per CPU without atomics, BCC's increment() that
 never inserts into a per-CPU hash, an LRU that keeps the hot keys where a plain hash refuses them,
-the exercise's check, and `workload.calls_on_cpus`."""
+the exercise's check, and `calls_on_cpus`."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import workload
-from bpfkit.exercises.percpu_lru import HOT, WARM_UP, check_flow_table, exercise_stream
-from bpfkit.workload import calls_on_cpus
+from bpfkit import children
+from bpfkit.exercises.percpu_lru import HOT, WARM_UP, calls_on_cpus, check_flow_table, exercise_stream
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +33,7 @@ def test_calls_land_on_the_cpus_asked_for_counted_exactly_per_cpu(no_leaks, uid)
     with bpfkit.load("percpu_counts") as prog:
         calls, total, by_increment = prog["calls"], prog["total"], prog["by_increment"]
         assert (calls.type, total.type, by_increment.type) == ("percpu_hash", "percpu_array", "percpu_hash")
-        other = workload.unused_uid(uid + 1)
+        other = children.unused_uid(uid + 1)
         # before watched[0] is set, slot 0 watches nobody (root's calls go to slot 1)
         os.getppid()
         assert total[0] == [0] * total.cpus
@@ -84,7 +83,7 @@ def test_calls_on_cpus_folds_onto_the_cpus_this_process_may_use(no_leaks, uid):
 
 def test_per_cpu_counts_are_exact_where_a_shared_hash_loses_counts(no_leaks, uid):
     with bpfkit.load("percpu_counts") as prog, bpfkit.load("counter_race") as race:
-        generated = workload.hammer(uid, 100_000, workers=2)
+        generated = children.hammer(uid, 100_000, workers=2)
         assert sum(prog["calls"][uid]) == generated == race["atomic_table"][uid]
         assert race["racy_table"][uid] <= generated and race["increment_table"][uid] <= generated
         if len(CPUS) > 1:   # a worker pinned to each CPU: each copy holds one worker's calls

@@ -16,9 +16,9 @@ import pytest
 matplotlib.use("Agg")
 
 import bpfkit  # noqa: E402
-from bpfkit import workload  # noqa: E402
+from bpfkit import children  # noqa: E402
 from bpfkit.errors import BpfkitError  # noqa: E402
-from bpfkit.exercises.profiler import MYSTERY, check_hotter_caller  # noqa: E402
+from bpfkit.exercises.profiler import MYSTERY, check_hotter_caller, profiled_c_program  # noqa: E402
 from bpfkit.profile import (Symbols, addresses, attach_cpu_clock, callers, flame_graph,  # noqa: E402
                             flame_layout, fold, fold_stacks, resolve, stack_error, top_functions)
 
@@ -177,7 +177,7 @@ def test_c_program_runs_its_cpu_time_with_its_pid_in_config():
     config = {0: 0}
     seen = []
     source = "volatile unsigned long n;\nint main(void) { for (;;) n++; }\n"
-    with workload.profiled_c_program(config, source, cpu_seconds=0.2) as child:
+    with profiled_c_program(config, source, cpu_seconds=0.2) as child:
         assert child.poll() is None and config[0] == 0        # alive, stopped, no longer watched
         stat = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
@@ -188,7 +188,7 @@ def test_c_program_runs_its_cpu_time_with_its_pid_in_config():
     assert child.returncode == 0 and not seen[0].exists()      # ended, binary deleted
 
     # main() that returns at once: the harness still reports and waits
-    with workload.profiled_c_program(config, "int main(void) { return 3; }\n") as child:
+    with profiled_c_program(config, "int main(void) { return 3; }\n") as child:
         assert child.poll() is None
     assert child.returncode == 0 and config[0] == 0
 
@@ -196,14 +196,14 @@ def test_c_program_runs_its_cpu_time_with_its_pid_in_config():
 def test_c_program_errors_are_explained():
     config = {0: 0}
     with pytest.raises(BpfkitError, match=r"could not compile(.|\n)*program\.c:1"):
-        with workload.profiled_c_program(config, "int main(void) { return x; }\n"):
+        with profiled_c_program(config, "int main(void) { return x; }\n"):
             pass
     with pytest.raises(BpfkitError, match="died \\(signal SIGSEGV\\)"):
-        with workload.profiled_c_program(config, "int main(void) { return *(volatile int *)0; }\n"):
+        with profiled_c_program(config, "int main(void) { return *(volatile int *)0; }\n"):
             pass
     assert config[0] == 0
     with pytest.raises(ValueError):
-        with workload.profiled_c_program(config, "int main(void) { return 0; }\n", cpu_seconds=0):
+        with profiled_c_program(config, "int main(void) { return 0; }\n", cpu_seconds=0):
             pass
 
 
@@ -224,7 +224,7 @@ def profile_run(prog, source: str, cpu_seconds: float = 1.0):
     config, stacks, counts = prog["config"], prog["stacks"], prog["counts"]
     counts.clear()
     stacks.clear()
-    with workload.profiled_c_program(config, source, cpu_seconds) as child, Symbols(child.pid) as symbols:
+    with profiled_c_program(config, source, cpu_seconds) as child, Symbols(child.pid) as symbols:
         samples = counts.frame(value="samples")
         folded = fold(samples, stacks, symbols)
     return child, samples, folded
@@ -266,7 +266,7 @@ def test_the_profiler_finds_the_hot_function(no_leaks):
 
         # Nobody is watched now: samples stop.
         before = int(prog["counts"].frame()["value"].sum())
-        workload.run_as(workload.unused_uid(), 3)
+        children.run_as(children.unused_uid(), 3)
         assert int(prog["counts"].frame()["value"].sum()) == before
 
 

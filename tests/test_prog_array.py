@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import kernel, system, workload
+from bpfkit import children, kernel, system
 from bpfkit.errors import MapError
 from bpfkit.exercises.prog_array import check_third_target
 from conftest import BPFTOOL, needs_bpftool, settled_snapshot
@@ -22,8 +22,8 @@ def bpf():
 
 
 def three_users(uid: int) -> tuple[int, int, int]:
-    second = workload.unused_uid(after=uid)
-    return uid, second, workload.unused_uid(after=second)
+    second = children.unused_uid(after=uid)
+    return uid, second, children.unused_uid(after=second)
 
 
 def load_with_handlers(extra: str = "", name: str = "tail_calls"):
@@ -70,9 +70,9 @@ def test_tail_calls_count_exactly_and_empty_slots_fall_through(uid, no_leaks):
     with load_with_handlers() as prog:
         route = prog["route"]
         route[alice], route[bob], route[carol] = 0, 1, 2
-        workload.run_as(alice, 5)
-        workload.run_as(bob, 3)
-        workload.run_as(carol, 2)
+        children.run_as(alice, 5)
+        children.run_as(bob, 3)
+        children.run_as(carol, 2)
         assert where(prog) == [5, 3, 0, 2]
 
 
@@ -81,21 +81,21 @@ def test_swapping_a_slot_changes_the_target_without_reloading(uid, no_leaks):
     with load_with_handlers() as prog:
         handlers, route = prog["handlers"], prog["route"]
         route[alice], route[bob], route[carol] = 0, 1, 2
-        workload.run_as(alice, 2)
+        children.run_as(alice, 2)
         loaded = set(prog.program_ids())
         handlers[0] = prog.bpf.funcs[b"count_b"]
         assert handlers[0] == handlers[1]
-        workload.run_as(alice, 4)
+        children.run_as(alice, 4)
         assert where(prog) == [2, 4, 0, 0]
         assert set(prog.program_ids()) == loaded
         del handlers[1]
-        workload.run_as(bob, 3)
+        children.run_as(bob, 3)
         assert where(prog) == [2, 4, 0, 3]
         with pytest.raises(KeyError):
             del handlers[1]
         handlers.clear()
         assert len(handlers) == 0
-        workload.run_as(alice, 1)
+        children.run_as(alice, 1)
         assert where(prog) == [2, 4, 0, 4]
 
 

@@ -12,7 +12,7 @@ import bpfkit
 from bpfkit.cgroup import Cgroup
 from bpfkit.exercises.reuseport import check_fallback
 from bpfkit.sockets import join_sockets, socket_cookie
-from bpfkit.workload import ReuseportGroup, TcpPair
+from bpfkit.traffic import ReuseportGroup, TcpPair
 from notebook_runs import bpf_cell
 
 LESSON = "notebooks/18_reuseport_sockmap.ipynb"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import kernel, lifetime, workload
+from bpfkit import children, kernel, lifetime
 from bpfkit.exercises.sharing import STARTER, check_keeps_count
 from conftest import BPFTOOL
 
@@ -54,7 +54,7 @@ def map_gone(map_id: int, timeout: float = 3.0) -> bool:
 
 def test_two_programs_share_one_map_that_outlives_them(no_leaks):
     counts, watch = make_maps()
-    alice, bob = workload.private_uids(2)
+    alice, bob = children.private_uids(2)
     watch[0] = alice                                 # before loading: 0 would be root, who is busy
     given = {"counts": counts, "watch": watch}
     execs = bpfkit.load("shared_execs", maps=given)
@@ -62,26 +62,26 @@ def test_two_programs_share_one_map_that_outlives_them(no_leaks):
     assert execs["counts"] is counts and exits["counts"] is counts and exits["watch"] is watch
     assert len(counts) == 0
 
-    workload.run_as(alice, 3)                        # 3 execve() and 3 exits, one per program
+    children.run_as(alice, 3)                        # 3 execve() and 3 exits, one per program
     assert dict(counts.items()) == {EXECVE: 3, EXIT: 3}
 
     watch[0] = bob                                   # both programs follow the setting at once
-    workload.run_as(alice, 2)
-    workload.run_as(bob, 3)
+    children.run_as(alice, 2)
+    children.run_as(bob, 3)
     assert dict(counts.items()) == {EXECVE: 6, EXIT: 6}
 
     exits.close()                                    # one unloaded: the other keeps counting
-    workload.run_as(bob, 2)
+    children.run_as(bob, 2)
     assert dict(counts.items()) == {EXECVE: 8, EXIT: 6}
 
     execs.close()                                    # both unloaded: the notebook holds the map
-    workload.run_as(bob, 2)
+    children.run_as(bob, 2)
     assert bpfkit.loaded() == {} and kernel.map_info(counts.id)["name"] == "l13_counts"
     assert dict(counts.items()) == {EXECVE: 8, EXIT: 6}
 
     execs = bpfkit.load(execs.source, name="shared_execs", maps=given)   # a later run carries on
     exits = bpfkit.load(exits.source, name="shared_exits", maps=given)
-    workload.run_as(bob, 2)
+    children.run_as(bob, 2)
     assert dict(counts.items()) == {EXECVE: 10, EXIT: 8}
     frame = counts.frame(key="event", value="count").sort_values("event")
     assert frame.to_dict("list") == {"event": [1, 2], "count": [10, 8]}
@@ -91,11 +91,11 @@ def test_two_programs_share_one_map_that_outlives_them(no_leaks):
 
 def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_leaks):
     counts, watch = make_maps()
-    (uid,) = workload.private_uids(1, skip=4)
+    (uid,) = children.private_uids(1, skip=4)
     watch[0] = uid
     given = {"counts": counts, "watch": watch}
     execs = bpfkit.load("shared_execs", maps=given)
-    workload.run_as(uid, 3)
+    children.run_as(uid, 3)
     name = f"bpfkit-l13-test-{os.getpid()}"
     pin = counts.pin(name)
     assert pin.path == Path("/sys/fs/bpf") / name and pin.path.exists()
@@ -126,7 +126,7 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
     counts = bpfkit.open_pinned(name)                # a later run
     assert counts.id == map_id and dict(counts.items()) == {EXECVE: 3}
     execs = bpfkit.load(execs.source, name="shared_execs", maps={"counts": counts, "watch": watch})
-    workload.run_as(uid, 2)
+    children.run_as(uid, 2)
     assert counts[EXECVE] == 5
 
     bpfkit.close_all()                               # removes the pin; nothing holds the map now
@@ -139,13 +139,13 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
 
 def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks):
     counts, watch = make_maps()
-    (uid,) = workload.private_uids(1, skip=6)
+    (uid,) = children.private_uids(1, skip=6)
     watch[0] = uid
     old = bpfkit.load(STARTER, name="l13_keep", maps={"watch": watch})
-    workload.run_as(uid, 3)
+    children.run_as(uid, 3)
     assert old["counts"][EXECVE] == 3
     new = bpfkit.load(STARTER, name="l13_keep", maps={"watch": watch})     # the cell, run again
-    workload.run_as(uid, 2)
+    children.run_as(uid, 2)
     assert old.closed and new["counts"][EXECVE] == 2                      # what to predict
 
     unsure = check_keeps_count(new, counts)
@@ -165,7 +165,7 @@ def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks
 
 def test_the_check_passes_the_solution_and_names_what_else_is_wrong(no_leaks):
     made, watch = make_maps()
-    watch[0] = workload.private_uids(1, skip=8)[0]   # nobody runs as it: the check uses its own
+    watch[0] = children.private_uids(1, skip=8)[0]   # nobody runs as it: the check uses its own
     made.pin(f"bpfkit-l13-test-keep-{os.getpid()}")
     counts = bpfkit.open_pinned(f"bpfkit-l13-test-keep-{os.getpid()}")   # as in the lesson
     solved = bpfkit.load(SOLVED, name="l13_keep", maps={"counts": counts, "watch": watch})
@@ -197,12 +197,12 @@ def test_the_check_passes_the_solution_and_names_what_else_is_wrong(no_leaks):
 
 def test_private_uids_are_free_distinct_and_the_same_for_one_process():
     import pwd
-    uids = workload.private_uids(4)
-    assert len(set(uids)) == 4 and uids == workload.private_uids(4)
-    assert workload.private_uids(2, skip=2) == uids[2:]
+    uids = children.private_uids(4)
+    assert len(set(uids)) == 4 and uids == children.private_uids(4)
+    assert children.private_uids(2, skip=2) == uids[2:]
     taken = {p.pw_uid for p in pwd.getpwall()}
     assert not taken & set(uids) and min(uids) >= 1_000_000
     with pytest.raises(ValueError):
-        workload.private_uids(17)
+        children.private_uids(17)
     with pytest.raises(ValueError):
-        workload.private_uids(2, skip=15)
+        children.private_uids(2, skip=15)

@@ -19,7 +19,7 @@ from bpfkit.cgroup import Cgroup
 from bpfkit.errors import MapError
 from bpfkit.exercises.sockmap import check_one_way
 from bpfkit.sockets import addresses, join_sockets, socket_cookie, sockets_frame
-from bpfkit.workload import TcpPair
+from bpfkit.traffic import TcpPair
 from conftest import BPFTOOL, needs_bpftool, settled_snapshot
 from notebook_runs import bpf_cell, cgroup_state
 
@@ -242,7 +242,7 @@ def test_a_failing_script_leaves_nothing_at_exit(no_leaks):
     script = textwrap.dedent("""
         import bpfkit
         from bpfkit.cgroup import Cgroup
-        from bpfkit.workload import TcpPair
+        from bpfkit.traffic import TcpPair
         BPF = bpfkit.system.bcc().BPF
         prog = bpfkit.load("sockmap_redirect")
         prog["sock_hash"].attach(prog.load_func("msg_redirect", BPF.SK_MSG))

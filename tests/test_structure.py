@@ -25,7 +25,7 @@ LAYERS = [
     ["kernel", "lifetime", "netns", "sockets", "system", "compiler", "refusal"],
     ["maps"],                                     # the whole maps package
     ["diagnose", "verifier", "program", "bpfobject", "features"],
-    ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile", "xsk"],
+    ["cgroup", "net", "children", "traffic", "events", "testrun", "sampling", "plot", "profile", "xsk"],
     ["magic", "exercises", "reset", "__main__", "__init__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -174,3 +174,5 @@ def test_an_installed_bpfkit_finds_the_lessons_programs(tmp_path):
     assert out[1] == (ROOT / "bpf" / "counter.c").read_text().splitlines()[0]
     assert sorted(p.name for p in (target / "bpfkit" / "bpf").glob("*.c")) == \
         sorted(p.name for p in (ROOT / "bpf").glob("*.c"))
+    harness = Path("bpfkit", "exercises", "profiled_harness.c")   # lesson 11 compiles it
+    assert (target / harness).read_text() == (ROOT / harness).read_text()

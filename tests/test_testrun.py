@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import bpfkit
-from bpfkit import kernel, testrun, workload
+from bpfkit import children, kernel, testrun
 from bpfkit.exercises.map_cost import check_percpu_counter
 
 COUNTER = r"""
@@ -79,7 +79,7 @@ def test_bpf_stats_counts_and_restores_the_setting(uid):
         with kernel.bpf_stats(), bpfkit.load("counter", name="test_stats_counter") as counter:
             with open(kernel.BPF_STATS_SYSCTL) as f:
                 assert f.read().strip() == "1"
-            workload.run_as(uid, 20)
+            children.run_as(uid, 20)
             info = kernel.prog_info(counter.program_ids()[0])
             assert info["run_cnt"] >= 20 and info["run_time_ns"] > 0
             raise RuntimeError("a failing cell")

@@ -1,13 +1,43 @@
 """Lesson 02's exercise (a linear histogram of read sizes) and its check.
 
 The check makes its own reads, of known sizes, in a child process the program watches
-(`workload.reads_in_child`), so the counts it expects are exact.
+(`reads_in_child`), so the counts it expects are exact. The lesson uses the same helpers.
 """
 from __future__ import annotations
 
-from .. import workload
+import os
+import shutil
+import tempfile
+
+from ..children import Child
+from ..errors import BpfkitError
 from ..maps.buckets import linear_labels, log2_bucket
 from . import Checker, exercise
+
+
+def reads_in_child(config, sizes: list[int], timeout: float = 30.0) -> int:
+    """Make exactly one read() per entry of `sizes`, each returning that many bytes, in a
+    child process whose pid is in `config[0]` while it reads. Returns the child's pid."""
+    sizes = [int(s) for s in sizes]
+    if any(s <= 0 for s in sizes):
+        raise ValueError("each read size must be at least 1 byte")
+    with tempfile.NamedTemporaryFile(prefix="bpfkit-reads-") as f, \
+            Child(watch=config, timeout=timeout) as child:
+        f.truncate(sum(sizes))  # a sparse file reads as zeros, as fast as any
+        f.flush()
+        child.read(f.name, sizes)
+        return child.pid
+
+
+def trace_command(config, argv: list[str], timeout: float = 60.0) -> int:
+    """Run command `argv` with its pid in `config[0]` from its very first instruction, so the
+    program sees every read it makes (its loader's included). Returns its pid."""
+    path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
+    if path is None:
+        raise BpfkitError(f"No command {argv[0]!r} on this machine.", "pass a program that exists.")
+    with Child(watch=config, timeout=timeout) as child:
+        child.exec([path, *argv[1:]])
+        return child.pid
 
 
 # The exercise: reads of known sizes, and where each must land in 1 KiB steps.
@@ -27,7 +57,7 @@ def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step
               f"BPF_ARRAY({map_name}, u64, 16).")
     n = m.max_entries
     m.clear()
-    workload.reads_in_child(watch, EXERCISE_READS)
+    reads_in_child(watch, EXERCISE_READS)
     got = [int(x) for x in m.counts()]
     want = [0] * n
     for size in EXERCISE_READS:

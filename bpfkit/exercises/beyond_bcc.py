@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from .. import workload
+from .. import traffic
 from . import Checker, exercise
 
 TRANSFER = 16_000_000      # bytes: a few hundred ACKs on loopback, in well under a second
@@ -78,7 +78,7 @@ def record(obj, name: str, steps: int) -> tuple[dict, pd.DataFrame]:
     size = TRANSFER
     for _ in range(TRIES):
         reset_samples(obj)
-        sent = workload.tcp_transfer(size, name)
+        sent = traffic.tcp_transfer(size, name)
         acks = window(obj)
         if sent["received"] != size or len(avoidance_runs(acks["cwnd"])) >= steps:
             break

@@ -1,7 +1,7 @@
 """Lesson 14's exercise (a process moves to another cgroup, its socket does not) and its check,
 and the field offsets the lesson's cgrp_storage program needs.
 
-The check runs its own workload in a fresh child (`workload.cgroup_child`): the child makes a
+The check runs its own workload in a fresh child (`children.Child`): the child makes a
 UDP socket in cgroup `web` and 10 getppid() calls there, then moves to `batch`, sends 4
 datagrams of 100 bytes on that same socket and makes 6 more getppid() calls. The learner
 predicts what each map counts for each cgroup; the check compares with what the maps say.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 
-from .. import workload
+from ..children import Child
 from ..maps.btf import vmlinux_field_offset
 from . import Checker, exercise
 
@@ -40,19 +40,16 @@ def moved_socket_run(calls_program, bytes_program, web, batch) -> dict:
     calls_before, bytes_before = [int(x) for x in calls.counts()], stored()
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
-    child = workload.cgroup_child()
+    child = Child()
     try:
-        web.enter(child.pid)
+        child.join(web)
         child.socket()
         child.calls(BEFORE_CALLS)
-        web.leave(child.pid)
-        batch.enter(child.pid)
+        child.join(batch)
         child.send(DATAGRAMS, PAYLOAD, receiver.getsockname())
         child.calls(AFTER_CALLS)
     finally:
-        child.close()
-        batch.leave(child.pid)
-        web.leave(child.pid)
+        child.close()                    # reaped, and forgotten by web and batch
         receiver.close()
     calls_after, bytes_after = [int(x) for x in calls.counts()], stored()
     return {"calls counted for web": calls_after[0] - calls_before[0],

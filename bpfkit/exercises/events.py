@@ -1,7 +1,7 @@
 """Lesson 09's exercise (a ring buffer that holds a burst) and its check.
 
 The check makes its own burst: `BURST` openat() calls by a watched child while nobody reads
-(`workload.opens_in_child`), then reads the ring buffer and the program's drop counter. It
+(`opens_in_child`), then reads the ring buffer and the program's drop counter. It
 knows how many events were sent, so received + dropped must add up to exactly that, and it
 knows how the kernel sizes a ring buffer's records, so it can say how many pages were needed.
 """
@@ -12,12 +12,40 @@ import os
 import warnings
 
 from .. import events as event_readers
-from .. import workload
+from ..children import Child
+from ..errors import BpfkitError
 from . import Checker, exercise
 
 BURST = 300
 BURST_PATHS = [f"/no/such/l09/burst-{i:03d}" for i in range(BURST)]
 RINGBUF_HEADER = 8  # BPF_RINGBUF_HDR_SZ: the kernel's header before every record
+
+
+def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, during=None,
+                   timeout: float = 30.0) -> int:
+    """Exactly one openat() per entry of `paths`, in that order, by a child process whose pid
+    is in `config[0]` while it runs (a path that does not exist still makes its call, which
+    fails with ENOENT). Returns the child's pid.
+
+    `cpus`: one CPU for every call, or a list with one CPU (or None) per call; the child moves
+    to that CPU just before the call, so a program sees the call on exactly that CPU.
+    `every`: seconds the child sleeps after each call. `during`: called over and over while
+    the child runs (a reader's poll, say), so user space works while the events come."""
+    paths = [os.fspath(p) for p in paths]
+    if not paths or any(not isinstance(p, str) or not p or "\0" in p for p in paths):
+        raise ValueError("give at least one path, each a non-empty str without NUL")
+    cpus = [cpus] * len(paths) if cpus is None or isinstance(cpus, int) else list(cpus)
+    if len(cpus) != len(paths):
+        raise ValueError(f"cpus has {len(cpus)} entries for {len(paths)} paths: give one CPU "
+                         "for every call, or one per call")
+    allowed = os.sched_getaffinity(0)
+    bad = sorted({c for c in cpus if c is not None and c not in allowed})
+    if bad:
+        raise BpfkitError(f"CPU {bad[0]} is not one this process may run on.",
+                          f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
+    with Child(watch=config, timeout=timeout) as child:
+        child.open(paths, cpus=cpus, every=every, during=during)
+        return child.pid
 
 
 def record_size(event_size: int) -> int:
@@ -58,7 +86,7 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
     reader.drain(quiet_ms=10)            # whatever waited from before is not part of the burst
     reader.clear()
     program[dropped].clear()
-    workload.opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
+    opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
     reader.drain(quiet_ms=10)
     got, lost = reader.received, reader.dropped
     c.require(got > 0, f"No event arrived for {BURST} openat() calls: does the program still send "

@@ -11,6 +11,8 @@ import re
 
 from pandas.api.types import is_string_dtype, is_object_dtype
 
+from ..children import hammer, unused_uid
+from ..program import load
 from . import Checker, exercise
 
 PLAIN_INCREMENT = re.compile(r"\.\s*increment\s*\(")          # not .atomic_increment(
@@ -62,3 +64,17 @@ def check_comm_counter(c: Checker, program, expected: dict[str, int],
         c.expect(got >= n, f"{comm!r} started {n} times but the map counts {got} for it. Whose name "
                  "does the process carry when your program runs? At syscalls:sys_enter_execve the "
                  "new program has not replaced the old one yet.")
+
+
+def lost_updates(calls_per_worker: int = 500_000, workers: int = 2) -> dict:
+    """How many counts the seed's lookup-then-update loses under load, next to exact counting.
+
+    Loads bpf/counter_race.c (three counters of the same getppid() calls), hammers it from
+    `workers` CPUs as a fresh uid, and returns {"generated", "atomic", "increment", "racy",
+    "lost"}: "atomic" equals "generated"; "racy" (the seed's way) and "increment" (BCC's
+    increment()) fall short, and "lost" is how many the seed's way lost."""
+    uid = unused_uid()
+    with load("counter_race") as prog:
+        generated = hammer(uid, calls_per_worker, workers)
+        counts = {t: prog[f"{t}_table"].get(uid, 0) for t in ("atomic", "increment", "racy")}
+    return {"generated": generated, **counts, "lost": generated - counts["racy"]}

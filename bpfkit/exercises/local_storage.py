@@ -1,12 +1,12 @@
 """Lesson 15's exercise (a pid-keyed hash that cleans up after exited processes) and its check.
 
-The check runs children of its own (`workload.getppid_child`) that make a known number of
+The check runs children of its own (`children.Child`) that make a known number of
 getppid() calls, one of them in a thread that exits while its process goes on, so every count
 it expects is exact, and it looks at the hash while the children live and after they exit.
 """
 from __future__ import annotations
 
-from .. import workload
+from ..children import Child
 from ..errors import BpfkitError
 from . import Checker, exercise
 
@@ -29,14 +29,14 @@ def check_exit_cleanup(c: Checker, program, map_name: str = "by_pid") -> None:
                   "1024) from the starter.")
     c.require(m.type == "hash", f"{map_name!r} is {m.type}; keep it a BPF_HASH keyed by pid, as in "
               "the starter: this exercise is about cleaning up a hash.")
-    first, second = workload.getppid_child(), workload.getppid_child()
+    first, second = Child(), Child()
     try:
-        first.call(5)
-        second.call(2)
+        first.calls(5)
+        second.calls(2)
         got = m.get(first.pid)
         c.require(got == 5, f"After 5 getppid() calls, {map_name}[{first.pid}] is {got}, not 5: keep "
                   "the counting part of the starter as it was (by_pid.atomic_increment(pid)).")
-        first.call(3, in_thread=True)        # a thread makes 3 calls, then exits
+        first.calls(3, in_thread=True)        # a thread makes 3 calls, then exits
         got = m.get(first.pid)
         if got is None:
             c.expect(False, "The child's entry vanished when one of its threads exited, although the "
@@ -47,7 +47,7 @@ def check_exit_cleanup(c: Checker, program, map_name: str = "by_pid") -> None:
             c.expect(got == 8, f"After 5 calls and 3 more in a thread, {map_name}[{first.pid}] is "
                      f"{got}, not 8: the hash counts per process, whichever thread calls.")
         pid = first.pid
-        first.exit()
+        first.close()
         left = m.get(pid)
         c.expect(left is None, f"The child (pid {pid}) has exited and been reaped, yet {map_name} "
                  f"still holds {pid}: {left}, a stale entry; a new process given pid {pid} would "
@@ -56,5 +56,5 @@ def check_exit_cleanup(c: Checker, program, map_name: str = "by_pid") -> None:
         c.expect(still == 2, f"Another child (pid {second.pid}) still runs, but {map_name}[{second.pid}] "
                  f"is {still}, not 2: delete only the exiting process's own key.")
     finally:
-        first.exit()
-        second.exit()
+        first.close()
+        second.close()

@@ -49,11 +49,11 @@ def _hits(trie) -> dict[ipaddress.IPv4Network, int]:
 def observe(trie, host, sources, to: str = DST, per_source: int = PER_SOURCE) -> dict:
     """Send `per_source` datagrams from each source alone and see which prefix counted them:
     {source: IPv4Network, or None when no prefix did}."""
-    from .. import workload
+    from .. import traffic
     matched = {}
     for source in sources:
         before = _hits(trie)
-        workload.udp_from(host, {source: per_source}, to)
+        traffic.udp_from(host, {source: per_source}, to)
         deadline = time.monotonic() + 2.0
         while True:
             after = _hits(trie)

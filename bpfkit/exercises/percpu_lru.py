@@ -1,7 +1,7 @@
 """Lesson 08's exercise (a flow table that keeps its hot flows and counts per CPU) and its check.
 
 The check feeds the learner's program a stream of flows it makes itself, as a fresh uid the
-program watches (`watched[0]`), with `workload.calls_on_cpus`: first eight cold flows on CPU 0,
+program watches (`watched[0]`), with `calls_on_cpus`: first eight cold flows on CPU 0,
 then rounds that alternate between the CPUs, each touching the three hot flows and adding one
 new cold flow. It knows every count per CPU, so it can say exactly what is still wrong.
 """
@@ -9,13 +9,35 @@ from __future__ import annotations
 
 import os
 
-from .. import workload
+from ..children import Child, on_cpu, unused_uid
 from . import Checker, exercise
 
 MAX_ENTRIES = 8
 HOT = (7, 8, 9)                                   # touched in every round
 WARM_UP = tuple(range(201, 201 + MAX_ENTRIES))    # the first flows: they fill a plain hash
 ROUNDS = 20                                       # each adds one new cold flow: 209, 210, ...
+
+
+def calls_on_cpus(uid: int, steps) -> dict[int, int]:
+    """Exactly the system calls in `steps`, made in order by one child process running as
+    `uid` (needs root), each step pinned to one CPU: `(cpu, n)` is n getppid() calls on that
+    CPU; `(cpu, n, key)` is n getpgid(key) calls, for a program that reads its key from the
+    call's argument (the answer does not matter: usually no process has that id).
+
+    The lesson uses it to put a known number of events on each CPU. CPU numbers fold onto the
+    CPUs this process may use (cpu % how many), so a plan for two CPUs still runs on one.
+    Returns {cpu: calls made there}, by the CPU the calls really ran on."""
+    plan = []
+    for step in steps:
+        cpu, n, *key = step
+        if int(n) < 0 or len(key) > 1:
+            raise ValueError(f"a step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}")
+        plan.append((on_cpu(cpu), int(n), int(key[0]) if key else None))
+    made: dict[int, int] = {}
+    with Child(uid=uid) as child:
+        for cpu, n, key in plan:
+            made[cpu] = made.get(cpu, 0) + child.calls(n, key=key, cpu=cpu)
+    return made
 
 
 def exercise_stream() -> list[tuple[int, int, int]]:
@@ -62,11 +84,11 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
              f"{map_name!r} has room for {flows.max_entries} flows; the table may hold at most "
              f"{MAX_ENTRIES}. Keep the size at {MAX_ENTRIES}: the point is a table smaller than the "
              "stream.")
-    uid = workload.unused_uid()
+    uid = unused_uid()
     watched[0] = uid           # first watch our uid only, then start from an empty table
     flows.clear()
     try:
-        workload.calls_on_cpus(uid, exercise_stream())
+        calls_on_cpus(uid, exercise_stream())
     finally:
         watched[0] = 0
     if flows.per_cpu:

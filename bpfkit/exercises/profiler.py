@@ -8,10 +8,19 @@ the folded stacks of the learner's own profile, so what it compares is what the 
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
+from ..errors import BpfkitError
 from ..profile import callers, top_functions
 from . import Checker, exercise
 
@@ -108,3 +117,124 @@ def check_hotter_caller(c: Checker, folded: pd.DataFrame, prediction: dict) -> N
                  f"You predicted that {guess:.2f} of {HELPER}()'s samples come through {actual}(); "
                  f"the samples say {actual_share:.2f}. Count the rounds each caller hands to "
                  f"{HELPER}() in one pass of main()'s loop.")
+
+
+# -- the C program the lesson profiles ----------------------------------------------------------
+
+HARNESS = Path(__file__).with_name("profiled_harness.c")
+
+
+def _compile(source: str, cflags, folder: str) -> str:
+    """gcc builds `source` with the harness into `folder`; the binary's path."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise BpfkitError("There is no C compiler (gcc) on this machine.",
+                          "install it: apt-get install gcc (make lab's provisioning does).")
+    with open(os.path.join(folder, "program.c"), "w") as f:
+        f.write(source)
+    shutil.copy(HARNESS, os.path.join(folder, "harness.c"))
+    binary = os.path.join(folder, "program")
+    built = subprocess.run([gcc, *cflags, "-o", binary, "program.c", "harness.c"], cwd=folder,
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        said = "\n".join(built.stderr.strip().splitlines()[:12])
+        raise BpfkitError(f"gcc could not compile the C program:\n{said}",
+                          "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
+    return binary
+
+
+class _Harnessed:
+    """The compiled program, started under the harness: its two control pipes, read by line."""
+
+    def __init__(self, binary: str, cpu_seconds: float):
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        self.said = b""
+        try:
+            env = dict(os.environ, BPFKIT_CONTROL=f"{to_child_r},{from_child_w}",
+                       BPFKIT_CPU_SECONDS=repr(float(cpu_seconds)))
+            self.process = subprocess.Popen([binary], cwd=os.path.dirname(binary), env=env,
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL,
+                                            pass_fds=(to_child_r, from_child_w))
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+
+    def line(self, wait: float) -> bytes:
+        """The harness's next line, or b"" if none came within `wait` seconds."""
+        while b"\n" not in self.said:
+            ready, _, _ = select.select([self.from_child], [], [], wait)
+            chunk = os.read(self.from_child, 64) if ready else b""
+            if not chunk:
+                return b""
+            self.said += chunk
+        first, _, self.said = self.said.partition(b"\n")
+        return first
+
+    def close(self) -> None:
+        """Close the pipes (the harness's last read() returns: it exits), then reap it."""
+        for fd in (self.to_child, self.from_child):
+            os.close(fd)
+        process = getattr(self, "process", None)
+        if process is not None:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _profiled_run(run: _Harnessed, config, cpu_seconds: float, timeout: float) -> None:
+    """Let the program go with its pid in `config[0]` until it has used its CPU time."""
+    child = run.process
+    if run.line(timeout) != b"ready":
+        code = child.wait(5)
+        raise BpfkitError(f"The C program ended (exit code {code}) before it could be watched.",
+                          "does it build and start? Run it by hand to see.")
+    config[0] = child.pid
+    os.write(run.to_child, b"g")
+    done = run.line(timeout)
+    if not done and child.poll() is None:   # no CPU time used within `timeout`: end it
+        child.send_signal(signal.SIGPROF)
+        done = run.line(5.0)
+    config[0] = 0
+    if done != b"done":
+        code = child.wait(5)
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise BpfkitError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
+                          "time were up.", "a crash in main()? Run it by hand to see.")
+
+
+@contextlib.contextmanager
+def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
+                       cflags=("-O0", "-g", "-fno-omit-frame-pointer"), timeout: float = 30.0):
+    """C `source`, compiled now and run in a child process for `cpu_seconds` of CPU time with
+    its pid in `config[0]` for exactly that time, so a profiler that watches that pid samples
+    it and nothing else: `with profiled_c_program(config, SOURCE, 1.0) as child: ...`.
+
+    gcc compiles `source` (it needs a `main()`, which may loop for ever) with `cflags` (frame
+    pointers kept by default, so its stacks unwind) into a temporary directory, together with
+    a small harness (profiled_harness.c): before main() runs, the harness waits for the go;
+    after `cpu_seconds` of CPU time (ITIMER_PROF: a busy machine makes the run longer, not the
+    profile shorter), or when main() returns, it reports back and waits. So the `with` block
+    runs while the child still exists, stopped, with its memory map intact: the moment to read
+    its symbols (`bpfkit.profile.Symbols(child.pid)`). Leaving the block ends the child and
+    deletes the binary. Yields the child's `subprocess.Popen`. A program that sleeps uses no
+    CPU time: after `timeout` seconds of wall time its run is ended anyway."""
+    if not cpu_seconds > 0:
+        raise ValueError("cpu_seconds must be more than 0")
+    folder = tempfile.mkdtemp(prefix="bpfkit-c-")
+    run = None
+    try:
+        run = _Harnessed(_compile(source, cflags, folder), cpu_seconds)
+        _profiled_run(run, config, cpu_seconds, timeout)
+        yield run.process
+    finally:
+        config[0] = 0
+        if run is not None:
+            run.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Lesson 03's exercise: a third handler in slot 2 of the program array, reached by tail call."""
 from __future__ import annotations
 
-from .. import kernel, workload
+from .. import children, kernel
 from ..program import loaded
 from . import Checker, exercise
 
@@ -22,11 +22,11 @@ def check_third_target(c: Checker, program, slot: int = 2, events: int = 4) -> N
         c.require(False, _empty_slot_hint(program, slot))
     others = {s: handlers.get(s) for s in range(handlers.max_entries) if s != slot}
     same = [s for s, pid in others.items() if pid == target["id"]]
-    uid = workload.unused_uid()
+    uid = children.unused_uid()
     before, fell_before = [int(x) for x in hits.counts()], int(fell[0])
     route[uid] = slot
     try:
-        workload.run_as(uid, events)
+        children.run_as(uid, events)
     finally:
         del route[uid]
     after, fell_after = [int(x) for x in hits.counts()], int(fell[0])

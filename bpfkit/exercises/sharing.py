@@ -10,7 +10,7 @@ nothing of it): 2 more execve() calls must make 5.
 """
 from __future__ import annotations
 
-from .. import workload
+from .. import children
 from ..maps import Map, create_map
 from ..program import Program, load
 from . import Checker, exercise
@@ -79,7 +79,7 @@ def _continues_from_kept_state(c: Checker, program) -> None:
     `counts` already holds the count an earlier run left (BEFORE), `watch` a uid of the check's
     own. AFTER execve() calls of that uid (and one of a uid nobody watches) must carry it on."""
     given = {n: program[n] for n in program.map_names() if program[n].owner is not program}
-    uid, other = workload.private_uids(2, skip=12)   # uids the lesson itself does not use
+    uid, other = children.private_uids(2, skip=12)   # uids the lesson itself does not use
     made, later = [], None
     try:
         maps = {}
@@ -90,8 +90,8 @@ def _continues_from_kept_state(c: Checker, program) -> None:
         maps["watch"][0] = uid
         maps["counts"][KEY] = BEFORE                     # what an earlier run left
         later = load(program.source, name="l13-check-later", maps=maps)
-        workload.run_as(uid, AFTER)
-        workload.run_as(other, 1)                        # a user nobody watches: not counted
+        children.run_as(uid, AFTER)
+        children.run_as(other, 1)                        # a user nobody watches: not counted
         after = maps["counts"].get(KEY, 0)
         keys = sorted(maps["counts"].keys())
     finally:
