@@ -80,7 +80,40 @@ class TracepointNotFound(AttachError):
     pass
 
 
-class MapNotFound(BpfkitError, KeyError):
+class UsageError(BpfkitError, ValueError, TypeError):
+    """An argument the kit cannot use (a wrong kind, a number out of range, an unknown name):
+    the learner's call is what to change. A ValueError and a TypeError, so that code written
+    for Python's own errors still catches it."""
+
+
+class NotFound(BpfkitError, LookupError):
+    """A name the learner gave (a program, a C function, a network interface or namespace, a
+    command) that does not exist where the kit looked."""
+
+
+class Closed(BpfkitError):
+    """The object was closed (or replaced) and cannot be used any more: make a new one."""
+
+
+class KernelError(BpfkitError):
+    """The kernel refused an operation on something already made (run a program, bind a
+    socket, move a process into a cgroup); `errno` says why."""
+
+
+class InUse(BpfkitError):
+    """A name the kit would take (a cgroup, a lab's host) belongs to another running process, or
+    to leftovers the kit may not remove."""
+
+
+class WorkloadError(BpfkitError):
+    """A process the kit started to give the kernel work (a child, a compiled helper) failed."""
+
+
+class CleanupError(BpfkitError):
+    """`close_all(check=True)` found something the kit made still open after freeing it all."""
+
+
+class MapNotFound(NotFound, KeyError):
     """A map name that the program does not define."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -110,7 +143,7 @@ class KeyTypeError(MapError, TypeError):
     """A Python key or value that does not fit the map's C type."""
 
 
-class ProgramClosed(BpfkitError):
+class ProgramClosed(Closed):
     """The program was closed (or replaced by a re-run cell) and its maps are gone."""
 
 

@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .errors import BpfkitError
+from .errors import Closed, UsageError
 from .maps import layout
 
 
@@ -82,9 +82,9 @@ class _Reader:
     def _check_polling(self) -> None:
         self.program._check_open()
         if self.replaced:
-            raise BpfkitError(f"This reader of {self.map_name!r} was replaced by a newer one on the "
-                              "same map: the newer reader gets the events now.",
-                              "poll the reader you opened last (this one keeps what it read).")
+            raise Closed(f"This reader of {self.map_name!r} was replaced by a newer one on the "
+                         "same map: the newer reader gets the events now.",
+                         "poll the reader you opened last (this one keeps what it read).")
 
     def _table(self):
         # Never kept: BCC frees a perf buffer when its table object goes, at the program's close.
@@ -194,8 +194,8 @@ class PerfReader(_Reader):
     def __init__(self, prog, map_name: str, pages: int = 8, event_type=None):
         super().__init__(prog, map_name, event_type)
         if pages < 1 or pages & (pages - 1):
-            raise BpfkitError(f"A perf buffer's size is a power of two pages, not {pages}.",
-                              "pass pages=1, 2, 4, 8, ...")
+            raise UsageError(f"A perf buffer's size is a power of two pages, not {pages}.",
+                             "pass pages=1, 2, 4, 8, ...")
         self._lost = 0
 
         def callback(cpu, data, size):

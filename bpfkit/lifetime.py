@@ -21,6 +21,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from .errors import CleanupError, UsageError
+
 ORDER = ("lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
 
@@ -32,7 +34,7 @@ def _kind(kind: str) -> dict:
     try:
         return _live[kind]
     except KeyError:
-        raise ValueError(f"unknown kind {kind!r}; kinds are {ORDER}") from None
+        raise UsageError(f"bpfkit makes no {kind!r}.", f"the kinds are {', '.join(ORDER)}.") from None
 
 
 def add(kind: str, key, obj):

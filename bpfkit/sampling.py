@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import not_a_map
+from .errors import UsageError, not_a_map
 from .maps import Map, Snapshot
 
 
@@ -89,7 +89,8 @@ def _run(sampler: Sampler, every: float, duration: float, action, stop=None) -> 
     """Take snapshots on a fixed schedule until `duration` (or until `stop` is set); False if
     interrupted (KeyboardInterrupt, also raised by `action`)."""
     if every <= 0 or duration < 0:
-        raise ValueError("every must be > 0 and duration >= 0 (both in seconds)")
+        raise UsageError(f"Sampling needs every > 0 and duration >= 0 (both in seconds), not "
+                         f"every={every}, duration={duration}.", "for example every=0.5, duration=5.")
     start = sampler.start = time.monotonic()
     deadline = start + duration
     tick = 0

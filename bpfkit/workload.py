@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 
-from .errors import BpfkitError
+from .errors import Closed, NotFound, SetupError, UsageError, WorkloadError
 from .netns import inside
 from .program import load
 from .sockets import endpoint
@@ -57,8 +57,8 @@ def run_as(uid: int, n: int = 1, argv: list[str] | None = None) -> list[int]:
         child = subprocess.Popen(argv, user=uid, group=uid if uid else None, cwd="/",
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         if child.wait() != 0:
-            raise BpfkitError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
-                              "pass a command that succeeds, such as the default `true`.")
+            raise WorkloadError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
+                                "pass a command that succeeds, such as the default `true`.")
         pids.append(child.pid)
     return pids
 
@@ -120,7 +120,9 @@ def hammer(uid: int, calls_per_worker: int, workers: int = 2) -> int:
         ready_write = -1
         for _ in range(workers):  # every worker is pinned and waiting: start them together
             if not os.read(ready_read, 1):
-                raise RuntimeError("a hammer worker died before it started")
+                raise WorkloadError("A hammer worker died before it started.",
+                                    "run the cell again; if it keeps failing, run "
+                                    "`python -m bpfkit doctor`.")
         os.write(go_write, b"g" * workers)
     finally:
         for fd in (go_read, go_write, ready_read, ready_write):
@@ -131,7 +133,8 @@ def hammer(uid: int, calls_per_worker: int, workers: int = 2) -> int:
             _, status = os.waitpid(pid, 0)
             failed += os.waitstatus_to_exitcode(status) != 0
     if failed:
-        raise RuntimeError(f"{failed} of {workers} hammer workers failed")
+        raise WorkloadError(f"{failed} of {workers} hammer workers failed.",
+                            "the uid must be one a process may switch to (run as root).")
     return workers * calls_per_worker
 
 
@@ -191,9 +194,9 @@ def _watched(config, code: str, args: list[str], timeout: float, during=None) ->
             ready_r = -1
             if ready.readline() != b"ready\n":
                 child.wait(timeout)
-                raise BpfkitError("The helper process ended before it could be watched.",
-                                  "run the cell again; if it keeps failing, run "
-                                  "`python -m bpfkit doctor`.")
+                raise WorkloadError("The helper process ended before it could be watched.",
+                                    "run the cell again; if it keeps failing, run "
+                                    "`python -m bpfkit doctor`.")
         config[0] = child.pid
         child.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + timeout
@@ -213,8 +216,8 @@ def _watched(config, code: str, args: list[str], timeout: float, during=None) ->
 def _traced_child(config, mode: str, target: str, args: list[str], timeout: float) -> int:
     pid, code = _watched(config, _CHILD, [mode, target, *args], timeout)
     if mode == "read" and code != 0:
-        raise BpfkitError(f"The helper process failed (exit code {code}) while reading.",
-                          "the file was shorter than the reads asked for; this is a bpfkit bug.")
+        raise WorkloadError(f"The helper process failed (exit code {code}) while reading.",
+                            "the file was shorter than the reads asked for; this is a bpfkit bug.")
     return pid
 
 
@@ -223,7 +226,8 @@ def reads_in_child(config, sizes: list[int], timeout: float = 30.0) -> int:
     child process whose pid is in `config[0]` while it reads. Returns the child's pid."""
     sizes = [int(s) for s in sizes]
     if any(s <= 0 for s in sizes):
-        raise ValueError("each read size must be at least 1 byte")
+        raise UsageError(f"Each read size is at least 1 byte; the sizes were {sizes}.",
+                         "give sizes like [100, 4096].")
     with tempfile.NamedTemporaryFile(prefix="bpfkit-reads-") as f:
         f.truncate(sum(sizes))  # a sparse file reads as zeros, as fast as any
         f.flush()
@@ -235,7 +239,7 @@ def trace_command(config, argv: list[str], timeout: float = 60.0) -> int:
     program sees every read it makes (its loader's included). Returns its pid."""
     path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
     if path is None:
-        raise BpfkitError(f"No command {argv[0]!r} on this machine.", "pass a program that exists.")
+        raise NotFound(f"No command {argv[0]!r} on this machine.", "pass a program that exists.")
     return _traced_child(config, "exec", path, list(argv[1:]), timeout)
 
 
@@ -301,8 +305,8 @@ class TcpPair:
         try:
             sock.sendall(message)
         except OSError as e:  # an sk_msg verdict of SK_DROP fails the send() with EACCES
-            raise BpfkitError(f"The {who} could not send message {i}: {e.strerror or e}.",
-                              _LOST_HINT) from None
+            raise WorkloadError(f"The {who} could not send message {i}: {e.strerror or e}.",
+                                _LOST_HINT, errno=e.errno) from None
 
     @staticmethod
     def _receive(sock, expected: bytes, i: int, who: str) -> int:
@@ -317,7 +321,7 @@ class TcpPair:
         except socket.timeout:
             pass
         if bytes(buf[:have]) != expected:
-            raise BpfkitError(
+            raise WorkloadError(
                 f"Message {i} did not arrive whole at the {who}: {have} of {len(expected)} bytes"
                 + (" (and they differ from what was sent)." if have else "."), _LOST_HINT)
         return have
@@ -346,8 +350,9 @@ def private_uids(n: int = 1, *, skip: int = 0) -> list[int]:
     """`n` uids from this process's block (see `unused_uid`), the same ones each call; `skip`
     passes over the block's first uids (an exercise check takes uids the lesson does not use)."""
     if n < 1 or skip < 0 or n + skip > UID_BLOCK:
-        raise ValueError(f"private_uids() gives uids 0 to {UID_BLOCK - 1} of the block: "
-                         f"1 <= n, n + skip <= {UID_BLOCK}")
+        raise UsageError(f"private_uids() gives uids 0 to {UID_BLOCK - 1} of this process's "
+                         f"block, not n={n}, skip={skip}.",
+                         f"ask for 1 <= n with n + skip <= {UID_BLOCK}: private_uids(2).")
     uids = [unused_uid()]
     while len(uids) < n + skip:
         uids.append(unused_uid(after=uids[-1]))
@@ -368,7 +373,8 @@ def calls_on_cpus(uid: int, steps) -> dict[int, int]:
     for step in steps:
         cpu, n, *key = step
         if int(n) < 0 or len(key) > 1:
-            raise ValueError(f"a step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}")
+            raise UsageError(f"A step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}.",
+                             "for example [(0, 100), (1, 50)].")
         plan.append((cpus[int(cpu) % len(cpus)], int(n), int(key[0]) if key else None))
     pid = _fork()
     if pid == 0:  # the child: only plain syscalls from here to os._exit
@@ -392,9 +398,9 @@ def calls_on_cpus(uid: int, steps) -> dict[int, int]:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise BpfkitError(f"The child making calls as uid {uid} failed "
-                          f"(exit code {os.waitstatus_to_exitcode(status)}).",
-                          "run it as root; this is a bpfkit bug otherwise.")
+        raise WorkloadError(f"The child making calls as uid {uid} failed "
+                            f"(exit code {os.waitstatus_to_exitcode(status)}).",
+                            "run it as root; this is a bpfkit bug otherwise.")
     made: dict[int, int] = {}
     for cpu, n, _ in plan:
         made[cpu] = made.get(cpu, 0) + n
@@ -439,22 +445,23 @@ def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, d
     the child runs (a reader's poll, say), so user space works while the events come."""
     paths = [os.fspath(p) for p in paths]
     if not paths or any(not isinstance(p, str) or not p or "\0" in p for p in paths):
-        raise ValueError("give at least one path, each a non-empty str without NUL")
+        raise UsageError("opens_in_child() needs at least one path, each a non-empty str "
+                         "without NUL.", 'give paths like ["/etc/hostname"].')
     cpus = [cpus] * len(paths) if cpus is None or isinstance(cpus, int) else list(cpus)
     if len(cpus) != len(paths):
-        raise ValueError(f"cpus has {len(cpus)} entries for {len(paths)} paths: give one CPU "
-                         "for every call, or one per call")
+        raise UsageError(f"cpus has {len(cpus)} entries for {len(paths)} paths.",
+                         "give one CPU for every call, or one per call.")
     allowed = os.sched_getaffinity(0)
     bad = sorted({c for c in cpus if c is not None and c not in allowed})
     if bad:
-        raise BpfkitError(f"CPU {bad[0]} is not one this process may run on.",
-                          f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
+        raise UsageError(f"CPU {bad[0]} is not one this process may run on.",
+                         f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
     pid, code = _watched(config, _OPENS_CHILD, [repr(float(every)), str(len(paths)),
                                                 *("-" if c is None else str(c) for c in cpus),
                                                 *paths], timeout, during)
     if code != 0:
-        raise BpfkitError(f"The helper process failed (exit code {code}) while opening files.",
-                          "this is a bpfkit bug.")
+        raise WorkloadError(f"The helper process failed (exit code {code}) while opening files.",
+                            "this is a bpfkit bug.")
     return pid
 
 
@@ -471,8 +478,8 @@ def udp_from(host, sources: dict[str, int], to: str, port: int = 9000) -> int:
         try:
             ipaddress.IPv4Address(address)
         except ValueError:
-            raise BpfkitError(f"{address!r} is not an IPv4 address.",
-                              'give source addresses like "10.1.2.3".') from None
+            raise UsageError(f"{address!r} is not an IPv4 address.",
+                             'give source addresses like "10.1.2.3".') from None
     shown = json.loads(host.run("ip", "-j", "-4", "addr", "show", "dev", host.dev).stdout or "[]")
     present = {a.get("local") for link in shown for a in link.get("addr_info", [])}
     for address in sources:
@@ -543,11 +550,12 @@ __attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
     @contextlib.contextmanager
     def run():
         if not cpu_seconds > 0:
-            raise ValueError("cpu_seconds must be more than 0")
+            raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
+                             "give the CPU time the program runs for, e.g. cpu_seconds=2.")
         gcc = shutil.which("gcc") or shutil.which("cc")
         if gcc is None:
-            raise BpfkitError("There is no C compiler (gcc) on this machine.",
-                              "install it: apt-get install gcc (make lab's provisioning does).")
+            raise SetupError("There is no C compiler (gcc) on this machine.",
+                             "install it: apt-get install gcc (make lab's provisioning does).")
         folder = tempfile.mkdtemp(prefix="bpfkit-c-")
         fds = []
         child = None
@@ -561,8 +569,8 @@ __attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
                                    capture_output=True, text=True)
             if built.returncode != 0:
                 said = "\n".join(built.stderr.strip().splitlines()[:12])
-                raise BpfkitError(f"gcc could not compile the C program:\n{said}",
-                                  "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
+                raise WorkloadError(f"gcc could not compile the C program:\n{said}",
+                                    "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
             to_child_r, to_child_w = os.pipe()
             from_child_r, from_child_w = os.pipe()
             fds += [to_child_w, from_child_r]
@@ -592,8 +600,8 @@ __attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
 
             if line(timeout) != b"ready":
                 code = child.wait(5)
-                raise BpfkitError(f"The C program ended (exit code {code}) before it could be watched.",
-                                  "does it build and start? Run it by hand to see.")
+                raise WorkloadError(f"The C program ended (exit code {code}) before it could be watched.",
+                                    "does it build and start? Run it by hand to see.")
             config[0] = child.pid
             os.write(to_child_w, b"g")
             done = line(timeout)
@@ -604,8 +612,8 @@ __attribute__((destructor)) static void bpfkit_end(void) { bpfkit_finished(0); }
             if done != b"done":
                 code = child.wait(5)
                 reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                raise BpfkitError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
-                                  "time were up.", "a crash in main()? Run it by hand to see.")
+                raise WorkloadError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
+                                    "time were up.", "a crash in main()? Run it by hand to see.")
             yield child
         finally:
             config[0] = 0
@@ -651,8 +659,8 @@ def getppid_child(timeout: float = 10.0) -> subprocess.Popen:
             ready, _, _ = select.select([self.stdout], [], [], timeout)
             said = self.stdout.readline().split() if ready else []
             if not said or said[0] != "done":
-                raise BpfkitError(f"The child (pid {self.pid}) did not finish its {n} getppid() calls.",
-                                  "it may have been killed; start a new one with getppid_child().")
+                raise WorkloadError(f"The child (pid {self.pid}) did not finish its {n} getppid() calls.",
+                                    "it may have been killed; start a new one with getppid_child().")
             # A joined thread may still be exiting in the kernel: wait until its task is gone.
             task = f"/proc/{self.pid}/task/{said[1]}"
             deadline = time.monotonic() + timeout
@@ -742,11 +750,11 @@ def cgroup_child(cpu: int | None = None):
 
     def _do(*words) -> None:
         if not state["open"]:
-            raise BpfkitError(f"The child {pid} has exited.", "make a new one: cgroup_child().")
+            raise Closed(f"The child {pid} has exited.", "make a new one: cgroup_child().")
         os.write(to_child, (" ".join(str(w) for w in words) + "\n").encode())
         if os.read(from_child, 16) != b"ok\n":
             close()
-            raise BpfkitError(f"The child {pid} failed.", "this is a bpfkit bug.")
+            raise WorkloadError(f"The child {pid} failed.", "this is a bpfkit bug.")
 
     def close() -> None:
         if not state["open"]:

@@ -17,7 +17,8 @@ import pytest
 import bpfkit
 from bpfkit import lifetime, maptypes
 from bpfkit.cgroup import Cgroup
-from bpfkit.errors import BpfkitError, ColumnError, MapEmpty, MapError, MapFull, NotAllowedHere
+from bpfkit.errors import (BpfkitError, Closed, ColumnError, MapEmpty, MapError, MapFull, NotAllowedHere,
+                           UsageError)
 from bpfkit.maps import btf
 from conftest import kernel_state, leftovers, skip_unless_allowed
 
@@ -160,7 +161,7 @@ def test_maps_given_to_a_program_are_checked(no_leaks):
     m = bpfkit.create_map("queue", value="u32")
     with pytest.raises(BpfkitError, match="takes a bpfkit Map"):
         bpfkit.load(SEEN, name="seen_once", maps={"seen": 3})
-    with pytest.raises(BpfkitError, match="is not a C name"):
+    with pytest.raises(UsageError, match="is not a C name"):
         bpfkit.load(SEEN, name="seen_once", maps={"not a name": m})
     m.close()
     with pytest.raises(MapError, match="closed"):
@@ -461,5 +462,5 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
             for _ in range(3):
                 os.getppid()
         assert prog["seen"][cg.id] == 3
-    with pytest.raises(BpfkitError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         cg.id

@@ -21,7 +21,7 @@ import pytest
 
 from bpfkit import maptypes, refusal, system
 from bpfkit.errors import (ColumnError, KeyTypeError, MapEmpty, MapError, MapFull, NotAllowedHere,
-                           PrivilegeError)
+                           PrivilegeError, UsageError)
 from bpfkit.maps import codecs, convert, failures, frames
 from bpfkit.maps.codecs import Lookups
 from bpfkit.maps.codecs.devices import CpumapVal, DevmapVal
@@ -324,7 +324,7 @@ def test_per_cpu_sum_adds_each_struct_field_and_keeps_cpu0s_text():
 
 def test_per_cpu_layout_must_be_long_wide_or_sum():
     spec = percpu_spec(cpus=2)
-    with pytest.raises(ValueError, match="per_cpu must be one of"):
+    with pytest.raises(UsageError, match="per_cpu= is one of"):
         frame_of(spec, [1], percpu_values(spec, [[1, 2]]), per_cpu="tall")
 
 

@@ -66,9 +66,9 @@ def test_calls_land_on_the_cpus_asked_for_counted_exactly_per_cpu(no_leaks, uid)
 
 
 def test_calls_on_cpus_folds_onto_the_cpus_this_process_may_use(no_leaks, uid):
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         calls_on_cpus(uid, [(0, -1)])
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         calls_on_cpus(uid, [(0, 1, 2, 3)])
     only = CPUS[-1]
     with bpfkit.load("percpu_counts") as prog:

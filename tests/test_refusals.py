@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 import bpfkit
 from bpfkit import bpfobject, features, maptypes, refusal, system
-from bpfkit.errors import NotAllowedHere, PrivilegeError
+from bpfkit.errors import NotAllowedHere, NotFound, PrivilegeError, UsageError
 from bpfkit.maps import create
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def test_the_switch_names_kind_name_and_errno():
     assert refusal.pretended("map", "arena") == 0
     os.environ[refusal.PRETEND] = "map:arena:EPREM"
     try:
-        with pytest.raises(bpfkit.BpfkitError, match="names no errno in 'map:arena:EPREM'"):
+        with pytest.raises(UsageError, match="names no errno in 'map:arena:EPREM'"):
             refusal.pretended("map", "arena")
     finally:
         del os.environ[refusal.PRETEND]
@@ -130,7 +130,7 @@ def test_anything_a_probe_meets_is_a_row():
 
 
 def test_a_feature_bpfkit_does_not_know_is_told_with_the_nearest():
-    with pytest.raises(bpfkit.BpfkitError, match="no feature 'arena_mpa'") as e:
+    with pytest.raises(NotFound, match="no feature 'arena_mpa'") as e:
         bpfkit.allowed("arena_mpa")
     assert "arena" in e.value.hint
 
@@ -185,7 +185,7 @@ def test_helpers_says_which_a_program_type_may_call(monkeypatch, no_leaks):
     pretend(monkeypatch, "program:xdp")                      # a refused type: every row says so
     refused = bpfkit.helpers("xdp")
     assert not refused["supported"].any() and refused["error"].str.contains("EPERM").all()
-    with pytest.raises(bpfkit.BpfkitError, match="no program type 'xpd'"):
+    with pytest.raises(NotFound, match="no program type 'xpd'"):
         bpfkit.helpers("xpd")
 
 

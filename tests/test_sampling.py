@@ -194,9 +194,9 @@ def test_live_stops_cleanly_on_interrupt(counts):
 
 
 def test_bad_arguments(counts):
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         bpfkit.sample(counts, every=0, duration=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         bpfkit.sample(counts, every=0.1, duration=-1)
 
 

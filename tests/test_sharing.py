@@ -202,7 +202,7 @@ def test_private_uids_are_free_distinct_and_the_same_for_one_process():
     assert workload.private_uids(2, skip=2) == uids[2:]
     taken = {p.pw_uid for p in pwd.getpwall()}
     assert not taken & set(uids) and min(uids) >= 1_000_000
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         workload.private_uids(17)
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         workload.private_uids(2, skip=15)

@@ -222,7 +222,7 @@ def test_per_cpu_hash_layouts(prog):
 
     renamed = m.frame(per_cpu="wide", value="n")
     assert f"n_cpu{cpus - 1}" in renamed.columns
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         m.frame(per_cpu="tall")
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import atomic, kernel, lifetime, maptypes
 from .._libbpf import lib
-from ..errors import KeyMissing, MapError, ProgramClosed, no_attribute
+from ..errors import KeyMissing, MapError, ProgramClosed, UsageError, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
 from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
@@ -404,7 +404,8 @@ class Map:
         else:
             values = np.ascontiguousarray(values, dtype=self.value_dtype)
         if len(keys) != len(values):
-            raise ValueError(f"{len(keys)} keys but {len(values)} values")
+            raise UsageError(f"update_batch() got {len(keys)} keys but {len(values)} values.",
+                             "give one value for each key.")
         return snapshot.write(self, keys, values, flags)
 
     # -- arrays as histograms --------------------------------------------------------------
@@ -447,7 +448,8 @@ class Map:
             labels = buckets.log2_labels(n)
         else:
             if step <= 0:
-                raise ValueError("step must be a positive number of units per bucket")
+                raise UsageError(f"step= is the width of one bucket, a positive number, not {step!r}.",
+                                 "leave it out for log2 buckets, or give step=10 for buckets 0-9, 10-19, ...")
             bounds = [(int(b) * step, (int(b) + 1) * step - 1) for b in slots]
             labels = buckets.linear_labels(n, step, open_end)
         frame = pd.DataFrame({
@@ -543,7 +545,7 @@ class Map:
             raise AttachError(
                 f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
                 "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
-                "msg_verdict, BPF.SK_SKB for the stream and skb ones.")
+                "msg_verdict, BPF.SK_SKB for the stream and skb ones.", errno=err)
         self._attached.append((prog_fd, kind))
 
     def attached(self) -> list[int]:
