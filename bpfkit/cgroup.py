@@ -92,7 +92,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     removed = []
     root = mount()
     for path in sorted(root.glob(prefix + "*")):
-        if not path.is_dir() or path.name in lifetime.live("cgroup"):
+        if not path.is_dir() or path.name in lifetime.held("cgroup"):
             continue
         mark = owner(path)
         if mark is None or lifetime.alive(mark):
@@ -320,6 +320,6 @@ def _evacuate_self(path: Path) -> None:
             _move(os.getpid(), mount())
 
 
-def live() -> dict[str, Cgroup]:
+def held() -> dict[str, Cgroup]:
     """The cgroups this process has made and not closed yet, by name."""
-    return lifetime.live("cgroup")
+    return lifetime.held("cgroup")

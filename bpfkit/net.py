@@ -76,7 +76,7 @@ def cleanup_stale() -> list[str]:
     a killed test). Those of labs still open in this or another live process stay. Returns
     what was removed."""
     keep = set(lifetime.owners("netdev"))
-    for lab in lifetime.live("lab").values():
+    for lab in lifetime.held("lab").values():
         keep |= lab.names()
     removed = []
     for link in link_names():
@@ -239,7 +239,7 @@ class Lab:
         if owner:
             raise InUse(f"Host {netns!r} belongs to a lab of another running process (pid {owner}).",
                         "close that lab, or give your hosts other names.")
-        for other in lifetime.live("lab").values():
+        for other in lifetime.held("lab").values():
             if other is not self and netns in other.names():
                 other.close()
         # Leftovers of a crashed run with the same names.

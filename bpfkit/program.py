@@ -502,7 +502,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
 
 def loaded() -> dict[str, Program]:
     """The programs bpfkit has loaded and not yet closed, by name."""
-    return lifetime.live("program")
+    return lifetime.held("program")
 
 
 def _cflags(cflags) -> list[str]:

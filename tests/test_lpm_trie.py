@@ -218,4 +218,4 @@ def test_the_lessons_plain_bcc_script_works(host):
     finally:
         b.cleanup()
     assert net.xdp_prog_id(host.port) is None
-    assert "l12-test" in lifetime.live("lab")
+    assert "l12-test" in lifetime.held("lab")

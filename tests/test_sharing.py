@@ -86,7 +86,7 @@ def test_two_programs_share_one_map_that_outlives_them(no_leaks):
     frame = counts.frame(key="event", value="count").sort_values("event")
     assert frame.to_dict("list") == {"event": [1, 2], "count": [10, 8]}
     bpfkit.close_all()
-    assert lifetime.live() == {}
+    assert lifetime.held() == {}
 
 
 def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_leaks):
@@ -130,7 +130,7 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
     assert counts[EXECVE] == 5
 
     bpfkit.close_all()                               # removes the pin; nothing holds the map now
-    assert not pin.path.exists() and lifetime.live() == {}
+    assert not pin.path.exists() and lifetime.held() == {}
     assert map_gone(map_id)
     gone = bpfkit_map(name)                          # the command explains a missing pin
     assert gone.returncode == 1 and gone.stdout == ""

@@ -93,7 +93,7 @@ def test_socket_closes_everything(no_leaks, lab):
     again = xsk.XskSocket("eth0", 0, netns=k.netns)        # one per queue: the earlier one closes
     assert sock.closed and not again.closed and xdp_sockets(k.netns) == 1
     bpfkit.close_all("socket")                             # the kind a socket registers as
-    assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.live("socket") == {}
+    assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
     again.close()                                          # twice is fine
     with pytest.raises(Closed, match="closed"):
         again.fileno()
@@ -118,7 +118,7 @@ def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         xsk.XskSocket("eth0", 0, netns=k.netns)
     monkeypatch.setattr(xsk, "libc", real)
-    assert xdp_sockets(k.netns) == 0 and lifetime.live("socket") == {}
+    assert xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
     sock = xsk.XskSocket("eth0", 0, netns=k.netns)         # the queue is free again
     assert not sock.closed
 
