@@ -2,7 +2,7 @@
 
     import bpfkit
     prog = bpfkit.load("counter")            # bpf/counter.c, compiled and attached
-    prog["counter_table"].frame(key="uid", value="count")
+    prog["counter_table"].frame({"key": "uid", "value": "count"})
     prog.close()
 
     seen = bpfkit.create_map("bloom_filter", value="u32")   # a type BCC cannot declare

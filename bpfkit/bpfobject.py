@@ -7,7 +7,7 @@ written as libbpf expects (`#include "vmlinux.h"`, `SEC(...)` names, maps declar
 compiled by the distribution's clang into an object file, and loaded by libbpf:
 
     obj = bpfkit.bpfobject.load("l19_uring")          # bpf/l19_uring.bpf.c
-    obj["totals"].frame(key="slot", value="total")      # its maps are bpfkit Maps
+    obj["totals"].frame({"index": "slot", "value": "total"})   # its maps are bpfkit Maps
     obj.run("drain")                                     # a SEC("syscall") program, run once
     obj.close()                                          # links, programs and maps go
 

@@ -99,14 +99,18 @@ class _Reader:
     def dropped(self) -> int:  # pragma: no cover - each kind defines it
         raise NotImplementedError
 
-    def drain(self, quiet_ms: int = 50, limit_s: float = 5.0) -> int:
-        """Poll until the buffer stays empty for `quiet_ms`; returns the events read."""
+    def drain(self, quiet: float = 0.05, limit: float = 5.0) -> int:
+        """Poll until the buffer stays empty for `quiet` seconds, or for `limit` seconds at
+        most (both in seconds, like every duration in the kit); returns the events read."""
         import time
+        if not (quiet > 0 and limit >= 0):
+            raise UsageError(f"drain() needs quiet > 0 and limit >= 0 (both in seconds), not "
+                             f"quiet={quiet}, limit={limit}.", "for example drain(quiet=0.01).")
         before = self.received
-        deadline = time.monotonic() + limit_s
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             seen = self.received
-            self.poll(quiet_ms)
+            self.poll(max(1, round(quiet * 1000)))
             if self.received == seen:
                 break
         return self.received - before

@@ -20,6 +20,8 @@ import pandas as pd
 
 from .errors import UsageError, not_a_map
 from .maps import Map, Snapshot
+from .maps.frames import keywords_refused
+from .maps.map import FRAME_OPTIONS
 
 
 class Sampler:
@@ -29,9 +31,13 @@ class Sampler:
     the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map
     type that can be read samples the same way and keeps its own columns."""
 
-    def __init__(self, m, *, method: str = "auto", keys=None, **frame_args):
+    def __init__(self, m, *, method: str = "auto", keys=None, call: str = "sample", **frame_args):
         if not isinstance(m, Map):
             raise not_a_map(m, "sample() and live()", 'bpfkit.create_map("hash", key="u32", value="u64")')
+        misplaced = {k: v for k, v in frame_args.items() if k not in FRAME_OPTIONS[:-2]}
+        if misplaced:
+            raise keywords_refused(call, misplaced, [*FRAME_OPTIONS[:-2], "every", "duration", "action"],
+                                   f"{call}(m, ..., columns={{...}})")
         self.m = m
         self.method = method
         self.keys = keys
@@ -126,7 +132,7 @@ def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method:
 
     `action`, if given, is called after each snapshot (e.g. to make the kernel do something).
     Every other argument is as in `Map.frame()`: options (`per_cpu=`, `keys=`, ...) and
-    renames (`value="count"`). Interrupting (KeyboardInterrupt, the notebook's stop button)
+    `columns=` for renames (`columns={"value": "count"}`). Interrupting (KeyboardInterrupt, the notebook's stop button)
     returns what was sampled.
     """
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
@@ -155,7 +161,7 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
 
     if m.per_cpu:
         frame_args.setdefault("per_cpu", "sum")
-    sampler = Sampler(m, method=method, keys=keys, **frame_args)
+    sampler = Sampler(m, method=method, keys=keys, call="live", **frame_args)
     figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel, names)
     redraw = max(every, 0.5) if redraw is None else max(redraw, 0.1)
     stop = threading.Event()

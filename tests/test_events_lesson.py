@@ -15,7 +15,7 @@ import pytest
 
 import bpfkit
 from bpfkit import events, workload
-from bpfkit.errors import BpfkitError, Closed, UsageError
+from bpfkit.errors import Closed, UsageError
 from bpfkit.exercises.events import (BURST, BURST_PATHS, check_burst_fits, fewest_pages,
                                      record_size, ring_capacity)
 from notebook_runs import bpf_cell
@@ -39,7 +39,7 @@ def readers(prog, pages: int = 1):
 
 def read_all(*readers_) -> None:
     for r in readers_:
-        r.drain(quiet_ms=10)
+        r.drain(quiet=0.01)
 
 
 def quiet_frame(reader):
@@ -146,7 +146,7 @@ def test_a_reader_opened_again_replaces_the_earlier_one(no_leaks):
         assert perf2.pages == 2
         ring3 = events.ring(prog, "ring_buf")             # and again: still one consumer
         workload.opens_in_child(prog["config"], ["/dev/null"])
-        ring3.drain(quiet_ms=10)
+        ring3.drain(quiet=0.01)
         assert (ring3.received, ring2.received) == (1, 2)
     assert perf_fds() == outside                      # closing the program frees the rest
     with pytest.raises(bpfkit.errors.ProgramClosed):

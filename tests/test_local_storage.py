@@ -91,7 +91,7 @@ def test_socket_storage_counts_each_sockets_bytes(no_leaks):
         assert sent[a] == {"packets": 5, "bytes": 5 * (100 + UDP_IPV4_HEADERS)}
         assert sent[b] == {"packets": 3, "bytes": 3 * (1000 + UDP_IPV4_HEADERS)}
         assert sent.get(out) is None                  # made outside the cgroup
-        frame = sent.frame(keys=[a, b, out], key="socket")
+        frame = sent.frame({"key": "socket"}, keys=[a, b, out])
         assert frame["socket"].tolist() == [a, b] and frame["packets"].tolist() == [5, 3]
         with pytest.raises(BpfkitError, match="cannot be walked"):
             sent.frame()

@@ -312,16 +312,17 @@ def test_frame_options_and_renames_behave_the_same_for_every_family(kind, no_lea
         key_rule = {"index": ["index"], "stored": None, "none": []}[m.map_type.key]
         if key_rule is not None:
             assert frame.attrs["key_columns"][:len(key_rule)] == key_rule
-        # One renaming step, three spellings, the same result.
+        # One renaming step, two spellings, the same result; a keyword is never a rename.
         new = [f"c{i}" for i in range(len(columns))]
-        by_list = m.frame(columns=new)
-        by_dict = m.frame(columns=dict(zip(columns, new)))
-        by_keywords = m.frame(**dict(zip(columns, new)))
-        for renamed in (by_list, by_dict, by_keywords):
+        by_list = m.frame(new)
+        by_dict = m.frame(dict(zip(columns, new)))
+        with pytest.raises(UsageError, match=rf"frame\(\{{'{columns[-1]}': 'c{len(columns) - 1}'\}}\)"):
+            m.frame(**{columns[-1]: new[-1]})
+        for renamed in (by_list, by_dict):
             assert list(renamed.columns) == new
             pd.testing.assert_frame_equal(renamed.set_axis(columns, axis=1), frame)
         with pytest.raises(ColumnError, match="no column 'nope'"):
-            m.frame(nope="x")
+            m.frame({"nope": "x"})
         wrong = ["only"] if len(columns) != 1 else ["a", "b"]
         with pytest.raises(ColumnError, match=f"names {len(wrong)} columns, the frame has {len(columns)}"):
             m.frame(columns=wrong)
@@ -330,7 +331,7 @@ def test_frame_options_and_renames_behave_the_same_for_every_family(kind, no_lea
         with pytest.raises(MapError, match=rf"frame\({foreign}=\.\.\.\) is for "):
             m.frame(**{foreign: {"x": None}})
         # sample() builds the same columns, with `time` first, for every family.
-        sampled = bpfkit.sample(m, every=0.02, duration=0.05, **dict(zip(columns, new)))
+        sampled = bpfkit.sample(m, every=0.02, duration=0.05, columns=dict(zip(columns, new)))
         assert list(sampled.columns) == ["time"] + new
         assert len(sampled) == len(frame) * sampled["time"].nunique()
         if len(frame):  # (stack traces and cgroup storage fill only from programs)

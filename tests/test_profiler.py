@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 
 import bpfkit  # noqa: E402
 from bpfkit import workload  # noqa: E402
-from bpfkit.errors import BpfkitError, WorkloadError  # noqa: E402
+from bpfkit.errors import WorkloadError  # noqa: E402
 from bpfkit.exercises.profiler import MYSTERY, check_hotter_caller  # noqa: E402
 from bpfkit.profile import (Symbols, addresses, attach_cpu_clock, callers, flame_graph,  # noqa: E402
                             flame_layout, fold, fold_stacks, resolve, stack_error, top_functions)
@@ -225,7 +225,7 @@ def profile_run(prog, source: str, cpu_seconds: float = 1.0):
     counts.clear()
     stacks.clear()
     with workload.profiled_c_program(config, source, cpu_seconds) as child, Symbols(child.pid) as symbols:
-        samples = counts.frame(value="samples")
+        samples = counts.frame({"value": "samples"})
         folded = fold(samples, stacks, symbols)
     return child, samples, folded
 

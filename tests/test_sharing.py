@@ -83,7 +83,7 @@ def test_two_programs_share_one_map_that_outlives_them(no_leaks):
     exits = bpfkit.load(exits.source, name="shared_exits", maps=given)
     workload.run_as(bob, 2)
     assert dict(counts.items()) == {EXECVE: 10, EXIT: 8}
-    frame = counts.frame(key="event", value="count").sort_values("event")
+    frame = counts.frame({"key": "event", "value": "count"}).sort_values("event")
     assert frame.to_dict("list") == {"event": [1, 2], "count": [10, 8]}
     bpfkit.close_all()
     assert lifetime.held() == {}

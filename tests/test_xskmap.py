@@ -12,7 +12,7 @@ import pytest
 
 import bpfkit
 from bpfkit import lifetime, net, xsk
-from bpfkit.errors import BpfkitError, Closed, KernelError, NotFound
+from bpfkit.errors import Closed, KernelError, NotFound
 from bpfkit.exercises.xskmap import check_two_ports
 from bpfkit.netns import inside
 

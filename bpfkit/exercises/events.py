@@ -55,11 +55,11 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
     page = os.sysconf("SC_PAGE_SIZE")
     pages = m.max_entries // page
     reader = event_readers.ring(program, ring, dropped=dropped)
-    reader.drain(quiet_ms=10)            # whatever waited from before is not part of the burst
+    reader.drain(quiet=0.01)             # whatever waited from before is not part of the burst
     reader.clear()
     program[dropped].clear()
     workload.opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
-    reader.drain(quiet_ms=10)
+    reader.drain(quiet=0.01)
     got, lost = reader.received, reader.dropped
     c.require(got > 0, f"No event arrived for {BURST} openat() calls: does the program still send "
               "one for each call of the process in config[0], with ringbuf_submit()?")
