@@ -63,6 +63,8 @@ def _resolve(source) -> tuple[str, Path | None, str]:
                                      else "pass a .c file, a program's name, or the C code itself.")
                 if c.is_file():
                     return c.read_text(), c, _shown_path(c)
+            except UsageError:   # a ValueError too, but ours: said already
+                raise
             except (OSError, ValueError) as e:  # a name too long, a NUL in it, unreadable, not text
                 if isinstance(e, UnicodeDecodeError) or (isinstance(e, OSError) and os.path.exists(c)):
                     raise UsageError(f"Could not read {_short(str(c))} as C source: {e}.",

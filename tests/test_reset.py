@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import compiler, progress, reset
+from bpfkit import compiler, errors, progress, reset
 from bpfkit.exercises import CATALOG, exercise
 from bpfkit.exercises import progress as progress_table
 
