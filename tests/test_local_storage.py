@@ -12,7 +12,7 @@ import pytest
 
 import bpfkit
 from bpfkit.cgroup import Cgroup
-from bpfkit.errors import BpfkitError, Closed
+from bpfkit.errors import BpfkitError, KeyMissing
 from bpfkit.exercises.local_storage import check_exit_cleanup
 from bpfkit.workload import getppid_child
 from notebook_runs import bpf_cell
@@ -61,7 +61,7 @@ def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
             assert on_task.get(kept) is None          # freed with the task
         finally:
             os.close(kept)
-        with pytest.raises(Closed, match="has exited"):
+        with pytest.raises(KeyMissing, match="has exited"):
             on_task[one]
         assert by_pid[one.pid] == 12                  # the hash keeps a stale entry
     finally:
