@@ -11,7 +11,8 @@
     bpfkit.allowed("arena map")                             # does this kernel allow it? why not
 
 In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.close_all()`
-frees everything the kit made: programs, maps, pins, cgroups, network labs.
+frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
+it then raises an error naming anything still left.
 """
 from . import plot
 from .errors import BpfkitError

@@ -3,6 +3,14 @@
 Every failure bpfkit can explain becomes one of these, carrying a plain-words account of what
 happened and a hint for what to do next, so a notebook shows two short paragraphs instead of a
 traceback from deep inside BCC. In IPython the traceback is hidden too (see `magic.py`).
+
+Every raise in the kit names its family, so code (and tests) can tell failures apart by class or
+by `errno` (kept wherever the kernel's answer caused it), never by the words: the machine
+(SetupError), the C code (CompileError, VerifierError), the kernel saying no (LoadError,
+AttachError, KernelError, MapError), the learner's call (UsageError, NotFound), something gone
+(Closed) or taken (InUse). A family that stands for one of Python's own errors subclasses it too
+(UsageError is a ValueError and a TypeError, MapNotFound a KeyError), so `except ValueError` in a
+learner's code still works.
 """
 from __future__ import annotations
 
