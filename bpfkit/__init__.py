@@ -2,7 +2,7 @@
 
     import bpfkit
     prog = bpfkit.load("counter")            # bpf/counter.c, compiled and attached
-    prog["counter_table"].frame(key="uid", value="count")
+    prog["counter_table"].frame({"key": "uid", "value": "count"})
     prog.close()
 
     seen = bpfkit.create_map("bloom_filter", value="u32")   # a type BCC cannot declare
@@ -11,7 +11,8 @@
     bpfkit.allowed("arena map")                             # does this kernel allow it? why not
 
 In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.close_all()`
-frees everything the kit made: programs, maps, pins, cgroups, network labs.
+frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
+it then raises an error naming anything still left.
 """
 from . import plot
 from .errors import BpfkitError

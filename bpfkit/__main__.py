@@ -61,7 +61,7 @@ def reset(keep_lessons: bool, forget_progress: bool) -> int:
     if not keep_lessons:
         try:
             lessons = kit.lessons()
-        except RuntimeError as e:
+        except BpfkitError as e:
             print(f"lessons: {e}", file=sys.stderr)
             return 1
         if lessons["restored"]:

@@ -7,7 +7,7 @@ written as libbpf expects (`#include "vmlinux.h"`, `SEC(...)` names, maps declar
 compiled by the distribution's clang into an object file, and loaded by libbpf:
 
     obj = bpfkit.bpfobject.load("l19_uring")          # bpf/l19_uring.bpf.c
-    obj["totals"].frame(key="slot", value="total")      # its maps are bpfkit Maps
+    obj["totals"].frame({"index": "slot", "value": "total"})   # its maps are bpfkit Maps
     obj.run("drain")                                     # a SEC("syscall") program, run once
     obj.close()                                          # links, programs and maps go
 
@@ -36,7 +36,8 @@ from pathlib import Path
 
 from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
-from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
+from .errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull, MapNotFound,
+                     NotFound, ProgramClosed, SetupError, UsageError, VerifierError, did_you_mean)
 from .maps import Map, btf
 from .program import bpf_dirs
 
@@ -127,8 +128,8 @@ def _resolve(source: str) -> tuple[str, str]:
             if path.is_file():
                 return path.read_text(), path.name.split(".")[0]
         names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
-        raise BpfkitError(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
-                          f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
+        raise NotFound(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
+                       f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
     return source, "prog"
 
 
@@ -217,19 +218,21 @@ class UserRingBuffer:
         self.owner, self.name = owner, name
         self._rb = lib_new(fd, None)
         if not self._rb:
+            err = _err(self._rb)
             raise LoadError(f"libbpf could not open the user ring buffer {name!r}: "
-                            f"{os.strerror(_err(self._rb))}.", "is it a BPF_MAP_TYPE_USER_RINGBUF?")
+                            f"{os.strerror(err)}.", "is it a BPF_MAP_TYPE_USER_RINGBUF?", errno=err)
 
     def send(self, record) -> None:
         data = bytes(record)
         if self._rb is None:
-            raise BpfkitError(f"The user ring buffer {self.name!r} is closed.",
-                              "load the program again.")
+            raise Closed(f"The user ring buffer {self.name!r} is closed.",
+                         "load the program again.")
         slot = lib.user_ring_buffer__reserve(self._rb, len(data))
         if not slot:
-            raise BpfkitError(f"No room in the user ring buffer {self.name!r} for {len(data)} "
-                              f"bytes: {os.strerror(ct.get_errno() or errno.ENOSPC)}.",
-                              "let the program drain it first (run it), or send fewer records.")
+            err = ct.get_errno() or errno.ENOSPC
+            raise MapFull(f"No room in the user ring buffer {self.name!r} for {len(data)} "
+                          f"bytes: {os.strerror(err)}.",
+                          "let the program drain it first (run it), or send fewer records.", errno=err)
         ct.memmove(slot, data, len(data))
         lib.user_ring_buffer__submit(self._rb, slot)
 
@@ -272,8 +275,12 @@ class BpfObject:
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__name(m).decode() == name:
                 return m
-        raise BpfkitError(f"{self.name} has no map {name!r}.",
-                          f"its maps are: {', '.join(self.map_names())}.")
+        names = self.map_names()
+        hint = did_you_mean(name, names)
+        raise MapNotFound(f"{self.name} has no map named {name!r}. Its maps are: "
+                          f"{', '.join(names) or 'none'}.",
+                          (hint + " " if hint else "") + 'Map names are the C names of the '
+                          'variables declared in SEC(".maps").')
 
     def __getitem__(self, name: str) -> Map:
         m = self._find_map(name)
@@ -304,22 +311,22 @@ class BpfObject:
         for p in self._each(lib.bpf_object__next_program):
             if lib.bpf_program__name(p).decode() == name:
                 return lib.bpf_program__fd(p)
-        raise BpfkitError(f"{self.name} has no program {name!r}.",
-                          f"its programs are: {', '.join(self.program_names())}.")
+        raise NotFound(f"{self.name} has no program {name!r}.",
+                       f"its programs are: {', '.join(self.program_names())}.")
 
     def run(self, program: str) -> int:
         """Run a SEC("syscall") program once (BPF_PROG_TEST_RUN); its return value."""
         opts = TestRunOpts(sz=ct.sizeof(TestRunOpts))
         err = lib.bpf_prog_test_run_opts(self.program_fd(program), ct.byref(opts))
         if err:
-            raise BpfkitError(f"The kernel could not run {program!r}: {os.strerror(-err)}.",
-                              'only SEC("syscall") programs run on demand like this.')
+            raise KernelError(f"The kernel could not run {program!r}: {os.strerror(-err)}.",
+                              'only SEC("syscall") programs run on demand like this.', errno=-err)
         return ct.c_int32(opts.retval).value
 
     def _check_open(self) -> None:
         if self.closed:
-            raise BpfkitError(f"{self.name} is closed (or was replaced when its cell ran again).",
-                              "load it again, or use the new object.")
+            raise ProgramClosed(f"{self.name} is closed (or was replaced when its cell ran again).",
+                                "load it again, or use the new object.")
 
     def __repr__(self) -> str:
         if self.closed:
@@ -375,10 +382,10 @@ class BpfObject:
             with messages() as said:
                 link = lib.bpf_program__attach(p)
             if not link:
-                name = lib.bpf_program__name(p).decode()
+                name, err = lib.bpf_program__name(p).decode(), _err(link)
                 raise LoadError(f"libbpf could not attach {name!r} (SEC(\"{section}\")): "
-                                f"{os.strerror(_err(link))}.", "check the section name.",
-                                detail=_libbpf_lines("".join(said)))
+                                f"{os.strerror(err)}.", "check the section name.",
+                                detail=_libbpf_lines("".join(said)), errno=err)
             self._links.append(link)
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) != MAP_TYPE_STRUCT_OPS:
@@ -442,7 +449,7 @@ def _load_error(name: str, err: int, said: str, map_types: dict[str, str]) -> Bp
                     "")
         return VerifierError(f"The kernel's verifier refused a program of {name}: {last}",
                              "the verifier's last lines, above, say which instruction it could "
-                             "not prove safe.", detail="\n".join(lines[-12:]))
+                             "not prove safe.", detail="\n".join(lines[-12:]), errno=err)
     # A map the kernel would not make, or a program it would not take, before any verifier
     # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit.
     made = re.search(r"map '([\w.]+)': failed to create: .*?\((-?\d+)\)", said)
@@ -455,7 +462,7 @@ def _load_error(name: str, err: int, said: str, map_types: dict[str, str]) -> Bp
     reason = reasons[-1] if reasons else os.strerror(err)
     return LoadError(f"libbpf could not load {name}: {reason}",
                      "libbpf's own words are above; an unknown map type or section means this "
-                     "libbpf is older than the feature.", detail="\n".join(reasons[-8:]))
+                     "libbpf is older than the feature.", detail="\n".join(reasons[-8:]), errno=err)
 
 
 def load(source: str, *, name: str | None = None, types: dict | None = None,
@@ -499,16 +506,16 @@ def bpfobject(line: str, cell: str):
     ip = get_ipython()
     args = line.split()
     if not args or not args[0].isidentifier():
-        raise BpfkitError("%%bpfobject needs a name, a Python identifier.",
-                          "write %%bpfobject l19_cc on the cell's first line.")
+        raise UsageError("%%bpfobject needs a name, a Python identifier.",
+                         "write %%bpfobject l19_cc on the cell's first line.")
     name, types = args[0], None
     trying = "--try" in args[1:]
     for arg in args[1:]:
         if arg.startswith("types="):
             var = arg[len("types="):]
             if var not in ip.user_ns:
-                raise BpfkitError(f"%%bpfobject {name} {arg}: there is no variable {var!r}.",
-                                  f"define it in a cell above: {var} = {{\"map\": (\"u32\", \"u64\")}}.")
+                raise NotFound(f"%%bpfobject {name} {arg}: there is no variable {var!r}.",
+                               f"define it in a cell above: {var} = {{\"map\": (\"u32\", \"u64\")}}.")
             types = ip.user_ns[var]
     lacking = missing()
     if lacking:

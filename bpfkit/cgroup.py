@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import atomic, kernel, lifetime, refusal
-from .errors import AttachError, BpfkitError, SetupError
+from .errors import AttachError, Closed, InUse, KernelError, SetupError, UsageError
 
 PREFIX = "bpfkit-"
 OWNER_XATTR = "user.bpfkit.owner"
@@ -92,7 +92,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     removed = []
     root = mount()
     for path in sorted(root.glob(prefix + "*")):
-        if not path.is_dir() or path.name in lifetime.live("cgroup"):
+        if not path.is_dir() or path.name in lifetime.held("cgroup"):
             continue
         mark = owner(path)
         if mark is None or lifetime.alive(mark):
@@ -138,8 +138,8 @@ class Cgroup:
     def __init__(self, name: str):
         full = name if name.startswith(PREFIX) else PREFIX + name
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", full):
-            raise BpfkitError(f"{name!r} cannot name a cgroup.",
-                              "use letters, digits, '-', '_' or '.', e.g. Cgroup(\"sockmap\").")
+            raise UsageError(f"{name!r} cannot name a cgroup.",
+                             "use letters, digits, '-', '_' or '.', e.g. Cgroup(\"sockmap\").")
         self.name = full
         self.closed = True
         earlier = lifetime.get("cgroup", full)
@@ -171,15 +171,15 @@ class Cgroup:
         """A cgroup of this name exists already: a run that died, or another notebook."""
         mark = owner(self.path)
         if lifetime.alive(mark) and mark != lifetime.me():
-            raise BpfkitError(
+            raise InUse(
                 f"The cgroup {self.path} is in use by another process (pid {mark.split(':')[0]}), "
                 "maybe the same notebook open twice.",
                 "close the lesson there (its clean-up cell), or pick another name: Cgroup(\"...\").")
         inside = [p for p in _procs(self.path) if p != os.getpid()]
         if inside and mark is None:
-            raise BpfkitError(f"The cgroup {self.path} exists and has processes in it: {inside}.",
-                              f"move them out (echo PID > {root}/cgroup.procs) and remove it "
-                              f"(rmdir {self.path}), or pick another name.")
+            raise InUse(f"The cgroup {self.path} exists and has processes in it: {inside}.",
+                        f"move them out (echo PID > {root}/cgroup.procs) and remove it "
+                        f"(rmdir {self.path}), or pick another name.")
         _evacuate(self.path, root)
         _remove(self.path)
 
@@ -193,8 +193,8 @@ class Cgroup:
         try:
             _move(pid, self.path)
         except OSError as e:
-            raise BpfkitError(f"Could not move process {pid} into {self.path}: {e.strerror}.",
-                              "moving processes between cgroups needs root.") from None
+            raise KernelError(f"Could not move process {pid} into {self.path}: {e.strerror}.",
+                              "moving processes between cgroups needs root.", errno=e.errno) from None
 
     def leave(self, pid: int | None = None) -> None:
         """Move process `pid` back to the cgroup it was in before `enter()`."""
@@ -211,8 +211,8 @@ class Cgroup:
                 if e.errno == errno.ESRCH:
                     return  # the process has exited
                 failure = e
-        raise BpfkitError(f"Could not move process {pid} out of {self.path}: {failure.strerror}.",
-                          f"move it by hand: echo {pid} > {mount()}/cgroup.procs")
+        raise KernelError(f"Could not move process {pid} out of {self.path}: {failure.strerror}.",
+                          f"move it by hand: echo {pid} > {mount()}/cgroup.procs", errno=failure.errno)
 
     @contextlib.contextmanager
     def inside(self, pid: int | None = None):
@@ -249,7 +249,7 @@ class Cgroup:
                                    "load it with BPF.SOCK_OPS for \"sock_ops\".",
                      errno.EEXIST: "a program is already attached there: detach it first."}
             raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {os.strerror(code)}.",
-                              hints.get(code, "run `python -m bpfkit doctor`."))
+                              hints.get(code, "run `python -m bpfkit doctor`."), errno=code)
         self._attached.append((own, kind, name))
 
     def attached(self) -> dict[str, list[int]]:
@@ -277,8 +277,8 @@ class Cgroup:
     # -- lifetime --------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self.closed:
-            raise BpfkitError(f"The cgroup {self.name} is closed (removed).",
-                              f"make it again: Cgroup({self.name.removeprefix(PREFIX)!r}).")
+            raise Closed(f"The cgroup {self.name} is closed (removed).",
+                         f"make it again: Cgroup({self.name.removeprefix(PREFIX)!r}).")
 
     @atomic.whole
     def close(self) -> None:
@@ -320,6 +320,6 @@ def _evacuate_self(path: Path) -> None:
             _move(os.getpid(), mount())
 
 
-def live() -> dict[str, Cgroup]:
+def held() -> dict[str, Cgroup]:
     """The cgroups this process has made and not closed yet, by name."""
-    return lifetime.live("cgroup")
+    return lifetime.held("cgroup")

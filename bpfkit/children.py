@@ -25,7 +25,7 @@ import sys
 import time
 
 from . import lifetime
-from .errors import BpfkitError
+from .errors import BpfkitError, Closed, UsageError, WorkloadError
 
 TRUE = shutil.which("true") or "/bin/true"
 # The real interpreter, not a venv's link: a child running as another uid may not reach /work.
@@ -51,8 +51,9 @@ def private_uids(n: int = 1, *, skip: int = 0) -> list[int]:
     """`n` uids from this process's block (see `unused_uid`), the same ones each call; `skip`
     passes over the block's first uids (an exercise check takes uids the lesson does not use)."""
     if n < 1 or skip < 0 or n + skip > UID_BLOCK:
-        raise ValueError(f"private_uids() gives uids 0 to {UID_BLOCK - 1} of the block: "
-                         f"1 <= n, n + skip <= {UID_BLOCK}")
+        raise UsageError(f"private_uids() gives uids 0 to {UID_BLOCK - 1} of this process's "
+                         f"block, not n={n}, skip={skip}.",
+                         f"ask for 1 <= n with n + skip <= {UID_BLOCK}: private_uids(2).")
     uids = [unused_uid()]
     while len(uids) < n + skip:
         uids.append(unused_uid(after=uids[-1]))
@@ -78,8 +79,8 @@ def run_as(uid: int, n: int = 1, argv: list[str] | None = None) -> list[int]:
         child = subprocess.Popen(argv, user=uid, group=uid if uid else None, cwd="/",
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         if child.wait() != 0:
-            raise BpfkitError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
-                              "pass a command that succeeds, such as the default `true`.")
+            raise WorkloadError(f"{argv[0]} failed (exit code {child.returncode}) as uid {uid}.",
+                                "pass a command that succeeds, such as the default `true`.")
         pids.append(child.pid)
     return pids
 
@@ -211,9 +212,9 @@ class Child:
         lifetime.add("child", self.pid, self)    # close_all() and interpreter exit end it
         try:
             if self._line(timeout) != b"ready":
-                raise BpfkitError(f"The child process ended (exit code {self.process.wait(timeout)}) "
-                                  "before its first step.", "run the cell again; if it keeps "
-                                  "failing, run `python -m bpfkit doctor`.")
+                raise WorkloadError(f"The child process ended (exit code {self.process.wait(timeout)}) "
+                                    "before its first step.", "run the cell again; if it keeps "
+                                    "failing, run `python -m bpfkit doctor`.")
         except BaseException:
             self._end()
             raise
@@ -280,7 +281,7 @@ class Child:
     # -- the protocol ----------------------------------------------------------------------------
     def _step(self, verb: str, during=None, **args) -> dict:
         if self.process.stdin is None:
-            raise BpfkitError(f"The child {self.pid} has exited.", "make a new one: Child().")
+            raise Closed(f"The child {self.pid} has exited.", "make a new one: Child().")
         try:
             self._ask(verb, args)
             if self.watch is not None:      # the window opens: its pid, then the go
@@ -322,8 +323,8 @@ class Child:
             if self.process.poll() is None:
                 self.process.kill()
                 self._end()
-                raise BpfkitError(f"The command the child {self.pid} became did not end within "
-                                  f"{self.timeout} s; it was killed.", "give it a larger timeout.")
+                raise WorkloadError(f"The command the child {self.pid} became did not end within "
+                                    f"{self.timeout} s; it was killed.", "give it a larger timeout.")
             self._end()
             return {"made": 1}
         if said.startswith(b"ok "):
@@ -332,11 +333,11 @@ class Child:
 
     def _failed(self, verb: str, said: bytes):
         if said.startswith(b"err "):
-            raise BpfkitError(f"The child {self.pid} could not do its '{verb}' step: "
-                              f"{json.loads(said[4:])}.", "this is a bpfkit bug.")
+            raise WorkloadError(f"The child {self.pid} could not do its '{verb}' step: "
+                                f"{json.loads(said[4:])}.", "this is a bpfkit bug.")
         self._end()
-        raise BpfkitError(f"The child {self.pid} ended (exit code {self.process.returncode}) "
-                          f"during its '{verb}' step.", "it may have been killed; make a new one.")
+        raise WorkloadError(f"The child {self.pid} ended (exit code {self.process.returncode}) "
+                            f"during its '{verb}' step.", "it may have been killed; make a new one.")
 
     def _line(self, timeout: float, during=None) -> bytes:
         """The child's next line (b"" once it is gone), calling `during()` while waiting."""
@@ -347,8 +348,8 @@ class Child:
             if left <= 0:
                 self.process.kill()        # mid-step: its state is unknown
                 self._end()
-                raise BpfkitError(f"The child {self.pid} did not answer within {timeout} s.",
-                                  "the machine may be very busy; run the cell again.")
+                raise WorkloadError(f"The child {self.pid} did not answer within {timeout} s.",
+                                    "the machine may be very busy; run the cell again.")
             ready, _, _ = select.select([fd], [], [], 0 if during is not None else left)
             if not ready:
                 if during is not None:

@@ -3,6 +3,14 @@
 Every failure bpfkit can explain becomes one of these, carrying a plain-words account of what
 happened and a hint for what to do next, so a notebook shows two short paragraphs instead of a
 traceback from deep inside BCC. In IPython the traceback is hidden too (see `magic.py`).
+
+Every raise in the kit names its family, so code (and tests) can tell failures apart by class or
+by `errno` (kept wherever the kernel's answer caused it), never by the words: the machine
+(SetupError), the C code (CompileError, VerifierError), the kernel saying no (LoadError,
+AttachError, KernelError, MapError), the learner's call (UsageError, NotFound), something gone
+(Closed) or taken (InUse). A family that stands for one of Python's own errors subclasses it too
+(UsageError is a ValueError and a TypeError, MapNotFound a KeyError), so `except ValueError` in a
+learner's code still works.
 """
 from __future__ import annotations
 
@@ -80,7 +88,40 @@ class TracepointNotFound(AttachError):
     pass
 
 
-class MapNotFound(BpfkitError, KeyError):
+class UsageError(BpfkitError, ValueError, TypeError):
+    """An argument the kit cannot use (a wrong kind, a number out of range, an unknown name):
+    the learner's call is what to change. A ValueError and a TypeError, so that code written
+    for Python's own errors still catches it."""
+
+
+class NotFound(BpfkitError, LookupError):
+    """A name the learner gave (a program, a C function, a network interface or namespace, a
+    command) that does not exist where the kit looked."""
+
+
+class Closed(BpfkitError):
+    """The object was closed (or replaced) and cannot be used any more: make a new one."""
+
+
+class KernelError(BpfkitError):
+    """The kernel refused an operation on something already made (run a program, bind a
+    socket, move a process into a cgroup); `errno` says why."""
+
+
+class InUse(BpfkitError):
+    """A name the kit would take (a cgroup, a lab's host) belongs to another running process, or
+    to leftovers the kit may not remove."""
+
+
+class WorkloadError(BpfkitError):
+    """A process the kit started to give the kernel work (a child, a compiled helper) failed."""
+
+
+class CleanupError(BpfkitError):
+    """`close_all(check=True)` found something the kit made still open after freeing it all."""
+
+
+class MapNotFound(NotFound, KeyError):
     """A map name that the program does not define."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -110,7 +151,7 @@ class KeyTypeError(MapError, TypeError):
     """A Python key or value that does not fit the map's C type."""
 
 
-class ProgramClosed(BpfkitError):
+class ProgramClosed(Closed):
     """The program was closed (or replaced by a re-run cell) and its maps are gone."""
 
 

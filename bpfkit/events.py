@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .errors import BpfkitError
+from .errors import Closed, UsageError
 from .maps import layout
 
 
@@ -82,9 +82,9 @@ class _Reader:
     def _check_polling(self) -> None:
         self.program._check_open()
         if self.replaced:
-            raise BpfkitError(f"This reader of {self.map_name!r} was replaced by a newer one on the "
-                              "same map: the newer reader gets the events now.",
-                              "poll the reader you opened last (this one keeps what it read).")
+            raise Closed(f"This reader of {self.map_name!r} was replaced by a newer one on the "
+                         "same map: the newer reader gets the events now.",
+                         "poll the reader you opened last (this one keeps what it read).")
 
     def _table(self):
         # Never kept: BCC frees a perf buffer when its table object goes, at the program's close.
@@ -99,14 +99,18 @@ class _Reader:
     def dropped(self) -> int:  # pragma: no cover - each kind defines it
         raise NotImplementedError
 
-    def drain(self, quiet_ms: int = 50, limit_s: float = 5.0) -> int:
-        """Poll until the buffer stays empty for `quiet_ms`; returns the events read."""
+    def drain(self, quiet: float = 0.05, limit: float = 5.0) -> int:
+        """Poll until the buffer stays empty for `quiet` seconds, or for `limit` seconds at
+        most (both in seconds, like every duration in the kit); returns the events read."""
         import time
+        if not (quiet > 0 and limit >= 0):
+            raise UsageError(f"drain() needs quiet > 0 and limit >= 0 (both in seconds), not "
+                             f"quiet={quiet}, limit={limit}.", "for example drain(quiet=0.01).")
         before = self.received
-        deadline = time.monotonic() + limit_s
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             seen = self.received
-            self.poll(quiet_ms)
+            self.poll(max(1, round(quiet * 1000)))
             if self.received == seen:
                 break
         return self.received - before
@@ -194,8 +198,8 @@ class PerfReader(_Reader):
     def __init__(self, prog, map_name: str, pages: int = 8, event_type=None):
         super().__init__(prog, map_name, event_type)
         if pages < 1 or pages & (pages - 1):
-            raise BpfkitError(f"A perf buffer's size is a power of two pages, not {pages}.",
-                              "pass pages=1, 2, 4, 8, ...")
+            raise UsageError(f"A perf buffer's size is a power of two pages, not {pages}.",
+                             "pass pages=1, 2, 4, 8, ...")
         self._lost = 0
 
         def callback(cpu, data, size):

@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import kernel, maptypes, refusal, system
 from ._libbpf import ProgLoadOpts, has, lib, quiet
-from .errors import BpfkitError, NotAllowedHere, did_you_mean
+from .errors import BpfkitError, NotAllowedHere, NotFound, SetupError, UsageError, did_you_mean
 from .maps import btf
 from .maps.create import make_and_close
 
@@ -87,7 +87,7 @@ def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     """`code` loaded as a program of `type_name`, with what the type needs: (its fd, or minus
     the kernel's errno; the verifier's log where `log`)."""
     if not has("bpf_prog_load"):
-        raise BpfkitError("This libbpf has no bpf_prog_load(): not tried.")
+        raise SetupError("This libbpf has no bpf_prog_load(): not tried.")
     needs = NEEDS.get(type_name, {})
     opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
     if "attach" in needs:
@@ -98,8 +98,8 @@ def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     if "function" in needs:
         opts.attach_btf_id = btf.vmlinux_function_id(needs["function"])
         if not opts.attach_btf_id:
-            raise BpfkitError(f"not tried: the kernel's BTF has no {needs['function']}() to "
-                              "attach a probe to")
+            raise NotAllowedHere(f"not tried: the kernel's BTF has no {needs['function']}() to "
+                                 "attach a probe to")
     said = ct.create_string_buffer(64 * 1024) if log else None
     if said is not None:
         opts.log_level, opts.log_size, opts.log_buf = 1, len(said), ct.addressof(said)
@@ -177,9 +177,9 @@ def helpers(program_type: str = "tracepoint") -> pd.DataFrame:
     for real from a program of `program_type`: may such a program call it here? Columns: helper,
     number, supported, error (the verifier's words where it may not)."""
     if program_type not in kernel.PROG_TYPES[1:]:
-        raise BpfkitError(f"There is no program type {program_type!r}.",
-                          (did_you_mean(program_type, kernel.PROG_TYPES[1:]) or "")
-                          + " bpfkit.program_types() lists them.")
+        raise NotFound(f"There is no program type {program_type!r}.",
+                       (did_you_mean(program_type, kernel.PROG_TYPES[1:]) or "")
+                       + " bpfkit.program_types() lists them.")
     known = btf.vmlinux_enum("bpf_func_id") or {}
     kind_refused = refusal.attempt(lambda: _load_nothing(program_type))[1]   # then every row is that
     rows = []
@@ -210,8 +210,8 @@ def _resolve(feature: str):
     """(thing in words, the trial) for "arena", "arena map", "lsm program", "kprobes"."""
     words = feature.strip().lower().replace("-", "_").split()
     if not words:
-        raise BpfkitError("allowed() needs a feature: a map type, a program type or 'kprobes'.",
-                          'for example bpfkit.allowed("arena map") or bpfkit.allowed("lsm program").')
+        raise UsageError("allowed() needs a feature: a map type, a program type or 'kprobes'.",
+                         'for example bpfkit.allowed("arena map") or bpfkit.allowed("lsm program").')
     kind = words[-1].rstrip("s") if len(words) > 1 else ""
     name = "_".join(words[:-1]) if kind in ("map", "program") else "_".join(words)
     if name in FEATURES and not kind:
@@ -222,10 +222,10 @@ def _resolve(feature: str):
     if kind in ("", "program") and name in kernel.PROG_TYPES[1:]:
         return f"{name} programs", lambda: _load_nothing(name)
     choices = list(maptypes.BY_NAME) + [f"{p} program" for p in kernel.PROG_TYPES[1:]] + list(FEATURES)
-    raise BpfkitError(f"bpfkit knows no feature {feature!r}.",
-                      (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
-                      + "Name a map type (\"arena map\"), a program type (\"lsm program\") or "
-                      "\"kprobes\"; bpfkit.map_types() and bpfkit.program_types() list them.")
+    raise NotFound(f"bpfkit knows no feature {feature!r}.",
+                   (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
+                   + "Name a map type (\"arena map\"), a program type (\"lsm program\") or "
+                   "\"kprobes\"; bpfkit.map_types() and bpfkit.program_types() list them.")
 
 
 # -- a notebook cell that needs a feature ---------------------------------------------------------

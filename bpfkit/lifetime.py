@@ -22,18 +22,20 @@ import threading
 import warnings
 from pathlib import Path
 
+from .errors import CleanupError, UsageError
+
 ORDER = ("child", "lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
 
 _lock = threading.RLock()
-_live: dict[str, dict] = {kind: {} for kind in ORDER}
+_held: dict[str, dict] = {kind: {} for kind in ORDER}
 
 
 def _kind(kind: str) -> dict:
     try:
-        return _live[kind]
+        return _held[kind]
     except KeyError:
-        raise ValueError(f"unknown kind {kind!r}; kinds are {ORDER}") from None
+        raise UsageError(f"bpfkit makes no {kind!r}.", f"the kinds are {', '.join(ORDER)}.") from None
 
 
 def add(kind: str, key, obj):
@@ -60,24 +62,32 @@ def get(kind: str, key):
         return _kind(kind).get(key)
 
 
-def live(kind: str | None = None) -> dict:
-    """What is open now: {key: object} of one kind, or {kind: {key: object}} of all."""
+def held(kind: str | None = None) -> dict:
+    """What the kit made and still holds open: {key: object} of one kind, or
+    {kind: {key: object}} of every kind that holds something. (Named apart from
+    `bpfkit.live`, the live plot of a map, which this has nothing to do with.)"""
     with _lock:
         if kind is not None:
             return dict(_kind(kind))
-        return {k: dict(v) for k, v in _live.items() if v}
+        return {k: dict(v) for k, v in _held.items() if v}
 
 
-def close_all(*kinds: str) -> None:
+def close_all(*kinds: str, check: bool = False) -> None:
     """Close everything bpfkit made and has not closed yet (or only the `kinds` named), in
     `ORDER`, newest first within a kind. One failure does not stop the rest; each is reported
-    as a warning."""
+    as a warning.
+
+    `check=True` is a lesson's last cell: after freeing, it makes sure nothing the kit made is
+    left (nothing held, no pin or other system object this process claimed, no close that
+    failed) and raises CleanupError naming what is, so a clean-up cell is one line that fails
+    loudly instead of a row of asserts on the kit's insides."""
+    failed = []
     for kind in ORDER:
         if kinds and kind not in kinds:
             continue
         while True:
             with _lock:
-                registry = _live[kind]
+                registry = _held[kind]
                 if not registry:
                     break
                 key, obj = next(reversed(registry.items()))
@@ -85,7 +95,33 @@ def close_all(*kinds: str) -> None:
             try:
                 obj.close()
             except Exception as e:  # keep freeing the rest
-                warnings.warn(f"bpfkit could not close {kind} {key!r}: {e}", stacklevel=2)
+                failed.append(f"{kind} {key!r} ({e})")
+                if not check:
+                    warnings.warn(f"bpfkit could not close {kind} {key!r}: {e}", stacklevel=2)
+    if check:
+        _check_freed(kinds, failed)
+
+
+def _check_freed(kinds: tuple[str, ...], failed: list[str]) -> None:
+    left = [f"{kind} {key!r}" for kind, objs in held().items() if not kinds or kind in kinds
+            for key in objs]
+    with _lock:
+        claimed = [f"{kind} {name}" for kind, names in _mine().items() if not kinds or kind in kinds
+                   for name in names]
+    if not (failed or left or claimed):
+        return
+    parts = []
+    if failed:
+        parts.append("could not be closed: " + "; ".join(failed))
+    if left:
+        parts.append("is still open (made while close_all ran?): " + ", ".join(left))
+    if claimed:
+        parts.append("is still in the system: " + ", ".join(claimed))
+    raise CleanupError("Not everything bpfkit made is gone. " + ". ".join(
+        p[0].upper() + p[1:] for p in parts) + ".",
+        "run bpfkit.close_all(check=True) again; if the same things stay, restart the notebook's "
+        "kernel (Kernel > Restart) and run `python -m bpfkit reset --keep-lessons` in a terminal, "
+        "which frees what the kit left behind.")
 
 
 atexit.register(close_all)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 
 from . import features
-from .errors import BpfkitError
+from .errors import BpfkitError, NotFound, UsageError
 from .program import load
 
 
@@ -22,9 +22,9 @@ def bpf(line: str, cell: str):
     ip = _ipython()
     args = shlex.split(line)
     if not args or not args[0].isidentifier():
-        raise BpfkitError("%%bpf needs a name for the program, a Python identifier.",
-                          "write %%bpf counter on the cell's first line, then use `counter` "
-                          "in later cells: counter['counter_table'].frame().")
+        raise UsageError("%%bpf needs a name for the program, a Python identifier.",
+                         "write %%bpf counter on the cell's first line, then use `counter` "
+                         "in later cells: counter['counter_table'].frame().")
     name, rest = args[0], [a for a in args[1:] if a != "--"]
     given = [a for a in rest if a.startswith("maps=")]
     cflags = [a for a in rest if not a.startswith("maps=")]
@@ -33,8 +33,8 @@ def bpf(line: str, cell: str):
         if not var:
             continue
         if var not in ip.user_ns:
-            raise BpfkitError(f"%%bpf {name} maps={var}: there is no variable {var!r} in the notebook.",
-                              f'make the map in a cell above: {var} = bpfkit.create_map("queue", value="u32").')
+            raise NotFound(f"%%bpf {name} maps={var}: there is no variable {var!r} in the notebook.",
+                           f'make the map in a cell above: {var} = bpfkit.create_map("queue", value="u32").')
         maps[var] = ip.user_ns[var]
     # load() closes the program of the same name once the new one runs; if the new one fails,
     # the old one (and the variable) stay as they were. Line 1 of the cell is the magic itself.

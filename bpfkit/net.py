@@ -27,7 +27,7 @@ from contextlib import nullcontext
 
 from . import atomic, lifetime, system
 from ._libbpf import lib
-from .errors import AttachError, BpfkitError, SetupError
+from .errors import AttachError, BpfkitError, Closed, InUse, SetupError, UsageError
 from .netns import NETNS_DIR, inside
 
 PREFIX = "bpfkit-"
@@ -76,7 +76,7 @@ def cleanup_stale() -> list[str]:
     a killed test). Those of labs still open in this or another live process stay. Returns
     what was removed."""
     keep = set(lifetime.owners("netdev"))
-    for lab in lifetime.live("lab").values():
+    for lab in lifetime.held("lab").values():
         keep |= lab.names()
     removed = []
     for link in link_names():
@@ -230,16 +230,16 @@ class Lab:
         self._check_open()
         netns, port = f"{PREFIX}{name}", f"{PREFIX}{name}-port"
         if not re.fullmatch(r"[a-z0-9]+", name) or len(port) > 15:
-            raise BpfkitError(f"A host name must be 1 to 3 lower-case letters or digits, not {name!r}.",
-                              "interface names are at most 15 characters: bpfkit-<name>-port.")
+            raise UsageError(f"A host name must be 1 to 3 lower-case letters or digits, not {name!r}.",
+                             "interface names are at most 15 characters: bpfkit-<name>-port.")
         if name in self.hosts:
             return self.hosts[name]
         elsewhere = lifetime.owners("netdev")
         owner = elsewhere.get(netns) or elsewhere.get(port)
         if owner:
-            raise BpfkitError(f"Host {netns!r} belongs to a lab of another running process (pid {owner}).",
-                              "close that lab, or give your hosts other names.")
-        for other in lifetime.live("lab").values():
+            raise InUse(f"Host {netns!r} belongs to a lab of another running process (pid {owner}).",
+                        "close that lab, or give your hosts other names.")
+        for other in lifetime.held("lab").values():
             if other is not self and netns in other.names():
                 other.close()
         # Leftovers of a crashed run with the same names.
@@ -277,7 +277,7 @@ class Lab:
         self._check_open()
         bcc = system.bcc()
         if mode not in XDP_MODES:
-            raise BpfkitError(f"Unknown XDP mode {mode!r}.", f"use one of {sorted(set(XDP_MODES))}.")
+            raise UsageError(f"Unknown XDP mode {mode!r}.", f"use one of {sorted(set(XDP_MODES))}.")
         flags = XDP_MODES[mode]
         fn = program.load_func(fn_name, bcc.BPF.XDP)
         with inside(netns) if netns else nullcontext():
@@ -305,8 +305,8 @@ class Lab:
     # -- lifetime --------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self.closed:
-            raise BpfkitError(f"Lab {self.name!r} is closed: its hosts are gone.",
-                              "make a new one: lab = bpfkit.net.Lab().")
+            raise Closed(f"Lab {self.name!r} is closed: its hosts are gone.",
+                         "make a new one: lab = bpfkit.net.Lab().")
 
     @atomic.whole
     def close(self) -> None:

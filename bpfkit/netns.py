@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import atomic
 from ._libc import libc
-from .errors import BpfkitError
+from .errors import NotFound
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -35,8 +35,8 @@ def inside(netns: str):
     Sockets made inside stay in `netns`; names and ifindexes looked up inside are `netns`'s."""
     path = NETNS_DIR / netns
     if not path.exists():
-        raise BpfkitError(f"There is no network namespace {netns!r}.",
-                          "list them with `ip netns list`; a Lab makes its hosts' namespaces.")
+        raise NotFound(f"There is no network namespace {netns!r}.",
+                       "list them with `ip netns list`; a Lab makes its hosts' namespaces.")
     home = target = None
     entered = False
     try:

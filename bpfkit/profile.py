@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import atomic, plot, refusal, system
-from .errors import BpfkitError
+from .errors import KernelError
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
 ROOT = "all"
@@ -64,7 +64,7 @@ def attach_cpu_clock(program, fn_name: str, hz: int = 99) -> int:
         for fd in opened.values():
             bcc.lib.bpf_close_perf_event_fd(fd)
         raise refusal.explain(err, "a CPU-clock perf event, so nothing can be sampled here",
-                              fallback=lambda: BpfkitError(
+                              fallback=lambda: KernelError(
                                   f"This kernel refuses a CPU-clock perf event ({e}), so nothing "
                                   "can be sampled here.", "perf events need a kernel built with "
                                   "CONFIG_PERF_EVENTS; `python -m bpfkit doctor` shows this "

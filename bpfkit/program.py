@@ -25,8 +25,8 @@ import warnings
 from pathlib import Path
 
 from . import atomic, compiler, diagnose, errors, kernel, lifetime, refusal, system, verifier
-from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
-                     nearest)
+from .errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound, UsageError,
+                     did_you_mean, nearest)
 from .maps import Map, pins
 
 _HERE = Path(__file__).resolve().parent
@@ -58,30 +58,33 @@ def _resolve(source) -> tuple[str, Path | None, str]:
             try:
                 if c.is_dir() and c == path:
                     inside = sorted(p.stem for p in c.glob("*.c"))
-                    raise BpfkitError(f"{_short(str(source))} is a folder, not a C file.",
-                                      f"pass one of its programs: {', '.join(inside)}." if inside
-                                      else "pass a .c file, a program's name, or the C code itself.")
+                    raise UsageError(f"{_short(str(source))} is a folder, not a C file.",
+                                     f"pass one of its programs: {', '.join(inside)}." if inside
+                                     else "pass a .c file, a program's name, or the C code itself.")
                 if c.is_file():
                     return c.read_text(), c, _shown_path(c)
+            except UsageError:   # a ValueError too, but ours: said already
+                raise
             except (OSError, ValueError) as e:  # a name too long, a NUL in it, unreadable, not text
                 if isinstance(e, UnicodeDecodeError) or (isinstance(e, OSError) and os.path.exists(c)):
-                    raise BpfkitError(f"Could not read {_short(str(c))} as C source: {e}.",
-                                      "pass a text file of C code, or the C code itself.") from None
+                    raise UsageError(f"Could not read {_short(str(c))} as C source: {e}.",
+                                     "pass a text file of C code, or the C code itself.",
+                                     errno=getattr(e, "errno", None)) from None
         names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
                         if not p.name.endswith(".bpf.c")})
         libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
         if libbpf_c:
-            raise BpfkitError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
-                              f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
-                              f"%%bpfobject {source} cell (lesson 19).")
-        raise BpfkitError(f"No BPF program named {_short(str(source))!r}: looked for "
-                          f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
-                          (did_you_mean(_short(str(source)), names) + " "
+            raise UsageError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
+                             f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
+                             f"%%bpfobject {source} cell (lesson 19).")
+        raise NotFound(f"No BPF program named {_short(str(source))!r}: looked for "
+                       f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
+                       (did_you_mean(_short(str(source)), names) + " "
                            if did_you_mean(_short(str(source)), names) else "")
-                          + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
+                       + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
     if not isinstance(source, str):
-        raise BpfkitError(f"load() takes a file name or C text, not {type(source).__name__}.",
-                          'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
+        raise UsageError(f"load() takes a file name or C text, not {type(source).__name__}.",
+                         'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
     return source, None, "your C code"
 
 
@@ -207,8 +210,8 @@ class Program:
         lib = _libbcc()
         names = self._function_names()
         if fn_name not in names:
-            raise BpfkitError(f"There is no function {fn_name!r} in {self.where}.",
-                              did_you_mean(fn_name, names) or f"its functions are {names}.")
+            raise NotFound(f"There is no function {fn_name!r} in {self.where}.",
+                           did_you_mean(fn_name, names) or f"its functions are {names}.")
         fake = refusal.pretended("program", kernel.PROG_TYPES[prog_type]
                                  if 0 <= prog_type < len(kernel.PROG_TYPES) else "")
         with atomic.step(), diagnose.captured_stderr() as out:
@@ -501,7 +504,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
 
 def loaded() -> dict[str, Program]:
     """The programs bpfkit has loaded and not yet closed, by name."""
-    return lifetime.live("program")
+    return lifetime.held("program")
 
 
 def _cflags(cflags) -> list[str]:
@@ -509,17 +512,17 @@ def _cflags(cflags) -> list[str]:
     if isinstance(cflags, (str, bytes)):
         import shlex
         text = cflags.decode() if isinstance(cflags, bytes) else cflags
-        raise BpfkitError(f"cflags takes a list of compiler flags, not one string ({_short(repr(text))}).",
-                          f"write cflags={shlex.split(text)!r}.")
+        raise UsageError(f"cflags takes a list of compiler flags, not one string ({_short(repr(text))}).",
+                         f"write cflags={shlex.split(text)!r}.")
     try:
         flags = list(cflags)
     except TypeError:
-        raise BpfkitError(f"cflags takes a list of compiler flags, not {type(cflags).__name__}.",
-                          'write cflags=["-DLIMIT=10"].') from None
+        raise UsageError(f"cflags takes a list of compiler flags, not {type(cflags).__name__}.",
+                         'write cflags=["-DLIMIT=10"].') from None
     bad = [f for f in flags if not isinstance(f, str)]
     if bad:
-        raise BpfkitError(f"Each compiler flag is a string; {bad[0]!r} is a {type(bad[0]).__name__}.",
-                          'write cflags=["-DLIMIT=10"], with the value inside the string.')
+        raise UsageError(f"Each compiler flag is a string; {bad[0]!r} is a {type(bad[0]).__name__}.",
+                         'write cflags=["-DLIMIT=10"], with the value inside the string.')
     # BCC's compiler does not look in the caller's folder: -Iinc means ./inc to a learner.
     return [f"-I{Path.cwd() / f[2:]}" if f.startswith("-I") and len(f) > 2 and not f[2:].startswith("/")
             else f for f in flags]
@@ -529,8 +532,8 @@ def _given_maps(maps: dict) -> dict[str, Map]:
     """The maps passed with `maps=`, checked: C names, open bpfkit Maps."""
     for name, m in maps.items():
         if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_]\w*", name)):
-            raise BpfkitError(f"maps= names each map as the C code calls it; {name!r} is not a C "
-                              "name.", 'use a name like "seen": load(source, maps={"seen": m}).')
+            raise UsageError(f"maps= names each map as the C code calls it; {name!r} is not a C "
+                             "name.", 'use a name like "seen": load(source, maps={"seen": m}).')
         if not isinstance(m, Map):
             raise errors.not_a_map(m, f"maps={{{name!r}: ...}}", f'{name} = bpfkit.create_map("bloom_filter", value="u32")')
         m.fd  # a closed map cannot be handed to a program

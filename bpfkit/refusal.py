@@ -21,7 +21,7 @@ import errno
 import os
 
 from . import system
-from .errors import BpfkitError, NotAllowedHere, PrivilegeError
+from .errors import BpfkitError, NotAllowedHere, PrivilegeError, UsageError
 
 PRETEND = "BPFKIT_PRETEND_REFUSED"
 ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
@@ -44,8 +44,8 @@ def pretended(kind: str, name: str) -> int:
         code = parts[2].upper() if len(parts) > 2 else "EPERM"
         number = ENOTSUPP if code == "ENOTSUPP" else getattr(errno, code, None)
         if number is None and not code.isdigit():
-            raise BpfkitError(f"{PRETEND} names no errno in {item!r}.",
-                              "write kind:name[:ERRNO], e.g. map:arena:EPERM or program:lsm:EINVAL.")
+            raise UsageError(f"{PRETEND} names no errno in {item!r}.",
+                             "write kind:name[:ERRNO], e.g. map:arena:EPERM or program:lsm:EINVAL.")
         return number or int(code)
     return 0
 

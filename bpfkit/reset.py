@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import cgroup, compiler, kernel, net, progress
+from .errors import SetupError
 from .maps import pins
 
 KIT = progress.KIT
@@ -25,8 +26,8 @@ def lessons(kit: Path = KIT) -> dict[str, list[str]]:
     version, keeping a copy of the learner's. {"restored": [...], "backup": [folder] or []}."""
     folder = kit / "notebooks"
     if shutil.which("git") is None or not (kit / ".git").exists():
-        raise RuntimeError(f"{kit} is not a git clone (or git is missing): nothing to restore the "
-                           "lessons from. Clone the kit again to start afresh.")
+        raise SetupError(f"{kit} is not a git clone (or git is missing): nothing to restore the "
+                         "lessons from.", "clone the kit again to start afresh.")
     changed = subprocess.run(["git", "-C", str(kit), "ls-files", "--modified", "--deleted", "-z", "--",
                               "notebooks/*.ipynb"], capture_output=True, check=True).stdout
     names = sorted({n for n in changed.decode().split("\0") if n})

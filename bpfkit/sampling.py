@@ -18,8 +18,10 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import not_a_map
+from .errors import UsageError, not_a_map
 from .maps import Map, Snapshot
+from .maps.frames import keywords_refused
+from .maps.map import FRAME_OPTIONS
 
 
 class Sampler:
@@ -29,9 +31,13 @@ class Sampler:
     the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map
     type that can be read samples the same way and keeps its own columns."""
 
-    def __init__(self, m, *, method: str = "auto", keys=None, **frame_args):
+    def __init__(self, m, *, method: str = "auto", keys=None, call: str = "sample", **frame_args):
         if not isinstance(m, Map):
             raise not_a_map(m, "sample() and live()", 'bpfkit.create_map("hash", key="u32", value="u64")')
+        misplaced = {k: v for k, v in frame_args.items() if k not in FRAME_OPTIONS[:-2]}
+        if misplaced:
+            raise keywords_refused(call, misplaced, [*FRAME_OPTIONS[:-2], "every", "duration", "action"],
+                                   f"{call}(m, ..., columns={{...}})")
         self.m = m
         self.method = method
         self.keys = keys
@@ -89,7 +95,8 @@ def _run(sampler: Sampler, every: float, duration: float, action, stop=None) -> 
     """Take snapshots on a fixed schedule until `duration` (or until `stop` is set); False if
     interrupted (KeyboardInterrupt, also raised by `action`)."""
     if every <= 0 or duration < 0:
-        raise ValueError("every must be > 0 and duration >= 0 (both in seconds)")
+        raise UsageError(f"Sampling needs every > 0 and duration >= 0 (both in seconds), not "
+                         f"every={every}, duration={duration}.", "for example every=0.5, duration=5.")
     start = sampler.start = time.monotonic()
     deadline = start + duration
     tick = 0
@@ -125,7 +132,7 @@ def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method:
 
     `action`, if given, is called after each snapshot (e.g. to make the kernel do something).
     Every other argument is as in `Map.frame()`: options (`per_cpu=`, `keys=`, ...) and
-    renames (`value="count"`). Interrupting (KeyboardInterrupt, the notebook's stop button)
+    `columns=` for renames (`columns={"value": "count"}`). Interrupting (KeyboardInterrupt, the notebook's stop button)
     returns what was sampled.
     """
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
@@ -154,7 +161,7 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
 
     if m.per_cpu:
         frame_args.setdefault("per_cpu", "sum")
-    sampler = Sampler(m, method=method, keys=keys, **frame_args)
+    sampler = Sampler(m, method=method, keys=keys, call="live", **frame_args)
     figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel, names)
     redraw = max(every, 0.5) if redraw is None else max(redraw, 0.1)
     stop = threading.Event()

@@ -21,6 +21,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from .errors import UsageError
+
 
 # SO_COOKIE is 57 in the kernel's generic socket options (x86, arm64, riscv, ...), which
 # Python's socket module may not name. parisc and sparc number it differently.
@@ -70,7 +72,9 @@ def _ipv4(values: np.ndarray) -> list[str]:
 
 def _ports(values: np.ndarray, order: str) -> np.ndarray:
     if order not in PORT_ORDERS:
-        raise ValueError(f"ports must be one of {PORT_ORDERS}, not {order!r}")
+        raise UsageError(f"frame(ports=...) is one of {PORT_ORDERS}, not {order!r}.",
+                         'ports="host" shows port numbers as people write them; "network" as the '
+                         "map stores them.")
     values = np.asarray(values).astype(np.uint32)
     if order == "network" and sys.byteorder == "little":
         low = values & 0xFFFF

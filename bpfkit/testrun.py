@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from . import refusal, system
 from ._libbpf import TestRunOpts, require
-from .errors import BpfkitError
+from .errors import KernelError, UsageError
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 PACKET = bytes(64)  # an all-zero 64-byte frame: XDP wants at least an Ethernet header
@@ -36,7 +36,8 @@ def prog_fd(program, fn_name: str, prog_type: str = "xdp") -> int:
     kinds = {"xdp": bcc.BPF.XDP, "socket_filter": bcc.BPF.SOCKET_FILTER,
              "sched_cls": bcc.BPF.SCHED_CLS}
     if prog_type not in kinds:
-        raise ValueError(f"prog_type must be one of {sorted(kinds)}")
+        raise UsageError(f"A test run takes prog_type {', '.join(map(repr, sorted(kinds)))}, not "
+                         f"{prog_type!r}.", 'XDP programs are the usual: prog_type="xdp".')
     return program.load_func(fn_name, kinds[prog_type]).fd
 
 
@@ -52,7 +53,7 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
     if err == -errno.EPERM:   # a missing privilege, or the kernel's own policy
         raise refusal.explain(-err, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)")
     if err:
-        raise BpfkitError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
+        raise KernelError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
                           "BPF_PROG_TEST_RUN needs a program type that supports it "
                           "(XDP, tc, socket filter); an XDP packet needs at least 14 bytes.",
                           errno=-err)

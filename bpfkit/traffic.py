@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from .errors import BpfkitError
+from .errors import UsageError, WorkloadError
 from .netns import inside
 from .sockets import endpoint
 
@@ -79,8 +79,8 @@ class TcpPair:
         try:
             sock.sendall(message)
         except OSError as e:  # an sk_msg verdict of SK_DROP fails the send() with EACCES
-            raise BpfkitError(f"The {who} could not send message {i}: {e.strerror or e}.",
-                              _LOST_HINT) from None
+            raise WorkloadError(f"The {who} could not send message {i}: {e.strerror or e}.",
+                                _LOST_HINT) from None
 
     @staticmethod
     def _receive(sock, expected: bytes, i: int, who: str) -> int:
@@ -95,9 +95,9 @@ class TcpPair:
         except socket.timeout:
             pass
         if bytes(buf[:have]) != expected:
-            raise BpfkitError(
-                f"Message {i} did not arrive whole at the {who}: {have} of {len(expected)} bytes"
-                + (" (and they differ from what was sent)." if have else "."), _LOST_HINT)
+            raise WorkloadError(
+                  f"Message {i} did not arrive whole at the {who}: {have} of {len(expected)} bytes"
+                  + (" (and they differ from what was sent)." if have else "."), _LOST_HINT)
         return have
 
     def close(self) -> None:
@@ -131,8 +131,8 @@ def udp_from(host, sources: dict[str, int], to: str, port: int = 9000) -> int:
         try:
             ipaddress.IPv4Address(address)
         except ValueError:
-            raise BpfkitError(f"{address!r} is not an IPv4 address.",
-                              'give source addresses like "10.1.2.3".') from None
+            raise UsageError(f"{address!r} is not an IPv4 address.",
+                             'give source addresses like "10.1.2.3".') from None
     shown = json.loads(host.run("ip", "-j", "-4", "addr", "show", "dev", host.dev).stdout or "[]")
     present = {a.get("local") for link in shown for a in link.get("addr_info", [])}
     for address in sources:

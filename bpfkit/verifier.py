@@ -51,7 +51,7 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
                                "more than a million instructions")
         return LoadError(f"The kernel refused to load {described}: {os.strerror(errno_)}.",
                          "run `python -m bpfkit doctor`; the kernel's words were: "
-                         + (" ".join(log[-3:]) or "none"))
+                         + (" ".join(log[-3:]) or "none"), errno=errno_)
     reason = next((l for l in reversed(log) if not l.startswith("processed") and not re.match(r"^\d+: ", l)
                    and not l.startswith(";") and not l.startswith("bpf:")), log[-1])
     last_source = next((l for l in reversed(log) if l.startswith("; ") and "@ main.c:" in l), None)

@@ -36,7 +36,7 @@ from contextlib import nullcontext
 
 from . import atomic, lifetime, refusal
 from ._libc import MAP_FAILED, libc
-from .errors import BpfkitError
+from .errors import BpfkitError, Closed, KernelError, NotFound, UsageError
 from .netns import inside
 
 AF_XDP = 44
@@ -108,9 +108,9 @@ class XskSocket:
     def __init__(self, ifname: str, queue: int = 0, *, netns: str | None = None,
                  chunks: int = 64, chunk_size: int = 2048, ring: int = 64):
         if ring & (ring - 1) or chunks & (chunks - 1) or chunks < ring:
-            raise BpfkitError("AF_XDP rings hold a power of two of slots, and the UMEM needs a "
-                              f"chunk for each fill slot (ring={ring}, chunks={chunks}).",
-                              "use powers of two, chunks >= ring.")
+            raise UsageError("AF_XDP rings hold a power of two of slots, and the UMEM needs a "
+                             f"chunk for each fill slot (ring={ring}, chunks={chunks}).",
+                             "use powers of two, chunks >= ring.")
         self.ifname, self.queue, self.netns = ifname, queue, netns
         self.key = ("xsk", netns, ifname, queue)
         self.chunk_size, self.ring_size = chunk_size, ring
@@ -134,14 +134,14 @@ class XskSocket:
             try:
                 self.ifindex = socket.if_nametoindex(self.ifname)
             except OSError:
-                raise BpfkitError(f"There is no interface {self.ifname!r}"
-                                  + (f" in {self.netns}" if self.netns else "") + ".",
-                                  "list them with `ip -o link`.") from None
+                raise NotFound(f"There is no interface {self.ifname!r}"
+                               + (f" in {self.netns}" if self.netns else "") + ".",
+                               "list them with `ip -o link`.") from None
             try:
                 self.sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
             except OSError as e:
-                raise BpfkitError(f"This kernel refuses AF_XDP sockets: {e.strerror}.",
-                                  "AF_XDP needs CONFIG_XDP_SOCKETS and root.") from None
+                raise KernelError(f"This kernel refuses AF_XDP sockets: {e.strerror}.",
+                                  "AF_XDP needs CONFIG_XDP_SOCKETS and root.", errno=e.errno) from None
         fd = self.sock.fileno()
         # 1. The UMEM: page-aligned memory of `chunks` chunks, registered with the socket.
         self.umem_len = chunks * self.chunk_size
@@ -177,13 +177,13 @@ class XskSocket:
             err = ct.get_errno()
             hint = ("another AF_XDP socket is bound to this queue: close it." if err == errno.EBUSY
                     else f"the interface has queues 0..n-1; queue {self.queue} may not exist.")
-            raise BpfkitError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
-                              f"{self.queue}: {os.strerror(err)}.", hint)
+            raise KernelError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
+                              f"{self.queue}: {os.strerror(err)}.", hint, errno=err or None)
 
     def fileno(self) -> int:
         """The socket's fd: what an xskmap slot stores (`xsks[0] = xsk` passes it)."""
         if self.closed:
-            raise BpfkitError("This AF_XDP socket is closed.", "make a new one.")
+            raise Closed("This AF_XDP socket is closed.", "make a new one.")
         return self.sock.fileno()
 
     def receive(self) -> list[bytes]:
@@ -265,7 +265,7 @@ def _oserror(what: str) -> BpfkitError:
     err = ct.get_errno()
     if err in (errno.EPERM, errno.EACCES):   # a missing privilege, or the kernel's own policy
         return refusal.explain(err, what[0].lower() + what[1:])
-    return BpfkitError(f"{what} failed: {os.strerror(err)}.",
+    return KernelError(f"{what} failed: {os.strerror(err)}.",
                        "check free memory (AF_XDP locks its frames in memory).", errno=err or None)
 
 

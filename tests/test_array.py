@@ -68,7 +68,7 @@ def test_every_slot_exists_zeroed_and_cannot_be_deleted(no_leaks):
             a[1] = -1
         a.clear()
         assert a.frame()["value"].tolist() == [0] * 8 and len(a) == 8
-        assert list(a.frame(index="bucket", value="count").columns) == ["bucket", "count"]
+        assert list(a.frame({"index": "bucket", "value": "count"}).columns) == ["bucket", "count"]
 
 
 def test_struct_and_per_cpu_arrays(no_leaks):

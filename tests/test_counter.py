@@ -34,7 +34,7 @@ def test_frame_columns_dtypes_and_renaming(uid, no_leaks):
         frame = table.frame()
         assert list(frame.columns) == ["key", "value"]
         assert frame["key"].dtype == np.uint64 and frame["value"].dtype == np.uint64
-        assert list(table.frame(key="uid", value="count").columns) == ["uid", "count"]
+        assert list(table.frame({"key": "uid", "value": "count"}).columns) == ["uid", "count"]
         assert list(table.frame(columns=["uid", "count"]).columns) == ["uid", "count"]
         assert list(table.frame(columns={"value": "n"}).columns) == ["key", "n"]
 

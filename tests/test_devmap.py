@@ -303,7 +303,7 @@ def test_cleanup_stale_spares_live_labs_and_removes_crashed_ones(clean_network):
     try:
         assert "bpfkit-liv" not in net.cleanup_stale()
         assert "bpfkit-liv" in net.netns_names()
-        with pytest.raises(bpfkit.BpfkitError, match="another running process"):
+        with pytest.raises(bpfkit.errors.InUse, match="another running process"):
             net.Lab("mine").host("liv")
     finally:
         alive.communicate("\n", timeout=10)              # exits normally: its atexit cleans up

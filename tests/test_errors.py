@@ -685,7 +685,7 @@ def test_a_program_where_a_map_goes_says_which_of_its_maps_to_pass(no_leaks):
 
 
 def test_cflags_as_one_string_is_refused_with_the_list_to_write(no_leaks):
-    with pytest.raises(errors.BpfkitError) as e:
+    with pytest.raises(errors.UsageError) as e:
         bpfkit.load(SEED, name="seed_flags", cflags="-DLIMIT=10 -DX=1")
     assert "cflags takes a list of compiler flags, not one string" in e.value.what
     assert "cflags=['-DLIMIT=10', '-DX=1']" in e.value.hint
@@ -694,14 +694,14 @@ def test_cflags_as_one_string_is_refused_with_the_list_to_write(no_leaks):
 def test_a_folder_as_the_source_lists_its_programs(tmp_path, no_leaks):
     (tmp_path / "mine.c").write_text(SEED)
     (tmp_path / "other.c").write_text(SEED)
-    with pytest.raises(errors.BpfkitError) as e:
+    with pytest.raises(errors.UsageError) as e:
         bpfkit.load(tmp_path)
     assert e.value.what.endswith("is a folder, not a C file.")
     assert "mine, other" in e.value.hint
 
 
 def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_how_to_load_it():
-    with pytest.raises(errors.BpfkitError) as e:
+    with pytest.raises(errors.NotFound) as e:
         bpfkit.load("countr")
     said = str(e.value)
     assert "No BPF program named 'countr'" in said and "'counter'" in said
@@ -709,7 +709,7 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
     libbpf_c = sorted(ROOT.glob("bpf/*.bpf.c"))
     assert libbpf_c, "lesson 19's programs are in bpf/"
     name = libbpf_c[0].name[:-len(".bpf.c")]
-    with pytest.raises(errors.BpfkitError) as e:
+    with pytest.raises(errors.UsageError) as e:
         bpfkit.load(name)
     assert f"{name}.bpf.c is libbpf C, which BCC cannot build" in str(e.value)
     assert f"bpfkit.bpfobject.load('{name}')" in str(e.value)

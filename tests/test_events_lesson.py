@@ -15,7 +15,7 @@ import pytest
 
 import bpfkit
 from bpfkit import events
-from bpfkit.errors import BpfkitError
+from bpfkit.errors import Closed, UsageError
 from bpfkit.exercises.events import (BURST, BURST_PATHS, check_burst_fits, fewest_pages,
                                      opens_in_child, record_size, ring_capacity)
 from notebook_runs import bpf_cell
@@ -39,7 +39,7 @@ def readers(prog, pages: int = 1):
 
 def read_all(*readers_) -> None:
     for r in readers_:
-        r.drain(quiet_ms=10)
+        r.drain(quiet=0.01)
 
 
 def quiet_frame(reader):
@@ -136,7 +136,7 @@ def test_a_reader_opened_again_replaces_the_earlier_one(no_leaks):
         assert perf_fds() - before == opened          # the first perf buffers were freed
         assert ring1.replaced and perf1.replaced and not ring2.replaced and not perf2.replaced
         for old in (ring1, perf1):
-            with pytest.raises(BpfkitError, match="replaced by a newer one"):
+            with pytest.raises(Closed, match="replaced by a newer one"):
                 old.poll(0)
         opens_in_child(prog["config"], ["/dev/null", "/no/such/l09/x"])
         read_all(ring2, perf2)
@@ -146,7 +146,7 @@ def test_a_reader_opened_again_replaces_the_earlier_one(no_leaks):
         assert perf2.pages == 2
         ring3 = events.ring(prog, "ring_buf")             # and again: still one consumer
         opens_in_child(prog["config"], ["/dev/null"])
-        ring3.drain(quiet_ms=10)
+        ring3.drain(quiet=0.01)
         assert (ring3.received, ring2.received) == (1, 2)
     assert perf_fds() == outside                      # closing the program frees the rest
     with pytest.raises(bpfkit.errors.ProgramClosed):
@@ -163,13 +163,13 @@ def test_opens_in_child_checks_what_it_is_given():
 
     pid = opens_in_child(config, ["/dev/null"] * 4, every=0.02, during=during)
     assert pid > 0 and config[0] == 0 and len(calls) >= 2   # `during` ran while the child worked
-    with pytest.raises(ValueError, match="at least one path"):
+    with pytest.raises(bpfkit.errors.UsageError, match="at least one path"):
         opens_in_child(config, [])
-    with pytest.raises(ValueError, match="NUL"):
+    with pytest.raises(bpfkit.errors.UsageError, match="NUL"):
         opens_in_child(config, ["/dev/\0null"])
-    with pytest.raises(ValueError, match="cpus has 1 entries for 2 paths"):
+    with pytest.raises(bpfkit.errors.UsageError, match="cpus has 1 entries for 2 paths"):
         opens_in_child(config, ["/dev/null", "/dev/null"], cpus=[CPUS[0]])
-    with pytest.raises(BpfkitError, match="not one this process may run on"):
+    with pytest.raises(UsageError, match="not one this process may run on"):
         opens_in_child(config, ["/dev/null"], cpus=max(CPUS) + 1000)
     assert config[0] == 0
 

@@ -186,15 +186,15 @@ def test_map_operations_with_random_keys_and_values_raise_only_map_errors(maps_p
 @fuzz(40)
 @given(st.one_of(st.none(), st.lists(st.text(max_size=6), max_size=6),
                  st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=4),
-                 st.text(max_size=6)),
-       st.dictionaries(st.sampled_from(["key", "value", "count", "x"]), st.text(min_size=1, max_size=5),
-                       max_size=2))
-def test_frame_with_random_column_names_renames_or_says_why(maps_program, columns, names):
+                 st.dictionaries(st.sampled_from(["key", "value", "count", "x"]),
+                                 st.text(min_size=1, max_size=5), max_size=2),
+                 st.text(max_size=6)))
+def test_frame_with_random_column_names_renames_or_says_why(maps_program, columns):
     small = maps_program["small"]
     small.clear()
     small[1] = {"count": 2, "flags": 3, "name": "ab"}
     try:
-        frame = small.frame(columns=columns, **names)
+        frame = small.frame(columns)
     except errors.ColumnError as e:
         assert "column" in str(e)
         return

@@ -42,7 +42,7 @@ def test_queue_gives_pids_back_oldest_first_and_stack_newest_first(no_leaks):
         pids = children.run_as(watched, 5)
         assert len(set(pids)) == 5
         assert fifo.peek() == pids[0] and lifo.peek() == pids[-1]
-        assert fifo.frame(value="next pid").to_dict("list") == {"next pid": [pids[0]]}
+        assert fifo.frame({"value": "next pid"}).to_dict("list") == {"next pid": [pids[0]]}
         out_q, out_s = fifo.drain(), lifo.drain()
         assert out_q.to_dict("list") == {"order": list(range(5)), "value": pids}
         assert out_s.to_dict("list") == {"order": list(range(5)), "value": pids[::-1]}

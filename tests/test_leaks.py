@@ -317,5 +317,5 @@ def test_readers_refuse_a_misspelled_map_and_odd_page_counts(no_leaks):
     with bpfkit.load("BPF_PERF_OUTPUT(events);", name="perf_names") as prog:
         with pytest.raises(errors.MapNotFound, match="Did you mean 'events'"):
             events.perf(prog, "event")
-        with pytest.raises(errors.BpfkitError, match="power of two"):
+        with pytest.raises(errors.UsageError, match="power of two"):
             events.perf(prog, "events", pages=3)

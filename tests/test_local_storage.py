@@ -12,7 +12,7 @@ import pytest
 
 import bpfkit
 from bpfkit.cgroup import Cgroup
-from bpfkit.errors import BpfkitError
+from bpfkit.errors import BpfkitError, KeyMissing
 from bpfkit.exercises.local_storage import check_exit_cleanup
 from bpfkit.children import Child
 from notebook_runs import bpf_cell
@@ -61,7 +61,7 @@ def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
             assert on_task.get(kept) is None          # freed with the task
         finally:
             os.close(kept)
-        with pytest.raises(BpfkitError, match="has exited"):
+        with pytest.raises(KeyMissing, match="has exited"):
             on_task[one]
         assert by_pid[one.pid] == 12                  # the hash keeps a stale entry
     finally:
@@ -91,7 +91,7 @@ def test_socket_storage_counts_each_sockets_bytes(no_leaks):
         assert sent[a] == {"packets": 5, "bytes": 5 * (100 + UDP_IPV4_HEADERS)}
         assert sent[b] == {"packets": 3, "bytes": 3 * (1000 + UDP_IPV4_HEADERS)}
         assert sent.get(out) is None                  # made outside the cgroup
-        frame = sent.frame(keys=[a, b, out], key="socket")
+        frame = sent.frame({"key": "socket"}, keys=[a, b, out])
         assert frame["socket"].tolist() == [a, b] and frame["packets"].tolist() == [5, 3]
         with pytest.raises(BpfkitError, match="cannot be walked"):
             sent.frame()

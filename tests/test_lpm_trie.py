@@ -10,7 +10,7 @@ import pytest
 
 import bpfkit
 from bpfkit import lifetime, net, traffic
-from bpfkit.errors import BpfkitError
+from bpfkit.errors import BpfkitError, UsageError
 from bpfkit.exercises import lpm_trie
 from bpfkit.exercises.lpm_trie import check_prefix_exercise
 
@@ -126,7 +126,7 @@ def test_udp_from_sends_from_each_address_and_adds_missing_ones_once(host, class
     shown = host.run("ip", "-o", "-4", "addr", "show", "dev", "eth0").stdout
     assert sorted(line.split()[3] for line in shown.splitlines()) == ["10.1.2.3/32", "10.1.2.4/32"]
     assert hits(trie)["10.1.2.0/24"] == 4
-    with pytest.raises(BpfkitError, match="not an IPv4 address"):
+    with pytest.raises(UsageError, match="not an IPv4 address"):
         traffic.udp_from(host, {"10.1.2.300": 1}, DST)
 
 
@@ -218,4 +218,4 @@ def test_the_lessons_plain_bcc_script_works(host):
     finally:
         b.cleanup()
     assert net.xdp_prog_id(host.port) is None
-    assert "l12-test" in lifetime.live("lab")
+    assert "l12-test" in lifetime.held("lab")

@@ -3,6 +3,7 @@ maps BCC cannot declare used by a loaded program through `maps=`, local storage 
 objects, keyless maps, pins, and `close_all()` leaving nothing behind."""
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
@@ -17,7 +18,8 @@ import pytest
 import bpfkit
 from bpfkit import lifetime, maptypes
 from bpfkit.cgroup import Cgroup
-from bpfkit.errors import BpfkitError, ColumnError, MapEmpty, MapError, MapFull, NotAllowedHere
+from bpfkit.errors import (BpfkitError, CleanupError, Closed, ColumnError, MapEmpty, MapError, MapFull,
+                           NotAllowedHere, UsageError)
 from bpfkit.maps import btf
 from conftest import kernel_state, leftovers, skip_unless_allowed
 
@@ -70,10 +72,10 @@ def test_create_map_makes_every_type_and_close_frees_it(kind, no_leaks):
         bpfkit.close_all()
     skip_unless_allowed(f"{kind} map", refused)
     m = bpfkit.create_map(kind, **extra)
-    assert m.type == kind and m.owns_fd and m in lifetime.live("map")
+    assert m.type == kind and m.owns_fd and m in lifetime.held("map")
     assert repr(m).startswith(f"<bpfkit.Map {m.name!r} {kind} id={m.id}")
     m.close()
-    assert m not in lifetime.live("map")
+    assert m not in lifetime.held("map")
     with pytest.raises(MapError, match="closed"):
         m.fd
     bpfkit.close_all()
@@ -96,7 +98,7 @@ def test_create_map_explains_what_it_refuses(no_leaks):
         bpfkit.create_map("hash", colour="red")
     with pytest.raises(BpfkitError, match="does not name a C type"):
         bpfkit.create_map("hash", value="u65")
-    assert lifetime.live("map") == {}
+    assert lifetime.held("map") == {}
 
 
 # -- maps BCC cannot declare, used by a loaded program --------------------------------------------
@@ -136,7 +138,7 @@ def test_a_bloom_filter_and_a_queue_made_here_serve_a_program(no_leaks):
     assert seen.fd and seen.frame is not None          # the program is gone; the maps are ours
     assert all(p in seen for p in pids)
     bpfkit.close_all()
-    assert lifetime.live() == {}
+    assert lifetime.held() == {}
 
 
 def test_a_bpf_cell_takes_maps_from_notebook_variables(no_leaks):
@@ -160,7 +162,7 @@ def test_maps_given_to_a_program_are_checked(no_leaks):
     m = bpfkit.create_map("queue", value="u32")
     with pytest.raises(BpfkitError, match="takes a bpfkit Map"):
         bpfkit.load(SEEN, name="seen_once", maps={"seen": 3})
-    with pytest.raises(BpfkitError, match="is not a C name"):
+    with pytest.raises(UsageError, match="is not a C name"):
         bpfkit.load(SEEN, name="seen_once", maps={"not a name": m})
     m.close()
     with pytest.raises(MapError, match="closed"):
@@ -310,16 +312,17 @@ def test_frame_options_and_renames_behave_the_same_for_every_family(kind, no_lea
         key_rule = {"index": ["index"], "stored": None, "none": []}[m.map_type.key]
         if key_rule is not None:
             assert frame.attrs["key_columns"][:len(key_rule)] == key_rule
-        # One renaming step, three spellings, the same result.
+        # One renaming step, two spellings, the same result; a keyword is never a rename.
         new = [f"c{i}" for i in range(len(columns))]
-        by_list = m.frame(columns=new)
-        by_dict = m.frame(columns=dict(zip(columns, new)))
-        by_keywords = m.frame(**dict(zip(columns, new)))
-        for renamed in (by_list, by_dict, by_keywords):
+        by_list = m.frame(new)
+        by_dict = m.frame(dict(zip(columns, new)))
+        with pytest.raises(UsageError, match=rf"frame\(\{{'{columns[-1]}': 'c{len(columns) - 1}'\}}\)"):
+            m.frame(**{columns[-1]: new[-1]})
+        for renamed in (by_list, by_dict):
             assert list(renamed.columns) == new
             pd.testing.assert_frame_equal(renamed.set_axis(columns, axis=1), frame)
         with pytest.raises(ColumnError, match="no column 'nope'"):
-            m.frame(nope="x")
+            m.frame({"nope": "x"})
         wrong = ["only"] if len(columns) != 1 else ["a", "b"]
         with pytest.raises(ColumnError, match=f"names {len(wrong)} columns, the frame has {len(columns)}"):
             m.frame(columns=wrong)
@@ -328,7 +331,7 @@ def test_frame_options_and_renames_behave_the_same_for_every_family(kind, no_lea
         with pytest.raises(MapError, match=rf"frame\({foreign}=\.\.\.\) is for "):
             m.frame(**{foreign: {"x": None}})
         # sample() builds the same columns, with `time` first, for every family.
-        sampled = bpfkit.sample(m, every=0.02, duration=0.05, **dict(zip(columns, new)))
+        sampled = bpfkit.sample(m, every=0.02, duration=0.05, columns=dict(zip(columns, new)))
         assert list(sampled.columns) == ["time"] + new
         assert len(sampled) == len(frame) * sampled["time"].nunique()
         if len(frame):  # (stack traces and cgroup storage fill only from programs)
@@ -385,7 +388,7 @@ def test_a_pin_keeps_a_map_for_another_opener_and_close_all_removes_it(no_leaks)
     with bpfkit.open_pinned(name) as again:
         assert again.id == m.id and again[1] == 11 and again.name == "pinned"
     bpfkit.close_all()
-    assert not pin.path.exists() and lifetime.live() == {}
+    assert not pin.path.exists() and lifetime.held() == {}
     with pytest.raises(MapError, match="Could not open the map pinned"):
         bpfkit.open_pinned(name)
 
@@ -423,10 +426,31 @@ def test_close_all_frees_programs_maps_pins_cgroups_and_labs_in_order():
     cg.attach(prog.load_func("allow_all", bpfkit.system.bcc().BPF.CGROUP_SKB), "ingress")
     lab = net.Lab("closeall")                            # and so does an XDP program on its port
     lab.attach_xdp(prog, lab.host("z").port, "pass_all")
-    assert set(lifetime.live()) == {"lab", "cgroup", "program", "map", "pin"}
-    bpfkit.close_all()
-    assert lifetime.live() == {} and prog.closed and cg.closed and lab.closed and seen.closed
+    assert set(lifetime.held()) == {"lab", "cgroup", "program", "map", "pin"}
+    bpfkit.close_all(check=True)                         # and finds nothing left: no error
+    assert lifetime.held() == {} and prog.closed and cg.closed and lab.closed and seen.closed
     assert leftovers(before) == {}
+
+
+def test_close_all_check_names_what_is_left():
+    """A close that fails and a pin this process still claims are both named, not warned."""
+    class Stuck:
+        def close(self):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+
+    pin = f"/sys/fs/bpf/bpfkit-test-stuck-{os.getpid()}"
+    lifetime.add("map", "stuck", Stuck())
+    lifetime.claim("pin", pin)
+    try:
+        with pytest.raises(CleanupError) as e:
+            bpfkit.close_all(check=True)
+        said = str(e.value)
+        assert "Could not be closed: map 'stuck'" in said and os.strerror(errno.EBUSY) in said
+        assert f"pin {pin}" in said
+    finally:
+        lifetime.release("pin", pin)
+    assert lifetime.held() == {}
+    bpfkit.close_all(check=True)                          # nothing left now
 
 
 def test_a_socket_in_two_slots_of_a_reuseport_array_is_named_as_such(no_leaks):
@@ -461,5 +485,5 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
             for _ in range(3):
                 os.getppid()
         assert prog["seen"][cg.id] == 3
-    with pytest.raises(BpfkitError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         cg.id

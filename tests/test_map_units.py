@@ -21,7 +21,7 @@ import pytest
 
 from bpfkit import maptypes, refusal, system
 from bpfkit.errors import (ColumnError, KeyTypeError, MapEmpty, MapError, MapFull, NotAllowedHere,
-                           PrivilegeError)
+                           PrivilegeError, UsageError)
 from bpfkit.maps import codecs, convert, failures, frames
 from bpfkit.maps.codecs import Lookups
 from bpfkit.maps.codecs.devices import CpumapVal, DevmapVal
@@ -76,13 +76,13 @@ def percpu_values(spec: MapSpec, rows) -> np.ndarray:
 
 
 def frame_of(spec: MapSpec, keys, values, *, lookups=None, objects=None, extra=None,
-             columns=None, renames=None, **options) -> pd.DataFrame:
+             columns=None, **options) -> pd.DataFrame:
     """The frame Map.frame() would show for these entries (arrays, or lists to convert)."""
     codec = codecs.for_type(spec.type)
     k = keys if isinstance(keys, np.ndarray) else key_array(spec, keys)
     v = values if isinstance(values, np.ndarray) else value_array(spec, values)
     table = codec.table(spec, k, v, objects=objects, lookups=lookups or FakeLookups(), **options)
-    return frames.build(table, extra=extra, columns=columns, renames=renames)
+    return frames.build(table, extra=extra, columns=columns)
 
 
 def cells(column: pd.Series) -> list:
@@ -303,7 +303,7 @@ def test_per_cpu_wide_layout_has_a_column_per_cpu_named_after_renaming():
     assert wide.to_dict("list") == {"key": [7, 9], "value_cpu0": [1, 4], "value_cpu1": [2, 5],
                                     "value_cpu2": [3, 6]}
     assert wide.attrs["key_columns"] == ["key"]
-    renamed = frame_of(spec, [7, 9], values, per_cpu="wide", renames={"value": "n", "key": "uid"})
+    renamed = frame_of(spec, [7, 9], values, per_cpu="wide", columns={"value": "n", "key": "uid"})
     assert list(renamed.columns) == ["uid", "n_cpu0", "n_cpu1", "n_cpu2"]
     assert renamed["n_cpu2"].tolist() == [3, 6]
 
@@ -324,7 +324,7 @@ def test_per_cpu_sum_adds_each_struct_field_and_keeps_cpu0s_text():
 
 def test_per_cpu_layout_must_be_long_wide_or_sum():
     spec = percpu_spec(cpus=2)
-    with pytest.raises(ValueError, match="per_cpu must be one of"):
+    with pytest.raises(UsageError, match="per_cpu= is one of"):
         frame_of(spec, [1], percpu_values(spec, [[1, 2]]), per_cpu="tall")
 
 
@@ -608,22 +608,42 @@ def test_columns_list_of_the_wrong_length_names_the_frames_columns():
     assert "columns= names 1 columns, the frame has 2: ['key', 'value']" in e.value.what
 
 
-def test_columns_dict_and_keyword_renames():
-    frame = frame_of(hash_spec(), [1], [10], extra={"time": [0.25]}, columns={"key": "uid"},
-                     renames={"value": "count"})
+def test_columns_dict_renames_the_columns_it_names():
+    frame = frame_of(hash_spec(), [1], [10], extra={"time": [0.25]},
+                     columns={"key": "uid", "value": "count"})
     assert frame.to_dict("list") == {"time": [0.25], "uid": [1], "count": [10]}
     assert frame.attrs["key_columns"] == ["uid"]
 
 
+class Flow(ct.Structure):   # fields named like frame()'s options
+    _fields_ = [("ports", ct.c_uint32), ("keys", ct.c_uint32), ("method", ct.c_uint32)]
+
+
+def test_a_field_named_like_an_option_renames_like_any_other():
+    spec = spec_of("hash", 8, ct.sizeof(Flow), key_type=ct.c_uint64, value_type=Flow)
+    frame = frame_of(spec, [1], [(80, 2, 3)], columns={"ports": "port pair", "keys": "k", "method": "m"})
+    assert frame.to_dict("list") == {"key": [1], "port pair": [80], "k": [2], "m": [3]}
+
+
+def test_renames_as_keywords_are_refused_with_the_dict_to_write():
+    e = frames.keywords_refused("frame", {"key": "uid", "value": "count"}, ["per_cpu", "keys"],
+                                "frame({...})")
+    assert isinstance(e, UsageError) and isinstance(e, TypeError)
+    assert e.what == "frame() has no option key=, value=."
+    assert "frame({'key': 'uid', 'value': 'count'})" in e.hint
+    near = frames.keywords_refused("frame", {"per_cpus": "sum"}, ["per_cpu", "keys"], "frame({...})")
+    assert near.hint.startswith("did you mean per_cpu=?")
+
+
 def test_renaming_an_unknown_column_suggests_the_nearest():
     with pytest.raises(ColumnError) as e:
-        frame_of(hash_spec(), [1], [10], renames={"valeu": "count"})
+        frame_of(hash_spec(), [1], [10], columns={"valeu": "count"})
     assert "There is no column 'valeu' to rename" in e.value.what
     assert e.value.hint == "Did you mean 'value'?"
     assert isinstance(e.value, KeyError) and isinstance(e.value, ValueError)
 
 
-@pytest.mark.parametrize("how", [{"renames": {"key": "value"}}, {"columns": ["a", "a"]}])
+@pytest.mark.parametrize("how", [{"columns": {"key": "value"}}, {"columns": ["a", "a"]}])
 def test_renaming_two_columns_to_one_name_is_refused(how):
     with pytest.raises(ColumnError):
         frame_of(hash_spec(), [1, 2], [10, 20], **how)
@@ -632,16 +652,16 @@ def test_renaming_two_columns_to_one_name_is_refused(how):
 def test_rename_renames_any_frame_like_map_frame():
     frame = pd.DataFrame({"key": [1], "value": [2]})
     assert list(frames.rename(frame, ["uid", "n"]).columns) == ["uid", "n"]
-    assert list(frames.rename(frame, value="count").columns) == ["key", "count"]
-    assert list(frames.rename(frame, {"key": "uid"}, value="n").columns) == ["uid", "n"]
+    assert list(frames.rename(frame, {"value": "count"}).columns) == ["key", "count"]
     with pytest.raises(ColumnError, match="Did you mean 'key'"):
-        frames.rename(frame, kye="uid")
+        frames.rename(frame, {"kye": "uid"})
+    with pytest.raises(UsageError, match=r"rename\(frame, \{'value': 'n'\}\)"):
+        frames.rename(frame, value="n")
 
 
 def test_renaming_maps_names_old_to_new():
     assert frames.renaming(["key", "value"], ["uid", "n"]) == {"key": "uid", "value": "n"}
-    assert frames.renaming(["key", "value"], {"value": "n"}, {"key": "uid"}) == \
-        {"value": "n", "key": "uid"}
+    assert frames.renaming(["key", "value"], {"value": "n"}) == {"value": "n"}
     assert frames.renaming(["key", "value"]) == {}
 
 
@@ -654,7 +674,7 @@ def test_struct_value_field_named_like_a_key_column_is_prefixed_with_value():
     frame = frame_of(spec, [(1, b"sh")], [(5, 6)])
     assert frame.to_dict("list") == {"pid": [1], "comm": ["sh"], "value.pid": [5], "exits": [6]}
     assert frame.attrs["key_columns"] == ["pid", "comm"]
-    renamed = frame_of(spec, [(1, b"sh")], [(5, 6)], renames={"value.pid": "child"})
+    renamed = frame_of(spec, [(1, b"sh")], [(5, 6)], columns={"value.pid": "child"})
     assert list(renamed.columns) == ["pid", "comm", "child", "exits"]
 
 

@@ -44,14 +44,14 @@ def test_calls_land_on_the_cpus_asked_for_counted_exactly_per_cpu(no_leaks, uid)
 
         assert calls[uid] == per_cpu(made, calls.cpus)
         assert calls[other] == per_cpu(other_made, calls.cpus)
-        long = calls.frame(key="uid", value="calls")
+        long = calls.frame({"key": "uid", "value": "calls"})
         mine = long[long["uid"] == uid]
         assert list(long.columns) == ["uid", "cpu", "calls"]
         assert mine["cpu"].tolist() == list(range(calls.cpus))
         assert mine["calls"].tolist() == per_cpu(made, calls.cpus)
-        wide = calls.frame(per_cpu="wide", key="uid", value="calls").set_index("uid")
+        wide = calls.frame({"key": "uid", "value": "calls"}, per_cpu="wide").set_index("uid")
         assert [wide.loc[uid, f"calls_cpu{c}"] for c in range(calls.cpus)] == per_cpu(made, calls.cpus)
-        summed = calls.frame(per_cpu="sum", key="uid", value="calls").set_index("uid")["calls"]
+        summed = calls.frame({"key": "uid", "value": "calls"}, per_cpu="sum").set_index("uid")["calls"]
         assert summed[uid] == 500 and summed[other] == 120
         assert total[0] == per_cpu(made, total.cpus)          # slot 0: the watched uid only
 
@@ -65,9 +65,9 @@ def test_calls_land_on_the_cpus_asked_for_counted_exactly_per_cpu(no_leaks, uid)
 
 
 def test_calls_on_cpus_folds_onto_the_cpus_this_process_may_use(no_leaks, uid):
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         calls_on_cpus(uid, [(0, -1)])
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         calls_on_cpus(uid, [(0, 1, 2, 3)])
     only = CPUS[-1]
     with bpfkit.load("percpu_counts") as prog:

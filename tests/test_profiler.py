@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 
 import bpfkit  # noqa: E402
 from bpfkit import children  # noqa: E402
-from bpfkit.errors import BpfkitError  # noqa: E402
+from bpfkit.errors import WorkloadError  # noqa: E402
 from bpfkit.exercises.profiler import MYSTERY, check_hotter_caller, profiled_c_program  # noqa: E402
 from bpfkit.profile import (Symbols, addresses, attach_cpu_clock, callers, flame_graph,  # noqa: E402
                             flame_layout, fold, fold_stacks, resolve, stack_error, top_functions)
@@ -195,14 +195,14 @@ def test_c_program_runs_its_cpu_time_with_its_pid_in_config():
 
 def test_c_program_errors_are_explained():
     config = {0: 0}
-    with pytest.raises(BpfkitError, match=r"could not compile(.|\n)*program\.c:1"):
+    with pytest.raises(WorkloadError, match=r"could not compile(.|\n)*program\.c:1"):
         with profiled_c_program(config, "int main(void) { return x; }\n"):
             pass
-    with pytest.raises(BpfkitError, match="died \\(signal SIGSEGV\\)"):
+    with pytest.raises(WorkloadError, match="died \\(signal SIGSEGV\\)"):
         with profiled_c_program(config, "int main(void) { return *(volatile int *)0; }\n"):
             pass
     assert config[0] == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         with profiled_c_program(config, "int main(void) { return 0; }\n", cpu_seconds=0):
             pass
 
@@ -225,7 +225,7 @@ def profile_run(prog, source: str, cpu_seconds: float = 1.0):
     counts.clear()
     stacks.clear()
     with profiled_c_program(config, source, cpu_seconds) as child, Symbols(child.pid) as symbols:
-        samples = counts.frame(value="samples")
+        samples = counts.frame({"value": "samples"})
         folded = fold(samples, stacks, symbols)
     return child, samples, folded
 

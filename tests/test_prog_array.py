@@ -62,7 +62,7 @@ def test_lookup_gives_program_ids_and_the_frame_names_them(no_leaks):
         assert kernel.prog_info(handlers[3])["type"] == "tracepoint"
         handlers[2] = count_a.fd                     # a plain int is an fd
         assert handlers[2] == a_id
-        assert list(handlers.frame(index="slot").columns)[0] == "slot"
+        assert list(handlers.frame({"index": "slot"}).columns)[0] == "slot"
 
 
 def test_tail_calls_count_exactly_and_empty_slots_fall_through(uid, no_leaks):

@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 import bpfkit
 from bpfkit import bpfobject, features, maptypes, refusal, system
-from bpfkit.errors import NotAllowedHere, PrivilegeError
+from bpfkit.errors import NotAllowedHere, NotFound, PrivilegeError, UsageError
 from bpfkit.maps import create
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def test_the_switch_names_kind_name_and_errno():
     assert refusal.pretended("map", "arena") == 0
     os.environ[refusal.PRETEND] = "map:arena:EPREM"
     try:
-        with pytest.raises(bpfkit.BpfkitError, match="names no errno in 'map:arena:EPREM'"):
+        with pytest.raises(UsageError, match="names no errno in 'map:arena:EPREM'"):
             refusal.pretended("map", "arena")
     finally:
         del os.environ[refusal.PRETEND]
@@ -130,7 +130,7 @@ def test_anything_a_probe_meets_is_a_row():
 
 
 def test_a_feature_bpfkit_does_not_know_is_told_with_the_nearest():
-    with pytest.raises(bpfkit.BpfkitError, match="no feature 'arena_mpa'") as e:
+    with pytest.raises(NotFound, match="no feature 'arena_mpa'") as e:
         bpfkit.allowed("arena_mpa")
     assert "arena" in e.value.hint
 
@@ -143,7 +143,7 @@ def test_map_types_keeps_every_other_row_when_one_type_is_refused(monkeypatch, n
     assert not types.loc["arena", "supported"] and "EPERM" in types.loc["arena", "error"]
     assert not types.loc["queue", "supported"] and "EINVAL" in types.loc["queue", "error"]
     assert types.loc["hash", "supported"] and types.loc["stack", "supported"]
-    assert bpfkit.lifetime.live() == {}
+    assert bpfkit.lifetime.held() == {}
 
 
 def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leaks):
@@ -151,7 +151,7 @@ def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leak
     with pytest.raises(NotAllowedHere) as e:
         bpfkit.create_map("bloom_filter", value="u32")
     assert e.value.errno == errno.EPERM and "no privilege is missing" in e.value.what
-    assert "needs root" not in str(e.value) and bpfkit.lifetime.live() == {}
+    assert "needs root" not in str(e.value) and bpfkit.lifetime.held() == {}
 
 
 def test_a_refused_program_type_is_named_at_load(monkeypatch, no_leaks):
@@ -185,7 +185,7 @@ def test_helpers_says_which_a_program_type_may_call(monkeypatch, no_leaks):
     pretend(monkeypatch, "program:xdp")                      # a refused type: every row says so
     refused = bpfkit.helpers("xdp")
     assert not refused["supported"].any() and refused["error"].str.contains("EPERM").all()
-    with pytest.raises(bpfkit.BpfkitError, match="no program type 'xpd'"):
+    with pytest.raises(NotFound, match="no program type 'xpd'"):
         bpfkit.helpers("xpd")
 
 
@@ -193,7 +193,7 @@ def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks
     pretend(monkeypatch, "map:user_ringbuf")
     with pytest.raises(NotAllowedHere, match="does not allow user_ringbuf maps here"):
         bpfobject.load("l19_uring")
-    assert bpfkit.loaded() == {} and bpfkit.lifetime.live() == {}
+    assert bpfkit.loaded() == {} and bpfkit.lifetime.held() == {}
 
 
 @pytest.mark.parametrize("lesson, refused, says", [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import compiler, progress, reset
+from bpfkit import compiler, errors, progress, reset
 from bpfkit.exercises import CATALOG, exercise
 from bpfkit.exercises import progress as progress_table
 
@@ -99,7 +99,7 @@ def test_reset_puts_edited_and_deleted_lessons_back_and_keeps_the_learners_copy(
     assert (backup / "01_a.ipynb").read_text() == '{"cells": ["my work"]}\n'
     assert (kit / "notebooks/03_mine.ipynb").exists()
     assert reset.lessons(kit) == {"restored": [], "backup": []}
-    with pytest.raises(RuntimeError, match="not a git clone"):
+    with pytest.raises(errors.SetupError, match="not a git clone"):
         reset.lessons(tmp_path)
 
 

@@ -76,7 +76,7 @@ def test_sample_shape_columns_and_time(counts):
 
 
 def test_sample_renames_and_per_cpu(prog, counts):
-    frame = bpfkit.sample(counts, every=0.05, duration=0.1, key="id", value="n")
+    frame = bpfkit.sample(counts, every=0.05, duration=0.1, columns={"key": "id", "value": "n"})
     assert list(frame.columns) == ["time", "id", "n"]
     m = prog["per_cpu"]
     cpus = m.cpus
@@ -124,7 +124,7 @@ def test_live_draws_and_returns_the_long_frame(counts):
     fig, ax = plt.subplots()
     action, calls = ticking(counts)
     frame = sampling.live(counts, every=0.05, duration=0.3, action=action, top=3, ax=ax,
-                          key="id", value="n", title="test")
+                          columns={"key": "id", "value": "n"}, title="test")
     assert list(frame.columns) == ["time", "id", "n"]
     assert frame["time"].nunique() == calls[0] + 1
     labels = sorted(line.get_label() for line in ax.get_lines())
@@ -138,7 +138,7 @@ def test_live_lays_its_label_out_inside_the_figure(counts):
     import matplotlib.pyplot as plt
 
     action, _ = ticking(counts)
-    sampling.live(counts, every=0.05, duration=0.1, action=action, key="id", value="n",
+    sampling.live(counts, every=0.05, duration=0.1, action=action, columns={"key": "id", "value": "n"},
                   ylabel="frames that landed on each CPU (total)")
     fig = plt.gcf()
     fig.canvas.draw()
@@ -150,7 +150,7 @@ def test_live_lays_its_label_out_inside_the_figure(counts):
     def grow():  # values that need six digits by the end (below a million: no 1e6 offset)
         for key in range(100):
             counts[key] = 100_000 + 5_000 * key
-    sampling.live(counts, every=0.05, duration=0.1, action=grow, key="id", value="n")
+    sampling.live(counts, every=0.05, duration=0.1, action=grow, columns={"key": "id", "value": "n"})
     fig = plt.gcf()
     fig.canvas.draw()
     ticks = [t for t in fig.axes[0].get_yticklabels() if t.get_text()]
@@ -169,7 +169,7 @@ def test_live_names_keys_in_its_legend(counts, names, shown):
     fig, ax = plt.subplots()
     action, _ = ticking(counts)
     frame = sampling.live(counts, every=0.05, duration=0.2, action=action, top=3, ax=ax,
-                          key="id", value="n", names=names)
+                          columns={"key": "id", "value": "n"}, names=names)
     assert sorted(line.get_label() for line in ax.get_lines()) == shown
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == shown
     assert frame["id"].dtype.kind in "iu"  # the frame keeps the keys themselves
@@ -194,9 +194,9 @@ def test_live_stops_cleanly_on_interrupt(counts):
 
 
 def test_bad_arguments(counts):
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         bpfkit.sample(counts, every=0, duration=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         bpfkit.sample(counts, every=0.1, duration=-1)
 
 
@@ -205,5 +205,5 @@ def test_a_misspelled_column_fails_before_sampling_starts(counts):
     from bpfkit.errors import ColumnError
     start = time.monotonic()
     with pytest.raises(ColumnError, match="Did you mean 'value'"):
-        bpfkit.sample(counts, every=0.5, duration=30, valeu="n")
+        bpfkit.sample(counts, every=0.5, duration=30, columns={"valeu": "n"})
     assert time.monotonic() - start < 5  # not after the 30 s of sampling

@@ -83,10 +83,10 @@ def test_two_programs_share_one_map_that_outlives_them(no_leaks):
     exits = bpfkit.load(exits.source, name="shared_exits", maps=given)
     children.run_as(bob, 2)
     assert dict(counts.items()) == {EXECVE: 10, EXIT: 8}
-    frame = counts.frame(key="event", value="count").sort_values("event")
+    frame = counts.frame({"key": "event", "value": "count"}).sort_values("event")
     assert frame.to_dict("list") == {"event": [1, 2], "count": [10, 8]}
     bpfkit.close_all()
-    assert lifetime.live() == {}
+    assert lifetime.held() == {}
 
 
 def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_leaks):
@@ -130,7 +130,7 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
     assert counts[EXECVE] == 5
 
     bpfkit.close_all()                               # removes the pin; nothing holds the map now
-    assert not pin.path.exists() and lifetime.live() == {}
+    assert not pin.path.exists() and lifetime.held() == {}
     assert map_gone(map_id)
     gone = bpfkit_map(name)                          # the command explains a missing pin
     assert gone.returncode == 1 and gone.stdout == ""
@@ -202,7 +202,7 @@ def test_private_uids_are_free_distinct_and_the_same_for_one_process():
     assert children.private_uids(2, skip=2) == uids[2:]
     taken = {p.pw_uid for p in pwd.getpwall()}
     assert not taken & set(uids) and min(uids) >= 1_000_000
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         children.private_uids(17)
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         children.private_uids(2, skip=15)

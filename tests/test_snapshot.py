@@ -216,13 +216,13 @@ def test_per_cpu_hash_layouts(prog):
     for c in range(cpus):
         assert wide[f"value_cpu{c}"].tolist() == (keys * 10 + c).tolist()
 
-    total = sorted_frame(m.frame(per_cpu="sum", key="id", value="total"), "id")
+    total = sorted_frame(m.frame({"key": "id", "value": "total"}, per_cpu="sum"), "id")
     assert list(total.columns) == ["id", "total"]
     assert total["total"].tolist() == (keys * 10 * cpus + sum(range(cpus))).tolist()
 
-    renamed = m.frame(per_cpu="wide", value="n")
+    renamed = m.frame({"value": "n"}, per_cpu="wide")
     assert f"n_cpu{cpus - 1}" in renamed.columns
-    with pytest.raises(ValueError):
+    with pytest.raises(bpfkit.errors.UsageError):
         m.frame(per_cpu="tall")
 
 

@@ -181,7 +181,7 @@ def test_cgroup_is_cleaned_up_when_a_block_fails_midway(no_leaks):
                 assert cgroup.current() == cg.path and cg.pids() == [os.getpid()]
                 raise RuntimeError("a cell failed here")
         assert cgroup.current() == home
-        assert not cg.path.exists() and cg.closed and cgroup.live() == {}
+        assert not cg.path.exists() and cg.closed and cgroup.held() == {}
         assert "bpfkit-test-fail" not in cgroup_state()["bpfkit cgroups"]
 
 
@@ -202,7 +202,7 @@ def test_making_the_same_cgroup_again_replaces_the_first(no_leaks):
         second = Cgroup("test-again")
         try:
             assert first.closed and not second.closed and second.path == first.path
-            assert second.attached() == {} and cgroup.live() == {"bpfkit-test-again": second}
+            assert second.attached() == {} and cgroup.held() == {"bpfkit-test-again": second}
         finally:
             second.close()
 

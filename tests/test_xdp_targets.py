@@ -53,13 +53,13 @@ def test_cpumap_steers_flows_to_cpus_exactly(lab, no_leaks):
     cpus, flow_cpu, landed = prog["cpus"], prog["flow_cpu"], prog["landed"]
     assert (cpus.type, cpus.max_entries, cpus.value_size) == ("cpumap", 2, 4)
     cpus[0] = cpus[1] = 192
-    assert cpus.frame(index="cpu").to_dict("list") == {"cpu": [0, 1], "qsize": [192, 192]}
+    assert cpus.frame({"index": "cpu"}).to_dict("list") == {"cpu": [0, 1], "qsize": [192, 192]}
     flow_cpu[0], flow_cpu[1] = 0, 1
 
     p.send_udp(SERVICE, 9000, 4)
     p.send_udp(SERVICE, 9001, 6)
     assert net.wait_until(lambda: total_landed(landed) == 10)
-    assert landed.frame(index="cpu", value="frames").to_dict("list") == {"cpu": [0, 1], "frames": [4, 6]}
+    assert landed.frame({"index": "cpu", "value": "frames"}).to_dict("list") == {"cpu": [0, 1], "frames": [4, 6]}
 
     flow_cpu[1] = 0                                  # one write moves flow 1 to CPU 0
     p.send_udp(SERVICE, 9001, 7)
@@ -86,7 +86,7 @@ def test_devmap_hash_sends_by_port_key(lab, no_leaks):
     lab.attach_xdp(prog, p.port, "xdp_by_port")
     ports[9053] = q.port
     ports[9080] = r.port_ifindex                     # a name or an ifindex
-    frame = ports.frame(key="port").sort_values("port")
+    frame = ports.frame({"key": "port"}).sort_values("port")
     assert frame.to_dict("list") == {"port": [9053, 9080], "ifindex": [q.port_ifindex, r.port_ifindex],
                                      "name": [q.port, r.port]}
     rq, rr, rq80 = q.receiver(9053), r.receiver(9080), q.receiver(9080)
@@ -94,7 +94,7 @@ def test_devmap_hash_sends_by_port_key(lab, no_leaks):
         p.send_udp(SERVICE, port, n)
     assert net.wait_until(lambda: rq.count() + rr.count() == 10)
     assert (rq.count(), rr.count(), rq80.count()) == (4, 6, 0)
-    sent = prog["sent_to"].frame(key="ifindex", value="frames").set_index("ifindex")["frames"].to_dict()
+    sent = prog["sent_to"].frame({"key": "ifindex", "value": "frames"}).set_index("ifindex")["frames"].to_dict()
     assert sent == {q.port_ifindex: 4, r.port_ifindex: 6}
 
     ports[9080] = q.port                             # one write moves the key

@@ -12,7 +12,7 @@ import pytest
 
 import bpfkit
 from bpfkit import lifetime, net, xsk
-from bpfkit.errors import BpfkitError
+from bpfkit.errors import Closed, KernelError, NotFound
 from bpfkit.exercises.xskmap import check_two_ports
 from bpfkit.netns import inside
 
@@ -93,17 +93,17 @@ def test_socket_closes_everything(no_leaks, lab):
     again = xsk.XskSocket("eth0", 0, netns=k.netns)        # one per queue: the earlier one closes
     assert sock.closed and not again.closed and xdp_sockets(k.netns) == 1
     bpfkit.close_all("socket")                             # the kind a socket registers as
-    assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.live("socket") == {}
+    assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
     again.close()                                          # twice is fine
-    with pytest.raises(BpfkitError, match="closed"):
+    with pytest.raises(Closed, match="closed"):
         again.fileno()
 
 
 def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
     k = lab.host("k", "192.0.2.17/24")
-    with pytest.raises(BpfkitError, match="queue 5"):
+    with pytest.raises(KernelError, match="queue 5"):
         xsk.XskSocket("eth0", 5, netns=k.netns)            # a veth here has one queue
-    with pytest.raises(BpfkitError, match="no interface"):
+    with pytest.raises(NotFound, match="no interface"):
         xsk.XskSocket("nosuch0", 0, netns=k.netns)
     real = xsk.libc
 
@@ -118,7 +118,7 @@ def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         xsk.XskSocket("eth0", 0, netns=k.netns)
     monkeypatch.setattr(xsk, "libc", real)
-    assert xdp_sockets(k.netns) == 0 and lifetime.live("socket") == {}
+    assert xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
     sock = xsk.XskSocket("eth0", 0, netns=k.netns)         # the queue is free again
     assert not sock.closed
 

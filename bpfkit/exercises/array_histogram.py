@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 from ..children import Child
-from ..errors import BpfkitError
+from ..errors import NotFound, UsageError
 from ..maps.buckets import linear_labels, log2_bucket
 from . import Checker, exercise
 
@@ -20,7 +20,8 @@ def reads_in_child(config, sizes: list[int], timeout: float = 30.0) -> int:
     child process whose pid is in `config[0]` while it reads. Returns the child's pid."""
     sizes = [int(s) for s in sizes]
     if any(s <= 0 for s in sizes):
-        raise ValueError("each read size must be at least 1 byte")
+        raise UsageError(f"Each read size is at least 1 byte; the sizes were {sizes}.",
+                         "give sizes like [100, 4096].")
     with tempfile.NamedTemporaryFile(prefix="bpfkit-reads-") as f, \
             Child(watch=config, timeout=timeout) as child:
         f.truncate(sum(sizes))  # a sparse file reads as zeros, as fast as any
@@ -34,7 +35,7 @@ def trace_command(config, argv: list[str], timeout: float = 60.0) -> int:
     program sees every read it makes (its loader's included). Returns its pid."""
     path = argv[0] if os.sep in argv[0] else shutil.which(argv[0])
     if path is None:
-        raise BpfkitError(f"No command {argv[0]!r} on this machine.", "pass a program that exists.")
+        raise NotFound(f"No command {argv[0]!r} on this machine.", "pass a program that exists.")
     with Child(watch=config, timeout=timeout) as child:
         child.exec([path, *argv[1:]])
         return child.pid

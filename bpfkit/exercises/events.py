@@ -13,7 +13,7 @@ import warnings
 
 from .. import events as event_readers
 from ..children import Child
-from ..errors import BpfkitError
+from ..errors import BpfkitError, UsageError
 from . import Checker, exercise
 
 BURST = 300
@@ -33,16 +33,17 @@ def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, d
     the child runs (a reader's poll, say), so user space works while the events come."""
     paths = [os.fspath(p) for p in paths]
     if not paths or any(not isinstance(p, str) or not p or "\0" in p for p in paths):
-        raise ValueError("give at least one path, each a non-empty str without NUL")
+        raise UsageError("opens_in_child() needs at least one path, each a non-empty str "
+                         "without NUL.", 'give paths like ["/etc/hostname"].')
     cpus = [cpus] * len(paths) if cpus is None or isinstance(cpus, int) else list(cpus)
     if len(cpus) != len(paths):
-        raise ValueError(f"cpus has {len(cpus)} entries for {len(paths)} paths: give one CPU "
-                         "for every call, or one per call")
+        raise UsageError(f"cpus has {len(cpus)} entries for {len(paths)} paths.",
+                         "give one CPU for every call, or one per call.")
     allowed = os.sched_getaffinity(0)
     bad = sorted({c for c in cpus if c is not None and c not in allowed})
     if bad:
-        raise BpfkitError(f"CPU {bad[0]} is not one this process may run on.",
-                          f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
+        raise UsageError(f"CPU {bad[0]} is not one this process may run on.",
+                         f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
     with Child(watch=config, timeout=timeout) as child:
         child.open(paths, cpus=cpus, every=every, during=during)
         return child.pid
@@ -83,11 +84,11 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
     page = os.sysconf("SC_PAGE_SIZE")
     pages = m.max_entries // page
     reader = event_readers.ring(program, ring, dropped=dropped)
-    reader.drain(quiet_ms=10)            # whatever waited from before is not part of the burst
+    reader.drain(quiet=0.01)             # whatever waited from before is not part of the burst
     reader.clear()
     program[dropped].clear()
     opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
-    reader.drain(quiet_ms=10)
+    reader.drain(quiet=0.01)
     got, lost = reader.received, reader.dropped
     c.require(got > 0, f"No event arrived for {BURST} openat() calls: does the program still send "
               "one for each call of the process in config[0], with ringbuf_submit()?")

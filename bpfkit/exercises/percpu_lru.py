@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..children import Child, on_cpu, unused_uid
+from ..errors import UsageError
 from . import Checker, exercise
 
 MAX_ENTRIES = 8
@@ -31,7 +32,8 @@ def calls_on_cpus(uid: int, steps) -> dict[int, int]:
     for step in steps:
         cpu, n, *key = step
         if int(n) < 0 or len(key) > 1:
-            raise ValueError(f"a step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}")
+            raise UsageError(f"A step is (cpu, n) or (cpu, n, key) with n >= 0, not {step!r}.",
+                             "for example [(0, 100), (1, 50)].")
         plan.append((on_cpu(cpu), int(n), int(key[0]) if key else None))
     made: dict[int, int] = {}
     with Child(uid=uid) as child:

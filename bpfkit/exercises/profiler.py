@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BpfkitError
+from ..errors import BpfkitError, SetupError, UsageError, WorkloadError
 from ..profile import callers, top_functions
 from . import Checker, exercise
 
@@ -128,8 +128,8 @@ def _compile(source: str, cflags, folder: str) -> str:
     """gcc builds `source` with the harness into `folder`; the binary's path."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        raise BpfkitError("There is no C compiler (gcc) on this machine.",
-                          "install it: apt-get install gcc (make lab's provisioning does).")
+        raise SetupError("There is no C compiler (gcc) on this machine.",
+                         "install it: apt-get install gcc (make lab's provisioning does).")
     with open(os.path.join(folder, "program.c"), "w") as f:
         f.write(source)
     shutil.copy(HARNESS, os.path.join(folder, "harness.c"))
@@ -138,8 +138,8 @@ def _compile(source: str, cflags, folder: str) -> str:
                            capture_output=True, text=True)
     if built.returncode != 0:
         said = "\n".join(built.stderr.strip().splitlines()[:12])
-        raise BpfkitError(f"gcc could not compile the C program:\n{said}",
-                          "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
+        raise WorkloadError(f"gcc could not compile the C program:\n{said}",
+                            "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
     return binary
 
 
@@ -193,8 +193,8 @@ def _profiled_run(run: _Harnessed, config, cpu_seconds: float, timeout: float) -
     child = run.process
     if run.line(timeout) != b"ready":
         code = child.wait(5)
-        raise BpfkitError(f"The C program ended (exit code {code}) before it could be watched.",
-                          "does it build and start? Run it by hand to see.")
+        raise WorkloadError(f"The C program ended (exit code {code}) before it could be watched.",
+                            "does it build and start? Run it by hand to see.")
     config[0] = child.pid
     os.write(run.to_child, b"g")
     done = run.line(timeout)
@@ -205,8 +205,8 @@ def _profiled_run(run: _Harnessed, config, cpu_seconds: float, timeout: float) -
     if done != b"done":
         code = child.wait(5)
         reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        raise BpfkitError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
-                          "time were up.", "a crash in main()? Run it by hand to see.")
+        raise WorkloadError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
+                            "time were up.", "a crash in main()? Run it by hand to see.")
 
 
 @contextlib.contextmanager
@@ -226,7 +226,8 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
     deletes the binary. Yields the child's `subprocess.Popen`. A program that sleeps uses no
     CPU time: after `timeout` seconds of wall time its run is ended anyway."""
     if not cpu_seconds > 0:
-        raise ValueError("cpu_seconds must be more than 0")
+        raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
+                         "give the CPU time the program runs for, e.g. cpu_seconds=2.")
     folder = tempfile.mkdtemp(prefix="bpfkit-c-")
     run = None
     try:

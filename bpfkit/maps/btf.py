@@ -75,7 +75,8 @@ class Types:
 def _check(ret: int, what: str) -> int:
     if ret < 0:
         raise MapError(f"libbpf could not {what}: {os.strerror(-ret)}.",
-                       "the map's key and value types must be plain C types (ints, arrays, structs).")
+                       "the map's key and value types must be plain C types (ints, arrays, structs).",
+                       errno=-ret)
     return ret
 
 

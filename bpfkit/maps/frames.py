@@ -1,21 +1,24 @@
 """A codec's table as the DataFrame a lesson gets: renamed once, the same way for every family.
 
 Renaming is one step, after the codec has named the columns and before per-CPU columns are
-spread out, so `frame(value="count")` names the value column of a hash, of a per-CPU map's
+spread out, so `frame({"value": "count"})` names the value column of a hash, of a per-CPU map's
 "wide" layout (count_cpu0, count_cpu1, ...) and of a sampled frame alike.
+
+Renames are one dict (or a list in column order), never keywords: a struct's field may be called
+`ports` or `method` like an option, and it must be as easy to rename as any other column.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ColumnError, did_you_mean
+from ..errors import ColumnError, UsageError, did_you_mean, nearest
 from .codecs import PerCpuColumn, Table
 
 
-def renaming(names: list[str], columns=None, renames: dict | None = None) -> dict[str, str]:
-    """{old: new} for the columns `names`, from `columns=` (a dict, or a list in column order)
-    and keyword renames; a name the frame does not have is an error, with the nearest."""
+def renaming(names: list[str], columns=None) -> dict[str, str]:
+    """{old: new} for the columns `names`, from `columns` (a dict, or a list in column order);
+    a name the frame does not have is an error, with the nearest."""
     mapping: dict[str, str] = {}
     if isinstance(columns, dict):
         mapping.update(columns)
@@ -26,7 +29,6 @@ def renaming(names: list[str], columns=None, renames: dict | None = None) -> dic
                               f"{len(names)}: {names}",
                               "give one name per column, in order, or a dict {old: new}.")
         mapping.update(zip(names, columns))
-    mapping.update(renames or {})
     unknown = [c for c in mapping if c not in names]
     if unknown:
         raise ColumnError(f"There is no column {unknown[0]!r} to rename; the frame has "
@@ -42,10 +44,9 @@ def renaming(names: list[str], columns=None, renames: dict | None = None) -> dic
     return mapping
 
 
-def build(table: Table, *, extra: dict | None = None, columns=None,
-          renames: dict | None = None) -> pd.DataFrame:
+def build(table: Table, *, extra: dict | None = None, columns=None) -> pd.DataFrame:
     """The DataFrame of `table`: `extra` columns first (one value per snapshot entry, such as
-    the time of a sample), then keys, then values; renamed by `columns=` and `renames`.
+    the time of a sample), then keys, then values; renamed by `columns`.
     `frame.attrs["key_columns"]` names the columns that identify a row (after renaming)."""
     values = {}
     for name, column in table.values.items():  # a value field named like a key column
@@ -54,7 +55,7 @@ def build(table: Table, *, extra: dict | None = None, columns=None,
     if table.entry is not None:
         extra = {name: np.asarray(col)[table.entry] for name, col in extra.items()}
     names = [*extra, *table.keys, *values]
-    mapping = renaming(names, columns, renames) if (columns is not None or renames) else {}
+    mapping = renaming(names, columns) if columns is not None else {}
     data = {}
     for name, column in (*extra.items(), *table.keys.items(), *values.items()):
         new = mapping.get(name, name)
@@ -69,6 +70,21 @@ def build(table: Table, *, extra: dict | None = None, columns=None,
     return frame
 
 
-def rename(frame: pd.DataFrame, columns=None, **renames) -> pd.DataFrame:
+def rename(frame: pd.DataFrame, columns=None, **misplaced) -> pd.DataFrame:
     """Rename any frame's columns the way `Map.frame()` does (for frames a lesson builds)."""
-    return frame.rename(columns=renaming(list(frame.columns), columns, renames))
+    if misplaced:
+        raise keywords_refused("rename", misplaced, [], "rename(frame, {...})")
+    return frame.rename(columns=renaming(list(frame.columns), columns))
+
+
+def keywords_refused(call: str, given: dict, options, form: str) -> UsageError:
+    """The error for keywords that are neither an option of `call` nor a way to rename: the
+    renames spelled as the dict they now are (`form` shows where it goes), and the nearest
+    option for a misspelled one."""
+    as_dict = "{" + ", ".join(f"{k!r}: {v!r}" if isinstance(v, str) else f"{k!r}: ..."
+                              for k, v in given.items()) + "}"
+    first = next(iter(given))
+    close = nearest(first, options, n=1, cutoff=0.7)
+    hint = f"did you mean {close[0]}=? " if close else ""
+    hint += f"To rename columns, give one dict: {form.replace('{...}', as_dict)}."
+    return UsageError(f"{call}() has no option {', '.join(f'{k}=' for k in given)}.", hint)

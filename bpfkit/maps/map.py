@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import atomic, kernel, lifetime, maptypes
 from .._libbpf import lib
-from ..errors import KeyMissing, MapError, ProgramClosed, no_attribute
+from ..errors import KeyMissing, MapError, ProgramClosed, UsageError, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
 from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
@@ -34,6 +34,9 @@ from .snapshot import Snapshot
 
 BPF_EXIST = 2
 _NO_DEFAULT = object()  # pop() and peek() without a default raise on an empty map
+# frame()'s keyword options: sample() and live() pass them on, and any other keyword is refused
+FRAME_OPTIONS = ("columns", "method", "keys", "per_cpu", "empty", "netns", "sockets", "ports",
+                 "snapshot", "extra")
 
 
 class KernelLookups(Lookups):
@@ -300,16 +303,18 @@ class Map:
         """The value pop() would take, left in place."""
         return self._one("peek", lib.bpf_map_lookup_elem, default)
 
-    def drain(self, columns=None, **renames) -> pd.DataFrame:
+    def drain(self, columns=None, **misplaced) -> pd.DataFrame:
         """Take every value out, in the order pop() gives them: a frame with `order`
         (0 first) and the value columns, renamed as in frame()."""
+        if misplaced:
+            raise frames.keywords_refused("drain", misplaced, [], "drain({...})")
         taken = []
         while (raw := self._take("pop", lib.bpf_map_lookup_and_delete_elem)) is not None:
             taken.append(raw)
         values = np.frombuffer(b"".join(taken), dtype=self.value_dtype, count=len(taken))
         table = self.codec.table(self.spec, np.zeros(len(taken), dtype=self.key_dtype), values)
         table.keys = {"order": np.arange(len(taken))}
-        return frames.build(table, columns=columns, renames=renames)
+        return frames.build(table, columns=columns)
 
     def add(self, value) -> None:
         """Add `value` to a bloom filter; `value in m` then answers True (maybe present)."""
@@ -353,7 +358,7 @@ class Map:
     def frame(self, columns=None, *, method: str = "auto", keys=None, per_cpu: str = "long",
               empty: bool = False, netns: str | None = None, sockets=None, ports: str = "host",
               snapshot: Snapshot | None = None, extra: dict | None = None,
-              **renames) -> pd.DataFrame:
+              **misplaced) -> pd.DataFrame:
         """The map now, one row per entry.
 
         Key columns follow one rule for every map type: `index` for a map of slots (arrays,
@@ -369,10 +374,14 @@ class Map:
         a devmap's interfaces in that network namespace; `sockets={"name": sock}` and
         `ports="network"` are for socket maps. `snapshot=` frames one taken earlier (or
         several joined with Snapshot.concat) instead of reading the map, with `extra` columns
-        (one value per entry, such as the time of a sample) in front. Every other keyword
-        renames a column, as does `columns=` (a dict, or a list in column order):
-        `frame(key="uid", value="count")`.
+        (one value per entry, such as the time of a sample) in front.
+
+        `columns` renames: a dict {old: new}, or a list of new names in column order:
+        `frame({"key": "uid", "value": "count"})`. It is one argument rather than keywords so
+        that any column can be renamed, even a field called like an option (`ports`, `keys`).
         """
+        if misplaced:
+            raise frames.keywords_refused("frame", misplaced, FRAME_OPTIONS, "frame({...})")
         given = {"per_cpu": per_cpu, "netns": netns, "sockets": sockets, "ports": ports}
         options = {}
         for option, value in given.items():
@@ -391,7 +400,7 @@ class Map:
             snap = snap.with_every_slot(self.max_entries)
         table = self.codec.table(self.spec, snap.keys, snap.values, objects=snap.objects,
                                  lookups=self.lookups, **options)
-        return frames.build(table, extra=extra, columns=columns, renames=renames)
+        return frames.build(table, extra=extra, columns=columns)
 
     def update_batch(self, keys, values, flags: int = 0) -> int:
         """Set many entries in one go (BPF_MAP_UPDATE_BATCH): `keys` and `values` are arrays
@@ -404,7 +413,8 @@ class Map:
         else:
             values = np.ascontiguousarray(values, dtype=self.value_dtype)
         if len(keys) != len(values):
-            raise ValueError(f"{len(keys)} keys but {len(values)} values")
+            raise UsageError(f"update_batch() got {len(keys)} keys but {len(values)} values.",
+                             "give one value for each key.")
         return snapshot.write(self, keys, values, flags)
 
     # -- arrays as histograms --------------------------------------------------------------
@@ -447,7 +457,8 @@ class Map:
             labels = buckets.log2_labels(n)
         else:
             if step <= 0:
-                raise ValueError("step must be a positive number of units per bucket")
+                raise UsageError(f"step= is the width of one bucket, a positive number, not {step!r}.",
+                                 "leave it out for log2 buckets, or give step=10 for buckets 0-9, 10-19, ...")
             bounds = [(int(b) * step, (int(b) + 1) * step - 1) for b in slots]
             labels = buckets.linear_labels(n, step, open_end)
         frame = pd.DataFrame({
@@ -543,7 +554,7 @@ class Map:
             raise AttachError(
                 f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
                 "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
-                "msg_verdict, BPF.SK_SKB for the stream and skb ones.")
+                "msg_verdict, BPF.SK_SKB for the stream and skb ones.", errno=err)
         self._attached.append((prog_fd, kind))
 
     def attached(self) -> list[int]:

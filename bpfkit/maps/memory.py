@@ -36,7 +36,7 @@ class Mapping:
         if addr in (None, MAP_FAILED):
             err = ct.get_errno()
             raise MapError(f"Could not memory-map array {name!r}: {os.strerror(err)}.",
-                           'read it with m.frame(method="batch").')
+                           'read it with m.frame(method="batch").', errno=err)
         self.addr = addr
         self.live = True
         self._value_dtype = value_dtype

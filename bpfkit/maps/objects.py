@@ -61,7 +61,7 @@ def fd_for(obj, kind: str, map_name: str):
                 yield opened
         except OSError as e:
             raise MapError(f"Could not open {str(obj)!r} to use as a key of {map_name!r}: "
-                           f"{e.strerror}.", _KEY_HINTS[kind]) from None
+                           f"{e.strerror}.", _KEY_HINTS[kind], errno=e.errno) from None
         return
     raise MapError(f"{map_name!r} is keyed by a {_KIND_WORDS[kind]}; {type(obj).__name__} "
                    f"{obj!r} is not one.", _KEY_HINTS[kind])

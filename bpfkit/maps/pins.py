@@ -77,13 +77,14 @@ class Pin:
 def _pin_error(err: int, path: Path, map_name: str) -> MapError:
     if err == errno.EEXIST:
         return MapError(f"Could not pin {map_name!r} at {path}: something is pinned there already.",
-                        f"pick another name, or remove the old pin (rm {path}) if nothing uses it.")
+                        f"pick another name, or remove the old pin (rm {path}) if nothing uses it.",
+                        errno=err)
     if err in (errno.ENOENT, errno.EPERM, errno.EINVAL):
         return MapError(f"Could not pin {map_name!r} at {path}: {os.strerror(err)}.",
                         f"a pin must be inside a mounted BPF filesystem ({BPFFS}, in a folder "
-                        "that exists); `python -m bpfkit doctor` checks the mount.")
+                        "that exists); `python -m bpfkit doctor` checks the mount.", errno=err)
     return MapError(f"Could not pin {map_name!r} at {path}: {os.strerror(err)}.",
-                    "pinning needs root (CAP_BPF) and a mounted BPF filesystem.")
+                    "pinning needs root (CAP_BPF) and a mounted BPF filesystem.", errno=err)
 
 
 def open_fd(name) -> int:
@@ -95,7 +96,8 @@ def open_fd(name) -> int:
     if fd < 0:
         hint = ("list what is pinned with `ls /sys/fs/bpf`." if -fd == errno.ENOENT else
                 "check the pin's file permissions (ls -l), and run as root.")
-        raise MapError(f"Could not open the map pinned at {path}: {os.strerror(-fd)}.", hint)
+        raise MapError(f"Could not open the map pinned at {path}: {os.strerror(-fd)}.", hint,
+                       errno=-fd)
     return fd
 
 

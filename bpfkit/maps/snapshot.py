@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._libbpf import BatchOpts, lib
-from ..errors import MapError
+from ..errors import MapError, UsageError
 from .failures import ENOTSUPP, reason
 
 # What a kernel or map type without batch operations answers: fall back to iteration.
@@ -79,7 +79,8 @@ def read(m, *, method: str = "auto", batch_size: int | None = None,
     a dict, receives how the read went (method, calls, ENOSPC retries, why it fell back).
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        raise UsageError(f"method= is one of {', '.join(map(repr, METHODS))}, not {method!r}.",
+                         'leave it out: method="auto" picks the fastest this map allows.')
     stats = {} if stats is None else stats
     stats.update(method=None, calls=0, enospc=0, fallback=None)
     if method == "mmap" or (method == "auto" and m.mmapable):

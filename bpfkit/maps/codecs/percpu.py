@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import KeyTypeError
+from ...errors import KeyTypeError, UsageError
 from .. import convert, layout
 from ..spec import MapSpec
 from .base import Codec, Lookups, Table
@@ -80,7 +80,8 @@ class PerCpu(Codec):
     def table(self, spec: MapSpec, keys: np.ndarray, values: np.ndarray, *, objects=None,
               lookups: Lookups | None = None, per_cpu: str = "long", **options) -> Table:
         if per_cpu not in LAYOUTS:
-            raise ValueError(f"per_cpu must be one of {LAYOUTS}, not {per_cpu!r}")
+            raise UsageError(f"per_cpu= is one of {', '.join(map(repr, LAYOUTS))}, not {per_cpu!r}.",
+                             'per_cpu="sum" adds the CPUs up, "wide" gives a column per CPU.')
         per = values["v"]  # (entries, cpus)
         key_cols = self.key_columns(spec, keys, objects)
         if per_cpu == "sum":
