@@ -345,7 +345,7 @@ class BpfObject:
         with the last fd to it, so a congestion control never outlives the process that
         registered it, however that process ends. Without it (libbpf 1.1 on its own, kernels
         before link struct_ops) a registration stays until someone unregisters it."""
-        if struct_ops_attach_type() is None or not has("bpf_map__set_map_flags"):
+        if struct_ops_attach_type() is None:
             return
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) == MAP_TYPE_STRUCT_OPS:
