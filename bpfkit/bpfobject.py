@@ -40,7 +40,7 @@ from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierEr
 from .maps import Map, btf
 from .program import bpf_dirs
 
-MAP_TYPE_STRUCT_OPS, MAP_TYPE_USER_RINGBUF, MAP_TYPE_ARENA = 26, 31, 33
+MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number
 BPF_F_LINK = 1 << 13   # a struct_ops map registered through a link (Linux 6.4 and later)
 INSTALL = ("install clang and libbpf's headers (Debian/Ubuntu: sudo apt-get install clang "
            "libbpf-dev bpftool), then run the cell again.")
@@ -76,7 +76,7 @@ def missing() -> str | None:
         lacking.append("libbpf's headers (bpf/bpf_helpers.h, in libbpf-dev)")
     if system.bpftool() is None:
         lacking.append("bpftool (to write vmlinux.h)")
-    if not Path("/sys/kernel/btf/vmlinux").is_file():
+    if not system.BTF_VMLINUX.is_file():
         lacking.append("the kernel's BTF (/sys/kernel/btf/vmlinux)")
     if not all(has(fn) for fn in NEEDED):
         lacking.append("a libbpf with bpf_object__open_file and struct_ops (libbpf1)")
@@ -98,7 +98,7 @@ def cache_dir() -> Path:
 
 def vmlinux_h() -> Path:
     """The folder holding vmlinux.h for the running kernel (made by bpftool once, then reused)."""
-    btf = Path("/sys/kernel/btf/vmlinux")
+    btf = system.BTF_VMLINUX
     tag = hashlib.sha256(f"{platform.release()}:{btf.stat().st_size}".encode()).hexdigest()[:12]
     folder = cache_dir() / f"vmlinux-{tag}"
     header = folder / "vmlinux.h"

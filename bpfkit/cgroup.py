@@ -21,8 +21,8 @@ from pathlib import Path
 
 from . import atomic, kernel, lifetime, refusal
 from .errors import AttachError, BpfkitError, SetupError
+from .lifetime import PREFIX
 
-PREFIX = "bpfkit-"
 OWNER_XATTR = "user.bpfkit.owner"
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ORDER = ("lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
+PREFIX = "bpfkit-"  # the start of every name the kit gives a cgroup, a namespace or a cable
 
 _lock = threading.RLock()
 _live: dict[str, dict] = {kind: {} for kind in ORDER}

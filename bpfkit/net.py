@@ -28,9 +28,9 @@ from contextlib import nullcontext
 from . import atomic, lifetime, system
 from ._libbpf import lib
 from .errors import AttachError, BpfkitError, SetupError
+from .lifetime import PREFIX
 from .netns import NETNS_DIR, inside
 
-PREFIX = "bpfkit-"
 XDP_MODES = {"skb": 2, "generic": 2, "native": 4, "drv": 4, "hw": 8}
 
 
