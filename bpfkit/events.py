@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from . import waiting
 from .errors import BpfkitError
 from .maps import layout
 
@@ -101,14 +102,14 @@ class _Reader:
 
     def drain(self, quiet_ms: int = 50, limit_s: float = 5.0) -> int:
         """Poll until the buffer stays empty for `quiet_ms`; returns the events read."""
-        import time
         before = self.received
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
+
+        def stayed_empty() -> bool:
             seen = self.received
             self.poll(quiet_ms)
-            if self.received == seen:
-                break
+            return self.received == seen
+
+        waiting.until(stayed_empty, limit_s, every=0)
         return self.received - before
 
     def frame(self, *, arrival: bool = False) -> pd.DataFrame:

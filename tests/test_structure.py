@@ -21,7 +21,7 @@ PACKAGE = ROOT / "bpfkit"
 
 # Bottom to top. A module imports only modules of its own layer or below, and no circle.
 LAYERS = [
-    ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress"],
+    ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress", "waiting"],
     ["kernel", "lifetime", "netns", "sockets", "system", "compiler", "refusal"],
     ["maps"],                                     # the whole maps package
     ["diagnose", "verifier", "program", "bpfobject", "features"],

@@ -9,8 +9,8 @@ observed, not computed. The trie is the lesson's (`bpf/prefix_classify.c`): key
 from __future__ import annotations
 
 import ipaddress
-import time
 
+from .. import waiting
 from . import Checker, exercise
 
 DST = "198.51.100.1"                       # where the lesson's host sends (no one owns it)
@@ -54,13 +54,8 @@ def observe(trie, host, sources, to: str = DST, per_source: int = PER_SOURCE) ->
     for source in sources:
         before = _hits(trie)
         workload.udp_from(host, {source: per_source}, to)
-        deadline = time.monotonic() + 2.0
-        while True:
-            after = _hits(trie)
-            rose = [p for p, v in after.items() if v - before.get(p, 0) >= per_source]
-            if rose or time.monotonic() > deadline:
-                break
-            time.sleep(0.005)
+        rose = waiting.until(lambda: [p for p, v in _hits(trie).items()
+                                      if v - before.get(p, 0) >= per_source], 2.0)
         matched[source] = rose[0] if len(rose) == 1 else None
     return matched
 
