@@ -13,6 +13,7 @@ import warnings
 
 from .. import events as event_readers
 from .. import workload
+from ..maps.layout import round_up
 from . import Checker, exercise
 
 BURST = 300
@@ -23,7 +24,7 @@ RINGBUF_HEADER = 8  # BPF_RINGBUF_HDR_SZ: the kernel's header before every recor
 def record_size(event_size: int) -> int:
     """Bytes of ring buffer one event of `event_size` bytes takes: the 8-byte header, then the
     event, rounded up to a multiple of 8."""
-    return RINGBUF_HEADER + -(-event_size // 8) * 8
+    return RINGBUF_HEADER + round_up(event_size)
 
 
 def ring_capacity(ring_size: int, record: int) -> int:
