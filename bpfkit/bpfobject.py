@@ -38,7 +38,7 @@ from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
 from .maps import Map, btf
-from .program import bpf_dirs
+from .program import resolve
 
 MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number
 BPF_F_LINK = 1 << 13   # a struct_ops map registered through a link (Linux 6.4 and later)
@@ -118,18 +118,6 @@ def vmlinux_h() -> Path:
 # -- compiling ----------------------------------------------------------------------------
 
 _DIAG = re.compile(r"^(.*?):(\d+):(\d+): (fatal error|error|warning|note): (.*)$")
-
-
-def _resolve(source: str) -> tuple[str, str]:
-    """(C text, a name) for a program name ("l19_cc" for bpf/l19_cc.bpf.c), a path, or C text."""
-    if "\n" not in source and not re.search(r"[;{}()]", source):
-        for path in (Path(source), *(d / f"{source}.bpf.c" for d in bpf_dirs())):
-            if path.is_file():
-                return path.read_text(), path.name.split(".")[0]
-        names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
-        raise BpfkitError(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
-                          f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
-    return source, "prog"
 
 
 def compile_object(text: str, out: Path, *, where: str = "your C code", first_line: int = 1,
@@ -465,8 +453,8 @@ def load(source: str, *, name: str | None = None, types: dict | None = None,
     gives the C types of a map's key and value (names or ctypes types) for its frames. The
     object of the same `name` loaded before is closed once this one has compiled and loaded,
     before it attaches (so a congestion control can keep its name across reloads)."""
-    text, default = _resolve(source)
-    name = name or default
+    text, path, _ = resolve(source, ".bpf.c")
+    name = name or (path.name.split(".")[0] if path else "prog")
     obj = BpfObject(name, text, types)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / f"{name}.bpf.o"

@@ -43,17 +43,19 @@ def bpf_dirs() -> list[Path]:
 def source(name: str) -> str:
     """The C text of one of the kit's programs ("counter" for bpf/counter.c): to show with
     IPython's `Code(...)`, or to start a `%%bpf` cell from."""
-    text, _, _ = _resolve(name)
+    text, _, _ = resolve(name)
     return text
 
 
-def _resolve(source) -> tuple[str, Path | None, str]:
-    """(C text, file or None, a name for messages)."""
+def resolve(source, suffix: str = ".c") -> tuple[str, Path | None, str]:
+    """(C text, file or None, a name for messages) for a program's name (`suffix` after it in
+    bpf/: ".c" for BCC's C, ".bpf.c" for libbpf's), a path, or C text. One lookup for both
+    kinds, so a name means the same file wherever a learner types it."""
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
                                     and not re.search(r"[;{}()]", source)):
         path = Path(source)
         candidates = [path] if path.suffix == ".c" or path.is_absolute() or path.parent != Path(".") \
-            else [d / f"{source}.c" for d in bpf_dirs()] + [path]
+            else [d / f"{source}{suffix}" for d in bpf_dirs()] + [path]
         for c in candidates:
             try:
                 if c.is_dir() and c == path:
@@ -67,22 +69,31 @@ def _resolve(source) -> tuple[str, Path | None, str]:
                 if isinstance(e, UnicodeDecodeError) or (isinstance(e, OSError) and os.path.exists(c)):
                     raise BpfkitError(f"Could not read {_short(str(c))} as C source: {e}.",
                                       "pass a text file of C code, or the C code itself.") from None
-        names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
-                        if not p.name.endswith(".bpf.c")})
-        libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
-        if libbpf_c:
-            raise BpfkitError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
-                              f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
-                              f"%%bpfobject {source} cell (lesson 19).")
-        raise BpfkitError(f"No BPF program named {_short(str(source))!r}: looked for "
-                          f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
-                          (did_you_mean(_short(str(source)), names) + " "
-                           if did_you_mean(_short(str(source)), names) else "")
-                          + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
+        raise _not_found(source, suffix, candidates)
     if not isinstance(source, str):
         raise BpfkitError(f"load() takes a file name or C text, not {type(source).__name__}.",
                           'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
     return source, None, "your C code"
+
+
+def _not_found(source, suffix: str, candidates: list[Path]) -> BpfkitError:
+    """No file for a program's name: the programs of that kind there are, and a close one."""
+    if suffix == ".bpf.c":
+        names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
+        return BpfkitError(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
+                           f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
+    names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
+                    if not p.name.endswith(".bpf.c")})
+    libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
+    if libbpf_c:
+        return BpfkitError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
+                           f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
+                           f"%%bpfobject {source} cell (lesson 19).")
+    return BpfkitError(f"No BPF program named {_short(str(source))!r}: looked for "
+                       f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
+                       (did_you_mean(_short(str(source)), names) + " "
+                        if did_you_mean(_short(str(source)), names) else "")
+                       + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
 
 
 def _is_file(path: Path) -> bool:
@@ -486,7 +497,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     passes "the %%bpf NAME cell" and 2).
     """
     pins.cleanup_stale()  # what a killed notebook pinned goes before we load more
-    text, path, shown = _resolve(source)
+    text, path, shown = resolve(source)
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     try:
