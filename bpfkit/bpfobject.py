@@ -37,6 +37,7 @@ from pathlib import Path
 from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
+from .diagnostics.clang import DIAGNOSTIC
 from .maps import Map, btf
 from .program import resolve
 
@@ -117,9 +118,6 @@ def vmlinux_h() -> Path:
 
 # -- compiling ----------------------------------------------------------------------------
 
-_DIAG = re.compile(r"^(.*?):(\d+):(\d+): (fatal error|error|warning|note): (.*)$")
-
-
 def compile_object(text: str, out: Path, *, where: str = "your C code", first_line: int = 1,
                    cflags=()) -> None:
     """clang -target bpf: `text` into the object file `out`. Errors come back at the learner's
@@ -150,7 +148,7 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
     said = done.stderr
     errors, shown = [], []
     for line in said.splitlines():
-        m = _DIAG.match(line)
+        m = DIAGNOSTIC.match(line)
         if m and m.group(1) == str(src):
             n = int(m.group(2)) + first_line - 1
             line = f"line {n}: {m.group(4)}: {m.group(5)}"

@@ -24,7 +24,7 @@ import re
 import warnings
 from pathlib import Path
 
-from . import atomic, compiler, diagnose, errors, kernel, lifetime, refusal, system, verifier
+from . import atomic, compiler, diagnostics, errors, kernel, lifetime, refusal, system, verifier
 from .errors import (AttachError, BpfkitError, MapNotFound, TracepointNotFound, did_you_mean,
                      nearest)
 from .maps import Map, pins
@@ -146,7 +146,7 @@ class Program:
         text = _with_given_maps(source, self._given).encode()
         failed = compiler.check(_quiet_bpf_class(bcc), text, flags)  # Stop here costs nothing
         if failed is not None:
-            raise diagnose.compile_failed(failed, source, where, first_line)
+            raise diagnostics.compile_failed(failed, source, where, first_line)
         with atomic.step() as step:  # from here on, Stop waits until the kernel is consistent
             self._open(bcc, text, flags)
             if step.interrupted:
@@ -159,7 +159,7 @@ class Program:
     def _open(self, bcc, text: bytes, flags: list[str]) -> None:
         """Compile for real (the check compile succeeded), create the maps, load and attach the
         functions that attach by their names; on any failure free all of it and raise."""
-        with diagnose.captured_stderr() as out:
+        with diagnostics.captured_stderr() as out:
             before = kernel.bpf_fds()
             try:
                 self.bpf = compiler.run(lambda: _quiet_bpf_class(bcc)(text=text, cflags=flags))
@@ -174,7 +174,7 @@ class Program:
                         os.close(fd)
         if failed is not None:
             self.closed = True
-            raise diagnose.compile_error(out[0], self.source, self.where, self.first_line) from None
+            raise diagnostics.compile_error(out[0], self.source, self.where, self.first_line) from None
         try:
             self._autoload()
         except BaseException:
@@ -184,7 +184,7 @@ class Program:
     def _free(self) -> None:
         """Detach and free everything; a detach BCC fails at does not keep the rest alive."""
         self.closed = True
-        with diagnose.captured_stderr():
+        with diagnostics.captured_stderr():
             try:
                 self.bpf.cleanup()
                 return
@@ -222,7 +222,7 @@ class Program:
                               did_you_mean(fn_name, names) or f"its functions are {names}.")
         fake = refusal.pretended("program", kernel.PROG_TYPES[prog_type]
                                  if 0 <= prog_type < len(kernel.PROG_TYPES) else "")
-        with atomic.step(), diagnose.captured_stderr() as out:
+        with atomic.step(), diagnostics.captured_stderr() as out:
             try:
                 if fake:   # the test switch: the kernel's answer, as if it had said it
                     raise OSError(fake, os.strerror(fake))
@@ -272,7 +272,7 @@ class Program:
         bcc = system.bcc()
         said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, "tracepoint", tracepoint)
         if said is not None:
-            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
+            raise AttachError(f"Could not attach {diagnostics.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               system.privilege_hint() if system.missing_privileges()
                               else "run `python -m bpfkit doctor`.")
@@ -288,7 +288,7 @@ class Program:
         if said is not None:
             if "No such file" in said:
                 raise _no_raw_tracepoint(tracepoint)
-            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the raw "
+            raise AttachError(f"Could not attach {diagnostics.describe_function(fn_name)} to the raw "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               "run `python -m bpfkit doctor`.")
 
@@ -297,7 +297,7 @@ class Program:
         "raw_tracepoint") as one step: None when it attached, else what BCC said about the
         refusal (maybe "")."""
         attach = getattr(self.bpf, f"attach_{kind}")
-        with atomic.step(), diagnose.captured_stderr() as out:
+        with atomic.step(), diagnostics.captured_stderr() as out:
             self.load_func(fn_name, prog_type)
             try:
                 attach(tp=tp.encode(), fn_name=fn_name.encode())
@@ -317,7 +317,7 @@ class Program:
             target = self.bpf.get_syscall_fnname(syscall.encode()).decode() if syscall != event or \
                 not event.startswith("__") else event
             try:
-                with atomic.step(), diagnose.captured_stderr():
+                with atomic.step(), diagnostics.captured_stderr():
                     self.load_func(fn_name, bcc.BPF.KPROBE)
                     self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
                     self.attached[fn_name] = f"kprobe:{target}"

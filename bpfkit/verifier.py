@@ -1,6 +1,6 @@
 """What the verifier's log means, in the learner's words and at the learner's line.
 
-BCC prints the kernel's verifier log on stderr when a function is refused (`diagnose` collects
+BCC prints the kernel's verifier log on stderr when a function is refused (`diagnostics` collects
 it). The log quotes the source lines of BCC's rewritten C with BCC's line numbers; the
 functions below find the learner's own line, recognise the refusals learners meet most (a loop
 the verifier cannot bound, a key passed by value, a GPL-only helper, a missing NULL check) and
@@ -12,7 +12,7 @@ import errno
 import os
 import re
 
-from .diagnose import describe_function, norm, pass_a_pointer
+from .diagnostics import describe_function, norm, pass_a_pointer
 from . import refusal
 from .errors import LoadError, VerifierError
 

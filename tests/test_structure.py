@@ -24,7 +24,7 @@ LAYERS = [
     ["errors", "_libc", "_libbpf", "maptypes", "atomic", "progress", "waiting"],
     ["kernel", "lifetime", "netns", "sockets", "system", "compiler", "refusal"],
     ["maps"],                                     # the whole maps package
-    ["diagnose", "verifier", "program", "bpfobject", "features"],
+    ["diagnostics", "verifier", "program", "bpfobject", "features"],
     ["cgroup", "net", "workload", "events", "testrun", "sampling", "plot", "profile", "xsk"],
     ["magic", "exercises", "reset", "__main__", "__init__"],
 ]
