@@ -92,6 +92,11 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
                  f"records of {record} bytes. A ring buffer's memory is allocated in full when "
                  "the map is made, used or not: take the fewest pages that hold the burst.")
 
+    _check_paths(c, reader, got)
+
+
+def _check_paths(c: Checker, reader, got: int) -> None:
+    """The events' paths are the burst's, in order, and whole."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", event_readers.DroppedEvents)
         frame = reader.frame()
