@@ -2,9 +2,9 @@
 
 ctypes guesses `int` for every argument it was not told about, which silently truncates a
 64-bit pointer or flag: one table of prototypes, checked by a test, keeps that from creeping
-back in. libbpf is a dependency of the distro's BCC, so it is there wherever BCC is. Calls
-newer than the oldest libbpf the kit meets (Ubuntu 22.04 has 0.5) are declared only when the
-library has them: `has(name)` tells, and the caller says what is missing in words.
+back in. libbpf is a dependency of the distro's BCC, so it is there wherever BCC is. Every
+call here is in libbpf 1.1 (Debian 12's, the oldest the kit supports); an older libbpf lacks
+some, and `has(name)` tells the doctor which.
 
 Every call returns a negative errno on failure (libbpf 1.x, and 0.x in its 1.0 mode).
 """
@@ -157,7 +157,7 @@ def _load():
         try:
             f = getattr(lib, fn)
         except AttributeError:
-            continue  # an older libbpf: has() says so
+            continue  # a libbpf older than 1.1: has() tells the doctor
         f.restype, f.argtypes = restype, argtypes
     return lib
 
@@ -212,11 +212,3 @@ def quiet():
         if has("libbpf_set_print"):
             lib.libbpf_set_print(old)
 
-
-def require(fn: str, what: str):
-    """The function `fn`, or a SetupError saying that this libbpf is too old for `what`."""
-    if not has(fn):
-        raise SetupError(f"This machine's libbpf has no {fn}(), which {what} needs: it is older "
-                         "than the kit's lessons expect.",
-                         "upgrade libbpf (Debian 12 and Ubuntu 24.04 have a new enough libbpf1).")
-    return getattr(lib, fn)

@@ -38,10 +38,11 @@ from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
 from .errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull, MapNotFound,
                      NotFound, ProgramClosed, SetupError, UsageError, VerifierError, did_you_mean)
+from .diagnostics.clang import DIAGNOSTIC
 from .maps import Map, btf
-from .program import bpf_dirs
+from .program import resolve
 
-MAP_TYPE_STRUCT_OPS, MAP_TYPE_USER_RINGBUF, MAP_TYPE_ARENA = 26, 31, 33
+MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number
 BPF_F_LINK = 1 << 13   # a struct_ops map registered through a link (Linux 6.4 and later)
 INSTALL = ("install clang and libbpf's headers (Debian/Ubuntu: sudo apt-get install clang "
            "libbpf-dev bpftool), then run the cell again.")
@@ -77,7 +78,7 @@ def missing() -> str | None:
         lacking.append("libbpf's headers (bpf/bpf_helpers.h, in libbpf-dev)")
     if system.bpftool() is None:
         lacking.append("bpftool (to write vmlinux.h)")
-    if not Path("/sys/kernel/btf/vmlinux").is_file():
+    if not system.BTF_VMLINUX.is_file():
         lacking.append("the kernel's BTF (/sys/kernel/btf/vmlinux)")
     if not all(has(fn) for fn in NEEDED):
         lacking.append("a libbpf with bpf_object__open_file and struct_ops (libbpf1)")
@@ -99,7 +100,7 @@ def cache_dir() -> Path:
 
 def vmlinux_h() -> Path:
     """The folder holding vmlinux.h for the running kernel (made by bpftool once, then reused)."""
-    btf = Path("/sys/kernel/btf/vmlinux")
+    btf = system.BTF_VMLINUX
     tag = hashlib.sha256(f"{platform.release()}:{btf.stat().st_size}".encode()).hexdigest()[:12]
     folder = cache_dir() / f"vmlinux-{tag}"
     header = folder / "vmlinux.h"
@@ -117,21 +118,6 @@ def vmlinux_h() -> Path:
 
 
 # -- compiling ----------------------------------------------------------------------------
-
-_DIAG = re.compile(r"^(.*?):(\d+):(\d+): (fatal error|error|warning|note): (.*)$")
-
-
-def _resolve(source: str) -> tuple[str, str]:
-    """(C text, a name) for a program name ("l19_cc" for bpf/l19_cc.bpf.c), a path, or C text."""
-    if "\n" not in source and not re.search(r"[;{}()]", source):
-        for path in (Path(source), *(d / f"{source}.bpf.c" for d in bpf_dirs())):
-            if path.is_file():
-                return path.read_text(), path.name.split(".")[0]
-        names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
-        raise NotFound(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
-                       f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
-    return source, "prog"
-
 
 def compile_object(text: str, out: Path, *, where: str = "your C code", first_line: int = 1,
                    cflags=()) -> None:
@@ -163,7 +149,7 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
     said = done.stderr
     errors, shown = [], []
     for line in said.splitlines():
-        m = _DIAG.match(line)
+        m = DIAGNOSTIC.match(line)
         if m and m.group(1) == str(src):
             n = int(m.group(2)) + first_line - 1
             line = f"line {n}: {m.group(4)}: {m.group(5)}"
@@ -352,7 +338,7 @@ class BpfObject:
         with the last fd to it, so a congestion control never outlives the process that
         registered it, however that process ends. Without it (libbpf 1.1 on its own, kernels
         before link struct_ops) a registration stays until someone unregisters it."""
-        if struct_ops_attach_type() is None or not has("bpf_map__set_map_flags"):
+        if struct_ops_attach_type() is None:
             return
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) == MAP_TYPE_STRUCT_OPS:
@@ -472,8 +458,8 @@ def load(source: str, *, name: str | None = None, types: dict | None = None,
     gives the C types of a map's key and value (names or ctypes types) for its frames. The
     object of the same `name` loaded before is closed once this one has compiled and loaded,
     before it attaches (so a congestion control can keep its name across reloads)."""
-    text, default = _resolve(source)
-    name = name or default
+    text, path, _ = resolve(source, ".bpf.c")
+    name = name or (path.name.split(".")[0] if path else "prog")
     obj = BpfObject(name, text, types)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / f"{name}.bpf.o"

@@ -16,13 +16,12 @@ import contextlib
 import errno
 import os
 import re
-import time
 from pathlib import Path
 
-from . import atomic, kernel, lifetime, refusal
+from . import atomic, kernel, lifetime, refusal, waiting
 from .errors import AttachError, Closed, InUse, KernelError, SetupError, UsageError
+from .lifetime import PREFIX
 
-PREFIX = "bpfkit-"
 OWNER_XATTR = "user.bpfkit.owner"
 
 
@@ -69,20 +68,22 @@ def owner(path: Path) -> str | None:
         return None
 
 
-def _remove(path: Path, tries: int = 40) -> None:
+def _remove(path: Path, timeout: float = 1.0) -> None:
     """rmdir a cgroup. The kernel then detaches the programs attached to it and frees them.
     It refuses while processes are inside; a process just moved out can take a moment."""
-    for _ in range(tries):
+    def removed() -> bool:
         try:
             path.rmdir()
-            return
         except FileNotFoundError:
-            return
+            pass
         except OSError as e:
             if e.errno != errno.EBUSY:
                 raise
-            time.sleep(0.025)
-    path.rmdir()
+            return False
+        return True
+
+    if not waiting.until(removed, timeout, every=0.025):
+        path.rmdir()
 
 
 def cleanup_stale(prefix: str = PREFIX) -> list[str]:
@@ -99,7 +100,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
             continue
         try:
             _evacuate(path, root)
-            _remove(path, tries=4)
+            _remove(path, timeout=0.1)
             removed.append(path.name)
         except OSError:
             pass  # something else keeps it busy: leave it

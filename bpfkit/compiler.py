@@ -10,7 +10,7 @@ the notebook's process would end its kernel and everything the learner had in it
 So each new source is compiled once in a forked child, with the child's stderr collected. Only
 a source the child compiled cleanly is compiled again for real in the notebook's process (BCC
 cannot hand a compiled module from one process to another); everything else comes back as an
-`Outcome` for `diagnose` to put in words. A source that compiled once is not checked again in
+`Outcome` for `diagnostics` to put in words. A source that compiled once is not checked again in
 this process.
 
 Two things keep that second compile from doubling the wait for a new cell:

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from . import waiting
 from .errors import Closed, UsageError
 from .maps import layout
 
@@ -102,17 +103,17 @@ class _Reader:
     def drain(self, quiet: float = 0.05, limit: float = 5.0) -> int:
         """Poll until the buffer stays empty for `quiet` seconds, or for `limit` seconds at
         most (both in seconds, like every duration in the kit); returns the events read."""
-        import time
         if not (quiet > 0 and limit >= 0):
             raise UsageError(f"drain() needs quiet > 0 and limit >= 0 (both in seconds), not "
                              f"quiet={quiet}, limit={limit}.", "for example drain(quiet=0.01).")
         before = self.received
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
+
+        def stayed_empty() -> bool:
             seen = self.received
             self.poll(max(1, round(quiet * 1000)))
-            if self.received == seen:
-                break
+            return self.received == seen
+
+        waiting.until(stayed_empty, limit, every=0)
         return self.received - before
 
     def frame(self, *, arrival: bool = False) -> pd.DataFrame:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import kernel, maptypes, refusal, system
-from ._libbpf import ProgLoadOpts, has, lib, quiet
-from .errors import BpfkitError, NotAllowedHere, NotFound, SetupError, UsageError, did_you_mean
+from ._libbpf import ProgLoadOpts, lib, quiet
+from .errors import BpfkitError, NotAllowedHere, NotFound, UsageError, did_you_mean
 from .maps import btf
 from .maps.create import make_and_close
 
@@ -86,8 +86,6 @@ class Allowed:
 def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     """`code` loaded as a program of `type_name`, with what the type needs: (its fd, or minus
     the kernel's errno; the verifier's log where `log`)."""
-    if not has("bpf_prog_load"):
-        raise SetupError("This libbpf has no bpf_prog_load(): not tried.")
     needs = NEEDS.get(type_name, {})
     opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
     if "attach" in needs:

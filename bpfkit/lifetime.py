@@ -26,6 +26,7 @@ from .errors import CleanupError, UsageError
 
 ORDER = ("child", "lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.xsk)
 OWNERS = Path("/run/bpfkit")
+PREFIX = "bpfkit-"  # the start of every name the kit gives a cgroup, a namespace or a cable
 
 _lock = threading.RLock()
 _held: dict[str, dict] = {kind: {} for kind in ORDER}

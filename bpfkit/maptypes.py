@@ -98,12 +98,6 @@ class MapType:
         return self.key == "index"
 
     @property
-    def holds_references(self) -> bool:
-        """Values are kernel objects: written as file descriptors, read back as ids or not at all."""
-        return self.values in ("program", "map", "socket", "device", "cgroup", "xsk_socket",
-                               "perf_event")
-
-    @property
     def a(self) -> str:
         """The name with its article, for sentences: "an array", "a hash", "an lru_hash",
         "an sk_storage" (letters are spoken by their names: "ess-kay")."""

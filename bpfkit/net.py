@@ -22,15 +22,14 @@ import os
 import re
 import socket
 import subprocess
-import time
 from contextlib import nullcontext
 
-from . import atomic, lifetime, system
+from . import atomic, lifetime, system, waiting
 from ._libbpf import lib
 from .errors import AttachError, BpfkitError, Closed, InUse, SetupError, UsageError
+from .lifetime import PREFIX
 from .netns import NETNS_DIR, inside
 
-PREFIX = "bpfkit-"
 XDP_MODES = {"skb": 2, "generic": 2, "native": 4, "drv": 4, "hw": 8}
 
 
@@ -94,10 +93,7 @@ def cleanup_stale() -> list[str]:
 def wait_until(condition, timeout: float = 2.0, every: float = 0.005) -> bool:
     """Poll `condition()` until it is true or `timeout` seconds pass; returns the last value.
     Frames cross veth pairs in softirq context, a moment after `sendto()` returns."""
-    deadline = time.monotonic() + timeout
-    while not (ok := bool(condition())) and time.monotonic() < deadline:
-        time.sleep(every)
-    return ok
+    return bool(waiting.until(condition, timeout, every))
 
 
 # -- hosts ---------------------------------------------------------------------------------
@@ -120,9 +116,7 @@ class Receiver:
 
     def wait_for(self, total: int, timeout: float = 2.0) -> int:
         """Wait until `total` datagrams have arrived (or `timeout` seconds); the count then."""
-        deadline = time.monotonic() + timeout
-        while self.count() < total and time.monotonic() < deadline:
-            time.sleep(0.005)
+        waiting.until(lambda: self.count() >= total, timeout)
         return self.count()
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ import re
 import warnings
 from pathlib import Path
 
-from . import atomic, compiler, diagnose, errors, kernel, lifetime, refusal, system, verifier
+from . import atomic, compiler, diagnostics, errors, kernel, lifetime, refusal, system, verifier
 from .errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound, UsageError,
                      did_you_mean, nearest)
 from .maps import Map, pins
@@ -43,17 +43,19 @@ def bpf_dirs() -> list[Path]:
 def source(name: str) -> str:
     """The C text of one of the kit's programs ("counter" for bpf/counter.c): to show with
     IPython's `Code(...)`, or to start a `%%bpf` cell from."""
-    text, _, _ = _resolve(name)
+    text, _, _ = resolve(name)
     return text
 
 
-def _resolve(source) -> tuple[str, Path | None, str]:
-    """(C text, file or None, a name for messages)."""
+def resolve(source, suffix: str = ".c") -> tuple[str, Path | None, str]:
+    """(C text, file or None, a name for messages) for a program's name (`suffix` after it in
+    bpf/: ".c" for BCC's C, ".bpf.c" for libbpf's), a path, or C text. One lookup for both
+    kinds, so a name means the same file wherever a learner types it."""
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
                                     and not re.search(r"[;{}()]", source)):
         path = Path(source)
         candidates = [path] if path.suffix == ".c" or path.is_absolute() or path.parent != Path(".") \
-            else [d / f"{source}.c" for d in bpf_dirs()] + [path]
+            else [d / f"{source}{suffix}" for d in bpf_dirs()] + [path]
         for c in candidates:
             try:
                 if c.is_dir() and c == path:
@@ -70,22 +72,31 @@ def _resolve(source) -> tuple[str, Path | None, str]:
                     raise UsageError(f"Could not read {_short(str(c))} as C source: {e}.",
                                      "pass a text file of C code, or the C code itself.",
                                      errno=getattr(e, "errno", None)) from None
-        names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
-                        if not p.name.endswith(".bpf.c")})
-        libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
-        if libbpf_c:
-            raise UsageError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
-                             f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
-                             f"%%bpfobject {source} cell (lesson 19).")
-        raise NotFound(f"No BPF program named {_short(str(source))!r}: looked for "
-                       f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
-                       (did_you_mean(_short(str(source)), names) + " "
-                           if did_you_mean(_short(str(source)), names) else "")
-                       + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
+        raise _not_found(source, suffix, candidates)
     if not isinstance(source, str):
         raise UsageError(f"load() takes a file name or C text, not {type(source).__name__}.",
                          'pass "counter" for bpf/counter.c, a path, or the C code as a str.')
     return source, None, "your C code"
+
+
+def _not_found(source, suffix: str, candidates: list[Path]) -> BpfkitError:
+    """No file for a program's name: the programs of that kind there are, and a close one."""
+    if suffix == ".bpf.c":
+        names = sorted({p.name[:-len(".bpf.c")] for d in bpf_dirs() if d.is_dir() for p in d.glob("*.bpf.c")})
+        return NotFound(f"No libbpf program named {source!r} (looked for bpf/{source}.bpf.c).",
+                        f"the libbpf programs in bpf/ are: {', '.join(names) or 'none'}.")
+    names = sorted({p.stem for d in bpf_dirs() if d.is_dir() for p in d.glob("*.c")
+                    if not p.name.endswith(".bpf.c")})
+    libbpf_c = [c for d in bpf_dirs() for c in [d / f"{source}.bpf.c"] if _is_file(c)]
+    if libbpf_c:
+        return UsageError(f"{_shown_path(libbpf_c[0])} is libbpf C, which BCC cannot build.",
+                          f"load it with bpfkit.bpfobject.load({str(source)!r}), or in a "
+                          f"%%bpfobject {source} cell (lesson 19).")
+    return NotFound(f"No BPF program named {_short(str(source))!r}: looked for "
+                    f"{', '.join(_short(str(c)) for c in candidates[:3])}.",
+                    (did_you_mean(_short(str(source)), names) + " "
+                     if did_you_mean(_short(str(source)), names) else "")
+                    + f"The programs in bpf/ are: {', '.join(names) or 'none'}.")
 
 
 def _is_file(path: Path) -> bool:
@@ -138,7 +149,7 @@ class Program:
         text = _with_given_maps(source, self._given).encode()
         failed = compiler.check(_quiet_bpf_class(bcc), text, flags)  # Stop here costs nothing
         if failed is not None:
-            raise diagnose.compile_failed(failed, source, where, first_line)
+            raise diagnostics.compile_failed(failed, source, where, first_line)
         with atomic.step() as step:  # from here on, Stop waits until the kernel is consistent
             self._open(bcc, text, flags)
             if step.interrupted:
@@ -151,7 +162,7 @@ class Program:
     def _open(self, bcc, text: bytes, flags: list[str]) -> None:
         """Compile for real (the check compile succeeded), create the maps, load and attach the
         functions that attach by their names; on any failure free all of it and raise."""
-        with diagnose.captured_stderr() as out:
+        with diagnostics.captured_stderr() as out:
             before = kernel.bpf_fds()
             try:
                 self.bpf = compiler.run(lambda: _quiet_bpf_class(bcc)(text=text, cflags=flags))
@@ -166,7 +177,7 @@ class Program:
                         os.close(fd)
         if failed is not None:
             self.closed = True
-            raise diagnose.compile_error(out[0], self.source, self.where, self.first_line) from None
+            raise diagnostics.compile_error(out[0], self.source, self.where, self.first_line) from None
         try:
             self._autoload()
         except BaseException:
@@ -176,7 +187,7 @@ class Program:
     def _free(self) -> None:
         """Detach and free everything; a detach BCC fails at does not keep the rest alive."""
         self.closed = True
-        with diagnose.captured_stderr():
+        with diagnostics.captured_stderr():
             try:
                 self.bpf.cleanup()
                 return
@@ -214,7 +225,7 @@ class Program:
                            did_you_mean(fn_name, names) or f"its functions are {names}.")
         fake = refusal.pretended("program", kernel.PROG_TYPES[prog_type]
                                  if 0 <= prog_type < len(kernel.PROG_TYPES) else "")
-        with atomic.step(), diagnose.captured_stderr() as out:
+        with atomic.step(), diagnostics.captured_stderr() as out:
             try:
                 if fake:   # the test switch: the kernel's answer, as if it had said it
                     raise OSError(fake, os.strerror(fake))
@@ -264,7 +275,7 @@ class Program:
         bcc = system.bcc()
         said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, "tracepoint", tracepoint)
         if said is not None:
-            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the "
+            raise AttachError(f"Could not attach {diagnostics.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               system.privilege_hint() if system.missing_privileges()
                               else "run `python -m bpfkit doctor`.")
@@ -280,7 +291,7 @@ class Program:
         if said is not None:
             if "No such file" in said:
                 raise _no_raw_tracepoint(tracepoint)
-            raise AttachError(f"Could not attach {diagnose.describe_function(fn_name)} to the raw "
+            raise AttachError(f"Could not attach {diagnostics.describe_function(fn_name)} to the raw "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               "run `python -m bpfkit doctor`.")
 
@@ -289,7 +300,7 @@ class Program:
         "raw_tracepoint") as one step: None when it attached, else what BCC said about the
         refusal (maybe "")."""
         attach = getattr(self.bpf, f"attach_{kind}")
-        with atomic.step(), diagnose.captured_stderr() as out:
+        with atomic.step(), diagnostics.captured_stderr() as out:
             self.load_func(fn_name, prog_type)
             try:
                 attach(tp=tp.encode(), fn_name=fn_name.encode())
@@ -309,7 +320,7 @@ class Program:
             target = self.bpf.get_syscall_fnname(syscall.encode()).decode() if syscall != event or \
                 not event.startswith("__") else event
             try:
-                with atomic.step(), diagnose.captured_stderr():
+                with atomic.step(), diagnostics.captured_stderr():
                     self.load_func(fn_name, bcc.BPF.KPROBE)
                     self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
                     self.attached[fn_name] = f"kprobe:{target}"
@@ -489,7 +500,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     passes "the %%bpf NAME cell" and 2).
     """
     pins.cleanup_stale()  # what a killed notebook pinned goes before we load more
-    text, path, shown = _resolve(source)
+    text, path, shown = resolve(source)
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]
     try:

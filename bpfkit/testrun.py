@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 
 from . import refusal, system
-from ._libbpf import TestRunOpts, require
+from ._libbpf import TestRunOpts, lib
 from .errors import KernelError, UsageError
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
@@ -49,7 +49,7 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
     opts = TestRunOpts(sz=ct.sizeof(TestRunOpts), data_in=ct.addressof(buf),
                        data_size_in=len(data), data_out=ct.addressof(out),
                        data_size_out=len(out), repeat=max(int(repeat), 1))
-    err = require("bpf_prog_test_run_opts", "timing a program in the kernel")(fd, ct.byref(opts))
+    err = lib.bpf_prog_test_run_opts(fd, ct.byref(opts))
     if err == -errno.EPERM:   # a missing privilege, or the kernel's own policy
         raise refusal.explain(-err, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)")
     if err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import threading
 import time
 
 from .errors import UsageError, WorkloadError

@@ -1,6 +1,6 @@
 """What the verifier's log means, in the learner's words and at the learner's line.
 
-BCC prints the kernel's verifier log on stderr when a function is refused (`diagnose` collects
+BCC prints the kernel's verifier log on stderr when a function is refused (`diagnostics` collects
 it). The log quotes the source lines of BCC's rewritten C with BCC's line numbers; the
 functions below find the learner's own line, recognise the refusals learners meet most (a loop
 the verifier cannot bound, a key passed by value, a GPL-only helper, a missing NULL check) and
@@ -12,7 +12,7 @@ import errno
 import os
 import re
 
-from .diagnose import describe_function, norm, pass_a_pointer
+from .diagnostics import describe_function, norm, pass_a_pointer
 from . import refusal
 from .errors import LoadError, VerifierError
 
@@ -45,30 +45,60 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
         return refusal.explain(errno_, f"loading {described}")
     log = [l for l in output.splitlines() if l.strip() and not l.startswith("HINT:")]
     if not any(re.match(r"^\d+: ", l) for l in log):
-        if errno_ == errno.E2BIG:  # BCC prints no log for E2BIG: the verifier's "too large"
-            return _loop_error(described, function, None, lines, where, first_line,
-                               "BPF program is too large: following every path through it took "
-                               "more than a million instructions")
-        return LoadError(f"The kernel refused to load {described}: {os.strerror(errno_)}.",
-                         "run `python -m bpfkit doctor`; the kernel's words were: "
-                         + (" ".join(log[-3:]) or "none"), errno=errno_)
+        return _refused_without_a_log(described, function, lines, where, first_line, errno_, log)
     reason = next((l for l in reversed(log) if not l.startswith("processed") and not re.match(r"^\d+: ", l)
                    and not l.startswith(";") and not l.startswith("bpf:")), log[-1])
-    last_source = next((l for l in reversed(log) if l.startswith("; ") and "@ main.c:" in l), None)
-    place, row = "", None
-    if last_source:
-        text, _, num = last_source[2:].rpartition(" @ main.c:")
-        row = _source_row(text, int(num) if num.isdigit() else 0, lines, log)
-        if row:
-            place = f" at line {row + first_line - 1} of {where}:\n    {lines[row - 1].strip()}\n"
-        else:
-            place = f" at:\n    {text.strip()}\n"
+    row, place = _refused_line(log, lines, where, first_line)
     key_lines = [_own_line_number(l, lines, log, first_line)
                  for l in log if not l.startswith("bpf:")][-6:]
     detail = "Last lines of the verifier's log:\n" + "\n".join(key_lines)
     helper = next((m.group(1) for l in reversed(log) for m in [re.search(r"call (\w+)#\d+", l)] if m), None)
     if any(words in reason for words in _LOOP_WORDS):
         return _loop_error(described, function, row, lines, where, first_line, reason, detail)
+    own = lines[row - 1] if row else ""
+    known = _helper_refused(described, reason, helper, own, place, license, detail)
+    if known is not None:
+        return known
+    hint = next((h for key, h in _VERIFIER_HINTS if key in output),
+                "read the verifier's last lines above: they name the instruction it refused and why.")
+    loop = _enclosing_loop(lines, row) if row else None
+    if loop and re.search(r"invalid (read|write|access)|out of bound|outside of|unbounded", reason):
+        hint = (f"this is inside the loop at line {loop[0] + first_line - 1}: the verifier follows "
+                "it round by round, and on some round an index or pointer leaves the memory it "
+                "may touch. Check it against the size in the loop's condition "
+                "(e.g. `n < sizeof(buf) && buf[n] != 0`).")
+    return VerifierError(f"The verifier refused {described}{place or '. '}It says: {reason}",
+                         hint, detail=detail)
+
+
+def _refused_without_a_log(described: str, function: str, lines: list[str], where: str,
+                           first_line: int, errno_: int, log: list[str]):
+    if errno_ == errno.E2BIG:  # BCC prints no log for E2BIG: the verifier's "too large"
+        return _loop_error(described, function, None, lines, where, first_line,
+                           "BPF program is too large: following every path through it took "
+                           "more than a million instructions")
+    return LoadError(f"The kernel refused to load {described}: {os.strerror(errno_)}.",
+                     "run `python -m bpfkit doctor`; the kernel's words were: "
+                     + (" ".join(log[-3:]) or "none"), errno=errno_)
+
+
+def _refused_line(log: list[str], lines: list[str], where: str, first_line: int) -> tuple[int | None, str]:
+    """(the learner's row of the last source line the log quotes, or None; that line as a
+    message shows it: " at line N of WHERE:\n    code\n", or "" when the log quotes none)."""
+    last_source = next((l for l in reversed(log) if l.startswith("; ") and "@ main.c:" in l), None)
+    if not last_source:
+        return None, ""
+    text, _, num = last_source[2:].rpartition(" @ main.c:")
+    row = _source_row(text, int(num) if num.isdigit() else 0, lines, log)
+    if row:
+        return row, f" at line {row + first_line - 1} of {where}:\n    {lines[row - 1].strip()}\n"
+    return row, f" at:\n    {text.strip()}\n"
+
+
+def _helper_refused(described: str, reason: str, helper: str | None, line: str, place: str,
+                    license: str, detail: str) -> VerifierError | None:
+    """A helper refused for the program's license, or handed a map's address or a number
+    where it takes a map or a pointer (`line`: the learner's line the log names)."""
     if "GPL" in reason:
         return VerifierError(
             f"The verifier refused {described}: it calls {helper or 'a helper'}, which only "
@@ -77,7 +107,6 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
             "delete the `#define BPF_LICENSE ...` line (a BCC program is GPL by default) or set "
             f"it to GPL or \"Dual BSD/GPL\"; or do without {helper or 'that helper'}.", detail=detail)
     if re.match(r"R1 type=\w+ expected=map_ptr", reason) and helper:
-        line = lines[row - 1] if row else ""
         named = re.search(r"\(\s*&\s*(\w+)", line)
         name = named.group(1) if named else "counts"
         method = _BCC_METHODS.get(helper, "lookup(&key)")
@@ -94,17 +123,8 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
         return VerifierError(
             f"The verifier refused {described}: it passes {what} of {helper} as a number, where "
             f"the helper takes a pointer{(',' + place) if place else '. '}It says: {reason}",
-            pass_a_pointer(lines[row - 1] if row else ""), detail=detail)
-    hint = next((h for key, h in _VERIFIER_HINTS if key in output),
-                "read the verifier's last lines above: they name the instruction it refused and why.")
-    loop = _enclosing_loop(lines, row) if row else None
-    if loop and re.search(r"invalid (read|write|access)|out of bound|outside of|unbounded", reason):
-        hint = (f"this is inside the loop at line {loop[0] + first_line - 1}: the verifier follows "
-                "it round by round, and on some round an index or pointer leaves the memory it "
-                "may touch. Check it against the size in the loop's condition "
-                "(e.g. `n < sizeof(buf) && buf[n] != 0`).")
-    return VerifierError(f"The verifier refused {described}{place or '. '}It says: {reason}",
-                         hint, detail=detail)
+            pass_a_pointer(line), detail=detail)
+    return None
 
 
 _LOOP_WORDS = ("jumps is too complex", "back-edge", "infinite loop", "program is too large",

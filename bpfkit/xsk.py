@@ -31,10 +31,9 @@ import mmap
 import os
 import socket
 import struct
-import time
 from contextlib import nullcontext
 
-from . import atomic, lifetime, refusal
+from . import atomic, lifetime, refusal, waiting
 from ._libc import MAP_FAILED, libc
 from .errors import BpfkitError, Closed, KernelError, NotFound, UsageError
 from .netns import inside
@@ -169,12 +168,15 @@ class XskSocket:
                            sxdp_queue_id=self.queue)
         # A socket closed a moment ago frees its queue a little later (the kernel defers it to
         # a worker): a queue that is busy for that reason is free within milliseconds.
-        deadline = time.monotonic() + 1.0
-        while (failed := libc.bind(fd, ct.byref(addr), ct.sizeof(addr)) != 0) \
-                and ct.get_errno() == errno.EBUSY and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if failed:
-            err = ct.get_errno()
+        errs = []
+
+        def bound_or_refused() -> bool:
+            errs.append(0 if libc.bind(fd, ct.byref(addr), ct.sizeof(addr)) == 0 else ct.get_errno())
+            return errs[-1] != errno.EBUSY
+
+        waiting.until(bound_or_refused, 1.0)
+        err = errs[-1]
+        if err:
             hint = ("another AF_XDP socket is bound to this queue: close it." if err == errno.EBUSY
                     else f"the interface has queues 0..n-1; queue {self.queue} may not exist.")
             raise KernelError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
@@ -215,9 +217,7 @@ class XskSocket:
 
     def wait_for(self, total: int, timeout: float = 1.0) -> int:
         """Receive until `total` frames have arrived in all, or `timeout` seconds pass."""
-        deadline = time.monotonic() + timeout
-        while self.count < total and time.monotonic() < deadline:
-            time.sleep(0.002)
+        waiting.until(lambda: self.count >= total, timeout, every=0.002)
         return self.count
 
     def statistics(self) -> dict[str, int]:

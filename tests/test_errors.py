@@ -715,6 +715,17 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
     assert f"bpfkit.bpfobject.load('{name}')" in str(e.value)
 
 
+def test_libbpf_c_is_found_by_the_same_lookup_and_a_missing_one_lists_the_others():
+    from bpfkit import bpfobject, program
+    name = sorted(ROOT.glob("bpf/*.bpf.c"))[0].name[:-len(".bpf.c")]
+    text, path, _ = program.resolve(name, ".bpf.c")
+    assert path.name == f"{name}.bpf.c" and text == (ROOT / "bpf" / f"{name}.bpf.c").read_text()
+    with pytest.raises(errors.BpfkitError) as e:
+        bpfobject.load("l19_nothing")
+    assert e.value.what == "No libbpf program named 'l19_nothing' (looked for bpf/l19_nothing.bpf.c)."
+    assert name in e.value.hint and "counter" not in e.value.hint
+
+
 def test_a_program_type_the_kernel_forbids_is_not_called_a_missing_privilege(no_leaks):
     """Root with every capability, and the kernel still says EPERM (an LSM program, refused by
     this kernel's lockdown): the learner is told the kernel forbids the type, not to add

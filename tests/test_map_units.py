@@ -954,3 +954,10 @@ def test_with_every_slot_keeps_a_value_per_cpu():
     frame = frame_of(spec, snap.keys, snap.values, per_cpu="wide")
     assert frame.to_dict("list") == {"index": [0, 1, 2], "value_cpu0": [0, 5, 0],
                                      "value_cpu1": [0, 6, 0]}
+
+
+def test_round_up_to_the_kernels_alignment():
+    """One rounding for per-CPU slots, mmap-able elements, ring records and pages."""
+    from bpfkit.maps.layout import round_up
+    assert [round_up(n) for n in (0, 1, 7, 8, 9, 16, 17)] == [0, 8, 8, 8, 16, 16, 24]
+    assert round_up(1, 4096) == 4096 and round_up(4096, 4096) == 4096 and round_up(4097, 4096) == 8192

@@ -15,7 +15,6 @@ from ..maps.btf import vmlinux_field_offset
 from . import Checker, exercise
 
 BEFORE_CALLS, AFTER_CALLS, DATAGRAMS, PAYLOAD = 10, 6, 4, 100
-HEADERS = 28  # IPv4 (20 bytes) + UDP (8 bytes): skb->len at egress counts them
 QUESTIONS = ("calls counted for web", "calls counted for batch",
              "bytes counted for web", "bytes counted for batch")
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import collections
-import time
 
+from .. import waiting
 from . import Checker, exercise
 
 SOURCE_PORTS = (41000, 41001, 41002, 41003)
@@ -42,10 +42,8 @@ def check_source_port_balancing(c: Checker, program, lab, map_name: str = "tx_po
     for port in SOURCE_PORTS:
         a.send_udp(b.address, SERVICE_PORT, PER_SOURCE, source_port=port)
     total = len(SOURCE_PORTS) * PER_SOURCE
-    deadline = time.monotonic() + 1.0
-    while sum(r.count() - sum(before[h].values()) for h, r in receivers.items()) < total \
-            and time.monotonic() < deadline:
-        time.sleep(0.005)
+    waiting.until(lambda: sum(r.count() - sum(before[h].values()) for h, r in receivers.items())
+                  >= total, 1.0)
     got = {h: {p: r.by_source[p] - before[h][p] for p in SOURCE_PORTS} for h, r in receivers.items()}
     arrived = sum(sum(v.values()) for v in got.values())
     c.require(arrived == total, f"{arrived} of {total} datagrams arrived. Return "

@@ -13,7 +13,8 @@ import warnings
 
 from .. import events as event_readers
 from ..children import Child
-from ..errors import BpfkitError, UsageError
+from ..errors import UsageError
+from ..maps.layout import round_up
 from . import Checker, exercise
 
 BURST = 300
@@ -52,7 +53,7 @@ def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, d
 def record_size(event_size: int) -> int:
     """Bytes of ring buffer one event of `event_size` bytes takes: the 8-byte header, then the
     event, rounded up to a multiple of 8."""
-    return RINGBUF_HEADER + -(-event_size // 8) * 8
+    return RINGBUF_HEADER + round_up(event_size)
 
 
 def ring_capacity(ring_size: int, record: int) -> int:
@@ -120,6 +121,11 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
                  f"records of {record} bytes. A ring buffer's memory is allocated in full when "
                  "the map is made, used or not: take the fewest pages that hold the burst.")
 
+    _check_paths(c, reader, got)
+
+
+def _check_paths(c: Checker, reader, got: int) -> None:
+    """The events' paths are the burst's, in order, and whole."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", event_readers.DroppedEvents)
         frame = reader.frame()

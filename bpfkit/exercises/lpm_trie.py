@@ -9,8 +9,8 @@ observed, not computed. The trie is the lesson's (`bpf/prefix_classify.c`): key
 from __future__ import annotations
 
 import ipaddress
-import time
 
+from .. import waiting
 from . import Checker, exercise
 
 DST = "198.51.100.1"                       # where the lesson's host sends (no one owns it)
@@ -54,13 +54,8 @@ def observe(trie, host, sources, to: str = DST, per_source: int = PER_SOURCE) ->
     for source in sources:
         before = _hits(trie)
         traffic.udp_from(host, {source: per_source}, to)
-        deadline = time.monotonic() + 2.0
-        while True:
-            after = _hits(trie)
-            rose = [p for p, v in after.items() if v - before.get(p, 0) >= per_source]
-            if rose or time.monotonic() > deadline:
-                break
-            time.sleep(0.005)
+        rose = waiting.until(lambda: [p for p, v in _hits(trie).items()
+                                      if v - before.get(p, 0) >= per_source], 2.0)
         matched[source] = rose[0] if len(rose) == 1 else None
     return matched
 
@@ -104,22 +99,7 @@ def check_prefix_exercise(c: Checker, program, host, prediction: dict,
              + ", ".join(map(str, extra)) + " beyond the lesson's: remove the others with "
              'del prefixes[key("a.b.c.d/n")].')
 
-    # Part 1: the predictions, about the trie as the lesson left it.
-    unanswered = []
-    for source in EXERCISE_SOURCES:
-        said = prediction.get(source, "?") if isinstance(prediction, dict) else "?"
-        try:
-            said = network(said)
-        except ValueError:
-            unanswered.append(source)
-            continue
-        right = longest_match(source, base)
-        c.expect(said == right, f"{source}: not {said}. " + _why_not(source, said, base))
-    if unanswered:
-        c.expect(False, "predict where " + ", ".join(unanswered)
-                 + (" land" if len(unanswered) > 1 else " lands")
-                 + f': prediction["{unanswered[0]}"] = "a.b.c.d/n", one of the trie\'s prefixes.')
-
+    _check_predictions(c, prediction, base)   # part 1: about the trie as the lesson left it
     predicted = not c.result.problems
 
     # Part 2: see where every source lands now, by sending from each.
@@ -144,6 +124,24 @@ def check_prefix_exercise(c: Checker, program, host, prediction: dict,
              f"{mine} gives {ALONE} a prefix of its own, but it is narrower than it needs to be: a "
              "prefix with fewer bits would still hold no other source. Which source is nearest "
              f"to {ALONE} in binary, and how many leading bits do the two share?")
+
+
+def _check_predictions(c: Checker, prediction: dict, base: set) -> None:
+    """Each of EXERCISE_SOURCES predicted to land where the lesson's prefixes (`base`) put it."""
+    unanswered = []
+    for source in EXERCISE_SOURCES:
+        said = prediction.get(source, "?") if isinstance(prediction, dict) else "?"
+        try:
+            said = network(said)
+        except ValueError:
+            unanswered.append(source)
+            continue
+        right = longest_match(source, base)
+        c.expect(said == right, f"{source}: not {said}. " + _why_not(source, said, base))
+    if unanswered:
+        c.expect(False, "predict where " + ", ".join(unanswered)
+                 + (" land" if len(unanswered) > 1 else " lands")
+                 + f': prediction["{unanswered[0]}"] = "a.b.c.d/n", one of the trie\'s prefixes.')
 
 
 def _alone(candidate, rest, sources) -> bool:

@@ -73,6 +73,29 @@ def _hot(missing, what: str = "evicted") -> str:
     return f"The hot flows {_flows(missing)} were {what}"
 
 
+def _counts(flows) -> tuple[dict | None, dict]:
+    """(each flow's counts per CPU, None for a map without per-CPU values; each flow's total)."""
+    if flows.per_cpu:
+        frame = flows.frame(per_cpu="wide")
+        got = {int(row[0]): [int(v) for v in row[1:]] for row in frame.itertuples(index=False)}
+        return got, {k: sum(v) for k, v in got.items()}
+    frame = flows.frame()
+    return None, {int(k): int(v) for k, v in zip(frame["key"], frame["value"])}
+
+
+def _empty(program, flows, map_name: str) -> str:
+    """Why the table is empty: increment() never inserts into a per-CPU or LRU map."""
+    said = f"The table is empty after {len(exercise_stream())} getpgid() calls."
+    if ".increment(" in program.source and flows.type != "hash":
+        return said + (f" Your program counts with increment(), and {map_name!r} is {flows.map_type.a}: "
+                       "BCC's increment() adds one to an entry that exists and inserts a missing "
+                       "key only into a plain BPF_HASH; on a per-CPU or LRU map it never inserts, so "
+                       "nothing is ever counted. Create the entry with lookup_or_try_init(&flow, &zero) "
+                       "and add one through the pointer it returns (check it for NULL).")
+    return said + (" Does the program still read the flow from args->pid, check watched[0] against "
+                   "the caller's uid, and create an entry for each new flow?")
+
+
 @exercise("A flow table that keeps its hot flows, counted per CPU",
           "An LRU hash with per-CPU values: new flows always get in, the hot ones stay because "
           "they are used again and again, and each CPU counts in its own copy without atomics. "
@@ -93,27 +116,9 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
         calls_on_cpus(uid, exercise_stream())
     finally:
         watched[0] = 0
-    if flows.per_cpu:
-        frame = flows.frame(per_cpu="wide")
-        got = {int(row[0]): [int(v) for v in row[1:]] for row in frame.itertuples(index=False)}
-        totals = {k: sum(v) for k, v in got.items()}
-    else:
-        frame = flows.frame()
-        got = None
-        totals = {int(k): int(v) for k, v in zip(frame["key"], frame["value"])}
-    calls = len(exercise_stream())
-    uses_increment = ".increment(" in program.source
+    got, totals = _counts(flows)
     if not totals:
-        c.require(False,
-                  f"The table is empty after {calls} getpgid() calls."
-                  + (f" Your program counts with increment(), and {map_name!r} is {flows.map_type.a}: "
-                     "BCC's increment() adds one to an entry that exists and inserts a missing "
-                     "key only into a plain BPF_HASH; on a per-CPU or LRU map it never inserts, so "
-                     "nothing is ever counted. Create the entry with lookup_or_try_init(&flow, &zero) "
-                     "and add one through the pointer it returns (check it for NULL)."
-                     if uses_increment and flows.type != "hash" else
-                     " Does the program still read the flow from args->pid, check watched[0] against "
-                     "the caller's uid, and create an entry for each new flow?"))
+        c.require(False, _empty(program, flows, map_name))
     c.expect(len(totals) <= MAX_ENTRIES,
              f"The table holds {len(totals)} flows at the end; at most {MAX_ENTRIES} were asked for.")
     missing = [f for f in HOT if f not in totals]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BpfkitError, SetupError, UsageError, WorkloadError
+from ..errors import SetupError, UsageError, WorkloadError
 from ..profile import callers, top_functions
 from . import Checker, exercise
 

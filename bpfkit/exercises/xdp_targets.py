@@ -1,8 +1,7 @@
 """Lesson 16's exercise: spread one service's senders over two CPUs with a cpumap, by source port."""
 from __future__ import annotations
 
-import time
-
+from .. import waiting
 from . import Checker, exercise
 
 # Source port -> datagrams sent from it: distinct counts, so the split per CPU tells the rule used.
@@ -47,12 +46,12 @@ def check_cpu_spread(c: Checker, program, lab, address: str = "192.0.2.100") -> 
         p.send_udp(address, SERVICE_PORT, n, source_port=port)
     total = sum(SENDERS.values())
     got = {}
-    deadline = time.monotonic() + 1.0
-    while True:
-        got = {cpu: landed[cpu] - before[cpu] for cpu in (0, 1)}
-        if sum(got.values()) >= total or time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
+
+    def all_landed() -> bool:
+        got.update({cpu: landed[cpu] - before[cpu] for cpu in (0, 1)})
+        return sum(got.values()) >= total
+
+    waiting.until(all_landed, 1.0)
     want = expected_split()
     sent = ", ".join(f"{n} from {port}" for port, n in SENDERS.items())
     c.require(sum(got.values()) == total,

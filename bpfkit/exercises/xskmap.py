@@ -1,8 +1,7 @@
 """Lesson 17's exercise: hand the frames of two UDP ports to one AF_XDP socket."""
 from __future__ import annotations
 
-import time
-
+from .. import waiting
 from . import Checker, exercise
 
 PORTS = {7000: "socket", 7001: "socket", 7002: "stack"}   # where each port's frames belong
@@ -38,10 +37,9 @@ def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
                             b"exercise %d" % port) for port in PORTS for _ in range(PER_PORT)]
     xsk.send_frames(h.port, frames)
     total = len(frames)
-    deadline = time.monotonic() + 1.0
-    while (sock.count - socket_before + sum(r.count() - stack_before[p] for p, r in receivers.items())
-           < total and time.monotonic() < deadline):
-        time.sleep(0.002)
+    waiting.until(lambda: sock.count - socket_before
+                  + sum(r.count() - stack_before[p] for p, r in receivers.items()) >= total,
+                  1.0, every=0.002)
     new = sock.frames[socket_before:]
     at_socket = {port: sum(1 for f in new if f[36:38] == port.to_bytes(2, "big")) for port in PORTS}
     at_stack = {port: r.count() - stack_before[port] for port, r in receivers.items()}

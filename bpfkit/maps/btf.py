@@ -2,7 +2,7 @@
 
 Local storage maps (socket, task, inode and cgroup storage) must tell the kernel the C types
 of their key and value as BTF, and a struct_ops map names a struct of the kernel's own BTF.
-BCC writes BTF for the maps it declares; for a map made from Python, `types_for()` builds a
+BCC writes BTF for the maps it declares; for a map made from Python, `Types` builds a
 tiny BTF object from the ctypes of its key and value, and `vmlinux_*()` read the kernel's.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ctypes as ct
 import functools
 import os
 
-from .._libbpf import lib, quiet, require
+from .._libbpf import lib, quiet
 from ..errors import MapError
 
 BTF_KIND_STRUCT, BTF_KIND_ENUM, BTF_KIND_FUNC = 4, 6, 12
@@ -23,7 +23,6 @@ class Types:
     `key_id`, `value_id` to map creation, then `close()` (the map keeps what it needs)."""
 
     def __init__(self, key_type, value_type):
-        require("btf__load_into_kernel", "making a local-storage map from Python")
         self._btf = lib.btf__new_empty()
         if not self._btf:
             raise MapError("libbpf could not make a BTF object.", "this is a bpfkit bug: please report it.")
@@ -84,7 +83,6 @@ class _Vmlinux:
     """The kernel's own BTF (/sys/kernel/btf/vmlinux), loaded once and freed at `close()`."""
 
     def __init__(self):
-        require("btf__load_vmlinux_btf", "reading the kernel's own types")
         with quiet():
             self.btf = lib.btf__load_vmlinux_btf()
         if not self.btf:

@@ -16,7 +16,7 @@ import re
 import pandas as pd
 
 from .. import atomic, maptypes, refusal
-from .._libbpf import MapCreateOpts, require
+from .._libbpf import MapCreateOpts, lib
 from ..errors import MapError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
@@ -78,7 +78,6 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
 def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, map_extra: int,
             *, inner=None, struct_ops=None) -> int:
     """bpf_map_create with what this map type needs besides its sizes; the new fd."""
-    create = require("bpf_map_create", "making a map from Python")
     opts = MapCreateOpts(sz=ct.sizeof(MapCreateOpts), map_flags=flags, map_extra=map_extra)
     key_size = ct.sizeof(key_type) if key_type is not None else 0
     value_size = ct.sizeof(value_type) if value_type is not None else 0
@@ -99,7 +98,7 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
             opts.btf_vmlinux_value_type_id, value_size = btf.vmlinux_struct_ops(
                 struct_ops or mt.example.vmlinux_value)
         fake = refusal.pretended("map", mt.name)   # the test switch: as if the kernel said so
-        fd = -fake if fake else create(mt.number, name.encode(), key_size, value_size, max_entries,
+        fd = -fake if fake else lib.bpf_map_create(mt.number, name.encode(), key_size, value_size, max_entries,
                                        ct.byref(opts))
     finally:
         if types is not None:

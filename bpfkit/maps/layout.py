@@ -13,6 +13,13 @@ import numpy as np
 import pandas as pd
 
 
+def round_up(size: int, multiple: int = 8) -> int:
+    """`size` rounded up to a multiple of `multiple`. The kernel keeps what a map holds 8-byte
+    aligned (a per-CPU value's slot, an mmap-able array's element, a ring buffer's record), and
+    maps memory in whole pages."""
+    return -(-size // multiple) * multiple
+
+
 def dtype_of(ctype) -> np.dtype:
     """The numpy dtype with the same bytes as `ctype` (BCC's padding fields included)."""
     try:

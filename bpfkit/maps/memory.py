@@ -17,6 +17,7 @@ import numpy as np
 
 from .._libc import MAP_FAILED, libc
 from ..errors import MapError
+from .layout import round_up
 
 # Not exported by Python's mmap module; 0x10 on every Linux architecture bpfkit runs on.
 MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)
@@ -24,10 +25,10 @@ MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)
 
 class Mapping:
     def __init__(self, fd: int, name: str, value_size: int, entries: int, value_dtype: np.dtype):
-        self.elem_size = -(-value_size // 8) * 8
+        self.elem_size = round_up(value_size)
         self.entries = entries
         page = mmap.PAGESIZE
-        self.length = -(-max(entries * self.elem_size, 1) // page) * page
+        self.length = round_up(max(entries * self.elem_size, 1), page)
         self.writable = True
         addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
         if addr in (None, MAP_FAILED):  # e.g. BPF_F_RDONLY: map it read-only

@@ -15,8 +15,7 @@ from pathlib import Path
 from .. import atomic, lifetime, refusal
 from .._libbpf import lib
 from ..errors import MapError
-
-BPFFS = Path("/sys/fs/bpf")
+from ..system import BPFFS
 
 
 def path_of(name) -> Path:

@@ -26,10 +26,6 @@ class MapSpec:
     value_type: object = None  # ctypes type of one value (one CPU's, for a per-CPU map)
     cpus: int = 1              # value slots per entry of a per-CPU map
 
-    @property
-    def last(self) -> int:
-        return self.max_entries - 1
-
 
 def raw_type(size: int):
     """A stand-in C type for bytes whose declaration we do not know: an unsigned int of that

@@ -16,7 +16,7 @@ Key columns follow one rule for every family, by the map type's key kind (see ma
 from __future__ import annotations
 
 from ... import maptypes
-from .base import Codec, Lookups, NoLookups, Table  # noqa: F401
+from .base import Codec, Lookups, Table  # noqa: F401
 from .percpu import PerCpu, PerCpuColumn  # noqa: F401
 from .references import InnerMaps, Programs, WriteOnly
 from .devices import Cpus, Devices

@@ -47,9 +47,6 @@ class Lookups:
         return None
 
 
-NoLookups = Lookups
-
-
 class Codec:
     """Plain data: values are the C type the program declared, read and written as they are."""
 

@@ -40,7 +40,7 @@ class PerCpu(Codec):
         return layout.dtype_of(self.value_type(spec))
 
     def value_dtype(self, spec: MapSpec) -> np.dtype:
-        slot = -(-spec.value_size // 8) * 8
+        slot = layout.round_up(spec.value_size)
         padded = np.dtype({"names": ["v"], "formats": [self.one_value_dtype(spec)], "offsets": [0],
                            "itemsize": slot})
         return np.dtype((padded, (spec.cpus,)))
@@ -58,7 +58,7 @@ class PerCpu(Codec):
                 per_cpu = None
         if per_cpu is None:
             per_cpu = [convert.to_c(ctype, value, "value")] * spec.cpus
-        slot = -(-spec.value_size // 8) * 8
+        slot = layout.round_up(spec.value_size)
         raw = bytearray(slot * spec.cpus)
         for cpu, one in enumerate(per_cpu):
             raw[cpu * slot:cpu * slot + ct.sizeof(one)] = bytes(one)
