@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import atomic, kernel, lifetime, refusal
-from .errors import AttachError, BpfkitError, SetupError
+from .errors import AttachError, BpfkitError, SetupError, did_you_mean
 
 PREFIX = "bpfkit-"
 OWNER_XATTR = "user.bpfkit.owner"
@@ -120,8 +120,11 @@ def _attach_type(attach_type) -> int:
     for candidate in (name, "cgroup_" + name, "cgroup_inet_" + name):
         if candidate in kernel.ATTACH_TYPES:
             return kernel.ATTACH_TYPES[candidate]
+    names = [n.removeprefix("cgroup_").removeprefix("inet_") for n in kernel.ATTACH_TYPES
+             if n.startswith("cgroup_")]
+    hint = did_you_mean(name, names)
     raise AttachError(f"Unknown cgroup attach type {attach_type!r}.",
-                      "use one of: " + ", ".join(n.removeprefix("cgroup_") for n in kernel.ATTACH_TYPES
+                      (hint + " " if hint else "") + "use one of: " + ", ".join(n.removeprefix("cgroup_") for n in kernel.ATTACH_TYPES
                                                  if n.startswith("cgroup_")) + ".")
 
 
@@ -129,7 +132,7 @@ class Cgroup:
     """A cgroup v2 named "bpfkit-NAME", made now and removed by `close()`.
 
         with Cgroup("sockmap") as cg:
-            cg.attach(fn, "sock_ops")        # fn: a function loaded with BPF.SOCK_OPS
+            cg.attach(fn, "sock_ops")        # fn = prog.load_func("name", "sock_ops")
             with cg.inside():                # this process, only while in the block
                 ...                          # sockets made here belong to the cgroup
     """
@@ -230,7 +233,8 @@ class Cgroup:
     @atomic.whole
     def attach(self, fn, attach_type="sock_ops", flags: int = 0) -> None:
         """Attach a loaded function (`prog.load_func(...)`, or its fd) at `attach_type`
-        ("sock_ops", "ingress", "egress", or BCC's `BPFAttachType.CGROUP_SOCK_OPS`).
+        ("sock_ops", "ingress", "egress": the kernel's names in `kernel.ATTACH_TYPES`, with or
+        without "cgroup_"; BCC's `BPFAttachType.CGROUP_SOCK_OPS`, a number, is still taken).
 
         This is BCC's `BPF.attach_func(fn, cg.fd, BPFAttachType.CGROUP_SOCK_OPS)`, plus a
         note of what to detach at close."""
@@ -246,7 +250,8 @@ class Cgroup:
             if code == errno.EPERM:   # a missing privilege, or the kernel's own policy
                 raise refusal.explain(code, f"attaching {name!r} to a cgroup ({attach_type})")
             hints = {errno.EINVAL: "the function's program type must match the attach type: "
-                                   "load it with BPF.SOCK_OPS for \"sock_ops\".",
+                                   "load it as \"sock_ops\" for \"sock_ops\", as \"cgroup_skb\" for "
+                                   "\"ingress\" and \"egress\".",
                      errno.EEXIST: "a program is already attached there: detach it first."}
             raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {os.strerror(code)}.",
                               hints.get(code, "run `python -m bpfkit doctor`."))

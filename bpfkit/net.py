@@ -25,7 +25,7 @@ import subprocess
 import time
 from contextlib import nullcontext
 
-from . import atomic, lifetime, system
+from . import _bcc, atomic, lifetime
 from ._libbpf import lib
 from .errors import AttachError, BpfkitError, SetupError
 from .netns import NETNS_DIR, inside
@@ -275,14 +275,13 @@ class Lab:
         root namespace, or in `netns`); detached again when the lab closes. `mode` "skb" is
         generic XDP, which works on any interface; "native" needs driver support."""
         self._check_open()
-        bcc = system.bcc()
         if mode not in XDP_MODES:
             raise BpfkitError(f"Unknown XDP mode {mode!r}.", f"use one of {sorted(set(XDP_MODES))}.")
         flags = XDP_MODES[mode]
-        fn = program.load_func(fn_name, bcc.BPF.XDP)
+        fn = program.load_func(fn_name, "xdp")
         with inside(netns) if netns else nullcontext():
             try:
-                bcc.BPF.attach_xdp(dev.encode(), fn, flags)
+                _bcc.attach_xdp(dev, fn, flags)
             except Exception as e:
                 raise AttachError(f"Could not attach {fn_name!r} as the XDP program of {dev!r}"
                                   + (f" in {netns}" if netns else "") + f": {e}",
@@ -298,7 +297,7 @@ class Lab:
         with inside(netns) if netns else nullcontext():
             if dev in link_names() or netns:
                 try:
-                    system.bcc().BPF.remove_xdp(dev.encode(), flags)
+                    _bcc.remove_xdp(dev, flags)
                 except Exception:
                     pass  # the interface went already, and its XDP program with it
 

@@ -14,7 +14,7 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from . import refusal, system
+from . import _bcc, refusal
 from ._libbpf import TestRunOpts, require
 from .errors import BpfkitError
 
@@ -30,14 +30,16 @@ class Run:
     repeat: int
 
 
+TEST_RUN_TYPES = ("xdp", "socket_filter", "sched_cls")
+
+
 def prog_fd(program, fn_name: str, prog_type: str = "xdp") -> int:
     """The fd of `fn_name` in a bpfkit Program, loaded as `prog_type` on first use."""
-    bcc = system.bcc()
-    kinds = {"xdp": bcc.BPF.XDP, "socket_filter": bcc.BPF.SOCKET_FILTER,
-             "sched_cls": bcc.BPF.SCHED_CLS}
-    if prog_type not in kinds:
-        raise ValueError(f"prog_type must be one of {sorted(kinds)}")
-    return program.load_func(fn_name, kinds[prog_type]).fd
+    if _bcc.prog_type_name(prog_type) not in TEST_RUN_TYPES:
+        raise BpfkitError(f"A test run here takes a program of type "
+                          f"{' or '.join(repr(t) for t in TEST_RUN_TYPES)}, not {prog_type!r}.",
+                          'pass prog_type="xdp" (the default), "socket_filter" or "sched_cls".')
+    return program.load_func(fn_name, prog_type).fd
 
 
 def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_type: str = "xdp") -> Run:

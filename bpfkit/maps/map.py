@@ -527,23 +527,25 @@ class Map:
         """Attach a loaded sk_msg (or sk_skb) function to this map: it then runs for every
         socket put into the map *after* this call (attach first, then add sockets).
 
-        This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
+        `fn` is `prog.load_func("fn", "sk_msg")` (or "sk_skb" for the stream and skb attach types),
+        or its fd. This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
         program frees the map, and the kernel drops the attachment with it; `detach()` drops
         it earlier."""
-        from ..errors import AttachError
+        from ..errors import AttachError, did_you_mean
         self._require("attach")
         name = SOCKMAP_ATTACH.get(attach_type, attach_type)
         if name not in kernel.ATTACH_TYPES:
+            hint = did_you_mean(str(attach_type), SOCKMAP_ATTACH)
             raise AttachError(f"Unknown sockmap attach type {attach_type!r}.",
-                              f"use one of {sorted(SOCKMAP_ATTACH)}.")
+                              (hint + " " if hint else "") + f"use one of {sorted(SOCKMAP_ATTACH)}.")
         kind = kernel.ATTACH_TYPES[name]
         prog_fd = fn if isinstance(fn, int) else fn.fd
         err = kernel.attach(prog_fd, self.fd, kind)
         if err:
             raise AttachError(
                 f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
-                "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
-                "msg_verdict, BPF.SK_SKB for the stream and skb ones.")
+                "load it with the matching type: prog.load_func('fn', 'sk_msg') for "
+                "msg_verdict, 'sk_skb' for the stream and skb ones.")
         self._attached.append((prog_fd, kind))
 
     def attached(self) -> list[int]:
