@@ -17,7 +17,6 @@ from notebook_runs import bpf_cell
 
 LESSON = "notebooks/18_reuseport_sockmap.ipynb"
 SOLUTION = "notebooks/solutions/18_reuseport_sockmap_solution.ipynb"
-SK_REUSEPORT = bpfkit.kernel.PROG_TYPES.index("sk_reuseport")
 SO_ATTACH_REUSEPORT_EBPF = 52
 
 
@@ -48,7 +47,7 @@ def test_program_steers_by_first_byte_and_counts_by_cookie(no_leaks):
             slots = _slots(group)
             assert join_sockets(slots.frame(), group.sockets)["socket"].tolist() == ["s0", "s1", "s2", "s3"]
             prog = bpfkit.load("reuseport_pick", name="l18_test_pick", maps={"slots": slots})
-            pick = prog.load_func("pick_socket", SK_REUSEPORT)
+            pick = prog.load_func("pick_socket", "sk_reuseport")
             group.sockets["s0"].setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, pick.fd)
             cg.attach(prog.load_func("count_received", "cgroup_skb"), "ingress")
 
