@@ -244,17 +244,19 @@ class Cgroup:
         name = getattr(fn, "name", b"")
         name = name.decode() if isinstance(name, bytes) else str(name or prog_fd)
         own = os.dup(prog_fd)  # ours to detach with, whatever happens to the program's fds
-        code = kernel.attach(own, self.fd, kind, flags)
-        if code:
+        try:
+            kernel.attach(own, self.fd, kind, flags)
+        except OSError as e:
             os.close(own)
-            if code == errno.EPERM:   # a missing privilege, or the kernel's own policy
-                raise refusal.explain(code, f"attaching {name!r} to a cgroup ({attach_type})")
+            if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
+                raise refusal.explain(e.errno,
+                                      f"attaching {name!r} to a cgroup ({attach_type})") from None
             hints = {errno.EINVAL: "the function's program type must match the attach type: "
                                    "load it as \"sock_ops\" for \"sock_ops\", as \"cgroup_skb\" for "
                                    "\"ingress\" and \"egress\".",
                      errno.EEXIST: "a program is already attached there: detach it first."}
-            raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {os.strerror(code)}.",
-                              hints.get(code, "run `python -m bpfkit doctor`."))
+            raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {e.strerror}.",
+                              hints.get(e.errno, "run `python -m bpfkit doctor`.")) from None
         self._attached.append((own, kind, name))
 
     def attached(self) -> dict[str, list[int]]:
@@ -275,7 +277,8 @@ class Cgroup:
         while self._attached:
             own, kind, _ = self._attached.pop()
             try:
-                kernel.detach(own, self.fd, kind)
+                with contextlib.suppress(OSError):   # detached already: the cgroup went
+                    kernel.detach(own, self.fd, kind)
             finally:
                 os.close(own)
 

@@ -58,7 +58,9 @@ def link_names() -> list[str]:
 def xdp_prog_id(dev: str, mode: str = "skb") -> int | None:
     """The id of the XDP program attached to interface `dev` (here) in `mode`, or None."""
     prog_id = ct.c_uint32()
-    if lib.bpf_xdp_query_id(socket.if_nametoindex(dev), XDP_MODES[mode], ct.byref(prog_id)) != 0:
+    try:
+        lib.bpf_xdp_query_id(socket.if_nametoindex(dev), XDP_MODES[mode], ct.byref(prog_id))
+    except OSError:
         return None
     return prog_id.value or None
 

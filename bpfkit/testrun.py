@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
-import os
 import statistics
 from dataclasses import dataclass
 
@@ -50,14 +49,15 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
     opts = TestRunOpts(sz=ct.sizeof(TestRunOpts), data_in=ct.addressof(buf),
                        data_size_in=len(data), data_out=ct.addressof(out),
                        data_size_out=len(out), repeat=max(int(repeat), 1))
-    err = require("bpf_prog_test_run_opts", "timing a program in the kernel")(fd, ct.byref(opts))
-    if err == -errno.EPERM:   # a missing privilege, or the kernel's own policy
-        raise refusal.explain(-err, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)")
-    if err:
-        raise BpfkitError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
+    try:
+        require("bpf_prog_test_run_opts", "timing a program in the kernel")(fd, ct.byref(opts))
+    except OSError as e:
+        if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
+            raise refusal.explain(e.errno, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)") from None
+        raise BpfkitError(f"The kernel could not test-run {fn_name!r}: {e.strerror}.",
                           "BPF_PROG_TEST_RUN needs a program type that supports it "
                           "(XDP, tc, socket filter); an XDP packet needs at least 14 bytes.",
-                          errno=-err)
+                          errno=e.errno) from None
     return Run(opts.retval, opts.duration, opts.repeat)
 
 

@@ -32,10 +32,11 @@ import os
 import socket
 import struct
 import time
+import contextlib
 from contextlib import nullcontext
 
 from . import atomic, lifetime, refusal
-from ._libc import MAP_FAILED, libc
+from ._libc import libc
 from .errors import BpfkitError
 from .netns import inside
 
@@ -81,10 +82,11 @@ class _Ring:
 
     def __init__(self, fd: int, offsets: RingOffset, size: int, slot_type, pgoff: int):
         self.length = offsets.desc + size * ct.sizeof(slot_type)
-        addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
-                         mmap.MAP_SHARED | mmap.MAP_POPULATE, fd, pgoff)
-        if addr in (None, MAP_FAILED):
-            raise _oserror("mmap of an AF_XDP ring")
+        try:
+            addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
+                             mmap.MAP_SHARED | mmap.MAP_POPULATE, fd, pgoff)
+        except OSError as e:
+            raise _oserror("mmap of an AF_XDP ring", e.errno) from None
         self.addr = addr
         self.mask = size - 1
         self.producer = ct.c_uint32.from_address(addr + offsets.producer)
@@ -93,7 +95,8 @@ class _Ring:
 
     def unmap(self) -> None:
         self.slots = self.producer = self.consumer = None
-        libc.munmap(self.addr, self.length)
+        with contextlib.suppress(OSError):   # as munmap's -1 always was: nothing to do about it
+            libc.munmap(self.addr, self.length)
 
 
 class XskSocket:
@@ -145,10 +148,11 @@ class XskSocket:
         fd = self.sock.fileno()
         # 1. The UMEM: page-aligned memory of `chunks` chunks, registered with the socket.
         self.umem_len = chunks * self.chunk_size
-        addr = libc.mmap(None, self.umem_len, mmap.PROT_READ | mmap.PROT_WRITE,
-                         mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-        if addr in (None, MAP_FAILED):
-            raise _oserror("mmap of the UMEM")
+        try:
+            addr = libc.mmap(None, self.umem_len, mmap.PROT_READ | mmap.PROT_WRITE,
+                             mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        except OSError as e:
+            raise _oserror("mmap of the UMEM", e.errno) from None
         self.umem = addr
         reg = UmemReg(addr=addr, len=self.umem_len, chunk_size=self.chunk_size, headroom=0)
         self.sock.setsockopt(SOL_XDP, XDP_UMEM_REG, bytes(reg))
@@ -170,11 +174,16 @@ class XskSocket:
         # A socket closed a moment ago frees its queue a little later (the kernel defers it to
         # a worker): a queue that is busy for that reason is free within milliseconds.
         deadline = time.monotonic() + 1.0
-        while (failed := libc.bind(fd, ct.byref(addr), ct.sizeof(addr)) != 0) \
-                and ct.get_errno() == errno.EBUSY and time.monotonic() < deadline:
+        while True:
+            try:
+                libc.bind(fd, ct.byref(addr), ct.sizeof(addr))
+                err = 0
+            except OSError as e:
+                err = e.errno
+            if err != errno.EBUSY or time.monotonic() >= deadline:
+                break
             time.sleep(0.005)
-        if failed:
-            err = ct.get_errno()
+        if err:
             hint = ("another AF_XDP socket is bound to this queue: close it." if err == errno.EBUSY
                     else f"the interface has queues 0..n-1; queue {self.queue} may not exist.")
             raise BpfkitError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
@@ -245,7 +254,8 @@ class XskSocket:
         if self.sock is not None:
             self.sock.close()
         if self.umem is not None:
-            libc.munmap(self.umem, self.umem_len)
+            with contextlib.suppress(OSError):
+                libc.munmap(self.umem, self.umem_len)
             self.umem = None
         self.closed = True
 
@@ -261,8 +271,7 @@ class XskSocket:
         return f"<XskSocket {where}: {state}>"
 
 
-def _oserror(what: str) -> BpfkitError:
-    err = ct.get_errno()
+def _oserror(what: str, err: int) -> BpfkitError:
     if err in (errno.EPERM, errno.EACCES):   # a missing privilege, or the kernel's own policy
         return refusal.explain(err, what[0].lower() + what[1:])
     return BpfkitError(f"{what} failed: {os.strerror(err)}.",
