@@ -125,13 +125,15 @@ class Bare:
         n, first = 0, True
         while n < m.max_entries:
             count.value = min(snapshot.DEFAULT_BATCH, m.max_entries - n)
-            ret = lib.bpf_map_lookup_batch(fd, None if first else self.in_batch, self.out_batch,
-                                           kp + n * ks, vp + n * vs, ct.byref(count), None)
-            n += count.value
-            if ret < 0:
-                if -ret != errno.ENOENT:
-                    raise OSError(-ret, "lookup batch")
+            try:
+                lib.bpf_map_lookup_batch(fd, None if first else self.in_batch, self.out_batch,
+                                         kp + n * ks, vp + n * vs, ct.byref(count), None)
+            except OSError as e:   # libbpf's calls raise their errno (bpfkit._libbpf)
+                n += count.value
+                if e.errno != errno.ENOENT:
+                    raise
                 break
+            n += count.value
             ct.memmove(self.in_batch, self.out_batch, self.cursor)
             first = False
         return n

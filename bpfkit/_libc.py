@@ -2,7 +2,10 @@
 
 `mmap` at a fixed address (to swap a mapping for zeroed memory without moving it), `setns`
 and `unshare` before Python 3.12, and `mount` for tracefs and the compiler's short kallsyms.
-Each returns -1 and sets errno on failure.
+Each returns -1 (mmap: MAP_FAILED) and sets errno on failure, and each raises that as
+`OSError(errno, strerror)` here, through `errcheck`, as libbpf's calls do (`_libbpf`): callers
+never test a return value. vasprintf and free, called inside libbpf's print callback where an
+exception cannot go, are left unchecked.
 
 libseccomp (a dependency of systemd, so on every distribution we support) lets the check
 compile refuse the bpf() syscall by name, without a syscall number of one architecture;
@@ -12,6 +15,18 @@ from __future__ import annotations
 
 import ctypes as ct
 import ctypes.util
+import os
+
+MAP_FAILED = ct.c_void_p(-1).value
+
+
+def _failed(result, func, args):
+    """errcheck: -1 (or MAP_FAILED, or NULL, from mmap) is errno's failure, raised."""
+    if result == -1 or (func.restype is ct.c_void_p and result in (None, MAP_FAILED)):
+        err = ct.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
 
 libc = ct.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 libc.mmap.restype = ct.c_void_p
@@ -24,6 +39,8 @@ libc.mount.restype = ct.c_int
 libc.mount.argtypes = [ct.c_char_p, ct.c_char_p, ct.c_char_p, ct.c_ulong, ct.c_void_p]
 libc.unshare.restype = ct.c_int
 libc.unshare.argtypes = [ct.c_int]
+libc.mmap.errcheck = libc.munmap.errcheck = libc.setns.errcheck = _failed
+libc.mount.errcheck = libc.unshare.errcheck = _failed
 # libbpf's messages come as a format and a va_list (which reaches C as a pointer on x86-64 and
 # arm64 alike): vasprintf makes the whole text, however long, and free gives its memory back.
 libc.vasprintf.restype = ct.c_int
@@ -72,8 +89,7 @@ SCMP_ACT_ALLOW = 0x7FFF0000
 def SCMP_ACT_ERRNO(err: int) -> int:  # noqa: N802 - libseccomp's own name
     return 0x00050000 | (err & 0x0000FFFF)
 
-MAP_FAILED = ct.c_void_p(-1).value
-
 # AF_XDP sockets (bpfkit/xsk.py): Python's socket.bind() knows no AF_XDP address, so libc's.
 libc.bind.restype = ct.c_int
 libc.bind.argtypes = [ct.c_int, ct.c_void_p, ct.c_uint32]
+libc.bind.errcheck = _failed

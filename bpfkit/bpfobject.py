@@ -22,6 +22,7 @@ as a `LoadError` or `VerifierError`, never as a ctypes traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import errno
 import hashlib
@@ -188,37 +189,30 @@ def _arch() -> str:
 
 # -- the loaded object ---------------------------------------------------------------------
 
-def _err(ptr) -> int:
-    """libbpf 1.x returns NULL and sets errno on failure."""
-    if not ptr:
-        return ct.get_errno() or errno.EINVAL
-    return 0
-
-
 class UserRingBuffer:
     """User space's end of a `BPF_MAP_TYPE_USER_RINGBUF`: `send(record)` reserves room, copies
     the record (bytes or a ctypes object) in and submits it for a program to drain."""
 
     def __init__(self, owner: "BpfObject", name: str, fd: int):
-        lib_new = lib.user_ring_buffer__new
         self.owner, self.name = owner, name
-        self._rb = lib_new(fd, None)
-        if not self._rb:
-            err = _err(self._rb)
-            raise LoadError(f"libbpf could not open the user ring buffer {name!r}: "
-                            f"{os.strerror(err)}.", "is it a BPF_MAP_TYPE_USER_RINGBUF?", errno=err)
+        try:
+            self._rb = lib.user_ring_buffer__new(fd, None)
+        except OSError as e:
+            raise LoadError(f"libbpf could not open the user ring buffer {name!r}: {e.strerror}.",
+                            "is it a BPF_MAP_TYPE_USER_RINGBUF?", errno=e.errno) from None
 
     def send(self, record) -> None:
         data = bytes(record)
         if self._rb is None:
             raise Closed(f"The user ring buffer {self.name!r} is closed.",
                          "load the program again.")
-        slot = lib.user_ring_buffer__reserve(self._rb, len(data))
-        if not slot:
-            err = ct.get_errno() or errno.ENOSPC
+        try:
+            slot = lib.user_ring_buffer__reserve(self._rb, len(data))
+        except OSError as e:
             raise MapFull(f"No room in the user ring buffer {self.name!r} for {len(data)} "
-                          f"bytes: {os.strerror(err)}.",
-                          "let the program drain it first (run it), or send fewer records.", errno=err)
+                          f"bytes: {e.strerror}.",
+                          "let the program drain it first (run it), or send fewer records.",
+                          errno=e.errno) from None
         ct.memmove(slot, data, len(data))
         lib.user_ring_buffer__submit(self._rb, slot)
 
@@ -303,10 +297,12 @@ class BpfObject:
     def run(self, program: str) -> int:
         """Run a SEC("syscall") program once (BPF_PROG_TEST_RUN); its return value."""
         opts = TestRunOpts(sz=ct.sizeof(TestRunOpts))
-        err = lib.bpf_prog_test_run_opts(self.program_fd(program), ct.byref(opts))
-        if err:
-            raise KernelError(f"The kernel could not run {program!r}: {os.strerror(-err)}.",
-                              'only SEC("syscall") programs run on demand like this.', errno=-err)
+        try:
+            lib.bpf_prog_test_run_opts(self.program_fd(program), ct.byref(opts))
+        except OSError as e:
+            raise KernelError(f"The kernel could not run {program!r}: {e.strerror}.",
+                              'only SEC("syscall") programs run on demand like this.',
+                              errno=e.errno) from None
         return ct.c_int32(opts.retval).value
 
     def _check_open(self) -> None:
@@ -322,14 +318,15 @@ class BpfObject:
 
     # loading and closing
     def _open_and_load(self, path: Path) -> None:
+        err = 0
         with messages() as said:
-            obj = lib.bpf_object__open_file(str(path).encode(), None)
-            err = _err(obj)
-            if not err:
-                self._obj = obj
+            try:
+                self._obj = lib.bpf_object__open_file(str(path).encode(), None)
                 self._pretend()
                 self._struct_ops_as_links()
-                err = -lib.bpf_object__load(obj)
+                lib.bpf_object__load(self._obj)
+            except OSError as e:
+                err = e.errno
         if err:
             raise _load_error(self.name, err, "".join(said), self._map_types())
 
@@ -342,7 +339,8 @@ class BpfObject:
             return
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) == MAP_TYPE_STRUCT_OPS:
-                lib.bpf_map__set_map_flags(m, lib.bpf_map__map_flags(m) | BPF_F_LINK)
+                with contextlib.suppress(OSError):   # registered without a link, as before 6.4
+                    lib.bpf_map__set_map_flags(m, lib.bpf_map__map_flags(m) | BPF_F_LINK)
 
     def _map_types(self) -> dict[str, str]:
         return {lib.bpf_map__name(m).decode(): maptypes.name_of(lib.bpf_map__type(m))
@@ -365,28 +363,31 @@ class BpfObject:
             section = lib.bpf_program__section_name(p).decode()
             if section.startswith(("struct_ops", "syscall", "?")):
                 continue
-            with messages() as said:
-                link = lib.bpf_program__attach(p)
-            if not link:
-                name, err = lib.bpf_program__name(p).decode(), _err(link)
+            try:
+                with messages() as said:
+                    link = lib.bpf_program__attach(p)
+            except OSError as e:
+                name = lib.bpf_program__name(p).decode()
                 raise LoadError(f"libbpf could not attach {name!r} (SEC(\"{section}\")): "
-                                f"{os.strerror(err)}.", "check the section name.",
-                                detail=_libbpf_lines("".join(said)), errno=err)
+                                f"{e.strerror}.", "check the section name.",
+                                detail=_libbpf_lines("".join(said)), errno=e.errno) from None
             self._links.append(link)
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) != MAP_TYPE_STRUCT_OPS:
                 continue
-            with messages() as said:
-                link = lib.bpf_map__attach_struct_ops(m)
             name = lib.bpf_map__name(m).decode()
-            if not link:
-                raise _register_refused(name, _err(link), "".join(said))
+            try:
+                with messages() as said:
+                    link = lib.bpf_map__attach_struct_ops(m)
+            except OSError as e:
+                raise _register_refused(name, e.errno, "".join(said)) from None
             self._links.append(link)
             if lib.bpf_map__map_flags(m) & BPF_F_LINK and lib.bpf_link__fd(link) == lib.bpf_map__fd(m):
                 # libbpf 1.1 only stored the ops (a link map waits, not registered): the link is ours
-                fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
-                if fd < 0:
-                    raise _register_refused(name, -fd)
+                try:
+                    fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
+                except OSError as e:
+                    raise _register_refused(name, e.errno) from None
                 self._link_fds.append(fd)
             self.struct_ops.append(name)
 
@@ -400,7 +401,8 @@ class BpfObject:
             while self._link_fds:   # unregisters the struct_ops
                 os.close(self._link_fds.pop())
             for link in reversed(self._links):
-                lib.bpf_link__destroy(link)
+                with contextlib.suppress(OSError):   # freed whatever it answers
+                    lib.bpf_link__destroy(link)
             self._links.clear()
             for m in self._maps.values():
                 m.closed = True

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from . import atomic, kernel, lifetime, refusal, waiting
-from .errors import AttachError, Closed, InUse, KernelError, SetupError, UsageError
+from .errors import AttachError, Closed, InUse, KernelError, SetupError, UsageError, did_you_mean
 from .lifetime import PREFIX
 
 OWNER_XATTR = "user.bpfkit.owner"
@@ -121,8 +121,11 @@ def _attach_type(attach_type) -> int:
     for candidate in (name, "cgroup_" + name, "cgroup_inet_" + name):
         if candidate in kernel.ATTACH_TYPES:
             return kernel.ATTACH_TYPES[candidate]
+    names = [n.removeprefix("cgroup_").removeprefix("inet_") for n in kernel.ATTACH_TYPES
+             if n.startswith("cgroup_")]
+    hint = did_you_mean(name, names)
     raise AttachError(f"Unknown cgroup attach type {attach_type!r}.",
-                      "use one of: " + ", ".join(n.removeprefix("cgroup_") for n in kernel.ATTACH_TYPES
+                      (hint + " " if hint else "") + "use one of: " + ", ".join(n.removeprefix("cgroup_") for n in kernel.ATTACH_TYPES
                                                  if n.startswith("cgroup_")) + ".")
 
 
@@ -130,7 +133,7 @@ class Cgroup:
     """A cgroup v2 named "bpfkit-NAME", made now and removed by `close()`.
 
         with Cgroup("sockmap") as cg:
-            cg.attach(fn, "sock_ops")        # fn: a function loaded with BPF.SOCK_OPS
+            cg.attach(fn, "sock_ops")        # fn = prog.load_func("name", "sock_ops")
             with cg.inside():                # this process, only while in the block
                 ...                          # sockets made here belong to the cgroup
     """
@@ -231,7 +234,8 @@ class Cgroup:
     @atomic.whole
     def attach(self, fn, attach_type="sock_ops", flags: int = 0) -> None:
         """Attach a loaded function (`prog.load_func(...)`, or its fd) at `attach_type`
-        ("sock_ops", "ingress", "egress", or BCC's `BPFAttachType.CGROUP_SOCK_OPS`).
+        ("sock_ops", "ingress", "egress": the kernel's names in `kernel.ATTACH_TYPES`, with or
+        without "cgroup_"; BCC's `BPFAttachType.CGROUP_SOCK_OPS`, a number, is still taken).
 
         This is BCC's `BPF.attach_func(fn, cg.fd, BPFAttachType.CGROUP_SOCK_OPS)`, plus a
         note of what to detach at close."""
@@ -241,16 +245,20 @@ class Cgroup:
         name = getattr(fn, "name", b"")
         name = name.decode() if isinstance(name, bytes) else str(name or prog_fd)
         own = os.dup(prog_fd)  # ours to detach with, whatever happens to the program's fds
-        code = kernel.attach(own, self.fd, kind, flags)
-        if code:
+        try:
+            kernel.attach(own, self.fd, kind, flags)
+        except OSError as e:
             os.close(own)
-            if code == errno.EPERM:   # a missing privilege, or the kernel's own policy
-                raise refusal.explain(code, f"attaching {name!r} to a cgroup ({attach_type})")
+            if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
+                raise refusal.explain(e.errno,
+                                      f"attaching {name!r} to a cgroup ({attach_type})") from None
             hints = {errno.EINVAL: "the function's program type must match the attach type: "
-                                   "load it with BPF.SOCK_OPS for \"sock_ops\".",
+                                   "load it as \"sock_ops\" for \"sock_ops\", as \"cgroup_skb\" for "
+                                   "\"ingress\" and \"egress\".",
                      errno.EEXIST: "a program is already attached there: detach it first."}
-            raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {os.strerror(code)}.",
-                              hints.get(code, "run `python -m bpfkit doctor`."), errno=code)
+            raise AttachError(f"Could not attach {name!r} to cgroup {self.path}: {e.strerror}.",
+                              hints.get(e.errno, "run `python -m bpfkit doctor`."),
+                              errno=e.errno) from None
         self._attached.append((own, kind, name))
 
     def attached(self) -> dict[str, list[int]]:
@@ -271,7 +279,8 @@ class Cgroup:
         while self._attached:
             own, kind, _ = self._attached.pop()
             try:
-                kernel.detach(own, self.fd, kind)
+                with contextlib.suppress(OSError):   # detached already: the cgroup went
+                    kernel.detach(own, self.fd, kind)
             finally:
                 os.close(own)
 

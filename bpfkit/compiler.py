@@ -253,12 +253,12 @@ def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
         if not future.set_running_or_notify_cancel():
             continue
         try:  # a fresh copy of everyone's mounts each time: what was mounted since is there
-            if libc.setns(home, CLONE_NEWNS) == 0:
-                # setns() also moved this thread's root to the namespace's own: in a chroot, that
-                # is outside it. Back into the process's root (setns needed CAP_SYS_CHROOT too).
-                os.fchdir(root)
-                os.chroot(".")
-                _enter_private_mounts(short)
+            libc.setns(home, CLONE_NEWNS)
+            # setns() also moved this thread's root to the namespace's own: in a chroot, that
+            # is outside it. Back into the process's root (setns needed CAP_SYS_CHROOT too).
+            os.fchdir(root)
+            os.chroot(".")
+            _enter_private_mounts(short)
         except OSError:
             pass  # the full kallsyms then: slower, not wrong
         if cwd is not None:
@@ -271,12 +271,9 @@ def _serve(jobs: queue.Queue, ready: concurrent.futures.Future) -> None:
 
 
 def _enter_private_mounts(short: bytes) -> None:
-    for call in (lambda: libc.unshare(CLONE_NEWNS),
-                 lambda: libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None),  # ours stay ours
-                 lambda: libc.mount(short, b"/proc/kallsyms", None, MS_BIND, None)):
-        if call() != 0:
-            err = ct.get_errno()
-            raise OSError(err, os.strerror(err))
+    libc.unshare(CLONE_NEWNS)   # each raises OSError(errno) on failure
+    libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None)  # ours stay ours
+    libc.mount(short, b"/proc/kallsyms", None, MS_BIND, None)
 
 
 def _short_kallsyms() -> bytes:

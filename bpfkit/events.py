@@ -15,16 +15,17 @@ was lost, so these readers always report both.
       struct event *e = events.ringbuf_reserve(sizeof(struct event));
       if (!e) { int zero = 0; u64 *d = dropped.lookup(&zero); if (d) __sync_fetch_and_add(d, 1); return 0; }
 
-      reader = bpfkit.events.ring(prog, "events", dropped="dropped")
+      reader = bpfkit.events.ring(prog["events"], dropped=prog["dropped"])
 
 - Perf buffer (`BPF_PERF_OUTPUT(events)`, one buffer per CPU): the kernel counts drops and
   reports them, with the next event it manages to write on that CPU, to `lost_cb`; the
-  reader adds them up. `reader = bpfkit.events.perf(prog, "events", pages=8)`.
+  reader adds them up. `reader = bpfkit.events.perf(prog["events"], pages=8)`.
 
 Then `reader.poll()` (or `reader.drain()`), `reader.frame()`, `reader.received`, `reader.dropped`.
 `reader.frame(arrival=True)` adds when Python received each event (`arrival_ns`, on the clock
 of `bpf_ktime_get_ns()`, CLOCK_MONOTONIC), to set against a time the program put in the event.
 
+A reader takes the buffer's Map (`prog["events"]`), as `bpfkit.sample` and `live` do.
 One reader per map: opening a reader again on the same program's map (a notebook cell run
 twice) replaces the earlier one, which then refuses to poll. (BCC alone would register a
 second consumer of the same ring buffer and free the first one's callback while the kernel
@@ -39,9 +40,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import waiting
+from . import _bcc, waiting
 from .errors import Closed, UsageError
-from .maps import layout
+from .maps import Map, layout
 
 
 class DroppedEvents(UserWarning):
@@ -51,10 +52,9 @@ class DroppedEvents(UserWarning):
 class _Reader:
     kind = "buffer"
 
-    def __init__(self, prog, map_name: str, event_type=None):
-        self.program = prog
-        self.map_name = map_name
-        prog[map_name]  # a MapNotFound with suggestions for a misspelled name
+    def __init__(self, events: Map, event_type=None):
+        self.program = _program_of(events, self.kind)
+        self.map_name = events.name
         self.event_type = event_type
         self.replaced = False
         self._records: list[bytes] = []
@@ -74,10 +74,10 @@ class _Reader:
         """Become the reader of this map: the earlier one (if any) is marked replaced and
         returned. The mark lives on BCC's table object, which lives as long as the program."""
         table = self._table()
-        earlier = getattr(table, "_bpfkit_reader", None)
+        earlier = _bcc.reader_of(table)
         if earlier is not None:
             earlier.replaced = True
-        table._bpfkit_reader = self
+        _bcc.set_reader(table, self)
         return earlier
 
     def _check_polling(self) -> None:
@@ -88,8 +88,7 @@ class _Reader:
                          "poll the reader you opened last (this one keeps what it read).")
 
     def _table(self):
-        # Never kept: BCC frees a perf buffer when its table object goes, at the program's close.
-        return self.program.bpf[self.map_name.encode()]
+        return _bcc.events_table(self.program.bpf, self.map_name)
 
     @property
     def received(self) -> int:
@@ -156,9 +155,9 @@ class _Reader:
 class RingReader(_Reader):
     kind = "ring buffer"
 
-    def __init__(self, prog, map_name: str, dropped: str | None, event_type=None):
-        super().__init__(prog, map_name, event_type)
-        self.drop_map = prog[dropped] if dropped else None
+    def __init__(self, events: Map, dropped: Map | str | None, event_type=None):
+        super().__init__(events, event_type)
+        self.drop_map = self.program[dropped] if isinstance(dropped, str) else dropped
 
         if self._take_over() is None:
             # Registered with BCC once per map: the callback hands each event to whichever
@@ -166,13 +165,13 @@ class RingReader(_Reader):
             table = self._table()
 
             def callback(ctx, data, size):
-                table._bpfkit_reader._on_event(data, size)
+                _bcc.reader_of(table)._on_event(data, size)
                 return 0
 
             try:
                 table.open_ring_buffer(callback)
             except BaseException:
-                table._bpfkit_reader = None  # not registered: the next reader tries again
+                _bcc.set_reader(table, None)  # not registered: the next reader tries again
                 raise
 
     def poll(self, timeout_ms: int = 100) -> int:
@@ -196,8 +195,8 @@ class RingReader(_Reader):
 class PerfReader(_Reader):
     kind = "perf buffer"
 
-    def __init__(self, prog, map_name: str, pages: int = 8, event_type=None):
-        super().__init__(prog, map_name, event_type)
+    def __init__(self, events: Map, pages: int = 8, event_type=None):
+        super().__init__(events, event_type)
         if pages < 1 or pages & (pages - 1):
             raise UsageError(f"A perf buffer's size is a power of two pages, not {pages}.",
                              "pass pages=1, 2, 4, 8, ...")
@@ -214,7 +213,7 @@ class PerfReader(_Reader):
             # The earlier reader's per-CPU buffers go (BCC frees each one as its slot is
             # deleted); this reader opens its own, of its own size.
             table = self._table()
-            for cpu in list(getattr(table, "_open_key_fds", {})):
+            for cpu in _bcc.perf_buffer_cpus(table):
                 del table[cpu]
         self._table().open_perf_buffer(callback, page_cnt=pages, lost_cb=lost)
 
@@ -231,11 +230,35 @@ class PerfReader(_Reader):
         return self._lost
 
 
-def ring(prog, map_name: str, dropped: str | None = None, event_type=None) -> RingReader:
-    """Read ring buffer `map_name` of `prog`; `dropped` names the program's drop-counter map."""
-    return RingReader(prog, map_name, dropped, event_type)
+def ring(events: Map, dropped: Map | str | None = None, event_type=None) -> RingReader:
+    """Read ring buffer `events` (`prog["events"]`); `dropped` is the program's drop-counter
+    map (`prog["dropped"]`, or its name)."""
+    return RingReader(events, dropped, event_type)
 
 
-def perf(prog, map_name: str, pages: int = 8, event_type=None) -> PerfReader:
-    """Read perf buffer `map_name` of `prog` (`pages` per CPU, a power of two)."""
-    return PerfReader(prog, map_name, pages, event_type)
+def perf(events: Map, pages: int = 8, event_type=None) -> PerfReader:
+    """Read perf buffer `events` (`prog["events"]`), `pages` per CPU (a power of two)."""
+    return PerfReader(events, pages, event_type)
+
+
+def _program_of(events, kind: str):
+    """The Program whose buffer `events` is: a reader takes the Map, as `sample` and `live` do."""
+    reader = "ring" if kind == "ring buffer" else "perf"
+    if isinstance(events, Map) and events.owner is not None and hasattr(events.owner, "bpf"):
+        events.owner._check_open()
+        wanted = "ringbuf" if reader == "ring" else "perf_event_array"
+        if events.type != wanted:
+            raise UsageError(f"{events.name!r} is {events.map_type.a} map, not a {kind}.",
+                             f"pass the map declared with "
+                             f"{'BPF_RINGBUF_OUTPUT' if reader == 'ring' else 'BPF_PERF_OUTPUT'}"
+                             f"(...) in the C code to bpfkit.events.{reader}().")
+        return events.owner
+    if hasattr(events, "bpf") and hasattr(events, "map_names"):   # the Program itself
+        raise UsageError(f"bpfkit.events.{reader}() takes the buffer's map, not the program.",
+                         f'write bpfkit.events.{reader}({getattr(events, "name", "prog")}["events"])'
+                         ", with the map's name from the C code.")
+    if isinstance(events, Map):
+        raise UsageError(f"{events.name!r} is not a {kind} of a program loaded with bpfkit.load: "
+                         "only BCC can poll one.", "read a buffer your %%bpf program declares.")
+    raise UsageError(f"bpfkit.events.{reader}() takes a program's {kind} map, not "
+                     f"{type(events).__name__}.", f'write bpfkit.events.{reader}(prog["events"]).')

@@ -83,15 +83,16 @@ class Allowed:
 
 # -- program types ------------------------------------------------------------------------------
 
-def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
-    """`code` loaded as a program of `type_name`, with what the type needs: (its fd, or minus
-    the kernel's errno; the verifier's log where `log`)."""
+def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int | None, int, str]:
+    """`code` loaded as a program of `type_name`, with what the type needs: (its fd or None,
+    the kernel's errno or 0, the verifier's log where `log`). A probe wants the log of a
+    refusal as much as the errno, so the refusal is an answer here, not an exception."""
     needs = NEEDS.get(type_name, {})
     opts = ProgLoadOpts(sz=ct.sizeof(ProgLoadOpts), prog_flags=needs.get("flags", 0))
     if "attach" in needs:
         attach = (btf.vmlinux_enum("bpf_attach_type") or {}).get(needs["attach"])
         if attach is None:   # the kernel's BTF does not name it: too old for the type
-            return -errno.EINVAL, ""
+            return None, errno.EINVAL, ""
         opts.expected_attach_type = attach
     if "function" in needs:
         opts.attach_btf_id = btf.vmlinux_function_id(needs["function"])
@@ -102,21 +103,24 @@ def _load(type_name: str, code: bytes, log: bool = False) -> tuple[int, str]:
     if said is not None:
         opts.log_level, opts.log_size, opts.log_buf = 1, len(said), ct.addressof(said)
     insns = ct.create_string_buffer(code, len(code))
-    with quiet():
-        fd = lib.bpf_prog_load(kernel.PROG_TYPES.index(type_name), b"probe", b"GPL", insns,
-                               len(code) // 8, ct.byref(opts))
-    return fd, said.value.decode(errors="replace") if said is not None else ""
+    fd, err = None, 0
+    try:
+        with quiet():
+            fd = lib.bpf_prog_load(kernel.PROG_TYPES.index(type_name), b"probe", b"GPL", insns,
+                                   len(code) // 8, ct.byref(opts))
+    except OSError as e:
+        err = e.errno
+    return fd, err, said.value.decode(errors="replace") if said is not None else ""
 
 
 def _load_nothing(type_name: str) -> None:
     """Load `r0 = 0; exit` as a program of this type and close it; raise the kernel's refusal."""
     err = refusal.pretended("program", type_name)
     if not err:
-        fd, _ = _load(type_name, NOTHING)
-        if fd >= 0:
+        fd, err, _ = _load(type_name, NOTHING)
+        if fd is not None:
             os.close(fd)
             return
-        err = -fd
         if err == NEEDS.get(type_name, {}).get("expect"):
             return
     raise refusal.explain(err, f"{type_name} programs")
@@ -128,8 +132,9 @@ def _call_helper(type_name: str, number: int, name: str) -> None:
     arguments, so any other complaint means the helper is there (as libbpf's own probe reads it)."""
     err = refusal.pretended("program", type_name) or refusal.pretended("helper", name)
     if not err:
-        fd, said = _load(type_name, struct.pack("<BBhi", 0x85, 0, 0, number) + NOTHING, log=True)
-        if fd >= 0:
+        code = struct.pack("<BBhi", 0x85, 0, 0, number) + NOTHING
+        fd, refused, said = _load(type_name, code, log=True)
+        if fd is not None:
             os.close(fd)
             return
         words = next((line for line in said.splitlines() if any(w in line for w in HELPER_REFUSED)),
@@ -138,11 +143,11 @@ def _call_helper(type_name: str, number: int, name: str) -> None:
             raise NotAllowedHere(f"A {type_name} program may not call {name}() on this kernel: the "
                                  f"verifier said \"{words.strip()}\".",
                                  "another program type may call it (bpfkit.helpers(\"xdp\"), say), "
-                                 "or a newer kernel.", errno=-fd,
+                                 "or a newer kernel.", errno=refused,
                                  short=f"not for {type_name} programs here: {words.strip()}")
-        if said.strip() or -fd not in (errno.EPERM, errno.EACCES):
+        if said.strip() or refused not in (errno.EPERM, errno.EACCES):
             return
-        err = -fd
+        err = refused
     raise refusal.explain(err, f"{name}() in {type_name} programs")
 
 

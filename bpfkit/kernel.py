@@ -60,10 +60,13 @@ class LinkInfo(ct.Structure):
 
 def _ids(next_id) -> list[int]:
     out, cur, nxt = [], 0, ct.c_uint32()
-    while next_id(cur, ct.byref(nxt)) == 0:
+    while True:
+        try:
+            next_id(cur, ct.byref(nxt))
+        except OSError:   # ENOENT after the last one
+            return out
         cur = nxt.value
         out.append(cur)
-    return out
 
 
 def prog_ids() -> list[int]:
@@ -81,15 +84,14 @@ def link_ids() -> list[int]:
 def fd_info(fd: int, struct_type):
     info = struct_type()
     size = ct.c_uint32(ct.sizeof(info))
-    err = lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
-    if err:
-        raise OSError(-err, os.strerror(-err))
+    lib.bpf_obj_get_info_by_fd(fd, ct.byref(info), ct.byref(size))
     return info
 
 
 def _info_by_id(get_fd, obj_id: int, struct_type):
-    fd = get_fd(obj_id)
-    if fd < 0:
+    try:
+        fd = get_fd(obj_id)
+    except OSError:
         return None  # gone since it was listed
     try:
         return fd_info(fd, struct_type)
@@ -169,13 +171,13 @@ ATTACH_TYPES = {"cgroup_inet_ingress": 0, "cgroup_inet_egress": 1, "cgroup_inet_
                 "cgroup_device": 6, "sk_msg_verdict": 7, "sk_skb_verdict": 38}
 
 
-def attach(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> int:
-    """Attach a program to a cgroup or a sockmap (by fd): 0, or the kernel's errno."""
-    return -lib.bpf_prog_attach(prog_fd, target_fd, attach_type, flags)
+def attach(prog_fd: int, target_fd: int, attach_type: int, flags: int = 0) -> None:
+    """Attach a program to a cgroup or a sockmap (by fd); OSError if the kernel refuses."""
+    lib.bpf_prog_attach(prog_fd, target_fd, attach_type, flags)
 
 
-def detach(prog_fd: int, target_fd: int, attach_type: int) -> int:
-    return -lib.bpf_prog_detach2(prog_fd, target_fd, attach_type)
+def detach(prog_fd: int, target_fd: int, attach_type: int) -> None:
+    lib.bpf_prog_detach2(prog_fd, target_fd, attach_type)
 
 
 def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
@@ -183,9 +185,7 @@ def attached_prog_ids(target_fd: int, attach_type: int) -> list[int]:
     `bpftool cgroup show` lists them; links count too. Empty when nothing is attached."""
     ids = (ct.c_uint32 * 64)()
     count, flags = ct.c_uint32(64), ct.c_uint32()
-    err = lib.bpf_prog_query(target_fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count))
-    if err:
-        raise OSError(-err, os.strerror(-err))
+    lib.bpf_prog_query(target_fd, attach_type, 0, ct.byref(flags), ids, ct.byref(count))
     return list(ids[:count.value])
 
 

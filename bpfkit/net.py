@@ -24,7 +24,7 @@ import socket
 import subprocess
 from contextlib import nullcontext
 
-from . import atomic, lifetime, system, waiting
+from . import _bcc, atomic, lifetime, waiting
 from ._libbpf import lib
 from .errors import AttachError, BpfkitError, Closed, InUse, SetupError, UsageError
 from .lifetime import PREFIX
@@ -57,7 +57,9 @@ def link_names() -> list[str]:
 def xdp_prog_id(dev: str, mode: str = "skb") -> int | None:
     """The id of the XDP program attached to interface `dev` (here) in `mode`, or None."""
     prog_id = ct.c_uint32()
-    if lib.bpf_xdp_query_id(socket.if_nametoindex(dev), XDP_MODES[mode], ct.byref(prog_id)) != 0:
+    try:
+        lib.bpf_xdp_query_id(socket.if_nametoindex(dev), XDP_MODES[mode], ct.byref(prog_id))
+    except OSError:
         return None
     return prog_id.value or None
 
@@ -269,14 +271,13 @@ class Lab:
         root namespace, or in `netns`); detached again when the lab closes. `mode` "skb" is
         generic XDP, which works on any interface; "native" needs driver support."""
         self._check_open()
-        bcc = system.bcc()
         if mode not in XDP_MODES:
             raise UsageError(f"Unknown XDP mode {mode!r}.", f"use one of {sorted(set(XDP_MODES))}.")
         flags = XDP_MODES[mode]
-        fn = program.load_func(fn_name, bcc.BPF.XDP)
+        fn = program.load_func(fn_name, "xdp")
         with inside(netns) if netns else nullcontext():
             try:
-                bcc.BPF.attach_xdp(dev.encode(), fn, flags)
+                _bcc.attach_xdp(dev, fn, flags)
             except Exception as e:
                 raise AttachError(f"Could not attach {fn_name!r} as the XDP program of {dev!r}"
                                   + (f" in {netns}" if netns else "") + f": {e}",
@@ -292,7 +293,7 @@ class Lab:
         with inside(netns) if netns else nullcontext():
             if dev in link_names() or netns:
                 try:
-                    system.bcc().BPF.remove_xdp(dev.encode(), flags)
+                    _bcc.remove_xdp(dev, flags)
                 except Exception:
                     pass  # the interface went already, and its XDP program with it
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from . import atomic, plot, refusal, system
+from . import _bcc, atomic, plot, refusal
 from .errors import KernelError
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
@@ -47,29 +47,28 @@ def attach_cpu_clock(program, fn_name: str, hz: int = 99) -> int:
     in turn so that a refusal halfway closes the events already opened; attaching again first
     closes the earlier events, so a cell run twice does not sample twice. `program.close()`
     closes them all (BCC's cleanup closes every perf event it opened)."""
-    bcc = system.bcc()
-    key = (bcc.PerfType.SOFTWARE, bcc.PerfSWConfig.CPU_CLOCK)
+    key = _bcc.cpu_clock()
     b = program.bpf
-    if key in b.open_perf_events:
+    if key in _bcc.perf_events(b):
         b.detach_perf_event(*key)
-    program.load_func(fn_name, bcc.BPF.PERF_EVENT)  # a verifier refusal, explained
+    program.load_func(fn_name, "perf_event")  # a verifier refusal, explained
     opened: dict[int, int] = {}
     try:
-        for cpu in bcc.utils.get_online_cpus():
+        for cpu in _bcc.online_cpus():
             b.attach_perf_event(ev_type=key[0], ev_config=key[1], fn_name=fn_name.encode(),
                                 sample_freq=int(hz), cpu=cpu)
-            opened.update(b.open_perf_events.pop(key))
+            opened.update(_bcc.perf_events(b).pop(key))
     except Exception as e:  # BCC raises a bare Exception; the syscall's errno is still there
         err = ct.get_errno()
         for fd in opened.values():
-            bcc.lib.bpf_close_perf_event_fd(fd)
+            _bcc.close_perf_event(fd)
         raise refusal.explain(err, "a CPU-clock perf event, so nothing can be sampled here",
                               fallback=lambda: KernelError(
                                   f"This kernel refuses a CPU-clock perf event ({e}), so nothing "
                                   "can be sampled here.", "perf events need a kernel built with "
                                   "CONFIG_PERF_EVENTS; `python -m bpfkit doctor` shows this "
                                   "kernel's facts.", errno=err or None)) from None
-    b.open_perf_events[key] = opened
+    _bcc.perf_events(b)[key] = opened
     return len(opened)
 
 
@@ -113,10 +112,8 @@ class Symbols:
     each address is looked up once. `close()` frees BCC's cache (a `with` block does it)."""
 
     def __init__(self, pid: int):
-        bcc = system.bcc()
         self.pid = int(pid)
-        self._bcc = bcc
-        self._cache = bcc.SymbolCache(self.pid)
+        self._cache = _bcc.symbol_cache(self.pid)
         self._names: dict[tuple[bool, int], str] = {}
 
     def user(self, addr: int) -> str:
@@ -129,12 +126,12 @@ class Symbols:
     def kernel(self, addr: int) -> str:
         key = (False, addr)
         if key not in self._names:
-            self._names[key] = self._bcc.BPF.ksym(addr).decode(errors="replace")
+            self._names[key] = _bcc.ksym(addr)
         return self._names[key]
 
     def close(self) -> None:
         if self._cache is not None:
-            self._bcc.lib.bcc_free_symcache(self._cache.cache, self.pid)
+            _bcc.free_symbol_cache(self._cache, self.pid)
             self._cache = None
 
     def __enter__(self) -> "Symbols":

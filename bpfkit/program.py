@@ -16,15 +16,13 @@ from __future__ import annotations
 import contextlib
 import ctypes as ct
 import errno
-import functools
 import hashlib
-import json
 import os
 import re
 import warnings
 from pathlib import Path
 
-from . import atomic, compiler, diagnostics, errors, kernel, lifetime, refusal, system, verifier
+from . import _bcc, atomic, compiler, diagnostics, errors, kernel, lifetime, refusal, system, verifier
 from .errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound, UsageError,
                      did_you_mean, nearest)
 from .maps import Map, pins
@@ -136,7 +134,7 @@ class Program:
         self._given = _given_maps(maps or {})
         self.notes: list[str] = []
         self.attached: dict[str, str] = {}  # function -> where: "tracepoint:syscalls:sys_enter_execve"
-        bcc = system.bcc()
+        _bcc.module()
         system.require_privilege()
         system.require_headers()
         if "TRACEPOINT_PROBE" in source or "tracepoint__" in source:
@@ -147,11 +145,11 @@ class Program:
         if path is not None:
             flags.append(f"-I{path.parent}")
         text = _with_given_maps(source, self._given).encode()
-        failed = compiler.check(_quiet_bpf_class(bcc), text, flags)  # Stop here costs nothing
+        failed = compiler.check(_bcc.quiet_bpf_class(), text, flags)  # Stop here costs nothing
         if failed is not None:
             raise diagnostics.compile_failed(failed, source, where, first_line)
         with atomic.step() as step:  # from here on, Stop waits until the kernel is consistent
-            self._open(bcc, text, flags)
+            self._open(text, flags)
             if step.interrupted:
                 self._free()  # leave the kernel as if the cell had not run; the step raises
             else:
@@ -159,13 +157,13 @@ class Program:
                 if previous is not None:
                     previous.close()
 
-    def _open(self, bcc, text: bytes, flags: list[str]) -> None:
+    def _open(self, text: bytes, flags: list[str]) -> None:
         """Compile for real (the check compile succeeded), create the maps, load and attach the
         functions that attach by their names; on any failure free all of it and raise."""
         with diagnostics.captured_stderr() as out:
             before = kernel.bpf_fds()
             try:
-                self.bpf = compiler.run(lambda: _quiet_bpf_class(bcc)(text=text, cflags=flags))
+                self.bpf = compiler.run(lambda: _bcc.quiet_bpf_class()(text=text, cflags=flags))
                 failed = None
             except Exception as e:  # BCC raises bare Exceptions
                 failed = e
@@ -193,49 +191,35 @@ class Program:
                 return
             except Exception as e:  # BCC raises bare Exceptions, and stops at the first
                 failed = e
-            lib = _libbcc()
-            for fds in (list(self.bpf.open_perf_events.values()) + list(self.bpf.tracepoint_fds.values())
-                        + list(self.bpf.kprobe_fds.values())):
-                for fd in (fds.values() if isinstance(fds, dict) else [fds]):
-                    with contextlib.suppress(Exception):
-                        lib.bpf_close_perf_event_fd(fd)  # the event's reference to the program
-            for fd in list(self.bpf.raw_tracepoint_fds.values()):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            for table in (self.bpf.open_perf_events, self.bpf.tracepoint_fds,
-                          self.bpf.raw_tracepoint_fds, self.bpf.kprobe_fds):
-                table.clear()  # closed: BCC's own cleanup at exit must not close them again
-            with contextlib.suppress(Exception):
-                self.bpf.close()  # the functions' fds, and the module with its maps
+            _bcc.force_close(self.bpf)
         warnings.warn(f"bpfkit: BCC failed while closing {self.name!r} ({failed}); everything it "
                       "had made was freed anyway.", stacklevel=3)
 
     # -- loading and attaching -------------------------------------------------------------
     def _function_names(self) -> list[str]:
-        lib = _libbcc()
-        return [lib.bpf_function_name(self.bpf.module, i).decode()
-                for i in range(lib.bpf_num_functions(self.bpf.module))]
+        return _bcc.function_names(self.bpf)
 
-    def load_func(self, fn_name: str, prog_type: int, **kw):
-        """Load one function as a program of `prog_type`, explaining a refusal."""
-        lib = _libbcc()
+    def load_func(self, fn_name: str, prog_type, **kw):
+        """Load one function as a program of `prog_type`, the kernel's name of it ("xdp",
+        "tracepoint", "cgroup_skb", ...: `bpfkit.kernel.PROG_TYPES`), explaining a refusal.
+        BCC's numbers (`BPF.XDP`) are still taken."""
+        number = _bcc.prog_type(prog_type)
         names = self._function_names()
         if fn_name not in names:
             raise NotFound(f"There is no function {fn_name!r} in {self.where}.",
                            did_you_mean(fn_name, names) or f"its functions are {names}.")
-        fake = refusal.pretended("program", kernel.PROG_TYPES[prog_type]
-                                 if 0 <= prog_type < len(kernel.PROG_TYPES) else "")
+        fake = refusal.pretended("program", _bcc.prog_type_name(number))
         with atomic.step(), diagnostics.captured_stderr() as out:
             try:
                 if fake:   # the test switch: the kernel's answer, as if it had said it
                     raise OSError(fake, os.strerror(fake))
-                fn = self.bpf.load_func(fn_name.encode(), prog_type, **kw)
+                fn = self.bpf.load_func(fn_name.encode(), number, **kw)
                 failed = None
             except Exception as e:
                 failed = e
         if failed is not None:
             err = fake or ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
-            license = (lib.bpf_module_license(self.bpf.module) or b"").decode(errors="replace")
+            license = _bcc.license(self.bpf)
             raise verifier.load_error(out[0], fn_name, self.source, self.where, err,
                                       self.first_line, license) from None
         return fn
@@ -253,8 +237,8 @@ class Program:
                 f"Cannot tell which program type to load {fn_name!r} as: the program has "
                 + (f"functions of types {sorted(types)} loaded." if types else "no function loaded yet."),
                 "load it yourself with the caller's type and store that: "
-                f"m[slot] = prog.load_func({fn_name!r}, BPF.TRACEPOINT) (or BPF.XDP, ...).")
-        return self.load_func(fn_name, kernel.PROG_TYPES.index(types.pop()))
+                f"m[slot] = prog.load_func({fn_name!r}, \"tracepoint\") (or \"xdp\", ...).")
+        return self.load_func(fn_name, types.pop())
 
     def _autoload(self) -> None:
         for fn in self._function_names():
@@ -272,8 +256,7 @@ class Program:
         category, _, event = tracepoint.partition(":")
         if not (system.TRACEFS / "events" / category / event).is_dir():
             raise _no_tracepoint(tracepoint)
-        bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.TRACEPOINT, "tracepoint", tracepoint)
+        said = self._load_and_attach(fn_name, "tracepoint", tracepoint)
         if said is not None:
             raise AttachError(f"Could not attach {diagnostics.describe_function(fn_name)} to the "
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
@@ -286,8 +269,7 @@ class Program:
         events = system.TRACEFS / "events"
         if events.is_dir() and not any(events.glob(f"*/{tracepoint}")):
             raise _no_raw_tracepoint(tracepoint)
-        bcc = system.bcc()
-        said = self._load_and_attach(fn_name, bcc.BPF.RAW_TRACEPOINT, "raw_tracepoint", tracepoint)
+        said = self._load_and_attach(fn_name, "raw_tracepoint", tracepoint)
         if said is not None:
             if "No such file" in said:
                 raise _no_raw_tracepoint(tracepoint)
@@ -295,13 +277,13 @@ class Program:
                               f"tracepoint {tracepoint}" + (f": {said}" if said else "."),
                               "run `python -m bpfkit doctor`.")
 
-    def _load_and_attach(self, fn_name: str, prog_type: int, kind: str, tp: str) -> str | None:
-        """Load `fn_name` and attach it to `tp` with BCC's attach_<kind> ("tracepoint",
-        "raw_tracepoint") as one step: None when it attached, else what BCC said about the
+    def _load_and_attach(self, fn_name: str, kind: str, tp: str) -> str | None:
+        """Load `fn_name` as a program of type `kind` and attach it to `tp` with BCC's
+        attach_<kind> ("tracepoint", "raw_tracepoint") as one step: None when it attached, else what BCC said about the
         refusal (maybe "")."""
         attach = getattr(self.bpf, f"attach_{kind}")
         with atomic.step(), diagnostics.captured_stderr() as out:
-            self.load_func(fn_name, prog_type)
+            self.load_func(fn_name, kind)
             try:
                 attach(tp=tp.encode(), fn_name=fn_name.encode())
                 self.attached[fn_name] = f"{kind}:{tp}"
@@ -316,12 +298,11 @@ class Program:
         Returns where it attached. The function must only use `ctx` as an opaque pointer."""
         syscall = re.sub(r"^(__\w+?_)?sys_", "", event)
         if system.kprobes_available():
-            bcc = system.bcc()
             target = self.bpf.get_syscall_fnname(syscall.encode()).decode() if syscall != event or \
                 not event.startswith("__") else event
             try:
                 with atomic.step(), diagnostics.captured_stderr():
-                    self.load_func(fn_name, bcc.BPF.KPROBE)
+                    self.load_func(fn_name, "kprobe")
                     self.bpf.attach_kprobe(event=target.encode(), fn_name=fn_name.encode())
                     self.attached[fn_name] = f"kprobe:{target}"
                 return self.attached[fn_name]
@@ -346,9 +327,7 @@ class Program:
     # -- maps ------------------------------------------------------------------------------
     def map_names(self) -> list[str]:
         self._check_open()
-        lib = _libbcc()
-        return [lib.bpf_table_name(self.bpf.module, i).decode()
-                for i in range(lib.bpf_num_tables(self.bpf.module))] + list(self._given)
+        return _bcc.table_names(self.bpf) + list(self._given)
 
     def __getitem__(self, name: str) -> Map:
         self._check_open()
@@ -366,15 +345,8 @@ class Program:
         return self._maps[name]
 
     def _make_map(self, name: str) -> Map:
-        bcc = system.bcc()
-        lib = _libbcc()
-        module, raw = self.bpf.module, name.encode()
-        fd = lib.bpf_table_fd(module, raw)
-
-        def c_type(desc: bytes):  # BCC describes no key at all for a queue or stack
-            return bcc.BPF._decode_table_type(json.loads(desc)) if desc else None
-        return Map(fd, name=name, key_type=c_type(lib.bpf_table_key_desc(module, raw)),
-                   value_type=c_type(lib.bpf_table_leaf_desc(module, raw)), owner=self)
+        fd, key_type, value_type = _bcc.table(self.bpf, name)
+        return Map(fd, name=name, key_type=key_type, value_type=value_type, owner=self)
 
     @property
     def maps(self) -> dict[str, Map]:
@@ -458,32 +430,6 @@ def _no_tracepoint(tracepoint: str) -> TracepointNotFound:
         + (f" The nearest are: {', '.join(close)}." if close else ""),
         f"pick one from {events} (category/event), e.g. syscalls:sys_enter_execve, "
         "and write TRACEPOINT_PROBE(category, event).")
-
-
-@functools.lru_cache(maxsize=None)
-def _libbcc():
-    """BCC's C library, with the prototypes of the few calls BCC's Python leaves untyped."""
-    lib = system.bcc().lib
-    lib.bpf_num_tables.restype = ct.c_ulonglong
-    lib.bpf_num_tables.argtypes = [ct.c_void_p]
-    lib.bpf_table_name.restype = ct.c_char_p
-    lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_ulonglong]
-    return lib
-
-
-def _quiet_bpf_class(bcc):
-    """BCC's BPF, minus its attach-on-construct: we attach ourselves, so that a failure frees
-    what was made, and so that a tracepoint is checked before BCC tries it."""
-    global _QuietBPF
-    if _QuietBPF is None:
-        class QuietBPF(bcc.BPF):
-            def _trace_autoload(self):
-                pass
-        _QuietBPF = QuietBPF
-    return _QuietBPF
-
-
-_QuietBPF = None
 
 
 def load(source, *, cflags=(), name: str | None = None, where: str | None = None,

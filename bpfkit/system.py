@@ -282,11 +282,12 @@ def tracefs_mounted() -> bool:
 
 def _mount_tracefs() -> int:
     """mount(2) tracefs at TRACEFS; 0, or the errno."""
-    import ctypes
     from ._libc import libc
-    if libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None) == 0:
+    try:
+        libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
         return 0
-    return ctypes.get_errno()
+    except OSError as e:
+        return e.errno
 
 
 def ensure_tracefs() -> None:

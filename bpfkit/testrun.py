@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
-import os
 import statistics
 from dataclasses import dataclass
 
-from . import refusal, system
+from . import _bcc, refusal
 from ._libbpf import TestRunOpts, lib
 from .errors import KernelError, UsageError
 
@@ -30,15 +29,16 @@ class Run:
     repeat: int
 
 
+TEST_RUN_TYPES = ("xdp", "socket_filter", "sched_cls")
+
+
 def prog_fd(program, fn_name: str, prog_type: str = "xdp") -> int:
     """The fd of `fn_name` in a bpfkit Program, loaded as `prog_type` on first use."""
-    bcc = system.bcc()
-    kinds = {"xdp": bcc.BPF.XDP, "socket_filter": bcc.BPF.SOCKET_FILTER,
-             "sched_cls": bcc.BPF.SCHED_CLS}
-    if prog_type not in kinds:
-        raise UsageError(f"A test run takes prog_type {', '.join(map(repr, sorted(kinds)))}, not "
-                         f"{prog_type!r}.", 'XDP programs are the usual: prog_type="xdp".')
-    return program.load_func(fn_name, kinds[prog_type]).fd
+    if _bcc.prog_type_name(prog_type) not in TEST_RUN_TYPES:
+        raise UsageError(f"A test run here takes a program of type "
+                         f"{' or '.join(repr(t) for t in TEST_RUN_TYPES)}, not {prog_type!r}.",
+                         'pass prog_type="xdp" (the default), "socket_filter" or "sched_cls".')
+    return program.load_func(fn_name, prog_type).fd
 
 
 def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_type: str = "xdp") -> Run:
@@ -49,14 +49,15 @@ def run(program, fn_name: str, *, repeat: int = 1, data: bytes = PACKET, prog_ty
     opts = TestRunOpts(sz=ct.sizeof(TestRunOpts), data_in=ct.addressof(buf),
                        data_size_in=len(data), data_out=ct.addressof(out),
                        data_size_out=len(out), repeat=max(int(repeat), 1))
-    err = lib.bpf_prog_test_run_opts(fd, ct.byref(opts))
-    if err == -errno.EPERM:   # a missing privilege, or the kernel's own policy
-        raise refusal.explain(-err, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)")
-    if err:
-        raise KernelError(f"The kernel could not test-run {fn_name!r}: {os.strerror(-err)}.",
+    try:
+        lib.bpf_prog_test_run_opts(fd, ct.byref(opts))
+    except OSError as e:
+        if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
+            raise refusal.explain(e.errno, f"test runs of {fn_name!r} (BPF_PROG_TEST_RUN)") from None
+        raise KernelError(f"The kernel could not test-run {fn_name!r}: {e.strerror}.",
                           "BPF_PROG_TEST_RUN needs a program type that supports it "
                           "(XDP, tc, socket filter); an XDP packet needs at least 14 bytes.",
-                          errno=-err)
+                          errno=e.errno) from None
     return Run(opts.retval, opts.duration, opts.repeat)
 
 

@@ -31,10 +31,11 @@ import mmap
 import os
 import socket
 import struct
+import contextlib
 from contextlib import nullcontext
 
 from . import atomic, lifetime, refusal, waiting
-from ._libc import MAP_FAILED, libc
+from ._libc import libc
 from .errors import BpfkitError, Closed, KernelError, NotFound, UsageError
 from .netns import inside
 
@@ -80,10 +81,11 @@ class _Ring:
 
     def __init__(self, fd: int, offsets: RingOffset, size: int, slot_type, pgoff: int):
         self.length = offsets.desc + size * ct.sizeof(slot_type)
-        addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
-                         mmap.MAP_SHARED | mmap.MAP_POPULATE, fd, pgoff)
-        if addr in (None, MAP_FAILED):
-            raise _oserror("mmap of an AF_XDP ring")
+        try:
+            addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
+                             mmap.MAP_SHARED | mmap.MAP_POPULATE, fd, pgoff)
+        except OSError as e:
+            raise _oserror("mmap of an AF_XDP ring", e.errno) from None
         self.addr = addr
         self.mask = size - 1
         self.producer = ct.c_uint32.from_address(addr + offsets.producer)
@@ -92,7 +94,8 @@ class _Ring:
 
     def unmap(self) -> None:
         self.slots = self.producer = self.consumer = None
-        libc.munmap(self.addr, self.length)
+        with contextlib.suppress(OSError):   # as munmap's -1 always was: nothing to do about it
+            libc.munmap(self.addr, self.length)
 
 
 class XskSocket:
@@ -144,10 +147,11 @@ class XskSocket:
         fd = self.sock.fileno()
         # 1. The UMEM: page-aligned memory of `chunks` chunks, registered with the socket.
         self.umem_len = chunks * self.chunk_size
-        addr = libc.mmap(None, self.umem_len, mmap.PROT_READ | mmap.PROT_WRITE,
-                         mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-        if addr in (None, MAP_FAILED):
-            raise _oserror("mmap of the UMEM")
+        try:
+            addr = libc.mmap(None, self.umem_len, mmap.PROT_READ | mmap.PROT_WRITE,
+                             mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        except OSError as e:
+            raise _oserror("mmap of the UMEM", e.errno) from None
         self.umem = addr
         reg = UmemReg(addr=addr, len=self.umem_len, chunk_size=self.chunk_size, headroom=0)
         self.sock.setsockopt(SOL_XDP, XDP_UMEM_REG, bytes(reg))
@@ -171,7 +175,11 @@ class XskSocket:
         errs = []
 
         def bound_or_refused() -> bool:
-            errs.append(0 if libc.bind(fd, ct.byref(addr), ct.sizeof(addr)) == 0 else ct.get_errno())
+            try:
+                libc.bind(fd, ct.byref(addr), ct.sizeof(addr))
+                errs.append(0)
+            except OSError as e:
+                errs.append(e.errno)
             return errs[-1] != errno.EBUSY
 
         waiting.until(bound_or_refused, 1.0)
@@ -245,7 +253,8 @@ class XskSocket:
         if self.sock is not None:
             self.sock.close()
         if self.umem is not None:
-            libc.munmap(self.umem, self.umem_len)
+            with contextlib.suppress(OSError):
+                libc.munmap(self.umem, self.umem_len)
             self.umem = None
         self.closed = True
 
@@ -261,8 +270,7 @@ class XskSocket:
         return f"<XskSocket {where}: {state}>"
 
 
-def _oserror(what: str) -> BpfkitError:
-    err = ct.get_errno()
+def _oserror(what: str, err: int) -> BpfkitError:
     if err in (errno.EPERM, errno.EACCES):   # a missing privilege, or the kernel's own policy
         return refusal.explain(err, what[0].lower() + what[1:])
     return KernelError(f"{what} failed: {os.strerror(err)}.",

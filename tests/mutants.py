@@ -502,12 +502,8 @@ def why_main() -> None:
     """BCC alone on the C text read from stdin, in this process, compiler output on stderr:
     what a crashed worker could not report."""
     os.dup2(2, 1)
-    from bpfkit import system
-    bcc = system.bcc()
-
-    class Quiet(bcc.BPF):
-        def _trace_autoload(self):
-            pass
+    from bpfkit import _bcc
+    Quiet = _bcc.quiet_bpf_class()
     try:
         Quiet(text=sys.stdin.read().encode()).cleanup()
     except Exception as e:  # noqa: BLE001

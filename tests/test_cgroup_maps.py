@@ -16,7 +16,6 @@ from bpfkit.errors import MapError
 from bpfkit.maps.btf import vmlinux_field_offset
 from bpfkit.children import Child
 
-BPF = bpfkit.system.bcc().BPF
 RIGHT = {"calls counted for web": 10, "calls counted for batch": 6,
          "bytes counted for web": 4 * 128, "bytes counted for batch": 0}
 
@@ -44,7 +43,7 @@ def lesson_programs(web, batch):
     calls["groups"][0] = web
     calls["groups"][1] = batch
     traffic = bpfkit.load("cgroup_bytes", name="l14_test_bytes")
-    fn = traffic.load_func("count_egress", BPF.CGROUP_SKB)
+    fn = traffic.load_func("count_egress", "cgroup_skb")
     web.attach(fn, "egress")
     batch.attach(fn, "egress")
     return calls, traffic

@@ -555,7 +555,7 @@ def test_cgroup_storage_s_method_without_a_cast_is_told_to_cast(no_leaks):
     program loads; clang 16 and later (Debian 13) refuse it. Either way the cast works."""
     try:
         prog = bpfkit.load(CGROUP_STORAGE_UNCAST, name="uncast")
-        prog.load_func("count_egress", system.bcc().BPF.CGROUP_SKB)
+        prog.load_func("count_egress", "cgroup_skb")
         prog.close()
     except CompileError as e:
         assert "integer to pointer conversion" in e.what
@@ -564,7 +564,7 @@ def test_cgroup_storage_s_method_without_a_cast_is_told_to_cast(no_leaks):
                           "get_local_storage(0);")
     cast = CGROUP_STORAGE_UNCAST.replace("= bytes_out.", "= (u64 *)bytes_out.")
     with bpfkit.load(cast, name="cast") as prog:
-        prog.load_func("count_egress", system.bcc().BPF.CGROUP_SKB)
+        prog.load_func("count_egress", "cgroup_skb")
 
 
 def test_a_gpl_only_helper_in_a_non_gpl_program_names_the_license_and_the_helper(no_leaks):
@@ -734,7 +734,7 @@ def test_a_program_type_the_kernel_forbids_is_not_called_a_missing_privilege(no_
     source = "LSM_PROBE(file_open, struct file *file) { return 0; }\n"
     with bpfkit.load(source, name="forbidden_lsm") as prog:
         try:
-            prog.load_func("lsm__file_open", system.bcc().BPF.LSM)
+            prog.load_func("lsm__file_open", "lsm")
         except errors.PrivilegeError as e:
             pytest.fail(f"called a missing privilege: {e}")
         except errors.NotAllowedHere as e:

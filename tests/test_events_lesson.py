@@ -33,8 +33,8 @@ SOLVED = bpf_cell("notebooks/solutions/09_events_ringbuf_perf_solution.ipynb", "
 
 
 def readers(prog, pages: int = 1):
-    return (events.ring(prog, "ring_buf", dropped="ring_dropped"),
-            events.perf(prog, "perf_buf", pages=pages))
+    return (events.ring(prog["ring_buf"], dropped=prog["ring_dropped"]),
+            events.perf(prog["perf_buf"], pages=pages))
 
 
 def read_all(*readers_) -> None:
@@ -144,7 +144,7 @@ def test_a_reader_opened_again_replaces_the_earlier_one(no_leaks):
         assert sorted(perf2.frame()["file"]) == ["/dev/null", "/no/such/l09/x"]
         assert ring1.received == perf1.received == 0
         assert perf2.pages == 2
-        ring3 = events.ring(prog, "ring_buf")             # and again: still one consumer
+        ring3 = events.ring(prog["ring_buf"])           # and again: still one consumer
         opens_in_child(prog["config"], ["/dev/null"])
         ring3.drain(quiet=0.01)
         assert (ring3.received, ring2.received) == (1, 2)

@@ -50,16 +50,16 @@ def test_the_leak_check_names_every_kind_of_leftover():
         assert _libbpf.lib.bpf_obj_pin(prog["pinned"].fd, str(pin).encode()) == 0  # not the kit's pin()
         _ip("netns", "add", tag)
         _ip("link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
-        xdp = prog.load_func("pass_all", bpfkit.system.bcc().BPF.XDP)
+        xdp = prog.load_func("pass_all", "xdp")
         prog.bpf.attach_xdp(f"{tag}a".encode(), xdp, 1 << 1)  # XDP_FLAGS_SKB_MODE: generic, works on veth
         root = cgroup2_root()
         if root is not None:
             group = root / tag
             group.mkdir()
-            skb = prog.load_func("allow_all", bpfkit.system.bcc().BPF.CGROUP_SKB)
+            skb = prog.load_func("allow_all", "cgroup_skb")
             fd = os.open(group, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                assert kernel.attach(skb.fd, fd, 0) == 0  # BPF_CGROUP_INET_INGRESS
+                kernel.attach(skb.fd, fd, 0)  # BPF_CGROUP_INET_INGRESS; a refusal raises
             finally:
                 os.close(fd)
         ids = set(prog.program_ids())
@@ -272,7 +272,7 @@ PERF_SEND = """struct event e = {};
 def test_ring_buffer_reader_counts_what_a_full_buffer_dropped(uid, no_leaks):
     source = EVENT_SOURCE.format(declare="BPF_RINGBUF_OUTPUT(events, 1);", uid=uid, send=RING_SEND)
     with bpfkit.load(source, name="ring_drops") as prog:
-        reader = events.ring(prog, "events", dropped="dropped")
+        reader = events.ring(prog["events"], dropped=prog["dropped"])
         children.hammer(uid, 2000, workers=1)  # one page holds ~170 events: the rest cannot fit
         reader.drain()
         with warnings.catch_warnings(record=True) as caught:
@@ -298,7 +298,7 @@ def test_ring_buffer_reader_counts_what_a_full_buffer_dropped(uid, no_leaks):
 def test_perf_buffer_reader_counts_what_the_kernel_lost(uid, no_leaks):
     source = EVENT_SOURCE.format(declare="BPF_PERF_OUTPUT(events);", uid=uid, send=PERF_SEND)
     with bpfkit.load(source, name="perf_drops") as prog:
-        reader = events.perf(prog, "events", pages=1)
+        reader = events.perf(prog["events"], pages=1)
         children.hammer(uid, 2000, workers=1)  # all on one CPU, into one page
         reader.drain()
         received = reader.received
@@ -314,8 +314,15 @@ def test_perf_buffer_reader_counts_what_the_kernel_lost(uid, no_leaks):
 
 
 def test_readers_refuse_a_misspelled_map_and_odd_page_counts(no_leaks):
-    with bpfkit.load("BPF_PERF_OUTPUT(events);", name="perf_names") as prog:
+    with bpfkit.load("BPF_PERF_OUTPUT(events);\nBPF_ARRAY(counts, u64, 1);", name="perf_names") as prog:
         with pytest.raises(errors.MapNotFound, match="Did you mean 'events'"):
-            events.perf(prog, "event")
+            events.perf(prog["event"])
         with pytest.raises(errors.UsageError, match="power of two"):
-            events.perf(prog, "events", pages=3)
+            events.perf(prog["events"], pages=3)
+        with pytest.raises(errors.UsageError, match=r"takes the buffer's map, not the program") as e:
+            events.perf(prog, "events")
+        assert 'events.perf(perf_names["events"])' in e.value.hint
+        with pytest.raises(errors.UsageError, match="'counts' is an array map, not a perf buffer"):
+            events.perf(prog["counts"])
+        with pytest.raises(errors.UsageError, match="not a ring buffer"):
+            events.ring(prog["events"])

@@ -20,7 +20,6 @@ from notebook_runs import bpf_cell
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "15_local_storage.ipynb"
 SOLUTION = ROOT / "notebooks" / "solutions" / "15_local_storage_solution.ipynb"
-BPF = bpfkit.system.bcc().BPF
 UDP_IPV4_HEADERS = 20 + 8
 
 
@@ -77,7 +76,7 @@ def test_socket_storage_counts_each_sockets_bytes(no_leaks):
     inbox = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     socks = []
     try:
-        cg.attach(prog.load_func("count_sent", BPF.CGROUP_SKB), "egress")
+        cg.attach(prog.load_func("count_sent", "cgroup_skb"), "egress")
         inbox.bind(("127.0.0.1", 0))
         with cg.inside():
             a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
@@ -109,7 +108,7 @@ def test_inode_storage_program_refused_here_and_map_from_user_space(no_leaks, tm
     prog = bpfkit.load("inode_opens")
     try:
         try:
-            prog.load_func("lsm__inode_permission", BPF.LSM)
+            prog.load_func("lsm__inode_permission", "lsm")
         except BpfkitError as e:                      # this kernel's lockdown: no LSM programs
             assert "Operation not permitted" in e.what
     finally:

@@ -262,7 +262,7 @@ def _filled(kind: str, stack) -> object:
     if kind == "prog_array":
         prog = stack.enter_context(bpfkit.load("int target(void *ctx) { return 0; }", name="targets"))
         m = bpfkit.create_map(kind)
-        m[1] = prog.load_func("target", bpfkit.system.bcc().BPF.TRACEPOINT)
+        m[1] = prog.load_func("target", "tracepoint")
         return m
     if kind in ("array_of_maps", "hash_of_maps"):
         inner = bpfkit.create_map("array", value="u64", max_entries=2, name="inner")
@@ -423,7 +423,7 @@ def test_close_all_frees_programs_maps_pins_cgroups_and_labs_in_order():
     prog = bpfkit.load(hooks, name="seen_once", maps={"seen": seen, "newcomers": newcomers})
     seen.pin(f"bpfkit-test-all-{os.getpid()}")
     cg = Cgroup("test-close-all")                        # a program attached to it stays loaded
-    cg.attach(prog.load_func("allow_all", bpfkit.system.bcc().BPF.CGROUP_SKB), "ingress")
+    cg.attach(prog.load_func("allow_all", "cgroup_skb"), "ingress")
     lab = net.Lab("closeall")                            # and so does an XDP program on its port
     lab.attach_xdp(prog, lab.host("z").port, "pass_all")
     assert set(lifetime.held()) == {"lab", "cgroup", "program", "map", "pin"}

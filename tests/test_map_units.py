@@ -961,3 +961,25 @@ def test_round_up_to_the_kernels_alignment():
     from bpfkit.maps.layout import round_up
     assert [round_up(n) for n in (0, 1, 7, 8, 9, 16, 17)] == [0, 8, 8, 8, 16, 16, 24]
     assert round_up(1, 4096) == 4096 and round_up(4096, 4096) == 4096 and round_up(4097, 4096) == 8192
+
+
+# ---- program types by name (bpfkit/_bcc.py) -----------------------------------------------------
+
+def test_program_types_are_the_kernels_names_and_bccs_numbers_still_work():
+    from bpfkit import _bcc, kernel
+    assert _bcc.prog_type("xdp") == kernel.PROG_TYPES.index("xdp") == 6   # BCC's BPF.XDP
+    assert _bcc.prog_type(" Cgroup_SKB ") == 8 and _bcc.prog_type("lsm") == 29
+    assert _bcc.prog_type(6) == 6 and _bcc.prog_type_name(13) == "sock_ops"
+
+
+def test_an_unknown_program_type_names_the_valid_ones_and_the_nearest():
+    from bpfkit import _bcc
+    from bpfkit.errors import BpfkitError
+    with pytest.raises(BpfkitError) as e:
+        _bcc.prog_type("tracepont")
+    assert e.value.what == "'tracepont' is not a program type."
+    assert e.value.hint.startswith("Did you mean 'tracepoint'") and "'sk_msg'" in e.value.hint
+    assert "'unspec'" not in e.value.hint
+    for wrong in (None, 2.0, True, "unspec"):
+        with pytest.raises(BpfkitError, match="is not a program type"):
+            _bcc.prog_type(wrong)

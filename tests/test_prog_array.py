@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import children, kernel, system
+from bpfkit import children, kernel
 from bpfkit.errors import MapError
 from bpfkit.exercises.prog_array import check_third_target
 from conftest import BPFTOOL, needs_bpftool, settled_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = (ROOT / "bpf" / "tail_calls.c").read_text()
-
-
-def bpf():
-    return system.bcc().BPF
 
 
 def three_users(uid: int) -> tuple[int, int, int]:
@@ -28,8 +24,8 @@ def three_users(uid: int) -> tuple[int, int, int]:
 
 def load_with_handlers(extra: str = "", name: str = "tail_calls"):
     prog = bpfkit.load(LESSON + extra, name=name)
-    prog["handlers"][0] = prog.load_func("count_a", bpf().TRACEPOINT)
-    prog["handlers"][1] = prog.load_func("count_b", bpf().TRACEPOINT)
+    prog["handlers"][0] = prog.load_func("count_a", "tracepoint")
+    prog["handlers"][1] = prog.load_func("count_b", "tracepoint")
     return prog
 
 
@@ -44,7 +40,7 @@ def test_lookup_gives_program_ids_and_the_frame_names_them(no_leaks):
         assert handlers.codec.family == "programs"
         assert len(handlers) == 0 and handlers.frame().empty
         assert list(handlers.frame().columns) == ["index", "program_id", "program_name"]
-        count_a = prog.load_func("count_a", bpf().TRACEPOINT)
+        count_a = prog.load_func("count_a", "tracepoint")
         handlers[0] = count_a                        # a loaded function
         handlers[3] = "count_b"                      # a function name: loaded with the caller's type
         a_id = kernel.prog_info_by_fd(count_a.fd)["id"]
@@ -106,7 +102,7 @@ def test_refusals_are_explained(no_leaks):
         handlers = prog["handlers"]
         with pytest.raises(MapError, match="past the end"):
             handlers[4] = "count_a"
-        xdp = prog.load_func("not_a_tracepoint", bpf().XDP)
+        xdp = prog.load_func("not_a_tracepoint", "xdp")
         with pytest.raises(MapError, match="same program type"):
             handlers[2] = xdp
         with pytest.raises(MapError, match="refused"):
@@ -159,11 +155,11 @@ def test_exercise_check(no_leaks):
         result = check_third_target(prog)
         assert not result.passed and "same program as slot 0" in str(result)
     with load_with_handlers(WRONG_HANDLER, name="third") as prog:
-        prog["handlers"][2] = prog.load_func("count_c", bpf().TRACEPOINT)
+        prog["handlers"][2] = prog.load_func("count_c", "tracepoint")
         result = check_third_target(prog)
         assert not result.passed and "hits[0]" in str(result)
     with load_with_handlers(C_HANDLER, name="third") as prog:
-        prog["handlers"][2] = prog.load_func("count_c", bpf().TRACEPOINT)
+        prog["handlers"][2] = prog.load_func("count_c", "tracepoint")
         result = check_third_target(prog)
         assert result.passed, str(result)
         assert where(prog) == [0, 0, 4, 0] and len(prog["route"]) == 0
@@ -186,10 +182,10 @@ def test_following_the_exercise_hint_literally_solves_it(no_leaks):
             assert "int count_c" in c_code and line.startswith('third["handlers"][2] = third.')
             third.close()                                    # the learner edits the cell, runs it
             third = load_with_handlers("\n" + c_code + "\n", name="third")
-            lesson["handlers"][2] = third.load_func("count_c", bpf().TRACEPOINT)   # the wrong array
+            lesson["handlers"][2] = third.load_func("count_c", "tracepoint")   # the wrong array
             hint = str(check_third_target(third))
             assert "slot 2 of tail_calls's handlers" in hint
-            exec(_quoted(hint)[-1], {"third": third, "BPF": bpf()})
+            exec(_quoted(hint)[-1], {"third": third})
             result = check_third_target(third)
             assert result.passed, str(result)
             assert where(third) == [0, 0, 4, 0]

@@ -17,8 +17,6 @@ from notebook_runs import bpf_cell
 
 LESSON = "notebooks/18_reuseport_sockmap.ipynb"
 SOLUTION = "notebooks/solutions/18_reuseport_sockmap_solution.ipynb"
-BPF = bpfkit.system.bcc().BPF
-SK_REUSEPORT = bpfkit.kernel.PROG_TYPES.index("sk_reuseport")
 SO_ATTACH_REUSEPORT_EBPF = 52
 
 
@@ -49,9 +47,9 @@ def test_program_steers_by_first_byte_and_counts_by_cookie(no_leaks):
             slots = _slots(group)
             assert join_sockets(slots.frame(), group.sockets)["socket"].tolist() == ["s0", "s1", "s2", "s3"]
             prog = bpfkit.load("reuseport_pick", name="l18_test_pick", maps={"slots": slots})
-            pick = prog.load_func("pick_socket", SK_REUSEPORT)
+            pick = prog.load_func("pick_socket", "sk_reuseport")
             group.sockets["s0"].setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, pick.fd)
-            cg.attach(prog.load_func("count_received", BPF.CGROUP_SKB), "ingress")
+            cg.attach(prog.load_func("count_received", "cgroup_skb"), "ingress")
 
             pattern = [0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0]
             group.send(pattern)
@@ -81,7 +79,7 @@ def test_program_steers_by_first_byte_and_counts_by_cookie(no_leaks):
 def test_sockmap_redirects_by_slot(no_leaks):
     socks = bpfkit.create_map("sockmap", key="u32", value="u64", max_entries=4, name="l18_test_socks")
     prog = bpfkit.load("sockmap_slots", name="l18_test_slots", maps={"socks": socks})
-    socks.attach(prog.load_func("steer_msg", BPF.SK_MSG))
+    socks.attach(prog.load_func("steer_msg", "sk_msg"))
     with TcpPair() as A, TcpPair() as B:
         ends = {"A.client": A.client, "A.server": A.server, "B.client": B.client, "B.server": B.server}
         for i, sock in enumerate(ends.values()):

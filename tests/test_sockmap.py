@@ -26,7 +26,6 @@ from notebook_runs import bpf_cell, cgroup_state
 ROOT = Path(__file__).resolve().parent.parent
 LESSON = ROOT / "notebooks" / "05_sockmap_sockhash.ipynb"
 SOLUTION = ROOT / "notebooks" / "solutions" / "05_sockmap_sockhash_solution.ipynb"
-BPF = bpfkit.system.bcc().BPF
 
 
 @pytest.fixture
@@ -36,9 +35,9 @@ def redirect():
     prog = bpfkit.load("sockmap_redirect")
     cg = None
     try:
-        prog["sock_hash"].attach(prog.load_func("msg_redirect", BPF.SK_MSG))
+        prog["sock_hash"].attach(prog.load_func("msg_redirect", "sk_msg"))
         cg = Cgroup("test-sockmap")
-        cg.attach(prog.load_func("sockops_record", BPF.SOCK_OPS), "sock_ops")
+        cg.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
         yield prog, cg
     finally:
         if cg is not None:
@@ -169,7 +168,7 @@ def test_cgroup_mount_is_found_in_proc_mounts():
 def test_cgroup_is_cleaned_up_when_a_block_fails_midway(no_leaks):
     home = cgroup.current()
     with bpfkit.load("sockmap_redirect") as prog:
-        fn = prog.load_func("sockops_record", BPF.SOCK_OPS)
+        fn = prog.load_func("sockops_record", "sock_ops")
         fn_id = kernel.prog_info_by_fd(fn.fd)["id"]
         with pytest.raises(RuntimeError):
             with Cgroup("test-fail") as cg:
@@ -187,18 +186,18 @@ def test_cgroup_is_cleaned_up_when_a_block_fails_midway(no_leaks):
 
 def test_detach_leaves_the_cgroup_empty_of_programs(no_leaks):
     with bpfkit.load("sockmap_redirect") as prog, Cgroup("test-detach") as cg:
-        cg.attach(prog.load_func("sockops_record", BPF.SOCK_OPS), "sock_ops")
+        cg.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
         assert list(cg.attached()) == ["sock_ops"]
         cg.detach()
         assert cg.attached() == {}
         with pytest.raises(bpfkit.errors.AttachError, match="program type"):
-            cg.attach(prog.load_func("msg_redirect", BPF.SK_MSG), "sock_ops")
+            cg.attach(prog.load_func("msg_redirect", "sk_msg"), "sock_ops")
 
 
 def test_making_the_same_cgroup_again_replaces_the_first(no_leaks):
     with bpfkit.load("sockmap_redirect") as prog:
         first = Cgroup("test-again")
-        first.attach(prog.load_func("sockops_record", BPF.SOCK_OPS), "sock_ops")
+        first.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
         second = Cgroup("test-again")
         try:
             assert first.closed and not second.closed and second.path == first.path
@@ -214,7 +213,7 @@ def test_a_crashed_runs_cgroup_and_program_are_removed_later(no_leaks):
         from bpfkit.cgroup import Cgroup
         prog = bpfkit.load("sockmap_redirect")
         cg = Cgroup("test-crash")
-        cg.attach(prog.load_func("sockops_record", bpfkit.system.bcc().BPF.SOCK_OPS), "sock_ops")
+        cg.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
         print(cg.path, flush=True)
         os._exit(1)   # no clean-up at all, as if the kernel was killed
     """)
@@ -243,11 +242,10 @@ def test_a_failing_script_leaves_nothing_at_exit(no_leaks):
         import bpfkit
         from bpfkit.cgroup import Cgroup
         from bpfkit.traffic import TcpPair
-        BPF = bpfkit.system.bcc().BPF
         prog = bpfkit.load("sockmap_redirect")
-        prog["sock_hash"].attach(prog.load_func("msg_redirect", BPF.SK_MSG))
+        prog["sock_hash"].attach(prog.load_func("msg_redirect", "sk_msg"))
         cg = Cgroup("test-atexit")
-        cg.attach(prog.load_func("sockops_record", BPF.SOCK_OPS), "sock_ops")
+        cg.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
         cg.enter()
         pair = TcpPair()
         print(cg.path, flush=True)
@@ -284,8 +282,8 @@ def _run_exercise(text: str):
     prog = bpfkit.load(text, name="one_way")
     try:
         with Cgroup("test-exercise") as cg:
-            prog["sock_hash"].attach(prog.load_func("msg_redirect", BPF.SK_MSG))
-            cg.attach(prog.load_func("sockops_record", BPF.SOCK_OPS), "sock_ops")
+            prog["sock_hash"].attach(prog.load_func("msg_redirect", "sk_msg"))
+            cg.attach(prog.load_func("sockops_record", "sock_ops"), "sock_ops")
             with _pair_in(cg) as pair:
                 prog["config"][0] = pair.server_port
                 return check_one_way(prog, pair, n=10, size=300)

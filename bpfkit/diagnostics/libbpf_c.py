@@ -85,4 +85,4 @@ def _bcc_function(section: str, fn: str) -> str:
     if parts[0] == "kprobe" and len(parts) == 2:
         return f'SEC("{section}") {fn}(...): write int kprobe__{parts[1]}(struct pt_regs *ctx) {{ ... }}.'
     return (f'SEC("{section}") {fn}(...): drop the SEC(...) and load the function yourself, '
-            f'e.g. prog.load_func("{fn}", BPF.XDP) for an XDP program.')
+            f'e.g. prog.load_func("{fn}", "xdp") for an XDP program.')

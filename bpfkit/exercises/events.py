@@ -84,7 +84,7 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
               f"BPF_RINGBUF_OUTPUT({ring}, pages).")
     page = os.sysconf("SC_PAGE_SIZE")
     pages = m.max_entries // page
-    reader = event_readers.ring(program, ring, dropped=dropped)
+    reader = event_readers.ring(m, dropped=program[dropped])
     reader.drain(quiet=0.01)             # whatever waited from before is not part of the burst
     reader.clear()
     program[dropped].clear()

@@ -54,7 +54,7 @@ def _empty_slot_hint(program, slot: int, fn: str = "count_c") -> str:
     array, which the kernel accepts a tracepoint program into, but which this dispatcher never
     calls through."""
     name = program.name if program.name.isidentifier() else "prog"
-    store = f'{name}["handlers"][{slot}] = {name}.load_func("{fn}", BPF.TRACEPOINT)'
+    store = f'{name}["handlers"][{slot}] = {name}.load_func("{fn}", "tracepoint")'
     empty = f"Slot {slot} of {name}'s handlers is empty, so events routed to it fall through."
     if fn not in program._function_names():
         return (f"{empty} There is no function {fn} in its C code yet: add "

@@ -13,7 +13,6 @@ from ..sockets import socket_names
 from . import Checker, exercise
 
 SO_ATTACH_REUSEPORT_EBPF = 52  # include/uapi/asm-generic/socket.h
-SK_REUSEPORT = 21              # BPF_PROG_TYPE_SK_REUSEPORT
 
 
 @exercise("Fall back to slot 0",
@@ -24,7 +23,7 @@ def check_fallback(c: Checker, program, group, slots, n: int = 10, empty: int = 
     `slots`), empties slot `empty` for the check, sends `n` datagrams for slot 1 and `n` for
     the empty slot, and restores the slot."""
     try:
-        fn = program.load_func(fn_name, SK_REUSEPORT)
+        fn = program.load_func(fn_name, "sk_reuseport")
     except BpfkitError as e:
         c.require(False, f"{fn_name!r} did not load as an sk_reuseport program: {e.what}")
     first = next(iter(group.sockets.values()))

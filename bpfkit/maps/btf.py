@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes as ct
 import functools
-import os
 
 from .._libbpf import lib, quiet
 from ..errors import MapError
@@ -23,16 +22,19 @@ class Types:
     `key_id`, `value_id` to map creation, then `close()` (the map keeps what it needs)."""
 
     def __init__(self, key_type, value_type):
-        self._btf = lib.btf__new_empty()
-        if not self._btf:
-            raise MapError("libbpf could not make a BTF object.", "this is a bpfkit bug: please report it.")
+        try:
+            self._btf = lib.btf__new_empty()
+        except OSError:
+            raise MapError("libbpf could not make a BTF object.",
+                           "this is a bpfkit bug: please report it.") from None
         self._byte = None
         try:
             self.key_id = self._add(key_type) if key_type is not None else 0
             self.value_id = self._add(value_type) if value_type is not None else 0
             with quiet():
-                _check(lib.btf__load_into_kernel(self._btf), "load the map's types (BTF) into the kernel")
-            self.fd = lib.btf__fd(self._btf)
+                _check("load the map's types (BTF) into the kernel", lib.btf__load_into_kernel,
+                       self._btf)
+            self.fd = _check("find the map's types (BTF) in the kernel", lib.btf__fd, self._btf)
         except BaseException:
             self.close()
             raise
@@ -41,25 +43,26 @@ class Types:
         if issubclass(ctype, ct.Structure):
             members = [(name, self._add(t), getattr(ctype, name).offset)
                        for name, t, *_ in ctype._fields_]
-            tid = _check(lib.btf__add_struct(self._btf, ctype.__name__.encode(), ct.sizeof(ctype)),
-                         "describe a struct")
+            tid = _check("describe a struct", lib.btf__add_struct, self._btf, ctype.__name__.encode(),
+                         ct.sizeof(ctype))
             for name, member, offset in members:
-                _check(lib.btf__add_field(self._btf, name.encode(), member, offset * 8, 0),
-                       "describe a struct field")
+                _check("describe a struct field", lib.btf__add_field, self._btf, name.encode(), member,
+                       offset * 8, 0)
             return tid
         if issubclass(ctype, ct.Array):
-            return _check(lib.btf__add_array(self._btf, self._index(), self._add(ctype._type_),
-                                             ctype._length_), "describe an array")
+            return _check("describe an array", lib.btf__add_array, self._btf, self._index(),
+                          self._add(ctype._type_), ctype._length_)
         size = ct.sizeof(ctype)
         if size in (1, 2, 4, 8) and ctype not in (ct.c_float, ct.c_double):
             signed = ctype is not ct.c_char and ctype(-1).value == -1
-            return _check(lib.btf__add_int(self._btf, f"{'s' if signed else 'u'}{size * 8}".encode(),
-                                           size, BTF_INT_SIGNED if signed else 0), "describe an int")
-        return _check(lib.btf__add_array(self._btf, self._index(), self._u8(), size), "describe bytes")
+            return _check("describe an int", lib.btf__add_int, self._btf,
+                          f"{'s' if signed else 'u'}{size * 8}".encode(), size,
+                          BTF_INT_SIGNED if signed else 0)
+        return _check("describe bytes", lib.btf__add_array, self._btf, self._index(), self._u8(), size)
 
     def _u8(self) -> int:
         if self._byte is None:
-            self._byte = _check(lib.btf__add_int(self._btf, b"u8", 1, 0), "describe a byte")
+            self._byte = _check("describe a byte", lib.btf__add_int, self._btf, b"u8", 1, 0)
         return self._byte
 
     def _index(self) -> int:
@@ -71,27 +74,33 @@ class Types:
             self._btf = None
 
 
-def _check(ret: int, what: str) -> int:
-    if ret < 0:
-        raise MapError(f"libbpf could not {what}: {os.strerror(-ret)}.",
-                       "the map's key and value types must be plain C types (ints, arrays, structs).",
-                       errno=-ret)
-    return ret
+def _check(what: str, fn, *args) -> int:
+    """libbpf's `fn(*args)`, its refusal made the learner's error: the one place for BTF calls."""
+    try:
+        return fn(*args)
+    except OSError as e:
+        raise MapError(f"libbpf could not {what}: {e.strerror}.",
+                       "the map's key and value types must be plain C types (ints, arrays, "
+                       "structs).", errno=e.errno) from None
 
 
 class _Vmlinux:
     """The kernel's own BTF (/sys/kernel/btf/vmlinux), loaded once and freed at `close()`."""
 
     def __init__(self):
-        with quiet():
-            self.btf = lib.btf__load_vmlinux_btf()
-        if not self.btf:
+        try:
+            with quiet():
+                self.btf = lib.btf__load_vmlinux_btf()
+        except OSError:
             raise MapError("This kernel has no BTF (/sys/kernel/btf/vmlinux), which describes its "
-                           "own types.", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y.")
+                           "own types.", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y.") from None
 
     def find(self, name: str, kind: int) -> int:
-        tid = lib.btf__find_by_name_kind(self.btf, name.encode(), kind)
-        return tid if tid > 0 else 0
+        """The type id of `name`, or 0 where the kernel has none."""
+        try:
+            return lib.btf__find_by_name_kind(self.btf, name.encode(), kind)
+        except OSError:   # ENOENT
+            return 0
 
     def __enter__(self):
         return self
@@ -108,7 +117,7 @@ def vmlinux_struct_ops(name: str) -> tuple[int, int]:
         if not tid:
             raise MapError(f"This kernel has no struct_ops type {name!r}.",
                            "pick one the kernel registers, e.g. tcp_congestion_ops.")
-        return tid, lib.btf__resolve_size(vm.btf, tid)
+        return tid, _check(f"size the kernel's type of {name}", lib.btf__resolve_size, vm.btf, tid)
 
 
 class _BtfType(ct.Structure):

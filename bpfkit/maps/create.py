@@ -98,14 +98,17 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
             opts.btf_vmlinux_value_type_id, value_size = btf.vmlinux_struct_ops(
                 struct_ops or mt.example.vmlinux_value)
         fake = refusal.pretended("map", mt.name)   # the test switch: as if the kernel said so
-        fd = -fake if fake else lib.bpf_map_create(mt.number, name.encode(), key_size, value_size, max_entries,
-                                       ct.byref(opts))
+        try:
+            if fake:
+                raise OSError(fake, refusal.strerror(fake))
+            return lib.bpf_map_create(mt.number, name.encode(), key_size, value_size, max_entries,
+                                      ct.byref(opts))
+        except OSError as e:
+            err = e.errno
     finally:
         if types is not None:
             types.close()
-    if fd < 0:
-        raise _refused(mt, -fd, key_size, value_size, max_entries, flags, lacking=bool(fake))
-    return fd
+    raise _refused(mt, err, key_size, value_size, max_entries, flags, lacking=bool(fake))
 
 
 def _refused(mt, err: int, key_size: int, value_size: int, max_entries: int, flags: int,

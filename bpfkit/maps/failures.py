@@ -70,8 +70,8 @@ RULES = [
     Rule((errno.EINVAL, errno.EBADF), ("update",), _values("program"), MapError,
          "The kernel refused to put that program into slot {key!r} of {name!r}: {reason}.",
          "a slot takes a BPF program of the same program type as the program that makes the "
-         "tail call: prog.load_func('name', BPF.TRACEPOINT) for a TRACEPOINT_PROBE caller, "
-         "BPF.XDP for an XDP one. A plain number is taken as a file descriptor."),
+         "tail call: prog.load_func('name', 'tracepoint') for a TRACEPOINT_PROBE caller, "
+         "'xdp' for an XDP one. A plain number is taken as a file descriptor."),
     Rule((errno.EINVAL,), ("update",), _values("map"), MapError,
          "The kernel refused {value} as an inner map of {name!r}: {reason}.",
          "an inner map must have the same type, key size, value size and flags as the template "

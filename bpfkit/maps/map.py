@@ -139,6 +139,19 @@ class Map:
             self.codec.check_readable(self.spec)  # a socket map too narrow to show cookies
         return failures.explain(self.spec, op, err, key, value)
 
+    def _call(self, op: str, fn, *args, key=None, value=None, absent_ok: bool = False) -> bool:
+        """libbpf's `fn(*args)` for `op`, its refusal (an OSError) made the learner's error here,
+        the one place for every single-entry call. With `absent_ok`, ENOENT (no such key, an
+        empty queue) answers False instead. Called inside `with self._key(...)`, whose own
+        `except OSError` (a key file that will not open) must never see a refusal."""
+        try:
+            fn(*args)
+            return True
+        except OSError as e:
+            if absent_ok and e.errno == errno.ENOENT:
+                return False
+            raise self.failure(op, e.errno, key, value) from None
+
     def _require(self, op: str) -> None:
         """Refuse, in words, an operation this map type does not offer user space."""
         mt = self.map_type
@@ -184,12 +197,9 @@ class Map:
         self._require("lookup")
         buf = ct.create_string_buffer(self.value_buffer_size)
         with self._key(key) as k:
-            err = lib.bpf_map_lookup_elem(self.fd, k, buf)
-        if err:
-            if -err == errno.ENOENT:
-                return None
-            raise self.failure("lookup", -err, key)
-        return buf
+            found = self._call("lookup", lib.bpf_map_lookup_elem, self.fd, k, buf, key=key,
+                               absent_ok=True)
+        return buf if found else None
 
     def get(self, key, default=None):
         try:
@@ -205,16 +215,12 @@ class Map:
         """Set `key` to `value`. `flags`: BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2)."""
         self._require("update")
         with self._key(key) as k, self._value(value) as v:
-            err = lib.bpf_map_update_elem(self.fd, k, v, flags)
-        if err:
-            raise self.failure("update", -err, key, value)
+            self._call("update", lib.bpf_map_update_elem, self.fd, k, v, flags, key=key, value=value)
 
     def __delitem__(self, key):
         self._require("delete")
         with self._key(key) as k:
-            err = lib.bpf_map_delete_elem(self.fd, k)
-        if err:
-            raise self.failure("delete", -err, key)
+            self._call("delete", lib.bpf_map_delete_elem, self.fd, k, key=key)
 
     def __contains__(self, key) -> bool:
         """Is there a value for `key`? (A bloom filter: may `key` have been added? An LPM
@@ -271,20 +277,14 @@ class Map:
         drops the oldest value to make room (BPF_EXIST)."""
         self._require("push")
         with self._value(value) as v:
-            err = lib.bpf_map_update_elem(self.fd, None, v, BPF_EXIST if overwrite else 0)
-        if err:
-            raise self.failure("push", -err, value=value)
+            self._call("push", lib.bpf_map_update_elem, self.fd, None, v,
+                       BPF_EXIST if overwrite else 0, value=value)
 
     def _take(self, op: str, call) -> bytes | None:
         """One value's bytes, taken (pop) or looked at (peek); None when empty."""
         self._require(op)
         buf = ct.create_string_buffer(self.value_buffer_size)
-        err = call(self.fd, None, buf)
-        if err:
-            if -err == errno.ENOENT:
-                return None
-            raise self.failure(op, -err)
-        return buf.raw
+        return buf.raw if self._call(op, call, self.fd, None, buf, absent_ok=True) else None
 
     def _one(self, op: str, call, default):
         raw = self._take(op, call)
@@ -320,16 +320,12 @@ class Map:
         """Add `value` to a bloom filter; `value in m` then answers True (maybe present)."""
         self._require("add")
         with self._value(value) as v:
-            err = lib.bpf_map_update_elem(self.fd, None, v, 0)
-        if err:
-            raise self.failure("add", -err, value=value)
+            self._call("add", lib.bpf_map_update_elem, self.fd, None, v, 0, value=value)
 
     def _test(self, value) -> bool:
         with self._value(value) as v:
-            err = lib.bpf_map_lookup_elem(self.fd, None, v)
-        if err and -err != errno.ENOENT:
-            raise self.failure("test", -err, value=value)
-        return err == 0
+            return self._call("test", lib.bpf_map_lookup_elem, self.fd, None, v, value=value,
+                              absent_ok=True)
 
     # -- whole-map snapshots ---------------------------------------------------------------
     def snapshot(self, *, method: str = "auto", keys=None, batch_size: int | None = None,
@@ -521,10 +517,12 @@ class Map:
         known = cls._known.get(map_id)
         spec = known.spec if known is not None else None
         with atomic.step():
-            fd = lib.bpf_map_get_fd_by_id(map_id)
-            if fd < 0:
+            try:
+                fd = lib.bpf_map_get_fd_by_id(map_id)
+            except OSError:
                 raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
-                               "it was freed, or replaced in its slot: read the outer map again.")
+                               "it was freed, or replaced in its slot: read the outer map "
+                               "again.") from None
             try:
                 return cls(fd, key_type=spec and spec.key_type,
                            value_type=spec and spec.value_type, owns_fd=True)
@@ -538,23 +536,26 @@ class Map:
         """Attach a loaded sk_msg (or sk_skb) function to this map: it then runs for every
         socket put into the map *after* this call (attach first, then add sockets).
 
-        This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
+        `fn` is `prog.load_func("fn", "sk_msg")` (or "sk_skb" for the stream and skb attach types),
+        or its fd. This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
         program frees the map, and the kernel drops the attachment with it; `detach()` drops
         it earlier."""
-        from ..errors import AttachError
+        from ..errors import AttachError, did_you_mean
         self._require("attach")
         name = SOCKMAP_ATTACH.get(attach_type, attach_type)
         if name not in kernel.ATTACH_TYPES:
+            hint = did_you_mean(str(attach_type), SOCKMAP_ATTACH)
             raise AttachError(f"Unknown sockmap attach type {attach_type!r}.",
-                              f"use one of {sorted(SOCKMAP_ATTACH)}.")
+                              (hint + " " if hint else "") + f"use one of {sorted(SOCKMAP_ATTACH)}.")
         kind = kernel.ATTACH_TYPES[name]
         prog_fd = fn if isinstance(fn, int) else fn.fd
-        err = kernel.attach(prog_fd, self.fd, kind)
-        if err:
+        try:
+            kernel.attach(prog_fd, self.fd, kind)
+        except OSError as e:
             raise AttachError(
-                f"Could not attach that program to {self.name!r} as {attach_type}: {os.strerror(err)}.",
-                "load it with the matching type: prog.load_func('fn', BPF.SK_MSG) for "
-                "msg_verdict, BPF.SK_SKB for the stream and skb ones.", errno=err)
+                f"Could not attach that program to {self.name!r} as {attach_type}: {e.strerror}.",
+                "load it with the matching type: prog.load_func('fn', 'sk_msg') for "
+                "msg_verdict, 'sk_skb' for the stream and skb ones.", errno=e.errno) from None
         self._attached.append((prog_fd, kind))
 
     def attached(self) -> list[int]:
@@ -576,7 +577,8 @@ class Map:
         if self.owner is not None and self.owner.closed:
             return
         for prog_fd, kind in attached:
-            kernel.detach(prog_fd, self.fd, kind)
+            with contextlib.suppress(OSError):   # what detach() returned was never looked at
+                kernel.detach(prog_fd, self.fd, kind)
 
     # -- memory-mapped arrays --------------------------------------------------------------
     @property

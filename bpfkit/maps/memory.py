@@ -9,13 +9,13 @@ view is gone.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import mmap
-import os
 
 import numpy as np
 
-from .._libc import MAP_FAILED, libc
+from .._libc import libc
 from ..errors import MapError
 from .layout import round_up
 
@@ -30,14 +30,16 @@ class Mapping:
         page = mmap.PAGESIZE
         self.length = round_up(max(entries * self.elem_size, 1), page)
         self.writable = True
-        addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, MAP_FAILED):  # e.g. BPF_F_RDONLY: map it read-only
-            self.writable = False
-            addr = libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, MAP_FAILED):
-            err = ct.get_errno()
-            raise MapError(f"Could not memory-map array {name!r}: {os.strerror(err)}.",
-                           'read it with m.frame(method="batch").', errno=err)
+        try:
+            try:
+                addr = libc.mmap(None, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
+                                 mmap.MAP_SHARED, fd, 0)
+            except OSError:  # e.g. BPF_F_RDONLY: map it read-only
+                self.writable = False
+                addr = libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        except OSError as e:
+            raise MapError(f"Could not memory-map array {name!r}: {e.strerror}.",
+                           'read it with m.frame(method="batch").', errno=e.errno) from None
         self.addr = addr
         self.live = True
         self._value_dtype = value_dtype
@@ -57,13 +59,18 @@ class Mapping:
         if not self.live:
             return
         self.live = False
-        addr = libc.mmap(self.addr, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
-                         MAP_FIXED | mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        try:
+            addr = libc.mmap(self.addr, self.length, mmap.PROT_READ | mmap.PROT_WRITE,
+                             MAP_FIXED | mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        except OSError:
+            addr = None
         if addr != self.addr:  # could not swap: drop the range (views must not be used)
-            libc.munmap(self.addr, self.length)
+            with contextlib.suppress(OSError):
+                libc.munmap(self.addr, self.length)
             self.addr = None
 
     def __del__(self):
         if getattr(self, "addr", None) is not None:
-            libc.munmap(self.addr, self.length)
+            with contextlib.suppress(OSError):
+                libc.munmap(self.addr, self.length)
             self.addr = None

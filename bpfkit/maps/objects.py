@@ -148,4 +148,4 @@ def ifindex(value) -> int:
 
 
 PROGRAM_HINT = ("store a loaded function, its fd, or the name of a function in the same C program: "
-                "m[0] = prog.load_func('handler', BPF.TRACEPOINT), m[0] = fn.fd, or m[0] = 'handler'.")
+                "m[0] = prog.load_func('handler', 'tracepoint'), m[0] = fn.fd, or m[0] = 'handler'.")

@@ -47,9 +47,10 @@ class Pin:
     def __init__(self, fd: int, name, map_name: str):
         path = path_of(name)
         cleanup_stale()
-        err = lib.bpf_obj_pin(fd, str(path).encode())
-        if err:
-            raise _pin_error(-err, path, map_name)
+        try:
+            lib.bpf_obj_pin(fd, str(path).encode())
+        except OSError as e:
+            raise _pin_error(e.errno, path, map_name) from None
         self.path = path
         self.closed = False
         lifetime.claim("pin", str(path))
@@ -89,14 +90,14 @@ def _pin_error(err: int, path: Path, map_name: str) -> MapError:
 def open_fd(name) -> int:
     """A new fd of the map pinned at `name` (a path, or a name under /sys/fs/bpf)."""
     path = path_of(name)
-    fd = lib.bpf_obj_get(str(path).encode())
-    if fd == -errno.EPERM:   # a missing privilege, or the kernel's own policy
-        raise refusal.explain(-fd, f"opening the map pinned at {path}")
-    if fd < 0:
-        hint = ("list what is pinned with `ls /sys/fs/bpf`." if -fd == errno.ENOENT else
+    try:
+        return lib.bpf_obj_get(str(path).encode())
+    except OSError as e:
+        if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
+            raise refusal.explain(e.errno, f"opening the map pinned at {path}") from None
+        hint = ("list what is pinned with `ls /sys/fs/bpf`." if e.errno == errno.ENOENT else
                 "check the pin's file permissions (ls -l), and run as root.")
-        raise MapError(f"Could not open the map pinned at {path}: {os.strerror(-fd)}.", hint,
-                       errno=-fd)
-    return fd
+        raise MapError(f"Could not open the map pinned at {path}: {e.strerror}.", hint,
+                       errno=e.errno) from None
 
 

@@ -155,11 +155,14 @@ def _read_batch(m, batch: int, stats: dict) -> Snapshot:
             keys, values = _grow(keys, n, capacity), _grow(values, n, capacity)
             room = capacity - n
         count.value = min(batch, room)
-        ret = lib.bpf_map_lookup_batch(fd, None if first else in_batch, out_batch,
-                                       keys.ctypes.data + n * ksize, values.ctypes.data + n * vsize,
-                                       ct.byref(count), None)
+        try:
+            lib.bpf_map_lookup_batch(fd, None if first else in_batch, out_batch,
+                                     keys.ctypes.data + n * ksize, values.ctypes.data + n * vsize,
+                                     ct.byref(count), None)
+            err = 0
+        except OSError as e:
+            err = e.errno
         stats["calls"] += 1
-        err = -ret if ret < 0 else 0
         if err not in (0, errno.ENOENT, errno.ENOSPC):
             if first and err in BATCH_UNSUPPORTED:
                 raise BatchUnsupported(reason(err))
@@ -200,12 +203,13 @@ def _read_iterate(m, stats: dict) -> Snapshot:
     steps_left = 4 * max(m.max_entries, 1) + 1024
     while steps_left > 0:
         steps_left -= 1
-        err = lib.bpf_map_get_next_key(fd, None if first else prev, cur)
         stats["calls"] += 1
-        if err:
-            if first and -err not in (errno.ENOENT,):
-                raise m.failure("iterate", -err)
-            break
+        try:
+            lib.bpf_map_get_next_key(fd, None if first else prev, cur)
+        except OSError as e:
+            if first and e.errno != errno.ENOENT:
+                raise m.failure("iterate", e.errno) from None
+            break  # the end of the map, or a walk cut short by a change: what was read stands
         first = False
         ct.memmove(prev, cur, key_size)
         raw = cur.raw[:key_size]
@@ -215,7 +219,12 @@ def _read_iterate(m, stats: dict) -> Snapshot:
             capacity *= 2
             keys, values = _grow(keys, n, capacity), _grow(values, n, capacity)
             kview = keys.view(np.uint8).reshape(capacity, -1)
-        if lib.bpf_map_lookup_elem(fd, cur, values.ctypes.data + n * m.value_buffer_size) == 0:
+        try:
+            lib.bpf_map_lookup_elem(fd, cur, values.ctypes.data + n * m.value_buffer_size)
+            found = True
+        except OSError:
+            found = False
+        if found:
             ct.memmove(kview[n].ctypes.data, cur, key_size)
             seen.add(raw)
             n += 1  # an entry deleted between the two calls, or an empty slot, is skipped
@@ -236,11 +245,9 @@ def read_keys(m, keys: np.ndarray, objects=None) -> Snapshot:
     found = np.zeros(len(keys), dtype=bool)
     fd = m.fd
     for i in range(len(keys)):
-        err = lib.bpf_map_lookup_elem(fd, keys[i:i + 1].ctypes.data,
-                                      values.ctypes.data + i * m.value_buffer_size)
-        if err and -err != errno.ENOENT:
-            raise m.failure("lookup", -err, objects[i] if objects is not None else keys[i].item())
-        found[i] = err == 0
+        found[i] = m._call("lookup", lib.bpf_map_lookup_elem, fd, keys[i:i + 1].ctypes.data,
+                           values.ctypes.data + i * m.value_buffer_size, absent_ok=True,
+                           key=objects[i] if objects is not None else keys[i].item())
     kept = None if objects is None else [o for o, f in zip(objects, found) if f]
     return Snapshot(keys[found], values[found], kept, "keys")
 
@@ -248,10 +255,7 @@ def read_keys(m, keys: np.ndarray, objects=None) -> Snapshot:
 def peek(m) -> Snapshot:
     """A queue's or stack's next value, without taking it: one entry, or none when empty."""
     values = np.empty(1, dtype=m.value_dtype)
-    err = lib.bpf_map_lookup_elem(m.fd, None, values.ctypes.data)
-    if err and -err != errno.ENOENT:
-        raise m.failure("peek", -err)
-    n = 0 if err else 1
+    n = int(m._call("peek", lib.bpf_map_lookup_elem, m.fd, None, values.ctypes.data, absent_ok=True))
     return Snapshot(np.zeros(n, dtype=m.key_dtype), values[:n], method="peek")
 
 
@@ -266,23 +270,23 @@ def write(m, keys: np.ndarray, values: np.ndarray, flags: int = 0) -> int:
     count = ct.c_uint32()
     while done < len(keys):
         count.value = min(chunk, len(keys) - done)
-        ret = lib.bpf_map_update_batch(m.fd, keys.ctypes.data + done * m.key_size,
-                                       values.ctypes.data + done * m.value_buffer_size,
-                                       ct.byref(count), ct.byref(opts))
-        done += count.value
-        if ret < 0:
-            if -ret in BATCH_UNSUPPORTED and done == 0:
+        try:
+            lib.bpf_map_update_batch(m.fd, keys.ctypes.data + done * m.key_size,
+                                     values.ctypes.data + done * m.value_buffer_size,
+                                     ct.byref(count), ct.byref(opts))
+            done += count.value
+        except OSError as e:
+            done += count.value
+            if e.errno in BATCH_UNSUPPORTED and done == 0:
                 return _write_each(m, keys, values, flags)
-            raise m.failure("update", -ret, f"(after {done} of {len(keys)} entries)")
+            raise m.failure("update", e.errno, f"(after {done} of {len(keys)} entries)") from None
     return done
 
 
 def _write_each(m, keys: np.ndarray, values: np.ndarray, flags: int) -> int:
     for i in range(len(keys)):
-        err = lib.bpf_map_update_elem(m.fd, keys[i:i + 1].ctypes.data, values[i:i + 1].ctypes.data,
-                                      flags)
-        if err:
-            raise m.failure("update", -err, keys[i].item())
+        m._call("update", lib.bpf_map_update_elem, m.fd, keys[i:i + 1].ctypes.data,
+                 values[i:i + 1].ctypes.data, flags, key=keys[i].item())
     return len(keys)
 
 
@@ -292,13 +296,13 @@ def delete(m, keys: np.ndarray) -> int:
     if not len(keys):
         return 0
     count = ct.c_uint32(len(keys))
-    ret = lib.bpf_map_delete_batch(m.fd, keys.ctypes.data, ct.byref(count), None)
-    if ret == 0:
+    try:
+        lib.bpf_map_delete_batch(m.fd, keys.ctypes.data, ct.byref(count), None)
         return count.value
+    except OSError:
+        pass
     done = 0
     for i in range(len(keys)):  # no batch delete, or a key went meanwhile (ENOENT stops a batch)
-        err = lib.bpf_map_delete_elem(m.fd, keys[i:i + 1].ctypes.data)
-        if err and -err != errno.ENOENT:
-            raise m.failure("delete", -err, keys[i].item())
-        done += err == 0
+        done += m._call("delete", lib.bpf_map_delete_elem, m.fd, keys[i:i + 1].ctypes.data,
+                        key=keys[i].item(), absent_ok=True)
     return done
