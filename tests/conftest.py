@@ -1,6 +1,12 @@
-"""Shared fixtures: every test here runs on the real kernel, as root, with the distro's BCC."""
+"""Shared fixtures, and what kind each test is.
+
+Every test gets one marker of unit, kernel, notebook or browser (`pytest_collection_modifyitems`,
+below): unit tests need no kernel and no root (`pytest -m unit` passes as any user); the others run
+on the real kernel, as root, with the distro's BCC, and each of them is checked for leaks when it
+ends (`leaves_nothing`), so a leak names the test that left it."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -10,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,10 +30,35 @@ from bpfkit import children, kernel
 PROGRESS = Path(tempfile.gettempdir()) / f"bpfkit-test-progress-{os.getpid()}.json"
 os.environ["BPFKIT_PROGRESS"] = str(PROGRESS)
 
-BPFTOOL = bpfkit.system.bpftool()
-needs_bpftool = pytest.mark.skipif(
-    BPFTOOL is None, reason="no bpftool that runs (Debian: apt install bpftool; Ubuntu: apt install "
-                            "linux-tools-$(uname -r)): nothing to compare bpfkit's reading with")
+
+class _Bpftool(os.PathLike):
+    """`bpfkit.system.bpftool()`, looked for when a test first uses it, not when the suite is
+    collected: an argument of `subprocess.run` (a path), true where a bpftool runs."""
+
+    @staticmethod
+    @functools.cache
+    def path() -> str | None:
+        return bpfkit.system.bpftool()
+
+    def __fspath__(self) -> str:
+        if self.path() is None:
+            raise RuntimeError("no bpftool that runs: mark the test @needs_bpftool")
+        return self.path()
+
+    def __bool__(self) -> bool:
+        return self.path() is not None
+
+    def __str__(self) -> str:
+        return self.path() or ""
+
+    def __repr__(self) -> str:
+        return f"BPFTOOL({self.path()!r})"
+
+
+BPFTOOL = _Bpftool()
+NO_BPFTOOL = ("no bpftool that runs (Debian: apt install bpftool; Ubuntu: apt install "
+              "linux-tools-$(uname -r)): nothing to compare bpfkit's reading with")
+needs_bpftool = pytest.mark.needs_bpftool   # skipped at setup where BPFTOOL is false
 
 
 def kit_is_private() -> bool:
@@ -74,15 +106,8 @@ def uid() -> int:
 
 @pytest.fixture
 def no_leaks():
-    """Fails the test if it leaves BPF programs, maps or links behind (objects that another
-    process on the machine holds are that process's, not this test's)."""
-    before = settled_snapshot()
+    """Kept for the tests that ask for it: every kernel test is now checked by `leaves_nothing`."""
     yield
-    bpfkit.close_all()
-    after = settled_snapshot(before)
-    held = held_elsewhere()
-    left = {k: sorted(after[k] - before[k] - held[k]) for k in after if after[k] - before[k] - held[k]}
-    assert not left, f"left in the kernel: {left}"
 
 
 # ---- the whole suite leaves the machine as it found it ------------------------------------
@@ -244,12 +269,12 @@ def leftovers(before: dict, timeout: float = 3.0) -> dict[str, list]:
 _SUITE: dict = {}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def suite_leaves_nothing():
-    """The kernel's state before the first test; `pytest_sessionfinish` compares the end to it
-    and fails the run, naming each leftover."""
-    _SUITE["before"] = kernel_state()
-    yield
+def pytest_collection_finish(session):
+    """The kernel's state before the first test, if any test selected touches the kernel (a unit
+    run, as a user without BPF, reads nothing of it); `pytest_sessionfinish` compares the end to
+    it and fails the run, naming each leftover."""
+    if any(not item.get_closest_marker("unit") for item in session.items):
+        _SUITE["before"] = kernel_state()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -268,7 +293,206 @@ def pytest_sessionfinish(session, exitstatus):
         _SUITE["left"] = left
 
 
+
+
+# ---- what kind each test is ---------------------------------------------------------------
+
+# Modules whose every test needs no kernel and no root. A test elsewhere that needs neither says
+# so itself with @pytest.mark.unit. Names without their folder: a module moved keeps its kind.
+UNIT_MODULES = {
+    "test_structure", "test_map_units", "test_lesson_shape", "test_plot",
+}
+# Tests that take more than a few seconds each (in tests/test_notebooks.py and
+# tests/test_browser.py every test does), by function name.
+SLOW = {
+    "test_a_lesson_runs_on_where_the_kernel_refuses_a_feature",
+}
+KINDS = ("unit", "kernel", "notebook", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """One of unit, kernel, notebook, browser for each test; slow where it is."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        given = [kind for kind in KINDS if item.get_closest_marker(kind)]
+        assert len(given) <= 1, f"{item.nodeid} is marked {given}: one kind only"
+        if given:
+            kind = given[0]
+        elif module == "test_notebooks":
+            kind = "notebook"
+        elif module == "test_browser":
+            kind = "browser"
+        elif module in UNIT_MODULES:
+            kind = "unit"
+        else:
+            kind = "kernel"
+        item.add_marker(kind)
+        if kind in ("notebook", "browser") or getattr(item, "originalname", item.name) in SLOW:
+            item.add_marker("slow")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_bpftool") and not BPFTOOL:
+        pytest.skip(NO_BPFTOOL)
+
+
+# ---- every kernel test leaves nothing ------------------------------------------------------
+
+def quick_state() -> dict[str, set]:
+    """What a test could leave behind, read without a subprocess or a walk of every cgroup (a
+    few milliseconds): the BPF ids (a program attached to a cgroup, an XDP hook or a link keeps
+    its id, so those show here too), bpffs pins, network namespaces, this namespace's
+    interfaces, "bpfkit-" cgroups, registered congestion controls, open AF_XDP sockets."""
+    state = {k: set(v) for k, v in kernel.snapshot().items()}
+    state["pins"] = bpffs_pins()
+    state["netns"] = _names(Path("/run/netns"))
+    state["interfaces"] = _names(Path("/sys/class/net"))
+    root = _cgroup_root()
+    state["bpfkit cgroups"] = {p.name for p in root.glob("bpfkit-*")} if root else set()
+    state["tcp_congestion"] = set(Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                                  .read_text().split())
+    state["af_xdp"] = af_xdp_sockets()
+    return state
+
+
+def _names(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return set()
+
+
+@functools.cache
+def _cgroup_root() -> Path | None:
+    return cgroup2_root()
+
+
+def _new(before: dict, after: dict) -> dict[str, list]:
+    return {k: sorted(after[k] - before.get(k, set())) for k in after if after[k] - before.get(k, set())}
+
+
+def _registered() -> dict[tuple[str, int], object]:
+    """What the kit has open now, each kept referenced (so that no new object takes its id)."""
+    return {(kind, id(obj)): obj for kind, objs in bpfkit.lifetime.live().items() for obj in objs.values()}
+
+
+def _close_registered_since(before: dict) -> None:
+    """Close what the kit registered during the test and the test did not close, as
+    `bpfkit.close_all()` would (in its order, newest first), leaving alone what fixtures of a
+    wider scope made before it."""
+    for kind in bpfkit.lifetime.ORDER:
+        while True:
+            new = [(key, obj) for key, obj in bpfkit.lifetime.live(kind).items() if (kind, id(obj)) not in before]
+            if not new:
+                break
+            key, obj = new[-1]
+            bpfkit.lifetime.discard(kind, key, obj)
+            try:
+                obj.close()
+            except Exception as e:  # keep freeing the rest; the check below says what stayed
+                warnings.warn(f"bpfkit could not close {kind} {key!r}: {e}")
+
+
+def _wider_fixtures(item) -> list[str]:
+    """The fixtures of a scope wider than the test that it uses (they may keep what the test
+    made, e.g. a module's program keeps the functions a test loaded into it)."""
+    names = item._fixtureinfo.name2fixturedefs
+    here = str(Path(__file__).resolve().parent)
+    return [name for name in item.fixturenames if name in names and names[name][-1].scope != "function"
+            and getattr(names[name][-1].func, "__code__", None) is not None
+            and names[name][-1].func.__code__.co_filename.startswith(here)]
+
+
+LEAK_COST: dict[str, float] = {"tests": 0, "seconds": 0.0, "looked again": 0}
+_DEFERRED: dict[str, list] = {}   # module -> [(test, what it left that a wider fixture holds)]
+
+
+def _ours() -> dict[str, set[int]]:
+    held = {"programs": set(), "maps": set(), "links": set()}
+    for pid in _descendants(os.getpid()):
+        for kind, ids in kernel.held_by(pid).items():
+            held[kind] |= ids
+    return held
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing(request):
+    """After every test but a unit test: what the kit registered during the test is closed (as
+    `close_all()` does), then nothing may be left that was not there when the test started
+    (after the fixtures of wider scopes were set up): a quick comparison of ids and names, and
+    only where it finds something, a wait for the kernel's deferred frees and a second look that
+    leaves out what processes outside this run hold. What the test made that a module fixture
+    still holds is checked again once that fixture is gone, at the module's end."""
+    if request.node.get_closest_marker("unit"):
+        yield
+        return
+    start = time.perf_counter()
+    registered, before = _registered(), quick_state()
+    LEAK_COST["seconds"] += time.perf_counter() - start
+    yield
+    start = time.perf_counter()
+    try:
+        _close_registered_since(registered)
+        left = _new(before, quick_state())
+        if left:
+            LEAK_COST["looked again"] += 1
+            exempt = {}
+            wider = _wider_fixtures(request.node)
+            if wider:   # what this run still holds may be a wider fixture's: checked at the module's end
+                ours = _ours()
+                exempt = {k: set(ids) & ours[k] for k, ids in left.items() if k in ours and set(ids) & ours[k]}
+                if exempt:
+                    _DEFERRED.setdefault(request.node.module.__name__, []).append(
+                        (request.node.nodeid, {k: sorted(v) for k, v in exempt.items()}, wider))
+            left = _confirmed(before, exempt)
+        assert not left, f"{request.node.nodeid} left in the kernel: {left}"
+    finally:
+        LEAK_COST["tests"] += 1
+        LEAK_COST["seconds"] += time.perf_counter() - start
+
+
+def _confirmed(before: dict, exempt: dict) -> dict[str, list]:
+    """What is still new once the kernel's deferred frees have settled, leaving out `exempt`
+    and what processes outside this run hold (other programs on the machine may load BPF
+    meanwhile)."""
+    expected = {k: ids | exempt.get(k, set()) for k, ids in before.items()}
+    settled_snapshot({k: expected[k] for k in ("programs", "maps", "links")})
+    left = _new(expected, quick_state())
+    if left:
+        time.sleep(0.5)   # a last deferred free, or another process's object that just went
+        left = _new(expected, quick_state())
+    held = held_elsewhere() if left else {}
+    return {k: v for k, ids in left.items() if (v := sorted(set(ids) - held.get(k, set())))}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """At a module's end, once its fixtures are torn down: what its tests made that those
+    fixtures held must be gone too."""
+    result = yield
+    module = getattr(item, "module", None)
+    if module is None or (nextitem is not None and getattr(nextitem, "module", None) is module):
+        return result
+    deferred = _DEFERRED.pop(module.__name__, [])
+    if deferred:
+        before = {k: set() for k in ("programs", "maps", "links")}
+        settled_snapshot(before, timeout=1.0)
+        now = kernel.snapshot()
+        held = held_elsewhere()
+        still = [(test, {k: sorted(set(ids) & now[k] - held[k]) for k, ids in left.items()
+                         if set(ids) & now[k] - held[k]}, wider) for test, left, wider in deferred]
+        still = [(test, left, wider) for test, left, wider in still if left]
+        assert not still, "left in the kernel after the module's fixtures closed: " + "; ".join(
+            f"{test} made {left} (fixtures {wider} held it while they lived)" for test, left, wider in still)
+    return result
+
+
 def pytest_terminal_summary(terminalreporter):
+    if LEAK_COST["tests"]:
+        terminalreporter.write_line(
+            f"bpfkit: leak check after {LEAK_COST['tests']:.0f} tests: {LEAK_COST['seconds']:.1f} s in all, "
+            f"{1000 * LEAK_COST['seconds'] / LEAK_COST['tests']:.1f} ms a test; "
+            f"{LEAK_COST['looked again']:.0f} looked again after the kernel's deferred frees")
     left = _SUITE.get("left")
     if left:
         terminalreporter.section("bpfkit: the test run left these behind", red=True, bold=True)

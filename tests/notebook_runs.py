@@ -1,8 +1,10 @@
-"""Run a lesson notebook twice, each time in a fresh kernel, and check that it leaves the machine
-as it found it: no BPF program, map or link, no network namespace, no network interface more.
+"""Run a notebook as a workshop does, and check that it leaves the machine as it found it: no BPF
+program, map or link, no network namespace, no network interface, no cgroup more.
 
 A notebook that forgets to detach an XDP program or to delete a namespace does not fail on its
 own; the next run, or the next lesson, trips over the leftover. This catches it where it starts.
+`run_all_twice_and_compare` is the harness of tests/test_notebooks.py; `bpf_cell` gives the
+lessons' tests the C text of a notebook's cell.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from bpfkit import kernel
 from bpfkit.features import needs_of
@@ -72,14 +76,37 @@ class Seconds(float):
     slowest: str = ""
 
 
-def run_notebook(path: Path, timeout: int = 300) -> Seconds:
-    """Execute every cell of the notebook in a fresh kernel; returns the seconds it took."""
-    nb = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(Path(path).parent)}})
-    start = time.monotonic()
-    client.execute()
-    took = Seconds(time.monotonic() - start)
+NOTHING = {"programs": set(), "maps": set(), "links": set()}
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def lessons() -> list[Path]:
+    """The numbered lessons, in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def solutions() -> list[Path]:
+    """The solutions, named `NN_stem.ipynb` or `NN_stem_solution.ipynb` in notebooks/solutions/."""
+    return sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
+
+
+def notebook_id(path: Path) -> str:
+    """`14_cgroup_maps` for a lesson, `14_cgroup_maps-solution` for its solution, whichever of
+    the two names the solution's file has."""
+    path = Path(path)
+    if path.parent.name == "solutions":
+        return path.stem.removesuffix("_solution") + "-solution"
+    return path.stem
+
+
+def notebook_path(name: str) -> Path:
+    """The notebook of an id (`19_beyond_bcc`, `19_beyond_bcc-solution`)."""
+    found = [p for p in lessons() + solutions() if notebook_id(p) == name]
+    assert len(found) == 1, f"no single notebook for {name!r}: {found}"
+    return found[0]
+
+
+def _cell_seconds(nb) -> list[tuple[float, int]]:
     cells = []
     for index, cell in enumerate(nb.cells):
         stamps = cell.get("metadata", {}).get("execution", {})
@@ -88,10 +115,62 @@ def run_notebook(path: Path, timeout: int = 300) -> Seconds:
             seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
                        - datetime.fromisoformat(begin.replace("Z", "+00:00"))).total_seconds()
             cells.append((seconds, index))
-    cells.sort(reverse=True)
-    took.slowest = (", ".join(f"cell {i}: {s:.1f} s" for s, i in cells[:3])
-                    + f"; outside cells: {float(took) - sum(s for s, _ in cells):.1f} s")
-    return took
+    return sorted(cells, reverse=True)
+
+
+def _timed(took: float, nb) -> Seconds:
+    cells = _cell_seconds(nb)
+    seconds = Seconds(took)
+    seconds.slowest = (", ".join(f"cell {i}: {s:.1f} s" for s, i in cells[:3])
+                       + f"; outside cells: {took - sum(s for s, _ in cells):.1f} s")
+    return seconds
+
+
+def _stderr(nb) -> str:
+    return "\n".join(f"cell {index}: {out.get('text', '')}".strip()
+                     for index, cell in enumerate(nb.cells) for out in cell.get("outputs", [])
+                     if out.get("output_type") == "stream" and out.get("name") == "stderr")
+
+
+def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
+    """Start a fresh kernel, run every cell of the notebook `passes` times in it (a learner
+    pressing Run All again), and shut the kernel down. A cell that fails, or a cell tagged
+    raises-exception that does not, fails the test with the cell and its error.
+
+    `after_pass(number, kernel_pid, nb)` runs after each pass while the kernel is still up.
+    Returns the notebook (the last pass's outputs) and the seconds of each pass, then of the
+    kernel's start and of its shutdown."""
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    times = []
+    start = time.monotonic()
+    with client.setup_kernel():
+        started = time.monotonic()
+        pid = client.km.provisioner.pid
+        for number in range(1, passes + 1):
+            begin = time.monotonic()
+            for index, cell in enumerate(nb.cells):
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as e:
+                    pytest.fail(f"{path.name}, run {number}, cell {index} failed:\n{e}", pytrace=False)
+                if "raises-exception" in cell.metadata.get("tags", []):
+                    assert any(o.get("output_type") == "error" for o in cell.get("outputs", [])), \
+                        f"{path.name}, run {number}, cell {index} is tagged raises-exception but raised " \
+                        f"nothing:\n{cell.source}"
+            times.append(_timed(time.monotonic() - begin, nb))
+            if after_pass is not None:
+                after_pass(number, pid, nb)
+        closing = time.monotonic()
+    times += [Seconds(started - start), Seconds(time.monotonic() - closing)]
+    return nb, times
+
+
+def run_notebook(path, timeout: int = 300) -> Seconds:
+    """Execute every cell of the notebook in a fresh kernel; returns the seconds it took."""
+    return execute(path, timeout)[1][0]
 
 
 def _leftovers(before: dict, after: dict) -> dict:
@@ -99,57 +178,49 @@ def _leftovers(before: dict, after: dict) -> dict:
     return {k: sorted(after[k] - before[k] - held[k]) for k in after if after[k] - before[k] - held[k]}
 
 
-def run_notebook_twice_and_compare(path, timeout: int = 300, *, cgroups: bool = False) -> list[float]:
-    """Run the notebook twice in a row; after each run, the kernel's BPF program, map and link
-    ids, `ip netns list` and `ip -o link` must be what they were before. Objects another live
-    process holds are not counted (other programs may load BPF meanwhile). With `cgroups`, the
-    programs attached to cgroups and the "bpfkit-" cgroups must be as before too (a program
-    attached to a cgroup outlives every fd; only a detach or removing the cgroup frees it).
-    Returns the run times."""
+def machine_state() -> tuple[dict, dict]:
+    """The network and the cgroups, as `assert_machine_as_before` compares them."""
+    return network_state(), cgroup_state()
+
+
+def assert_machine_as_before(name: str, bpf_before: dict, machine_before: tuple[dict, dict]) -> None:
+    """The kernel's BPF program, map and link ids (settled, minus what live processes hold),
+    `ip netns list`, `ip -o link`, the cgroups with programs attached and the "bpfkit-" cgroups
+    are what they were (a program attached to a cgroup outlives every fd; only a detach or
+    removing the cgroup frees it)."""
+    left = _leftovers(bpf_before, settled_snapshot(bpf_before))
+    if left:  # the kernel frees some objects after a grace period: look once more
+        time.sleep(1.0)
+        left = _leftovers(bpf_before, settled_snapshot(bpf_before))
+    assert not left, f"{name} left BPF objects in the kernel: {left}"
+    net_before, cg_before = machine_before
+    net_after, cg_after = machine_state()
+    assert net_after == net_before, f"{name} changed the network: before {net_before}, after {net_after}"
+    assert cg_after == cg_before, f"{name} changed the cgroups: before {cg_before}, after {cg_after}"
+
+
+def run_all_twice_and_compare(path, timeout: int = 300) -> list[Seconds]:
+    """The notebook as a workshop runs it: a fresh kernel, Run All, Run All again in the same
+    kernel (a learner pressing it twice), then the kernel shut down.
+
+    After each pass the still-running kernel must hold no BPF program, map or link (its clean-up
+    cells freed what it made: a fresh kernel frees everything when it exits, so only a kernel
+    that stays up shows a clean-up cell that forgets something, or a re-run that stacks
+    programs). After the shutdown the machine must be as before (`assert_machine_as_before`).
+    Returns the seconds of each pass, then of the kernel's start and shutdown."""
     path = Path(path)
+    name = notebook_id(path)
     bpf_before = settled_snapshot()
-    net_before = network_state()
-    cg_before = cgroup_state() if cgroups else None
-    times = []
-    for run in (1, 2):
-        times.append(run_notebook(path, timeout))
-        bpf_after = settled_snapshot(bpf_before)
-        left = _leftovers(bpf_before, bpf_after)
-        if left:  # the kernel frees some objects after a grace period: look once more
-            time.sleep(1.0)
-            left = _leftovers(bpf_before, settled_snapshot(bpf_before))
-        assert not left, f"{path.name}, run {run}, left BPF objects in the kernel: {left}"
-        net_after = network_state()
-        assert net_after == net_before, (f"{path.name}, run {run}, changed the network: "
-                                         f"before {net_before}, after {net_after}")
-        if cgroups:
-            cg_after = cgroup_state()
-            assert cg_after == cg_before, (f"{path.name}, run {run}, changed the cgroups: "
-                                           f"before {cg_before}, after {cg_after}")
+    machine_before = machine_state()
+
+    def holds_nothing(number, pid, nb):
+        held = kernel.held_by(pid)
+        assert held == NOTHING, (f"{name}, run {number}: the kernel still holds BPF objects after "
+                                 f"its clean-up: {held}; the cells said:\n{_stderr(nb)}")
+
+    _, times = execute(path, timeout, passes=2, after_pass=holds_nothing)
+    assert_machine_as_before(f"{name} (after its kernel shut down)", bpf_before, machine_before)
     return times
-
-
-def run_twice_in_one_kernel(path, timeout: int = 300) -> tuple[list[dict[str, set[int]]], str]:
-    """Run all cells twice in the same kernel, as a learner pressing "Run all" twice does, and
-    return the BPF ids the still-running kernel holds after each pass (both must be empty),
-    with what the cells wrote to stderr (warnings: a clean-up that failed part-way says so).
-
-    A fresh kernel frees everything when it exits, so only a kernel that stays up shows a
-    clean-up cell that forgets something, or a re-run that stacks programs."""
-    path = Path(path)
-    nb = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    held, said = [], []
-    with client.setup_kernel():
-        pid = client.km.provisioner.pid
-        for _ in range(2):
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-                said += [f"cell {index}: {out.get('text', '')}".strip() for out in cell.get("outputs", [])
-                         if out.get("output_type") == "stream" and out.get("name") == "stderr"]
-            held.append(kernel.held_by(pid))
-    return held, "\n".join(said)
 
 
 def bpf_cell(notebook, name: str) -> str:

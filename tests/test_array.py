@@ -93,6 +93,7 @@ def test_struct_and_per_cpu_arrays(no_leaks):
         assert per_cpu.counts().tolist() == [0, 0, cpus * (cpus + 1) // 2, 0]
 
 
+@pytest.mark.unit
 def test_bucket_helpers():
     assert [log2_bucket(n) for n in (0, 1, 2, 3, 4, 100, 127, 128, 5000)] == [0, 1, 2, 2, 3, 7, 7, 8, 13]
     assert log2_labels(5) == ["0", "1", "2-3", "4-7", "8-15"]

@@ -21,6 +21,7 @@ SOLUTION = {"execs_per_uid": "hash", "read_histogram": "percpu_array", "flow_tab
 
 # -- which lesson teaches each type ----------------------------------------------------------------
 
+@pytest.mark.unit
 def test_every_map_type_names_the_lesson_that_teaches_it():
     taught = [kind for lesson in catalogue.LESSONS for kind in lesson.map_types]
     assert sorted(taught) == sorted(maptypes.BY_NAME), "each type taught by exactly one lesson"
@@ -38,6 +39,7 @@ def _words(t: maptypes.MapType) -> list[str]:
     return words
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", [t.name for t in maptypes.TABLE])
 def test_the_lesson_named_for_a_type_uses_or_names_it(kind):
     t = maptypes.get(kind)
@@ -113,12 +115,14 @@ def test_cost_orderings_the_lesson_asserts(cost):
 
 # -- the exercise ----------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_the_starter_is_told_every_job_is_unanswered():
     result = check_choices({job: None for job in JOBS})
     assert not result.passed and len(result.problems) == len(JOBS)
     assert all("not answered yet" in p for p in result.problems)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("job,wrong,words", [
     ("execs_per_uid", "array", "slots 0..N-1"),
     ("execs_per_uid", "lpm_trie", "fixed shape"),
@@ -135,6 +139,7 @@ def test_a_wrong_answer_is_told_why_in_the_tables_words(job, wrong, words):
     assert result.problems[0].startswith(f"{job}: not {wrong}") and words in result.problems[0]
 
 
+@pytest.mark.unit
 def test_the_solution_and_its_alternatives_pass():
     assert check_choices(SOLUTION).passed
     assert check_choices({**SOLUTION, "execs_per_uid": "percpu_hash",
@@ -142,6 +147,7 @@ def test_the_solution_and_its_alternatives_pass():
     assert judge("read_histogram", "percpu_array") is None
 
 
+@pytest.mark.unit
 def test_the_check_never_raises_on_nonsense():
     assert not check_choices("hash").passed
     assert not check_choices({"nojob": "hash", **SOLUTION}).passed

@@ -20,6 +20,7 @@ from bpfkit import bpfobject
 from bpfkit.exercises import beyond_bcc
 from bpfkit.features import needs_of
 from conftest import skip_unless_allowed
+from notebook_runs import notebook_path
 
 ROOT = Path(__file__).resolve().parent.parent
 LACKING = bpfobject.missing()
@@ -53,6 +54,7 @@ def test_the_congestion_control_registers_records_and_unregisters(no_leaks):
         socket.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"bpfkit_l19")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("cwnd, steps", [
     # slow start, then Reno steps; the last (cut off by the transfer's end) is not complete
     ([10, 20, 30, 33] + [33] * 32 + [34] * 34 + [35] * 35 + [36] * 7, {34: 34, 35: 35}),
@@ -153,25 +155,39 @@ def test_the_exercise_check_explains_the_starter_and_passes_the_solution(no_leak
     assert "Run the %%bpfobject" in str(beyond_bcc.check_cautious(None))
 
 
+@pytest.mark.unit
 def test_runs_and_congestion_name_without_the_kernel():
     assert beyond_bcc.runs([20, 40, 40, 41]) == [(20, 1), (40, 2), (41, 1)]
     assert beyond_bcc.avoidance_runs([20, 40, 40, 41, 41, 41, 42]) == {41: 3}
     assert beyond_bcc.congestion_name('.name = "bpfkit_l19",') == "bpfkit_l19"
 
 
-@pytest.mark.parametrize("path", ["notebooks/19_beyond_bcc.ipynb",
-                                  "notebooks/solutions/19_beyond_bcc_solution.ipynb"])
-def test_bpfobject_cells_named_after_a_program_hold_that_program(path):
-    for cell in json.loads((ROOT / path).read_text())["cells"]:
+def _bpfobject_cells(path) -> dict[str, str]:
+    """{name: C text} of a notebook's `%%bpfobject NAME` cells."""
+    cells = {}
+    for cell in json.loads(Path(path).read_text())["cells"]:
         text = "".join(cell["source"])
         if needs_of(text.partition("\n")[0]) is not None:   # a `# needs: struct_ops map` line first
             text = text.partition("\n")[2]
         if cell["cell_type"] == "code" and text.startswith("%%bpfobject "):
             first, _, body = text.partition("\n")
-            name = first.split()[1]
-            file = ROOT / "bpf" / f"{name}.bpf.c"
-            if file.exists():
-                assert body.strip() == file.read_text().strip(), f"{path}: {name} differs"
+            cells[first.split()[1]] = body.strip()
+    return cells
+
+
+@pytest.mark.unit
+def test_bpfobject_cells_named_after_a_program_hold_that_program():
+    """Each of lesson 19's programs in bpf/ (l19_*.bpf.c) is a cell of the lesson with the file's
+    text; the cells named after no file are the exercise's, which the solution shows."""
+    files = {p.name.removesuffix(".bpf.c"): p.read_text().strip() for p in (ROOT / "bpf").glob("l19_*.bpf.c")}
+    lesson = _bpfobject_cells(notebook_path("19_beyond_bcc"))
+    solution = _bpfobject_cells(notebook_path("19_beyond_bcc-solution"))
+    assert files and set(files) <= set(lesson), (sorted(files), sorted(lesson))
+    for notebook, cells in (("lesson", lesson), ("solution", solution)):
+        for name in set(cells) & set(files):
+            assert cells[name] == files[name], f"{notebook}: {name} differs from bpf/{name}.bpf.c"
+    exercise = set(lesson) - set(files)
+    assert exercise and set(solution) - set(files) == exercise, (sorted(exercise), sorted(solution))
 
 
 UNCHECKED = """

@@ -174,6 +174,7 @@ def test_opens_in_child_checks_what_it_is_given():
     assert config[0] == 0
 
 
+@pytest.mark.unit
 def test_ring_buffer_sizing_rules():
     assert record_size(80) == 88 and record_size(81) == 96 and record_size(1) == 16
     assert ring_capacity(4096, 88) == 46 and ring_capacity(4096, 64) == 63   # never the last byte

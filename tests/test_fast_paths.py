@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def _plain(values: np.ndarray) -> list[str]:
     return [v.split(b"\0", 1)[0].decode("utf-8", "replace") for v in values.tolist()]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [16, 8, 12, 7])
 def test_factorized_decoding_equals_decoding_each_value(width):
     rng = np.random.default_rng(width)
@@ -43,6 +46,7 @@ def test_factorized_decoding_equals_decoding_each_value(width):
     assert "ab" in list(fast) and "\ufffd\ufffd" in list(fast)  # cut at NUL; invalid UTF-8 replaced
 
 
+@pytest.mark.unit
 def test_names_that_hardly_repeat_take_the_plain_path_with_the_same_result():
     values = np.array([b"comm-%09d" % i for i in range(40_000)], dtype="S16")
     codes, firsts = layout._factorized(values)
@@ -139,18 +143,33 @@ def test_the_check_compile_makes_no_maps(no_leaks):
 # ---- live() -------------------------------------------------------------------------------------------
 
 def test_live_keeps_every_tick_when_redraws_are_slow(monkeypatch, no_leaks):
-    draws = []
+    """A redraw that lasts several sampling intervals does not hold the snapshots up: each redraw
+    here lasts until the sampler has taken three more (or finished), which it could never do if
+    redraws and snapshots took turns; and the frame keeps every snapshot taken. (How many fit in
+    the second depends on the machine, so that is not what is asserted.)"""
+    taken, draws = [], []
+    take = sampling.Sampler.take
+
+    def counted_take(self, now=None):
+        take(self, now)
+        taken.append(time.monotonic())
 
     def slow_draw(self):
-        draws.append(time.monotonic())
-        time.sleep(0.3)  # a redraw much longer than the sampling interval
+        start, seen = time.monotonic(), len(taken)
+        sampling_runs = lambda: any(t.name == "bpfkit-live" and t.is_alive() for t in threading.enumerate())
+        while len(taken) < seen + 3 and sampling_runs() and time.monotonic() - start < 30:
+            time.sleep(0.005)
+        draws.append((seen, len(taken), sampling_runs()))
 
+    monkeypatch.setattr(sampling.Sampler, "take", counted_take)
     monkeypatch.setattr(sampling.LivePlot, "draw", slow_draw)
     with bpfkit.create_map("hash", key="u32", value="u64", max_entries=10, name="slow") as m:
         m[1] = 1
         frame = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.1)
-    assert frame["time"].nunique() == 21  # 0, 0.05, ..., 1.0: none dropped
-    assert 2 <= len(draws) <= 6           # the redraws were what gave way
+    assert len(draws) >= 2, draws                          # at least one while sampling, and the last
+    assert all(after >= seen + 3 or not running for seen, after, running in draws), draws
+    assert frame["time"].nunique() == len(taken), (frame["time"].tolist(), len(taken))
+    assert frame["time"].is_monotonic_increasing and frame["time"].max() >= 1.0
 
 
 # ---- import -------------------------------------------------------------------------------------------
@@ -176,8 +195,10 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
         kc.wait_for_ready(timeout=60)
         code = ("%matplotlib inline\nimport bpfkit\n"
                 "m = bpfkit.create_map('hash', key='u32', value='u64', max_entries=10, name='nb_live')\n"
+                "taken = []\ntake = bpfkit.sampling.Sampler.take\n"
+                "bpfkit.sampling.Sampler.take = lambda self, now=None: (take(self, now), taken.append(1))\n"
                 "m[1] = 5\nframe = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.2)\n"
-                "m.close()\nprint('ticks', frame['time'].nunique())")
+                "m.close()\nprint('ticks', frame['time'].nunique(), 'taken', len(taken))")
         reply = kc.execute_interactive(code, timeout=60, output_hook=messages.append)
         assert reply["content"]["status"] == "ok", reply["content"]
     finally:
@@ -187,9 +208,12 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
     updates = [m for m in messages if m["msg_type"] == "update_display_data"]
     assert len(shown) == 1 and "image/png" in shown[0]["content"]["data"]
     display_id = shown[0]["content"]["transient"]["display_id"]
-    assert len(updates) >= 3 and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
+    # At least the last redraw updates the image (how many redraws fit in the second depends on
+    # the machine).
+    assert len(updates) >= 1 and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
     printed = "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
-    assert "ticks 21" in printed
+    ticks = re.search(r"ticks (\d+) taken (\d+)", printed)
+    assert ticks and ticks[1] == ticks[2] and int(ticks[1]) >= 2, printed  # every tick taken is kept
 
 
 @pytest.mark.skipif(shutil.which("capsh") is None,

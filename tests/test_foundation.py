@@ -23,6 +23,7 @@ def _requirement_names(specs) -> dict[str, str]:
     return out
 
 
+@pytest.mark.unit
 def test_environment_yml_has_the_same_python_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["dev"])
@@ -33,12 +34,14 @@ def test_environment_yml_has_the_same_python_packages_as_pyproject():
     assert not any(re.match(r"^\s*-\s*bcc\b", l) for l in lines), "bcc is not on conda-forge"
 
 
+@pytest.mark.unit
 def test_pyproject_never_asks_for_the_unrelated_pypi_bcc():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     every = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
     assert "bcc" not in _requirement_names(every)
 
 
+@pytest.mark.unit
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
@@ -46,6 +49,7 @@ def test_ci_runs_the_readme_test_command():
     assert "set -euo pipefail" in ci and re.search(r"^make test$", ci, re.M)
 
 
+@pytest.mark.unit
 def test_bcc_is_found_when_this_python_cannot_import_it():
     """What a conda environment sees: no `bcc` on sys.path. bpfkit must find the distro's."""
     code = (
@@ -71,6 +75,7 @@ def test_doctor_passes_on_this_machine():
         assert re.search(rf"^\[(ok  |note)\] {name}\b", out.stdout, re.M), out.stdout
 
 
+@pytest.mark.unit
 def test_the_doctor_names_what_an_older_bcc_lacks(tmp_path):
     """Ubuntu 22.04's BCC 0.18 has neither atomic_increment() nor BPF_PERCPU_HASH: the doctor
     finds that in the library's text, where this machine's BCC has both."""

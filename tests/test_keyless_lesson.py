@@ -77,6 +77,7 @@ def test_seen_before_reports_each_user_once_in_order(no_leaks):
     seen.close()
 
 
+@pytest.mark.unit
 def test_kernel_bits_follow_bloom_map_alloc():
     assert [kernel_bits(1000, k) for k in range(1, 11)] == \
         [2048, 4096, 8192, 8192, 8192, 16384, 16384, 16384, 16384, 16384]

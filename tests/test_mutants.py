@@ -49,10 +49,12 @@ def _one_edit_apart(a: str, b: str) -> bool:
 
 # ---- the generator, without the kernel ----------------------------------------------------------
 
+@pytest.mark.unit
 def test_every_lesson_program_is_there_to_mutate():
     assert "counter" in PROGRAMS and len(PROGRAMS) >= 10
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_mutate_is_deterministic_for_a_seed(name):
     source = PROGRAMS[name]
@@ -65,6 +67,7 @@ def test_mutate_is_deterministic_for_a_seed(name):
         assert 1 <= len(desc.split(mutants.SEPARATOR)) <= 3
 
 
+@pytest.mark.unit
 def test_mutants_are_round_robin_and_reproducible_one_by_one():
     jobs = mutants.mutants(2 * len(PROGRAMS) + 3, seed=11)
     assert [j["program"] for j in jobs[:len(PROGRAMS)]] == list(PROGRAMS)
@@ -75,6 +78,7 @@ def test_mutants_are_round_robin_and_reproducible_one_by_one():
     assert counts == {1, 2, 3}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_every_edit_changes_the_text_the_way_it_says(name):
     source = PROGRAMS[name]
@@ -122,6 +126,7 @@ def test_every_edit_changes_the_text_the_way_it_says(name):
                 assert len(mutants.null_checks(mutant)) == len(mutants.null_checks(source)) - 1, desc
 
 
+@pytest.mark.unit
 def test_remove_null_check_finds_every_check_in_the_lessons():
     found = {name: [c["what"] for c in mutants.null_checks(src)] for name, src in PROGRAMS.items()}
     assert found["counter"] == ["if (p != 0)"]
@@ -135,6 +140,7 @@ def test_remove_null_check_finds_every_check_in_the_lessons():
     assert sum(map(len, found.values())) >= 25
 
 
+@pytest.mark.unit
 def test_remove_null_check_drops_the_check_and_keeps_the_body():
     source = PROGRAMS["counter"]
     mutant, desc = mutants.edit_remove_null_check(source, random.Random(0))

@@ -143,6 +143,7 @@ def test_flow_table_check_never_raises_on_a_program_without_its_maps(no_leaks):
     assert not result.passed and "flows" in str(result)
 
 
+@pytest.mark.unit
 def test_the_exercise_stream_is_what_the_lesson_says():
     steps = exercise_stream()
     assert steps[:8] == [(0, 1, f) for f in WARM_UP]

@@ -44,6 +44,7 @@ def folded_of(stacks: dict[str, int]) -> pd.DataFrame:
 
 # -- pure: folding, names, layout -------------------------------------------------------------
 
+@pytest.mark.unit
 def test_fold_stacks_merges_equal_stacks_most_first():
     folded = fold_stacks([(["main", "hot"], 3), (["main", "warm"], 1), (["main", "hot"], 2),
                           ([], 5), (["main", "cold"], 0)])
@@ -51,6 +52,7 @@ def test_fold_stacks_merges_equal_stacks_most_first():
     assert list(fold_stacks([]).columns) == ["stack", "samples"]
 
 
+@pytest.mark.unit
 def test_stack_errors_have_names():
     assert stack_error(-errno.EFAULT, user=True) == "[no user stack]"
     assert stack_error(-errno.EFAULT, user=False) is None        # a sample in user code: normal
@@ -76,6 +78,7 @@ class FakeSymbols:
         return {10: "clear_page", 11: "exc_page_fault"}[addr]
 
 
+@pytest.mark.unit
 def test_resolve_puts_the_root_first_and_marks_kernel_frames():
     stacks = FakeStacks({5: [1, 2, 3], 6: [10, 11]})
     assert addresses(stacks, 5) == [1, 2, 3] and addresses(stacks, -14) == [] and addresses(stacks, 99) == []
@@ -91,6 +94,7 @@ def test_resolve_puts_the_root_first_and_marks_kernel_frames():
         "stack": ["start;main;hot", "start;main;hot;exc_page_fault_[k];clear_page_[k]"], "samples": [7, 2]}
 
 
+@pytest.mark.unit
 def test_top_functions_and_callers():
     folded = folded_of({"main;a;f": 3, "main;b;f": 1, "main;a": 2, "main;f;f": 1, "main;x;sys_[k]": 2})
     top = top_functions(folded).set_index("function")
@@ -104,6 +108,7 @@ def test_top_functions_and_callers():
     assert callers(folded, "nobody").empty
 
 
+@pytest.mark.unit
 def test_flame_layout_merges_prefixes_and_sizes_by_samples():
     folded = folded_of({"a;b": 3, "a;c": 1, "d": 2, "a;c;k_[k]": 1})
     layout = flame_layout(folded)
@@ -119,6 +124,7 @@ def test_flame_layout_merges_prefixes_and_sizes_by_samples():
     assert flame_layout(fold_stacks([])).empty
 
 
+@pytest.mark.unit
 def test_flame_graph_draws_one_rectangle_per_frame():
     folded = folded_of({"main;hot": 60, "main;warm": 15, "main;touch;fault_[k];clear_page_[k]": 20,
                         "main;touch": 1})
@@ -143,6 +149,7 @@ def mystery_profile(encode: int, decode: int, other: dict | None = None) -> pd.D
 RIGHT = {"hottest": "mix", "hotter_caller": "encode", "share": 0.75}
 
 
+@pytest.mark.unit
 def test_exercise_check_messages_on_made_up_profiles():
     starter = check_hotter_caller(mystery_profile(25, 75), {"hottest": "?", "hotter_caller": "?", "share": None})
     assert not starter.passed and len(starter.problems) == 4

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 import bpfkit
 from bpfkit import bpfobject, features, maptypes, refusal, system
 from bpfkit.errors import NotAllowedHere, NotFound, PrivilegeError, UsageError
 from bpfkit.maps import create
+from notebook_runs import execute, notebook_path
 
-ROOT = Path(__file__).resolve().parent.parent
 REFUSALS = [errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, refusal.ENOTSUPP]
 EVERY_CAPABILITY = sum(1 << bit for bit in refusal.CAPABILITIES.values())
 
@@ -37,6 +34,7 @@ def pretend(monkeypatch, *items: str) -> None:
 
 # -- without a kernel ------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_the_switch_names_kind_name_and_errno():
     env = {refusal.PRETEND: "map:arena, program:lsm:EINVAL,map:queue:ENOTSUPP,feature:kprobes:95"}
     os.environ.update(env)
@@ -58,6 +56,7 @@ def test_the_switch_names_kind_name_and_errno():
         del os.environ[refusal.PRETEND]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("err", REFUSALS)
 @pytest.mark.parametrize("probe", ["map", "program", "helper", "allowed map", "allowed program",
                                    "kprobes"])
@@ -91,6 +90,7 @@ def test_each_probe_turns_a_refusal_into_a_row(probe, err, monkeypatch, all_capa
         assert "built without it" in why or os.strerror(err) in why or "Not supported" in why
 
 
+@pytest.mark.unit
 def test_eperm_with_every_capability_is_the_kernels_policy_not_a_privilege(all_capabilities):
     e = refusal.explain(errno.EPERM, "arena maps", since="6.9")
     assert type(e) is NotAllowedHere and e.errno == errno.EPERM
@@ -99,18 +99,21 @@ def test_eperm_with_every_capability_is_the_kernels_policy_not_a_privilege(all_c
     assert "lockdown" in e.what and "root" not in e.hint and "dmesg" in e.hint and "bpftool" in e.hint
 
 
+@pytest.mark.unit
 def test_eperm_without_bpf_capabilities_is_a_privilege(monkeypatch):
     monkeypatch.setattr(system, "effective_caps", lambda: 1 << 12)   # CAP_NET_ADMIN alone
     e = refusal.explain(errno.EPERM, "arena maps")
     assert type(e) is PrivilegeError and "lacks CAP_BPF and CAP_PERFMON" in e.what
 
 
+@pytest.mark.unit
 def test_eperm_without_cap_net_admin_names_it(monkeypatch):
     monkeypatch.setattr(system, "effective_caps", lambda: EVERY_CAPABILITY & ~(1 << 12))
     e = refusal.explain(errno.EPERM, "devmap maps")
     assert type(e) is PrivilegeError and "lacks CAP_NET_ADMIN" in e.what
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("err", [errno.EINVAL, errno.EOPNOTSUPP, refusal.ENOTSUPP])
 def test_a_feature_the_kernel_lacks_says_since_when(err, all_capabilities):
     e = refusal.explain(err, "bloom_filter maps", since="5.16")
@@ -118,6 +121,7 @@ def test_a_feature_the_kernel_lacks_says_since_when(err, all_capabilities):
     assert "older than Linux 5.16" in e.hint and "older than Linux 5.16" in e.short
 
 
+@pytest.mark.unit
 def test_anything_a_probe_meets_is_a_row():
     for exc in (OSError(errno.EPERM, "Operation not permitted"), ValueError("bad"), TypeError("odd"),
                 NotAllowedHere("This kernel does not allow x here.", errno=errno.EPERM, short="EPERM: x")):
@@ -129,6 +133,7 @@ def test_anything_a_probe_meets_is_a_row():
         refusal.attempt(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
+@pytest.mark.unit
 def test_a_feature_bpfkit_does_not_know_is_told_with_the_nearest():
     with pytest.raises(NotFound, match="no feature 'arena_mpa'") as e:
         bpfkit.allowed("arena_mpa")
@@ -202,7 +207,7 @@ def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks
     ("19_beyond_bcc", ["map:struct_ops:EINVAL", "map:user_ringbuf:EOPNOTSUPP"],
      ["Skipped: this kernel refuses struct_ops maps (EINVAL",
       "Skipped: this kernel refuses user_ringbuf maps (EOPNOTSUPP"]),
-    ("solutions/19_beyond_bcc_solution", ["map:struct_ops"], ["Skipped: this kernel refuses struct_ops"]),
+    ("19_beyond_bcc-solution", ["map:struct_ops"], ["Skipped: this kernel refuses struct_ops"]),
     ("14_cgroup_maps", ["map:cgrp_storage:EINVAL"], ["This kernel does not have cgrp_storage maps",
                                                      "Skipped: this kernel refuses cgrp_storage maps"]),
     ("20_map_type_atlas", ["map:arena", "map:queue"], ["arena: EPERM to a process with every capability"]),
@@ -211,11 +216,8 @@ def test_a_lesson_runs_on_where_the_kernel_refuses_a_feature(lesson, refused, sa
     """Run All, top to bottom, with features refused: each part that needs one says so in one
     sentence, no cell fails (the collapsed checks and the exercise check included), nothing is
     left behind."""
-    pretend(monkeypatch, *refused)
-    path = ROOT / "notebooks" / f"{lesson}.ipynb"
-    nb = nbformat.read(str(path), as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    pretend(monkeypatch, *refused)   # in the environment the notebook's kernel starts with
+    nb, _ = execute(notebook_path(lesson))
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert all(s in text for s in says), [s for s in says if s not in text]

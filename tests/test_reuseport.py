@@ -20,11 +20,12 @@ SOLUTION = "notebooks/solutions/18_reuseport_sockmap_solution.ipynb"
 SO_ATTACH_REUSEPORT_EBPF = 52
 
 
-def _slots(group):
+def _slots(group, order=None):
+    """The group's sockets in a reuseport_sockarray, in `order` (their names) or s0, s1, ..."""
     slots = bpfkit.create_map("reuseport_sockarray", key="u32", value="u64", max_entries=4,
                               name="l18_test_slots")
-    for i, sock in enumerate(group.sockets.values()):
-        slots[i] = sock
+    for i, name in enumerate(order or group.sockets):
+        slots[i] = group.sockets[name]
     return slots
 
 
@@ -119,13 +120,24 @@ def test_exercise_check(notebook, expect, no_leaks):
         assert join_sockets(slots.frame(), group.sockets)["socket"].tolist() == ["s0", "s1", "s2", "s3"]
 
 
-def test_exercise_check_explains_the_kernels_own_choice(no_leaks):
-    """SK_PASS without a selection: every datagram arrives, but where the kernel's hash says."""
+@pytest.mark.parametrize("hash_choice_in_slot_0", [False, True])
+def test_exercise_check_explains_the_kernels_own_choice(hash_choice_in_slot_0, no_leaks):
+    """SK_PASS without a selection: every datagram arrives, but where the kernel's own hash of
+    the addresses and ports says (one socket for the group's one sender, the same with a program
+    attached or none). The check passes only where that socket is the one in slot 0, and
+    otherwise says the kernel chose."""
     source = bpf_cell(LESSON, "fallback").replace("return SK_DROP;", "return SK_PASS;")
     with ReuseportGroup(4) as group:
-        slots = _slots(group)
+        group.send([0] * 10)                    # no program yet: the kernel's hash alone
+        got = group.receive(expect=10)
+        chosen = [name for name, count in got.items() if count]
+        assert len(chosen) == 1 and got[chosen[0]] == 10, got
+        others = [name for name in group.sockets if name != chosen[0]]
+        order = chosen + others if hash_choice_in_slot_0 else others + chosen
+        slots = _slots(group, order)
         prog = bpfkit.load(source, name="l18_test_fallback", maps={"slots": slots})
         result = check_fallback(prog, group, slots)
-        text = str(result)
-        if not result.passed:               # the hash may pick s0 by chance
-            assert "kernel choose by its own hash" in text and "dropped" not in text
+        assert result.passed is hash_choice_in_slot_0, result
+        if not hash_choice_in_slot_0:
+            assert "kernel choose by its own hash" in str(result) and "dropped" not in str(result)
+            assert f"at {chosen[0]}: 10" in str(result), result

@@ -176,6 +176,7 @@ def test_live_names_keys_in_its_legend(counts, names, shown):
     plt.close(fig)
 
 
+@pytest.mark.unit
 def test_names_of_a_key_of_several_columns_get_a_tuple():
     frame = pd.DataFrame({"uid": [0, 0, 7], "cpu": [0, 1, 1]})
     shown = sampling._labels(frame, ["uid", "cpu"], lambda k: f"uid {k[0]} on cpu {k[1]}")

@@ -158,6 +158,7 @@ def test_bpftool_dumps_the_same_sockhash(redirect, no_leaks):
         assert {c for *_, c in dumped} == {socket_cookie(s) for s in pair.sockets.values()}
 
 
+@pytest.mark.unit
 def test_cgroup_mount_is_found_in_proc_mounts():
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
               if line.split()[2] == "cgroup2"]

@@ -39,6 +39,7 @@ def lab():
         yield lab
 
 
+@pytest.mark.unit
 def test_udp_frame_is_well_formed():
     frame = xsk.udp_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "192.0.2.1", "192.0.2.2",
                           1234, 7000, b"abc")

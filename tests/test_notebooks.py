@@ -1,0 +1,41 @@
+"""Every lesson and every solution, run as a workshop runs it: a fresh kernel, Run All, Run All
+again in the same kernel, the kernel shut down. A cell that fails fails the test with the cell and
+its error; after each pass the kernel must hold no BPF object, and after the shutdown the kernel,
+the network and the cgroups must be as they were (tests/notebook_runs.py).
+
+Notebooks are found by their names (notebooks/NN_*.ipynb, notebooks/solutions/*.ipynb), so a new
+lesson or solution is covered without a new test. How long each pass took is printed (-rP shows
+it), never asserted: speed goals are not timed tests.
+"""
+from __future__ import annotations
+
+import pytest
+
+from bpfkit.exercises import progress
+from notebook_runs import NOTEBOOKS as FOLDER, lessons, notebook_id, run_all_twice_and_compare, solutions
+
+NOTEBOOKS = sorted(lessons() + solutions(), key=notebook_id)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_runs_all_twice_and_leaves_the_machine_as_it_was(path):
+    first, second, start, shutdown = run_all_twice_and_compare(path)
+    print(f"{notebook_id(path)}: kernel start {start:.1f} s; run 1 {first:.1f} s ({first.slowest}); "
+          f"run 2 {second:.1f} s ({second.slowest}); shutdown {shutdown:.1f} s")
+
+
+@pytest.mark.unit
+def test_every_notebook_is_run_and_every_exercise_has_its_lesson_and_solution():
+    """The glob misses nothing: every notebook of the kit (but JupyterLab's checkpoints and the
+    copies `bpfkit reset` keeps) is a parameter above, the lessons are numbered 00, 01, ...
+    without a gap, and each exercise of the catalogue has its lesson and one solution."""
+    shipped = {p for p in FOLDER.rglob("*.ipynb")
+               if not any(part.startswith(".") for part in p.relative_to(FOLDER).parts)}
+    assert shipped == set(NOTEBOOKS), sorted(map(str, shipped ^ set(NOTEBOOKS)))
+    numbers = [p.name[:2] for p in lessons()]
+    assert numbers == [f"{n:02d}" for n in range(len(numbers))], numbers
+    ids = [notebook_id(p) for p in NOTEBOOKS]
+    assert len(ids) == len(set(ids)), ids
+    exercises = set(progress()["lesson"])
+    assert exercises <= {notebook_id(p) for p in lessons()}, exercises
+    assert {f"{lesson}-solution" for lesson in exercises} == {notebook_id(p) for p in solutions()}
