@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 
 import bpfkit  # noqa: E402
 import targets  # noqa: E402
-from bpfkit import _libbpf  # noqa: E402
+from bpfkit.access import _libbpf  # noqa: E402
 from bpfkit.maps import snapshot  # noqa: E402
 
 SIZES = (1_000, 100_000, 1_000_000)
@@ -128,7 +128,7 @@ class Bare:
             try:
                 lib.bpf_map_lookup_batch(fd, None if first else self.in_batch, self.out_batch,
                                          kp + n * ks, vp + n * vs, ct.byref(count), None)
-            except OSError as e:   # libbpf's calls raise their errno (bpfkit._libbpf)
+            except OSError as e:   # libbpf's calls raise their errno (bpfkit.access._libbpf)
                 n += count.value
                 if e.errno != errno.ENOENT:
                     raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import bpfkit
-from bpfkit import system
+from bpfkit.access import system
 from bpfkit.maps import layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def redraw_cost(rounds: int = 9) -> float:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
-    from bpfkit import sampling
+    from bpfkit.observe import sampling
 
     ticks, keys = 20, 100
     frame = pd.DataFrame({"time": np.repeat(np.arange(ticks) * 0.1, keys),

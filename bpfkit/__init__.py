@@ -14,14 +14,14 @@ In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.clos
 frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
 it then raises an error naming anything still left.
 """
-from . import plot
-from .errors import BpfkitError
-from .features import allowed, helpers, program_types
-from .lifetime import close_all
+from .observe import plot
+from .core.errors import BpfkitError
+from .loader.features import allowed, helpers, program_types
+from .host.lifetime import close_all
 from .maps import Map, create_map, map_types, open_pinned
-from .program import Program, load, loaded, source
-from .sampling import live, sample
-from .system import doctor
+from .loader.program import Program, load, loaded, source
+from .observe.sampling import live, sample
+from .access.system import doctor
 
 
 def load_ipython_extension(ip):

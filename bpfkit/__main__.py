@@ -6,13 +6,13 @@ import json
 import sys
 import time
 
-from .errors import BpfkitError
-from .children import user_name
+from .core.errors import BpfkitError
+from .lab.children import user_name
 
 
 def counter(interval: float, count: int | None) -> int:
     """The seed's `while True` loop: the execve count per uid, printed every interval."""
-    from .program import load
+    from .loader.program import load
     with load("counter") as prog:
         table = prog["counter_table"]
         print(f"Counting execve() per user every {interval:g}s; Ctrl-C stops.", flush=True)
@@ -56,7 +56,7 @@ def show_pinned(pin: str, as_json: bool = False) -> int:
 
 
 def reset(keep_lessons: bool, forget_progress: bool) -> int:
-    from . import progress
+    from .lessons import progress
     from . import reset as kit
     if not keep_lessons:
         try:
@@ -79,7 +79,7 @@ def reset(keep_lessons: bool, forget_progress: bool) -> int:
 
 
 def show_progress() -> int:
-    from .exercises import progress
+    from .lessons.checker import progress
     table = progress()
     print(table.to_string(index=False))
     solved = int((table["status"] == "solved").sum())
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         if args.command == "progress":
             return show_progress()
         if args.command == "doctor":
-            from .system import doctor
+            from .access.system import doctor
             return doctor()
         if args.command == "map":
             return show_pinned(args.pin, args.json)

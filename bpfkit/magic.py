@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 
-from . import features
-from .errors import BpfkitError, NotFound, UsageError
-from .program import load
+from .loader import features
+from .core.errors import BpfkitError, NotFound, UsageError
+from .loader.program import load
 
 
 def bpf(line: str, cell: str):

@@ -14,8 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import cgroup, compiler, kernel, net, progress
-from .errors import SetupError
+from .lab import cgroup, net
+from .loader import compiler
+from .access import kernel
+from .lessons import progress
+from .core.errors import SetupError
 from .maps import pins
 
 KIT = progress.KIT

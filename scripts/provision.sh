@@ -49,7 +49,7 @@ install() {
 
 # 1. BCC (Python bindings and tools), venv support, and the tools lessons and tests call
 #    (gcc and the C library's headers build lesson 11's profiled program; clang and libbpf's
-#    headers build lesson 19's programs, which BCC cannot: bpfkit.bpfobject).
+#    headers build lesson 19's programs, which BCC cannot: bpfkit.loader.bpfobject).
 install bpfcc-tools python3-bpfcc python3-venv python3-pip iproute2 procps gcc libc6-dev \
     clang libbpf-dev
 # bpftool, optional (lessons show its listing when it runs): Debian packages it on its own, Ubuntu

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import children, kernel
+from bpfkit.lab import children
+from bpfkit.access import kernel
 
 
 # Exercise checks record their outcomes: the tests, and the notebooks they run, keep theirs apart
@@ -32,13 +33,13 @@ os.environ["BPFKIT_PROGRESS"] = str(PROGRESS)
 
 
 class _Bpftool(os.PathLike):
-    """`bpfkit.system.bpftool()`, looked for when a test first uses it, not when the suite is
+    """`bpfkit.access.system.bpftool()`, looked for when a test first uses it, not when the suite is
     collected: an argument of `subprocess.run` (a path), true where a bpftool runs."""
 
     @staticmethod
     @functools.cache
     def path() -> str | None:
-        return bpfkit.system.bpftool()
+        return bpfkit.access.system.bpftool()
 
     def __fspath__(self) -> str:
         if self.path() is None:
@@ -373,20 +374,20 @@ def _new(before: dict, after: dict) -> dict[str, list]:
 
 def _registered() -> dict[tuple[str, int], object]:
     """What the kit has open now, each kept referenced (so that no new object takes its id)."""
-    return {(kind, id(obj)): obj for kind, objs in bpfkit.lifetime.live().items() for obj in objs.values()}
+    return {(kind, id(obj)): obj for kind, objs in bpfkit.host.lifetime.live().items() for obj in objs.values()}
 
 
 def _close_registered_since(before: dict) -> None:
     """Close what the kit registered during the test and the test did not close, as
     `bpfkit.close_all()` would (in its order, newest first), leaving alone what fixtures of a
     wider scope made before it."""
-    for kind in bpfkit.lifetime.ORDER:
+    for kind in bpfkit.host.lifetime.ORDER:
         while True:
-            new = [(key, obj) for key, obj in bpfkit.lifetime.live(kind).items() if (kind, id(obj)) not in before]
+            new = [(key, obj) for key, obj in bpfkit.host.lifetime.live(kind).items() if (kind, id(obj)) not in before]
             if not new:
                 break
             key, obj = new[-1]
-            bpfkit.lifetime.discard(kind, key, obj)
+            bpfkit.host.lifetime.discard(kind, key, obj)
             try:
                 obj.close()
             except Exception as e:  # keep freeing the rest; the check below says what stayed

@@ -377,8 +377,8 @@ def mutate(source: str, rng: random.Random, kinds: list[str] | None = None,
 
 def programs(directory: Path = PROGRAMS_DIR) -> dict[str, str]:
     """{name: C text} of every lesson program BCC builds, in name order (`*.bpf.c` files are
-    libbpf's, built with clang by bpfkit.bpfobject)."""
-    return {p.stem: p.read_text() for p in sorted(directory.glob("*.c")) if not p.name.endswith(".bpf.c")}
+    libbpf's, built with clang by bpfkit.loader.bpfobject)."""
+    return {p.stem: p.read_text() for p in sorted(directory.rglob("*.c")) if not p.name.endswith(".bpf.c")}
 
 
 def mutants(count: int, seed: int, sources: dict[str, str] | None = None) -> list[dict]:
@@ -405,7 +405,7 @@ def _last_frame(exc: BaseException) -> str:
 
 
 def _held(pid: int) -> dict[str, list[int]]:
-    from bpfkit import kernel
+    from bpfkit.access import kernel
     return {k: sorted(v) for k, v in kernel.held_by(pid).items() if v}
 
 
@@ -415,7 +415,7 @@ def worker_main() -> None:
     os.dup2(2, 1)  # BCC and clang print on fd 1 at the C level: keep that off the result channel
     import warnings
     import bpfkit
-    from bpfkit.errors import BpfkitError
+    from bpfkit.core.errors import BpfkitError
     pid = os.getpid()
     baseline = _held(pid)
     for line in sys.stdin:
@@ -483,14 +483,14 @@ def _test_hooks(job: dict) -> None:
         os.kill(os.getpid(), getattr(signal, job["_test_signal"]))
         time.sleep(5)
     if job.get("_test_leak"):
-        from bpfkit._libbpf import lib
+        from bpfkit.access._libbpf import lib
         fd = lib.bpf_map_create(2, b"mutants_leak", 4, 8, 1, None)  # an array nobody will close
         if fd < 0:
             raise OSError(-fd, "bpf_map_create failed in the leak hook")
 
 
 def _describe_held(held: dict) -> dict:
-    from bpfkit import kernel
+    from bpfkit.access import kernel
     out = {}
     for kind, ids in held.items():
         info = {"programs": kernel.prog_info, "maps": kernel.map_info, "links": kernel.link_info}[kind]
@@ -502,7 +502,7 @@ def why_main() -> None:
     """BCC alone on the C text read from stdin, in this process, compiler output on stderr:
     what a crashed worker could not report."""
     os.dup2(2, 1)
-    from bpfkit import _bcc
+    from bpfkit.access import _bcc
     Quiet = _bcc.quiet_bpf_class()
     try:
         Quiet(text=sys.stdin.read().encode()).cleanup()

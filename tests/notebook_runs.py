@@ -19,8 +19,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from bpfkit import kernel
-from bpfkit.features import needs_of
+from bpfkit.access import kernel
+from bpfkit.loader.features import needs_of
 from conftest import settled_snapshot
 
 
@@ -47,7 +47,8 @@ def network_state() -> dict[str, list[str]]:
 def cgroup_state() -> dict[str, list]:
     """Every cgroup v2 directory with a BPF program attached (path -> attach type and program
     id, as `bpftool cgroup tree` lists them), plus the "bpfkit-" cgroups, attached or not."""
-    from bpfkit import cgroup, kernel
+    from bpfkit.lab import cgroup
+    from bpfkit.access import kernel
     root = cgroup.mount()
     kinds = {n: t for n, t in kernel.ATTACH_TYPES.items() if n.startswith("cgroup_")}
     attached, ours = {}, sorted(p.name for p in root.glob(cgroup.PREFIX + "*"))

@@ -36,7 +36,7 @@ SHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 LESSON = "02_array_histogram.ipynb"
-# What lesson 02's check says about the unsolved starter (bpfkit/exercises/array_histogram.py).
+# What lesson 02's check says about the unsolved starter (bpfkit/lessons/l02_array_histogram.py).
 CHECK_MESSAGE = "The slots still follow bpf_log2l()"
 LIVE_TITLE = "reads in slot 7"          # the title of the lesson's bpfkit.live cell
 
@@ -384,7 +384,7 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     assert message, f"{LESSON}: the exercise check did not show {CHECK_MESSAGE!r} {where}"
     _shot(browser, message[0], "exercise_check.png")
     # The solution the exercise links to opens, though the file browser does not list its folder.
-    solution = LESSON.replace(".ipynb", "_solution.ipynb")
+    solution = LESSON
     assert _api(lab, f"/api/contents/solutions/{solution}?content=0")["name"] == solution
 
     (SHOTS / "README.txt").write_text(

@@ -1,4 +1,4 @@
-"""The child process the lessons drive (`bpfkit.children.Child`): each step makes what it says and
+"""The child process the lessons drive (`bpfkit.lab.children.Child`): each step makes what it says and
 answers how many calls it made, a watch holds its pid for the step only, and whether it is closed,
 interrupted in a step or left to close_all(), it leaves no process and no cgroup behind."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import lifetime
-from bpfkit.cgroup import Cgroup
-from bpfkit.children import Child, hammer, on_cpu, private_uids
-from bpfkit.errors import BpfkitError
+from bpfkit.host import lifetime
+from bpfkit.lab.cgroup import Cgroup
+from bpfkit.lab.children import Child, hammer, on_cpu, private_uids
+from bpfkit.core.errors import BpfkitError
 
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import children, errors, system
-from bpfkit.errors import (BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull,
-                           MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound,
-                           VerifierError)
+from bpfkit.lab import children
+from bpfkit.core import errors
+from bpfkit.access import system
+from bpfkit.core.errors import BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull, MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound, VerifierError
 from conftest import as_user, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,9 +167,9 @@ import json, sys
 import bpfkit
 try:
     prog = bpfkit.load(sys.argv[1] if len(sys.argv) > 1 else "counter")
-    print(json.dumps({"type": None, "tracefs": bpfkit.system.tracefs_mounted()}))
+    print(json.dumps({"type": None, "tracefs": bpfkit.access.system.tracefs_mounted()}))
     prog.close()
-except bpfkit.errors.BpfkitError as e:
+except bpfkit.core.errors.BpfkitError as e:
     print(json.dumps({"type": type(e).__name__, "message": str(e)}))
 """
 
@@ -234,8 +234,8 @@ def test_doctor_reports_missing_privilege_and_exits_1():
 HIDE_DISTRO_BCC = """
 import sys
 sys.path = [p for p in sys.path if "dist-packages" not in p or "venv" in p]
-import bpfkit.system
-bpfkit.system.DISTRO_MODULE_DIRS = ()
+import bpfkit.access.system
+bpfkit.access.system.DISTRO_MODULE_DIRS = ()
 """
 
 
@@ -425,7 +425,7 @@ def test_wrong_struct_key_names_its_fields(no_leaks):
 def test_interrupted_sampling_stops_cleanly_and_keeps_what_it_sampled(how, no_leaks):
     import matplotlib
     matplotlib.use("Agg")
-    run = bpfkit.sample if how == "sample" else bpfkit.sampling.live
+    run = bpfkit.sample if how == "sample" else bpfkit.observe.sampling.live
     with bpfkit.load("counter") as prog:
         m = prog["counter_table"]
         m[7] = 1
@@ -719,20 +719,20 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
     said = str(e.value)
     assert "No BPF program named 'countr'" in said and "'counter'" in said
     assert "counter_race" in said and ".bpf" not in said  # libbpf's *.bpf.c are not BCC programs
-    libbpf_c = sorted(ROOT.glob("bpf/*.bpf.c"))
+    libbpf_c = sorted(ROOT.glob("bpf/**/*.bpf.c"))
     assert libbpf_c, "lesson 19's programs are in bpf/"
     name = libbpf_c[0].name[:-len(".bpf.c")]
     with pytest.raises(errors.UsageError) as e:
         bpfkit.load(name)
     assert f"{name}.bpf.c is libbpf C, which BCC cannot build" in str(e.value)
-    assert f"bpfkit.bpfobject.load('{name}')" in str(e.value)
+    assert f"bpfkit.loader.bpfobject.load('{name}')" in str(e.value)
 
 
 def test_libbpf_c_is_found_by_the_same_lookup_and_a_missing_one_lists_the_others():
-    from bpfkit import bpfobject, program
-    name = sorted(ROOT.glob("bpf/*.bpf.c"))[0].name[:-len(".bpf.c")]
+    from bpfkit.loader import bpfobject, program
+    name = sorted(ROOT.glob("bpf/**/*.bpf.c"))[0].name[:-len(".bpf.c")]
     text, path, _ = program.resolve(name, ".bpf.c")
-    assert path.name == f"{name}.bpf.c" and text == (ROOT / "bpf" / f"{name}.bpf.c").read_text()
+    assert path.name == f"{name}.bpf.c" and text == (ROOT / "bpf" / "19_beyond_bcc" / f"{name}.bpf.c").read_text()
     with pytest.raises(errors.BpfkitError) as e:
         bpfobject.load("l19_nothing")
     assert e.value.what == "No libbpf program named 'l19_nothing' (looked for bpf/l19_nothing.bpf.c)."

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import bpfkit
-from bpfkit import compiler, sampling, system
+from bpfkit.loader import compiler
+from bpfkit.observe import sampling
+from bpfkit.access import system
 from bpfkit.maps import layout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +129,7 @@ def test_a_relative_include_folder_is_found_from_the_callers_folder(tmp_path, mo
 def test_the_check_compile_makes_no_maps(no_leaks):
     """A map the kernel cannot make (2^31 preallocated 8-byte entries) fails only when the
     program is really loaded: the check child never asks for it, it only compiles."""
-    from bpfkit._libc import seccomp
+    from bpfkit.access._libc import seccomp
     if seccomp is None:
         pytest.skip("libseccomp is missing: the check compile makes the maps too")
     bcc = system.bcc()
@@ -135,7 +137,7 @@ def test_the_check_compile_makes_no_maps(no_leaks):
             b"TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { u64 k = 1; huge.lookup(&k); return 0; }\n"
             + f"// {time.time()}\n".encode())
     assert compiler.check(bcc.BPF, text, []) is None
-    with pytest.raises(bpfkit.errors.LoadError) as e:
+    with pytest.raises(bpfkit.core.errors.LoadError) as e:
         bpfkit.load(text.decode(), name="huge")
     assert "refused to create map 'huge'" in e.value.what
 
@@ -195,8 +197,8 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
         kc.wait_for_ready(timeout=60)
         code = ("%matplotlib inline\nimport bpfkit\n"
                 "m = bpfkit.create_map('hash', key='u32', value='u64', max_entries=10, name='nb_live')\n"
-                "taken = []\ntake = bpfkit.sampling.Sampler.take\n"
-                "bpfkit.sampling.Sampler.take = lambda self, now=None: (take(self, now), taken.append(1))\n"
+                "taken = []\ntake = bpfkit.observe.sampling.Sampler.take\n"
+                "bpfkit.observe.sampling.Sampler.take = lambda self, now=None: (take(self, now), taken.append(1))\n"
                 "m[1] = 5\nframe = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.2)\n"
                 "m.close()\nprint('ticks', frame['time'].nunique(), 'taken', len(taken))")
         reply = kc.execute_interactive(code, timeout=60, output_hook=messages.append)
@@ -225,7 +227,7 @@ def test_without_cap_sys_admin_compiles_run_where_called_and_crashes_are_still_c
             "assert compiler._compiling_thread() is None\n"
             "bpfkit.load('counter', name='no_sys_admin').close()\n"
             "try:\n    bpfkit.load('*BPF_HASH(x);', name='no_sys_admin_crash')\n"
-            "except bpfkit.errors.CompileError as e:\n    assert 'crashed on it' in e.what\n"
+            "except bpfkit.core.errors.CompileError as e:\n    assert 'crashed on it' in e.what\n"
             "else:\n    raise AssertionError('the crash was not caught')\n"
             "print('ok')\n")
     out = subprocess.run([shutil.which("capsh"), "--drop=cap_sys_admin", "--", "-c", f"{sys.executable} -c \"$0\"", code],

@@ -79,7 +79,7 @@ def test_doctor_passes_on_this_machine():
 def test_the_doctor_names_what_an_older_bcc_lacks(tmp_path):
     """Ubuntu 22.04's BCC 0.18 has neither atomic_increment() nor BPF_PERCPU_HASH: the doctor
     finds that in the library's text, where this machine's BCC has both."""
-    from bpfkit import system
+    from bpfkit.access import system
     assert system.missing_features() == []
     old = tmp_path / "libbcc.so.0"
     old.write_bytes(b"\0" * 4096 + b"#define BPF_HASH(...)\0lookup_or_try_init\0BPF_PERCPU_ARRAY\0")

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpfkit
-from bpfkit import errors, kernel
+from bpfkit.core import errors
+from bpfkit.access import kernel
 from conftest import held_elsewhere, settled_snapshot
 
 _BASE = settings(deadline=None, database=None, derandomize=True,

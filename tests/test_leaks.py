@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 import bpfkit
-from bpfkit import _libbpf, children, errors, events, kernel
-from bpfkit.exercises.hash_counter import lost_updates
+from bpfkit.access import _libbpf, kernel
+from bpfkit.lab import children
+from bpfkit.core import errors
+from bpfkit.observe import events
+from bpfkit.lessons.l01_hash_map_counter import lost_updates
 from conftest import cgroup2_root, held_elsewhere, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import features
+from bpfkit.loader import features
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
     sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
-PROGRAMS = {p.stem: p for p in (ROOT / "bpf").glob("*.c") if not p.name.endswith(".bpf.c")}  # BCC's
+PROGRAMS = {p.stem: p for p in (ROOT / "bpf").rglob("*.c") if not p.name.endswith(".bpf.c")}  # BCC's
 
 
 def code_cells(path: Path) -> list[dict]:
@@ -58,7 +58,7 @@ LESSONS = [p for p in NOTEBOOKS if p.parent.name == "notebooks" and not p.name.s
 def test_the_exercise_links_to_its_solution(path):
     """The file browser does not list solutions/ (jupyter/jupyter_server_config.json): the link
     is how a learner gets there."""
-    solution = f"solutions/{path.stem}_solution.ipynb"
+    solution = f"solutions/{path.stem}.ipynb"
     text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
                    if c["cell_type"] == "markdown")
     assert f"]({solution})" in text, f"{path.name} has no link to {solution}"

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 import bpfkit
-from bpfkit import lifetime, maptypes
-from bpfkit.cgroup import Cgroup
-from bpfkit.errors import (BpfkitError, CleanupError, Closed, ColumnError, MapEmpty, MapError, MapFull,
-                           NotAllowedHere, UsageError)
+from bpfkit.host import lifetime
+from bpfkit.core import maptypes
+from bpfkit.lab.cgroup import Cgroup
+from bpfkit.core.errors import BpfkitError, CleanupError, Closed, ColumnError, MapEmpty, MapError, MapFull, NotAllowedHere, UsageError
 from bpfkit.maps import btf
 from conftest import kernel_state, leftovers, skip_unless_allowed
 
@@ -414,7 +414,7 @@ def test_pins_of_a_killed_process_are_removed_by_the_next_pin(no_leaks):
 # -- one registry, one close_all -------------------------------------------------------------------
 
 def test_close_all_frees_programs_maps_pins_cgroups_and_labs_in_order():
-    from bpfkit import net
+    from bpfkit.lab import net
     before = kernel_state()
     seen = bpfkit.create_map("bloom_filter", value="u32", name="seen")
     newcomers = bpfkit.create_map("queue", value="u32", name="newcomers")

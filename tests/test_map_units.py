@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bpfkit import maptypes, refusal, system
-from bpfkit.errors import (ColumnError, KeyTypeError, MapEmpty, MapError, MapFull, NotAllowedHere,
-                           PrivilegeError, UsageError)
+from bpfkit.core import maptypes
+from bpfkit.access import refusal, system
+from bpfkit.core.errors import ColumnError, KeyTypeError, MapEmpty, MapError, MapFull, NotAllowedHere, PrivilegeError, UsageError
 from bpfkit.maps import codecs, convert, failures, frames
 from bpfkit.maps.codecs import Lookups
 from bpfkit.maps.codecs.devices import CpumapVal, DevmapVal
 from bpfkit.maps.snapshot import Snapshot
 from bpfkit.maps.spec import MapSpec
-from bpfkit.sockets import socket_cookie
+from bpfkit.host.sockets import socket_cookie
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -582,7 +582,7 @@ def test_unreadable_bloom_filter_hints_at_value_in_m():
 def test_unreadable_ring_buffer_hints_at_bpfkit_events():
     with pytest.raises(MapError) as e:
         codecs.Codec().check_readable(spec_of("ringbuf", 0, 0))
-    assert "bpfkit.events.ring" in e.value.hint
+    assert "bpfkit.observe.events.ring" in e.value.hint
 
 
 @pytest.mark.parametrize("name", ["hash", "array", "queue", "sk_storage", "percpu_hash"])
@@ -963,18 +963,18 @@ def test_round_up_to_the_kernels_alignment():
     assert round_up(1, 4096) == 4096 and round_up(4096, 4096) == 4096 and round_up(4097, 4096) == 8192
 
 
-# ---- program types by name (bpfkit/_bcc.py) -----------------------------------------------------
+# ---- program types by name (bpfkit/access/_bcc.py) -----------------------------------------------------
 
 def test_program_types_are_the_kernels_names_and_bccs_numbers_still_work():
-    from bpfkit import _bcc, kernel
+    from bpfkit.access import _bcc, kernel
     assert _bcc.prog_type("xdp") == kernel.PROG_TYPES.index("xdp") == 6   # BCC's BPF.XDP
     assert _bcc.prog_type(" Cgroup_SKB ") == 8 and _bcc.prog_type("lsm") == 29
     assert _bcc.prog_type(6) == 6 and _bcc.prog_type_name(13) == "sock_ops"
 
 
 def test_an_unknown_program_type_names_the_valid_ones_and_the_nearest():
-    from bpfkit import _bcc
-    from bpfkit.errors import BpfkitError
+    from bpfkit.access import _bcc
+    from bpfkit.core.errors import BpfkitError
     with pytest.raises(BpfkitError) as e:
         _bcc.prog_type("tracepont")
     assert e.value.what == "'tracepont' is not a program type."

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 
-from bpfkit import plot  # noqa: E402
+from bpfkit.observe import plot  # noqa: E402
 
 
 def test_counts_get_whole_number_ticks_and_measures_keep_theirs():

@@ -14,8 +14,10 @@ import os
 import pytest
 
 import bpfkit
-from bpfkit import bpfobject, features, maptypes, refusal, system
-from bpfkit.errors import NotAllowedHere, NotFound, PrivilegeError, UsageError
+from bpfkit.loader import bpfobject, features
+from bpfkit.core import maptypes
+from bpfkit.access import refusal, system
+from bpfkit.core.errors import NotAllowedHere, NotFound, PrivilegeError, UsageError
 from bpfkit.maps import create
 from notebook_runs import execute, notebook_path
 
@@ -148,7 +150,7 @@ def test_map_types_keeps_every_other_row_when_one_type_is_refused(monkeypatch, n
     assert not types.loc["arena", "supported"] and "EPERM" in types.loc["arena", "error"]
     assert not types.loc["queue", "supported"] and "EINVAL" in types.loc["queue", "error"]
     assert types.loc["hash", "supported"] and types.loc["stack", "supported"]
-    assert bpfkit.lifetime.held() == {}
+    assert bpfkit.host.lifetime.held() == {}
 
 
 def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leaks):
@@ -156,7 +158,7 @@ def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leak
     with pytest.raises(NotAllowedHere) as e:
         bpfkit.create_map("bloom_filter", value="u32")
     assert e.value.errno == errno.EPERM and "no privilege is missing" in e.value.what
-    assert "needs root" not in str(e.value) and bpfkit.lifetime.held() == {}
+    assert "needs root" not in str(e.value) and bpfkit.host.lifetime.held() == {}
 
 
 def test_a_refused_program_type_is_named_at_load(monkeypatch, no_leaks):
@@ -198,7 +200,7 @@ def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks
     pretend(monkeypatch, "map:user_ringbuf")
     with pytest.raises(NotAllowedHere, match="does not allow user_ringbuf maps here"):
         bpfobject.load("l19_uring")
-    assert bpfkit.loaded() == {} and bpfkit.lifetime.held() == {}
+    assert bpfkit.loaded() == {} and bpfkit.host.lifetime.held() == {}
 
 
 @pytest.mark.parametrize("lesson, refused, says", [

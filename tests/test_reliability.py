@@ -14,8 +14,9 @@ import time
 import pytest
 
 import bpfkit
-from bpfkit import compiler, kernel
-from bpfkit.errors import BpfkitError, CompileError
+from bpfkit.loader import compiler
+from bpfkit.access import kernel
+from bpfkit.core.errors import BpfkitError, CompileError
 from conftest import _descendants, held_elsewhere, kernel_state, leftovers, settled_snapshot
 
 COUNTER = """\
@@ -180,7 +181,7 @@ def test_stop_while_closing_making_or_reading_maps_leaves_nothing_half_done(no_l
 
 
 def test_stop_inside_a_step_waits_for_its_end_then_stops():
-    from bpfkit import atomic
+    from bpfkit.core import atomic
     reached = []
     with pytest.raises(KeyboardInterrupt):
         with atomic.step():

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import compiler, errors, progress, reset
-from bpfkit.exercises import CATALOG, exercise
-from bpfkit.exercises import progress as progress_table
+from bpfkit.loader import compiler
+from bpfkit.core import errors
+from bpfkit.lessons import progress
+from bpfkit import reset
+from bpfkit.lessons.checker import CATALOG, exercise
+from bpfkit.lessons.checker import progress as progress_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +54,7 @@ def test_every_check_records_its_outcome_and_solved_stays_solved(record, practic
     # Each lesson's exercise is listed under the notebook that imports its check.
     lessons = set(table["lesson"])
     assert {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
-            if "bpfkit.exercises." in p.read_text()} <= lessons
+            if "bpfkit.lessons." in p.read_text()} <= lessons
 
     out = subprocess.run([sys.executable, "-m", "bpfkit", "progress"], capture_output=True, text=True,
                          env={**os.environ, "BPFKIT_PROGRESS": str(record)}, cwd="/")
@@ -79,7 +82,7 @@ def test_reset_puts_edited_and_deleted_lessons_back_and_keeps_the_learners_copy(
     kit = tmp_path / "kit"
     (kit / "notebooks" / "solutions").mkdir(parents=True)
     shipped = {"notebooks/01_a.ipynb": '{"cells": []}\n', "notebooks/02_b.ipynb": '{"cells": [1]}\n',
-               "notebooks/solutions/01_a_solution.ipynb": '{"cells": [2]}\n'}
+               "notebooks/solutions/01_a.ipynb": '{"cells": [2]}\n'}
     for name, text in shipped.items():
         (kit / name).write_text(text)
     git(kit, "init", "-q")
@@ -88,10 +91,10 @@ def test_reset_puts_edited_and_deleted_lessons_back_and_keeps_the_learners_copy(
     assert reset.lessons(kit) == {"restored": [], "backup": []}
 
     (kit / "notebooks/01_a.ipynb").write_text('{"cells": ["my work"]}\n')
-    (kit / "notebooks/solutions/01_a_solution.ipynb").unlink()
+    (kit / "notebooks/solutions/01_a.ipynb").unlink()
     (kit / "notebooks/03_mine.ipynb").write_text("{}")          # the learner's own: left alone
     done = reset.lessons(kit)
-    assert done["restored"] == ["notebooks/01_a.ipynb", "notebooks/solutions/01_a_solution.ipynb"]
+    assert done["restored"] == ["notebooks/01_a.ipynb", "notebooks/solutions/01_a.ipynb"]
     for name, text in shipped.items():
         assert (kit / name).read_text() == text
     backup = Path(done["backup"][0])

@@ -1,4 +1,4 @@
-"""bpfkit.sample and bpfkit.sampling.live: snapshots over time as one long frame."""
+"""bpfkit.sample and bpfkit.observe.sampling.live: snapshots over time as one long frame."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bpfkit  # noqa: E402
-from bpfkit import sampling  # noqa: E402
+from bpfkit.observe import sampling  # noqa: E402
 
 SOURCE = r"""
 BPF_HASH(counts, u64, u64, 1024);
@@ -195,15 +195,15 @@ def test_live_stops_cleanly_on_interrupt(counts):
 
 
 def test_bad_arguments(counts):
-    with pytest.raises(bpfkit.errors.UsageError):
+    with pytest.raises(bpfkit.core.errors.UsageError):
         bpfkit.sample(counts, every=0, duration=1)
-    with pytest.raises(bpfkit.errors.UsageError):
+    with pytest.raises(bpfkit.core.errors.UsageError):
         bpfkit.sample(counts, every=0.1, duration=-1)
 
 
 def test_a_misspelled_column_fails_before_sampling_starts(counts):
     import time
-    from bpfkit.errors import ColumnError
+    from bpfkit.core.errors import ColumnError
     start = time.monotonic()
     with pytest.raises(ColumnError, match="Did you mean 'value'"):
         bpfkit.sample(counts, every=0.5, duration=30, columns={"valeu": "n"})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfkit import kernel
+from bpfkit.access import kernel
 from conftest import as_user, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,7 +231,7 @@ def test_the_vm_lab_url_is_readable_by_the_learner_and_by_no_other_user(world_re
     opens a root kernel, so no other user may read it, and re-provisioning keeps both."""
     import grp
     import pwd
-    from bpfkit.children import unused_uid
+    from bpfkit.lab.children import unused_uid
     learner = pwd.getpwnam("nobody")
     etc = world_readable_tmp / "etc-bpfkit"
     script = ["bash", str(ROOT / "scripts/lab-token.sh"), "nobody", str(etc)]

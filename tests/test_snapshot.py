@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import bpfkit
-from bpfkit import _libbpf
-from bpfkit.errors import MapError
+from bpfkit.access import _libbpf
+from bpfkit.core.errors import MapError
 
 SOURCE = r"""
 struct task_key { u32 pid; char comm[16]; };
@@ -226,7 +226,7 @@ def test_per_cpu_hash_layouts(prog):
 
     renamed = m.frame({"value": "n"}, per_cpu="wide")
     assert f"n_cpu{cpus - 1}" in renamed.columns
-    with pytest.raises(bpfkit.errors.UsageError):
+    with pytest.raises(bpfkit.core.errors.UsageError):
         m.frame(per_cpu="tall")
 
 

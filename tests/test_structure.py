@@ -151,7 +151,7 @@ def test_each_ctypes_prototype_is_declared_once_in_its_module():
                 assert key not in seen, f"{fn}.{attr} declared twice: {seen[key]} and {path.name}:{line_no}"
                 seen[key] = f"{path.name}:{line_no}"
         assert "CDLL(" not in text or path.name in allowed, f"{path.name} loads a C library itself"
-    from bpfkit import _libbpf
+    from bpfkit.access import _libbpf
     assert len(_libbpf.PROTOTYPES) > 30 and "bpf_map_create" in _libbpf.PROTOTYPES
 
 
@@ -172,7 +172,7 @@ def test_only_the_bcc_door_reaches_inside_bcc():
         for line_no, line in enumerate(text.splitlines(), 1):
             found = BCC_INSIDE.search(line)
             assert not found, (f"{path.relative_to(ROOT)}:{line_no} reaches BCC ({found.group()}) "
-                               "outside bpfkit/_bcc.py: add a named function there")
+                               "outside bpfkit/access/_bcc.py: add a named function there")
 
 
 ERRNO_NUMBER = re.compile(r"\berr\w*\s*(==|!=|in)\s*\(?\s*-?[1-9]")
@@ -208,6 +208,6 @@ def test_an_installed_bpfkit_finds_the_lessons_programs(tmp_path):
     assert out[0].startswith(str(target))
     assert out[1] == (ROOT / "bpf" / "counter.c").read_text().splitlines()[0]
     assert sorted(p.name for p in (target / "bpfkit" / "bpf").glob("*.c")) == \
-        sorted(p.name for p in (ROOT / "bpf").glob("*.c"))
-    harness = Path("bpfkit", "exercises", "profiled_harness.c")   # lesson 11 compiles it
+        sorted(p.name for p in (ROOT / "bpf").rglob("*.c"))
+    harness = Path("bpfkit", "exercises", "l11_stack_traces_profiler_harness.c")   # lesson 11 compiles it
     assert (target / harness).read_text() == (ROOT / harness).read_text()

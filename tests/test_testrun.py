@@ -1,12 +1,14 @@
-"""bpfkit.testrun (BPF_PROG_TEST_RUN), kernel.bpf_stats(), and lesson 07's exercise check."""
+"""bpfkit.observe.testrun (BPF_PROG_TEST_RUN), kernel.bpf_stats(), and lesson 07's exercise check."""
 from __future__ import annotations
 
 
 import pytest
 
 import bpfkit
-from bpfkit import children, kernel, testrun
-from bpfkit.exercises.map_cost import check_percpu_counter
+from bpfkit.lab import children
+from bpfkit.access import kernel
+from bpfkit.observe import testrun
+from bpfkit.lessons.l07_map_cost_in_kernel import check_percpu_counter
 
 COUNTER = r"""
 BPF_PERCPU_ARRAY(packets, u64, 1);

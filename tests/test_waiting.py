@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bpfkit import waiting
+from bpfkit.core import waiting
 
 
 def test_until_returns_the_first_true_answer_itself():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ctypes as ct
 import functools
 
-from .._libbpf import lib, quiet
-from ..errors import MapError
+from ..access._libbpf import lib, quiet
+from ..core.errors import MapError
 
 BTF_KIND_STRUCT, BTF_KIND_ENUM, BTF_KIND_FUNC = 4, 6, 12
 BTF_INT_SIGNED = 1

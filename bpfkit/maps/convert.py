@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from ..errors import KeyTypeError
+from ..core.errors import KeyTypeError
 from . import layout
 
 _NAMED = {

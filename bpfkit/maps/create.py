@@ -15,9 +15,10 @@ import re
 
 import pandas as pd
 
-from .. import atomic, maptypes, refusal
-from .._libbpf import MapCreateOpts, lib
-from ..errors import MapError, did_you_mean
+from ..core import atomic, maptypes
+from ..access import refusal
+from ..access._libbpf import MapCreateOpts, lib
+from ..core.errors import MapError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import refusal
-from ..errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull
-from ..maptypes import MapType
+from ..access import refusal
+from ..core.errors import BpfkitError, KeyMissing, MapEmpty, MapError, MapFull
+from ..core.maptypes import MapType
 
 ENOTSUPP = refusal.ENOTSUPP  # the kernel's own "not supported", which errno does not name
 
@@ -83,7 +83,7 @@ RULES = [
     Rule((errno.EINVAL, errno.ENODEV), ("update",), _values("device"), MapError,
          "The kernel has no interface with ifindex {value} in this network namespace.",
          "a devmap entry is resolved in the writer's namespace: write it from the namespace the "
-         "interface is in (bpfkit.net.inside(netns)), or check the ifindex with `ip -o link`."),
+         "interface is in (bpfkit.lab.net.inside(netns)), or check the ifindex with `ip -o link`."),
     Rule((errno.EOPNOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
          "The kernel refused to put that socket into {name!r}: {reason}.",
          "a sockmap takes a TCP socket that is connected (established) or listening, or a UDP "

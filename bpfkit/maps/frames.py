@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import ColumnError, UsageError, did_you_mean, nearest
+from ..core.errors import ColumnError, UsageError, did_you_mean, nearest
 from .codecs import PerCpuColumn, Table
 
 

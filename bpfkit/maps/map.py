@@ -23,9 +23,11 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from .. import atomic, kernel, lifetime, maptypes
-from .._libbpf import lib
-from ..errors import KeyMissing, MapError, ProgramClosed, UsageError, no_attribute
+from ..core import atomic, maptypes
+from ..access import kernel
+from ..host import lifetime
+from ..access._libbpf import lib
+from ..core.errors import KeyMissing, MapError, ProgramClosed, UsageError, no_attribute
 from . import buckets, convert, failures, frames, objects, pins, snapshot
 from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
@@ -51,7 +53,7 @@ class KernelLookups(Lookups):
         return None if info is None else info["name"]
 
     def interface_name(self, ifindex: int, netns: str | None = None) -> str | None:
-        from ..netns import inside
+        from ..host.netns import inside
         with inside(netns) if netns else contextlib.nullcontext():
             try:
                 return socket.if_indextoname(ifindex)
@@ -540,7 +542,7 @@ class Map:
         or its fd. This is BCC's `BPF.attach_func(fn, map.fd, BPFAttachType.SK_MSG_VERDICT)`. Closing the
         program frees the map, and the kernel drops the attachment with it; `detach()` drops
         it earlier."""
-        from ..errors import AttachError, did_you_mean
+        from ..core.errors import AttachError, did_you_mean
         self._require("attach")
         name = SOCKMAP_ATTACH.get(attach_type, attach_type)
         if name not in kernel.ATTACH_TYPES:

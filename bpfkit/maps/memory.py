@@ -15,8 +15,8 @@ import mmap
 
 import numpy as np
 
-from .._libc import libc
-from ..errors import MapError
+from ..access._libc import libc
+from ..core.errors import MapError
 from .layout import round_up
 
 # Not exported by Python's mmap module; 0x10 on every Linux architecture bpfkit runs on.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import KeyMissing, MapError, not_a_map
+from ..core.errors import KeyMissing, MapError, not_a_map
 
 
 def _is_int(x) -> bool:

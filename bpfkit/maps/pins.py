@@ -12,10 +12,12 @@ import errno
 import os
 from pathlib import Path
 
-from .. import atomic, lifetime, refusal
-from .._libbpf import lib
-from ..errors import MapError
-from ..system import BPFFS
+from ..core import atomic
+from ..host import lifetime
+from ..access import refusal
+from ..access._libbpf import lib
+from ..core.errors import MapError
+from ..access.system import BPFFS
 
 
 def path_of(name) -> Path:

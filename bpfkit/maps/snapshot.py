@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._libbpf import BatchOpts, lib
-from ..errors import MapError, UsageError
+from ..access._libbpf import BatchOpts, lib
+from ..core.errors import MapError, UsageError
 from .failures import ENOTSUPP, reason
 
 # What a kernel or map type without batch operations answers: fall back to iteration.

@@ -10,7 +10,7 @@ import ctypes as ct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..maptypes import MapType
+from ..core.maptypes import MapType
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Key columns follow one rule for every family, by the map type's key kind (see ma
 """
 from __future__ import annotations
 
-from ... import maptypes
+from ...core import maptypes
 from .base import Codec, Lookups, Table  # noqa: F401
 from .percpu import PerCpu, PerCpuColumn  # noqa: F401
 from .references import InnerMaps, Programs, WriteOnly

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import MapError
+from ...core.errors import MapError
 from .. import convert, layout
 from ..spec import MapSpec, raw_type
 
@@ -123,9 +123,9 @@ class Codec:
 
 _UNREADABLE = {  # what a map's values are, when user space cannot read them, and what to do
     "events": ("a stream of records that user space reads in order, not entries to look up.",
-               "read the records with bpfkit.events.ring(prog[name]) or bpfkit.events.perf(prog[name])."),
+               "read the records with bpfkit.observe.events.ring(prog[name]) or bpfkit.observe.events.perf(prog[name])."),
     "perf_event": ("its slots hold perf events (one per CPU), which user space cannot read back.",
-                   "read the events with bpfkit.events.perf(prog[name])."),
+                   "read the events with bpfkit.observe.events.perf(prog[name])."),
     "cgroup": ("its slots hold cgroups, which user space writes by file descriptor and cannot "
                "read back.", "ask a program that uses it (bpf_current_task_under_cgroup) instead."),
     "xsk_socket": ("its slots hold AF_XDP sockets, which user space writes by file descriptor and "

@@ -15,7 +15,7 @@ import ctypes as ct
 import numpy as np
 import pandas as pd
 
-from ...errors import MapError
+from ...core.errors import MapError
 from ..spec import MapSpec
 from .base import Codec, Lookups
 

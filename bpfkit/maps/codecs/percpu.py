@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import KeyTypeError, UsageError
+from ...core.errors import KeyTypeError, UsageError
 from .. import convert, layout
 from ..spec import MapSpec
 from .base import Codec, Lookups, Table

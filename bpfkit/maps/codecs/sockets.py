@@ -1,7 +1,7 @@
 """Maps whose values are sockets: sockmap, sockhash, reuseport_sockarray.
 
 You *write* an entry with a socket's file descriptor (only this process can name its socket
-that way), and you *read back* the socket's cookie (see bpfkit.sockets). The kernel hands the
+that way), and you *read back* the socket's cookie (see bpfkit.host.sockets). The kernel hands the
 cookie out only if the map's value is 8 bytes wide; BCC's own BPF_SOCKHASH and BPF_SOCKMAP
 declare a 4-byte value, and then every lookup from user space fails (the map still works
 inside the kernel).
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import MapError
-from ...sockets import address_columns, socket_names
+from ...core.errors import MapError
+from ...host.sockets import address_columns, socket_names
 from ..spec import MapSpec
 from .base import Lookups, Table
 from .references import Reference
@@ -34,7 +34,7 @@ class Sockets(Reference):
                 f"into {spec.value_size} bytes (ENOSPC), so its entries cannot be read from here. "
                 "The map itself works: programs in the kernel can still use it.",
                 "declare the map with a u64 value to read it. BCC's BPF_SOCKHASH and BPF_SOCKMAP "
-                "always use a 4-byte int; bpf/sockmap_redirect.c shows BPF_SOCKHASH_U64, which "
+                "always use a 4-byte int; bpf/05_sockmap_sockhash/sockmap_redirect.c shows BPF_SOCKHASH_U64, which "
                 "declares the same map with a u64 value.")
 
     def key_columns(self, spec: MapSpec, keys: np.ndarray, objects=None, *, ports: str = "host",

@@ -1,0 +1,143 @@
+"""Lesson 09's exercise (a ring buffer that holds a burst) and its check.
+
+The check makes its own burst: `BURST` openat() calls by a watched child while nobody reads
+(`opens_in_child`), then reads the ring buffer and the program's drop counter. It
+knows how many events were sent, so received + dropped must add up to exactly that, and it
+knows how the kernel sizes a ring buffer's records, so it can say how many pages were needed.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import warnings
+
+from ..observe import events as event_readers
+from ..lab.children import Child
+from ..core.errors import UsageError
+from ..maps.layout import round_up
+from .checker import Checker, exercise
+
+BURST = 300
+BURST_PATHS = [f"/no/such/l09/burst-{i:03d}" for i in range(BURST)]
+RINGBUF_HEADER = 8  # BPF_RINGBUF_HDR_SZ: the kernel's header before every record
+
+
+def opens_in_child(config, paths: list[str], *, cpus=None, every: float = 0.0, during=None,
+                   timeout: float = 30.0) -> int:
+    """Exactly one openat() per entry of `paths`, in that order, by a child process whose pid
+    is in `config[0]` while it runs (a path that does not exist still makes its call, which
+    fails with ENOENT). Returns the child's pid.
+
+    `cpus`: one CPU for every call, or a list with one CPU (or None) per call; the child moves
+    to that CPU just before the call, so a program sees the call on exactly that CPU.
+    `every`: seconds the child sleeps after each call. `during`: called over and over while
+    the child runs (a reader's poll, say), so user space works while the events come."""
+    paths = [os.fspath(p) for p in paths]
+    if not paths or any(not isinstance(p, str) or not p or "\0" in p for p in paths):
+        raise UsageError("opens_in_child() needs at least one path, each a non-empty str "
+                         "without NUL.", 'give paths like ["/etc/hostname"].')
+    cpus = [cpus] * len(paths) if cpus is None or isinstance(cpus, int) else list(cpus)
+    if len(cpus) != len(paths):
+        raise UsageError(f"cpus has {len(cpus)} entries for {len(paths)} paths.",
+                         "give one CPU for every call, or one per call.")
+    allowed = os.sched_getaffinity(0)
+    bad = sorted({c for c in cpus if c is not None and c not in allowed})
+    if bad:
+        raise UsageError(f"CPU {bad[0]} is not one this process may run on.",
+                         f"pick from {sorted(allowed)} (os.sched_getaffinity(0)).")
+    with Child(watch=config, timeout=timeout) as child:
+        child.open(paths, cpus=cpus, every=every, during=during)
+        return child.pid
+
+
+def record_size(event_size: int) -> int:
+    """Bytes of ring buffer one event of `event_size` bytes takes: the 8-byte header, then the
+    event, rounded up to a multiple of 8."""
+    return RINGBUF_HEADER + round_up(event_size)
+
+
+def ring_capacity(ring_size: int, record: int) -> int:
+    """Records of `record` bytes an empty ring buffer of `ring_size` bytes takes before the next
+    reserve fails: the kernel never lets the data reach its last byte (size - 1 at most)."""
+    return (ring_size - 1) // record
+
+
+def fewest_pages(events: int, record: int, page: int) -> int:
+    """The smallest power-of-two number of pages whose ring buffer holds `events` records."""
+    pages = 1
+    while ring_capacity(pages * page, record) < events:
+        pages *= 2
+    return pages
+
+
+@exercise("A ring buffer that holds a burst",
+          "Each record is an 8-byte header plus the event rounded up to 8 bytes, a ring buffer "
+          "holds (size - 1) // record of them, and its size is a power of two pages: the burst "
+          "fits, in no more memory than it needs.")
+def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring: str = "ring_buf",
+                     dropped: str = "ring_dropped", config: str = "config") -> None:
+    """Lesson 09's exercise: a burst of BURST openat() calls, made while nobody reads, must all
+    fit in ring buffer `ring`, which must be no bigger than it needs to be; `record_bytes` is
+    the learner's prediction of the bytes one event takes in the ring."""
+    m = program[ring]
+    c.require(m.type == "ringbuf", f"{ring!r} is {m.map_type.a}, not a ring buffer: declare it with "
+              f"BPF_RINGBUF_OUTPUT({ring}, pages).")
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = m.max_entries // page
+    reader = event_readers.ring(m, dropped=program[dropped])
+    reader.drain(quiet=0.01)             # whatever waited from before is not part of the burst
+    reader.clear()
+    program[dropped].clear()
+    opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
+    reader.drain(quiet=0.01)
+    got, lost = reader.received, reader.dropped
+    c.require(got > 0, f"No event arrived for {BURST} openat() calls: does the program still send "
+              "one for each call of the process in config[0], with ringbuf_submit()?")
+    size = ct.sizeof(reader.event_type)
+    record = record_size(size)
+    need = fewest_pages(BURST, record, page)
+
+    if record_bytes is None:
+        c.expect(False, "Predict first: pass record_bytes=..., the bytes of ring buffer one event "
+                 "takes (an 8-byte header, then struct event, rounded up to a multiple of 8).")
+    else:
+        c.expect(record_bytes == record,
+                 f"You predicted {record_bytes} bytes per record; the ring buffer uses {record}: the "
+                 f"8-byte header plus sizeof(struct event) = {size}, rounded up to a multiple of 8.")
+
+    c.require(got + lost == BURST,
+              f"The program sent {got + lost} events ({got} received + {lost} counted as dropped) "
+              f"for {BURST} openat() calls: it should send exactly one per call of the watched "
+              f"process, and count each one that does not fit once, in {dropped}[0].")
+    if lost:
+        c.expect(False, f"{lost} of {BURST} events were lost: a ring buffer of {pages} "
+                 f"page{'s' if pages > 1 else ''} ({pages * page:,} bytes) holds "
+                 f"{ring_capacity(pages * page, record)} records of {record} bytes. {BURST} records "
+                 f"need {BURST} x {record} = {BURST * record:,} bytes, and the ring never fills its "
+                 "last byte: give it more pages (a power of two).")
+    elif pages > need:
+        c.expect(False, f"Nothing was lost, but {pages} pages is more than this burst needs: "
+                 f"{need} page{'s' if need > 1 else ''} hold {ring_capacity(need * page, record)} "
+                 f"records of {record} bytes. A ring buffer's memory is allocated in full when "
+                 "the map is made, used or not: take the fewest pages that hold the burst.")
+
+    _check_paths(c, reader, got)
+
+
+def _check_paths(c: Checker, reader, got: int) -> None:
+    """The events' paths are the burst's, in order, and whole."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", event_readers.DroppedEvents)
+        frame = reader.frame()
+    if c.expect("file" in frame.columns, "The event has no `file` field any more: keep the path "
+                "in the event, the reader needs it."):
+        files, want = frame["file"].tolist(), BURST_PATHS[:got]
+        if files != want:
+            cut = [(f, w) for f, w in zip(files, want) if f != w]
+            f, w = cut[0] if cut else (files[:1], want[:1])
+            if cut and w.startswith(f):
+                c.expect(False, f"The events arrived, but their paths are cut short: {f!r} instead "
+                         f"of {w!r}. These paths need {len(w) + 1} bytes with the final NUL.")
+            else:
+                c.expect(False, f"The events are not the burst's openat() calls in order: the "
+                         f"first differs, {f!r} instead of {w!r}.")

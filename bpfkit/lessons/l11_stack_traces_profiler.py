@@ -1,0 +1,241 @@
+"""Lesson 11's exercise (who calls the hot function?) and its check.
+
+The mystery program has one helper, `mix()`, that does all the work, and two callers:
+`encode()` calls it 100 times with 1000 rounds, `decode()` once with 300000 rounds. The learner
+changes only `main()` so that `encode()` becomes the hotter caller, with about three quarters
+of `mix()`'s samples, and predicts what the profile will say before looking. The check reads
+the folded stacks of the learner's own profile, so what it compares is what the kernel saw.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.errors import SetupError, UsageError, WorkloadError
+from ..observe.profile import callers, top_functions
+from .checker import Checker, exercise
+
+# The exercise's mystery program, as the lesson hands it out: decode() is the hotter caller.
+MYSTERY = r"""
+volatile unsigned long sink;       // volatile: the compiler keeps every round
+
+void mix(int rounds) {             // the shared helper: all the real work is here
+    for (int i = 0; i < rounds; i++)
+        sink = sink * 31 + i;
+}
+
+void encode(void) {                // many small calls: 100 x 1000 rounds
+    for (int block = 0; block < 100; block++)
+        mix(1000);
+}
+
+void decode(void) {                // one big call: 300000 rounds
+    mix(300000);
+}
+
+int main(void) {
+    for (;;) {                     // change only main()
+        encode();
+        decode();
+    }
+}
+"""
+
+HELPER, WANTED, OTHER = "mix", "encode", "decode"
+BAND = (0.55, 0.95)       # "about three quarters", with room for the noise of ~70 samples
+TOLERANCE = 0.2           # how far a predicted share may be from the measured one
+MIN_SAMPLES = 30
+
+
+@exercise("Who calls the hot function?",
+          "The flat profile only says mix(); the stacks say who made it hot. Calls are not "
+          "time: encode() calls mix() 100 times as often, but it is the rounds that cost.")
+def check_hotter_caller(c: Checker, folded: pd.DataFrame, prediction: dict) -> None:
+    """`folded`: the profile of the learner's changed mystery program (`fold(...)`);
+    `prediction`: {"hottest": function with the most self samples, "hotter_caller": the caller
+    of mix() with more of its samples, "share": that caller's fraction of mix()'s samples}."""
+    c.require(isinstance(folded, pd.DataFrame) and {"stack", "samples"} <= set(folded.columns),
+              "Pass the folded profile of your program: fold(counts.frame(...), stacks, symbols).")
+    total = int(folded["samples"].sum())
+    c.require(total >= MIN_SAMPLES,
+              f"The profile has only {total} samples; it needs at least {MIN_SAMPLES}. Did the "
+              "program run for its second of CPU time, with the profiler attached?")
+    top = top_functions(folded)
+    hottest, hottest_n = top["function"].iloc[0], int(top["self"].iloc[0])
+    by_caller = callers(folded, HELPER)
+    c.require(len(by_caller) > 0,
+              f"{HELPER}() never appears in the samples: keep the helpers as they are and call "
+              f"{WANTED}() and {OTHER}() from main().")
+    counted = dict(zip(by_caller["caller"], by_caller["samples"].astype(int)))
+    missing = [f for f in (WANTED, OTHER) if f not in counted]
+    c.require(not missing,
+              f"{' and '.join(f + '()' for f in missing)} no longer calls {HELPER}() in the profile: "
+              "keep both callers, and change how often main() calls each one.")
+    both = counted[WANTED] + counted[OTHER]
+    share = counted[WANTED] / both
+    actual = WANTED if counted[WANTED] >= counted[OTHER] else OTHER
+    actual_share = max(share, 1 - share)
+
+    if share < 0.5:
+        c.expect(False, f"{OTHER}() is still the hotter caller: {1 - share:.0%} of {HELPER}()'s samples "
+                 f"come through it. {WANTED}() calls {HELPER}() 100 times for each time {OTHER}() "
+                 f"calls it once, but how many rounds does each call do? Change main() so that "
+                 f"{WANTED}() hands {HELPER}() about three times the rounds {OTHER}() does.")
+    elif share < BAND[0]:
+        c.expect(False, f"{WANTED}() is ahead, but only just ({share:.0%} of {HELPER}()'s samples): "
+                 "with some seventy samples that is too close to call. Aim for about three quarters.")
+    elif share > BAND[1]:
+        c.expect(False, f"{WANTED}() now has {share:.0%} of {HELPER}()'s samples, well over three "
+                 f"quarters: {OTHER}() is nearly gone. Call {WANTED}() a little less often.")
+
+    c.require(isinstance(prediction, dict),
+              'Write your prediction as a dict: {"hottest": ..., "hotter_caller": ..., "share": ...}.')
+    said = str(prediction.get("hottest", "")).strip().removesuffix("()")
+    c.expect(said == hottest,
+             f"You predicted {prediction.get('hottest')!r} would have the most samples of its own; the "
+             f"profile says {hottest!r} ({hottest_n} of {total} samples). Self samples count only the "
+             "innermost frame, the function whose instructions were running.")
+    said = str(prediction.get("hotter_caller", "")).strip().removesuffix("()")
+    c.expect(said == actual,
+             f"You predicted {prediction.get('hotter_caller')!r} as the hotter caller of {HELPER}(); "
+             f"in your program's profile it is {actual!r} ({actual_share:.0%} of {HELPER}()'s samples).")
+    guess = prediction.get("share")
+    if not isinstance(guess, numbers.Real) or isinstance(guess, bool) or not 0 <= guess <= 1:
+        c.expect(False, f"\"share\" is the fraction of {HELPER}()'s samples that come through the "
+                 f"hotter caller: a number between 0 and 1, not {guess!r}.")
+    else:
+        c.expect(abs(float(guess) - actual_share) <= TOLERANCE,
+                 f"You predicted that {guess:.2f} of {HELPER}()'s samples come through {actual}(); "
+                 f"the samples say {actual_share:.2f}. Count the rounds each caller hands to "
+                 f"{HELPER}() in one pass of main()'s loop.")
+
+
+# -- the C program the lesson profiles ----------------------------------------------------------
+
+HARNESS = Path(__file__).with_name("l11_stack_traces_profiler_harness.c")
+
+
+def _compile(source: str, cflags, folder: str) -> str:
+    """gcc builds `source` with the harness into `folder`; the binary's path."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise SetupError("There is no C compiler (gcc) on this machine.",
+                         "install it: apt-get install gcc (make lab's provisioning does).")
+    with open(os.path.join(folder, "program.c"), "w") as f:
+        f.write(source)
+    shutil.copy(HARNESS, os.path.join(folder, "harness.c"))
+    binary = os.path.join(folder, "program")
+    built = subprocess.run([gcc, *cflags, "-o", binary, "program.c", "harness.c"], cwd=folder,
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        said = "\n".join(built.stderr.strip().splitlines()[:12])
+        raise WorkloadError(f"gcc could not compile the C program:\n{said}",
+                            "fix the line gcc names (program.c:LINE:COLUMN) and run the cell again.")
+    return binary
+
+
+class _Harnessed:
+    """The compiled program, started under the harness: its two control pipes, read by line."""
+
+    def __init__(self, binary: str, cpu_seconds: float):
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        self.said = b""
+        try:
+            env = dict(os.environ, BPFKIT_CONTROL=f"{to_child_r},{from_child_w}",
+                       BPFKIT_CPU_SECONDS=repr(float(cpu_seconds)))
+            self.process = subprocess.Popen([binary], cwd=os.path.dirname(binary), env=env,
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL,
+                                            pass_fds=(to_child_r, from_child_w))
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+
+    def line(self, wait: float) -> bytes:
+        """The harness's next line, or b"" if none came within `wait` seconds."""
+        while b"\n" not in self.said:
+            ready, _, _ = select.select([self.from_child], [], [], wait)
+            chunk = os.read(self.from_child, 64) if ready else b""
+            if not chunk:
+                return b""
+            self.said += chunk
+        first, _, self.said = self.said.partition(b"\n")
+        return first
+
+    def close(self) -> None:
+        """Close the pipes (the harness's last read() returns: it exits), then reap it."""
+        for fd in (self.to_child, self.from_child):
+            os.close(fd)
+        process = getattr(self, "process", None)
+        if process is not None:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _profiled_run(run: _Harnessed, config, cpu_seconds: float, timeout: float) -> None:
+    """Let the program go with its pid in `config[0]` until it has used its CPU time."""
+    child = run.process
+    if run.line(timeout) != b"ready":
+        code = child.wait(5)
+        raise WorkloadError(f"The C program ended (exit code {code}) before it could be watched.",
+                            "does it build and start? Run it by hand to see.")
+    config[0] = child.pid
+    os.write(run.to_child, b"g")
+    done = run.line(timeout)
+    if not done and child.poll() is None:   # no CPU time used within `timeout`: end it
+        child.send_signal(signal.SIGPROF)
+        done = run.line(5.0)
+    config[0] = 0
+    if done != b"done":
+        code = child.wait(5)
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise WorkloadError(f"The C program died ({reason}) before its {cpu_seconds} s of CPU "
+                            "time were up.", "a crash in main()? Run it by hand to see.")
+
+
+@contextlib.contextmanager
+def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
+                       cflags=("-O0", "-g", "-fno-omit-frame-pointer"), timeout: float = 30.0):
+    """C `source`, compiled now and run in a child process for `cpu_seconds` of CPU time with
+    its pid in `config[0]` for exactly that time, so a profiler that watches that pid samples
+    it and nothing else: `with profiled_c_program(config, SOURCE, 1.0) as child: ...`.
+
+    gcc compiles `source` (it needs a `main()`, which may loop for ever) with `cflags` (frame
+    pointers kept by default, so its stacks unwind) into a temporary directory, together with
+    a small harness (l11_stack_traces_profiler_harness.c): before main() runs, the harness waits for the go;
+    after `cpu_seconds` of CPU time (ITIMER_PROF: a busy machine makes the run longer, not the
+    profile shorter), or when main() returns, it reports back and waits. So the `with` block
+    runs while the child still exists, stopped, with its memory map intact: the moment to read
+    its symbols (`bpfkit.observe.profile.Symbols(child.pid)`). Leaving the block ends the child and
+    deletes the binary. Yields the child's `subprocess.Popen`. A program that sleeps uses no
+    CPU time: after `timeout` seconds of wall time its run is ended anyway."""
+    if not cpu_seconds > 0:
+        raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
+                         "give the CPU time the program runs for, e.g. cpu_seconds=2.")
+    folder = tempfile.mkdtemp(prefix="bpfkit-c-")
+    run = None
+    try:
+        run = _Harnessed(_compile(source, cflags, folder), cpu_seconds)
+        _profiled_run(run, config, cpu_seconds, timeout)
+        yield run.process
+    finally:
+        config[0] = 0
+        if run is not None:
+            run.close()
+        shutil.rmtree(folder, ignore_errors=True)

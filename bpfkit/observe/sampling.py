@@ -1,0 +1,340 @@
+"""Snapshots of a map taken over time, as one long DataFrame (time, key columns, value).
+
+A map shows the present; a lesson often wants the story. `sample()` takes a snapshot every
+`every` seconds and stacks them with a `time` column (seconds since the start), which is what
+`plot.lines` draws; `live()` does the same while redrawing a plot in the notebook as the
+numbers come in. Interrupting either (the stop button, Ctrl-C) keeps what was sampled so far.
+
+Each tick only copies the map into numpy arrays (one batch read, see `maps.snapshot`); the
+DataFrame is built once, from all the ticks together, so sampling a 10,000-entry map ten
+times a second costs a few percent of one core.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import UsageError, not_a_map
+from ..maps import Map, Snapshot
+from ..maps.frames import keywords_refused
+from ..maps.map import FRAME_OPTIONS
+
+
+class Sampler:
+    """Takes snapshots of one map and builds the long frame of all of them on demand.
+
+    Each tick only keeps the snapshot's arrays; the frame is built from all ticks at once by
+    the map itself (`Map.frame(snapshot=...)`), with a `time` column in front, so every map
+    type that can be read samples the same way and keeps its own columns."""
+
+    def __init__(self, m, *, method: str = "auto", keys=None, call: str = "sample", **frame_args):
+        if not isinstance(m, Map):
+            raise not_a_map(m, "sample() and live()", 'bpfkit.create_map("hash", key="u32", value="u64")')
+        misplaced = {k: v for k, v in frame_args.items() if k not in FRAME_OPTIONS[:-2]}
+        if misplaced:
+            raise keywords_refused(call, misplaced, [*FRAME_OPTIONS[:-2], "every", "duration", "action"],
+                                   f"{call}(m, ..., columns={{...}})")
+        self.m = m
+        self.method = method
+        self.keys = keys
+        self.frame_args = frame_args
+        self.start = time.monotonic()
+        self.times: list[float] = []
+        self.ticks: list[Snapshot | None] = []
+        self._built: list[pd.DataFrame] = []  # frames of the ticks turned into rows so far
+        self._done = 0
+        self._empty()  # a misspelled column or option fails now, not after the sampling
+
+    def _empty(self) -> pd.DataFrame:
+        nothing = Snapshot(np.zeros(0, self.m.key_dtype), np.zeros(0, self.m.value_dtype))
+        return self.m.frame(snapshot=nothing, extra={"time": np.zeros(0)}, **self.frame_args)
+
+    def take(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        snap = self.m.snapshot(method=self.method, keys=self.keys)
+        # times first: a reader in another thread never sees a tick without its time
+        self.times.append(round(now - self.start, 4))
+        self.ticks.append(snap)
+
+    def new_rows(self) -> pd.DataFrame | None:
+        """The rows of the snapshots taken since the last call (None if there are none)."""
+        hi = len(self.ticks)
+        if self._done >= hi:
+            return None
+        piece = self._build(self._done, hi)
+        self._built.append(piece)
+        self._done = hi
+        return piece
+
+    def frame(self) -> pd.DataFrame:
+        """Every snapshot so far, stacked, with `time` as the first column."""
+        self.new_rows()
+        if not self._built:
+            return self._empty()
+        if len(self._built) > 1:
+            keys = self._built[0].attrs.get("key_columns", [])
+            self._built = [pd.concat(self._built, ignore_index=True)]
+            self._built[0].attrs["key_columns"] = keys
+        return self._built[0]
+
+    def _build(self, lo: int, hi: int) -> pd.DataFrame:
+        ticks, times = self.ticks[lo:hi], self.times[lo:hi]
+        snap = Snapshot.concat(ticks)
+        when = np.repeat(np.array(times, dtype=float), [len(t) for t in ticks])
+        frame = self.m.frame(snapshot=snap, extra={"time": when}, **self.frame_args)
+        for i in range(lo, hi):  # the arrays live on in the frame; drop our references
+            self.ticks[i] = None
+        return frame
+
+
+def _run(sampler: Sampler, every: float, duration: float, action, stop=None) -> bool:
+    """Take snapshots on a fixed schedule until `duration` (or until `stop` is set); False if
+    interrupted (KeyboardInterrupt, also raised by `action`)."""
+    if every <= 0 or duration < 0:
+        raise UsageError(f"Sampling needs every > 0 and duration >= 0 (both in seconds), not "
+                         f"every={every}, duration={duration}.", "for example every=0.5, duration=5.")
+    start = sampler.start = time.monotonic()
+    deadline = start + duration
+    tick = 0
+    try:
+        while True:
+            now = time.monotonic()
+            sampler.take(now)
+            if now >= deadline or (stop is not None and stop.is_set()):
+                return True
+            if action is not None:
+                action()
+            # The next slot on the schedule (start + k*every), skipping any already missed.
+            tick = max(tick + 1, int((time.monotonic() - start) / every) + 1)
+            wake = min(start + tick * every, deadline)
+            pause = max(0.0, wake - time.monotonic())
+            if stop is not None:
+                stop.wait(pause)
+            else:
+                time.sleep(pause)
+    except KeyboardInterrupt:
+        return False
+
+
+def _interrupted(sampler: Sampler) -> None:
+    warnings.warn(f"sampling interrupted after {len(sampler.times)} snapshots; returning those",
+                  stacklevel=3)
+
+
+def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method: str = "auto",
+           keys=None, **frame_args) -> pd.DataFrame:
+    """Snapshots of map `m` every `every` seconds for `duration` seconds, as one long frame:
+    `time` (seconds since the first snapshot), then the columns of `m.frame()`.
+
+    `action`, if given, is called after each snapshot (e.g. to make the kernel do something).
+    Every other argument is as in `Map.frame()`: options (`per_cpu=`, `keys=`, ...) and
+    `columns=` for renames (`columns={"value": "count"}`). Interrupting (KeyboardInterrupt, the notebook's stop button)
+    returns what was sampled.
+    """
+    sampler = Sampler(m, method=method, keys=keys, **frame_args)
+    if not _run(sampler, every, duration, action):
+        _interrupted(sampler)
+    return sampler.frame()
+
+
+def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None, top: int = 8,
+         action=None, title: str | None = None, ylabel: str | None = None, redraw: float | None = None,
+         method: str = "auto", keys=None, ax=None, names=None, **frame_args) -> pd.DataFrame:
+    """Like `sample()`, while a line plot of the `top` keys (by their latest value of `y`)
+    redraws in the notebook every `redraw` seconds (by default `every`, but not more often
+    than twice a second). Returns the long frame of every key; interrupting stops cleanly and
+    returns what was sampled.
+
+    `names` gives the legend words a learner knows for keys that are only numbers (an ifindex,
+    a cgroup id): a dict from key to name (keys it lacks keep their number), or a function of
+    the key. A key of several columns is passed as a tuple.
+
+    The snapshots are taken in a thread of their own, on schedule, and `action` runs there
+    after each one; a redraw that takes long delays the next redraw, never a snapshot.
+    Per-CPU maps are summed over CPUs by default (`per_cpu="sum"`).
+    """
+    import threading
+
+    if m.per_cpu:
+        frame_args.setdefault("per_cpu", "sum")
+    sampler = Sampler(m, method=method, keys=keys, call="live", **frame_args)
+    figure = LivePlot(ax, y, top, title or f"map {m.name!r} over time", ylabel, names)
+    redraw = max(every, 0.5) if redraw is None else max(redraw, 0.1)
+    stop = threading.Event()
+    outcome: list = []
+
+    def on_schedule() -> None:
+        try:
+            outcome.append(_run(sampler, every, duration, action, stop))
+        except BaseException as e:  # shown in the caller's thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=on_schedule, name="bpfkit-live", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=redraw)
+            figure.add(sampler.new_rows())
+            figure.draw()
+    except KeyboardInterrupt:
+        outcome.append(False)
+    finally:
+        stop.set()
+        thread.join()
+        try:
+            figure.add(sampler.new_rows())
+            figure.draw()
+        finally:
+            figure.close()
+    failure = next((o for o in outcome if isinstance(o, BaseException)), None)
+    if failure is not None:
+        raise failure
+    if False in outcome:
+        _interrupted(sampler)
+    return sampler.frame()
+
+
+class LivePlot:
+    """The figure `live()` redraws: a line per key, its artists updated in place.
+
+    A redraw only moves data into the lines that exist and renders once: no clearing and
+    replotting, no tight bounding box each time. In a notebook with the inline backend the
+    figure is rendered to a PNG shown through one display handle; with an interactive
+    backend (ipympl's `%matplotlib widget`) the canvas redraws itself."""
+
+    def __init__(self, ax, y: str | None, top: int, title: str, ylabel: str | None, names=None):
+        import matplotlib.pyplot as plt
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+        self.ax, self.fig = ax, ax.figure
+        self.y, self.top, self.ylabel, self.names = y, top, ylabel, names
+        self.key_cols: list[str] | None = None
+        self.series: dict[str, list] = {}      # label -> [times chunks, values chunks]
+        self.latest: dict[str, float] = {}     # label -> its value at the newest tick
+        self.lines: dict = {}                  # label -> Line2D
+        self.shown: list[str] = []
+        self.tick_width = 1                    # digits of the y axis's top, laid out for
+        ax.set_title(title)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel(ylabel or y or "")  # before the layout, or a long label is cut off
+        ax.grid(axis="y", alpha=0.3)
+        self.fig.tight_layout()
+        self.handle = None
+        backend = plt.get_backend().lower()
+        self.display = _display_handle()
+        self.inline = "inline" in backend and self.display is not None
+        self.widget = ("ipympl" in backend or "widget" in backend) and self.display is not None
+
+    def add(self, rows: pd.DataFrame | None) -> None:
+        if rows is None or not len(rows):
+            return
+        if self.key_cols is None:
+            self.key_cols = list(rows.attrs.get("key_columns", []))
+            values = [c for c in rows.columns if c not in self.key_cols and c not in ("time", "cpu")]
+            numeric = [c for c in values if pd.api.types.is_numeric_dtype(rows[c])]
+            if self.y is None:
+                self.y = numeric[0] if numeric else None
+                if not self.ylabel:  # the label was not known for the layout: lay out again
+                    self.ax.set_ylabel(self.y or "")
+                    self.fig.tight_layout()
+        if self.y is None:
+            return
+        labels = _labels(rows, self.key_cols, self.names).to_numpy()
+        times, values = rows["time"].to_numpy(), rows[self.y].to_numpy()
+        order = np.argsort(labels, kind="stable")
+        cut = np.flatnonzero(labels[order][1:] != labels[order][:-1]) + 1
+        for part in np.split(order, cut):
+            if len(part):
+                chunks = self.series.setdefault(labels[part[0]], [[], []])
+                chunks[0].append(times[part])
+                chunks[1].append(values[part])
+        last = times == times[-1]  # the top keys are those of the newest tick alone
+        self.latest = dict(zip(labels[last].tolist(), values[last].tolist()))
+
+    def draw(self) -> None:
+        best = sorted(self.latest, key=lambda k: self.latest[k], reverse=True)[: self.top]
+        for label in best:
+            chunks = self.series[label]
+            if len(chunks[0]) > 1:  # join the chunks once; later ticks add new ones
+                chunks[0], chunks[1] = [np.concatenate(chunks[0])], [np.concatenate(chunks[1])]
+            if label not in self.lines:
+                self.lines[label], = self.ax.plot([], [], marker=".", label=label)
+            self.lines[label].set_data(chunks[0][0], chunks[1][0])
+        for label, line in self.lines.items():
+            line.set_visible(label in best)
+        if best != self.shown:  # the legend only changes when the top keys do
+            self.shown = best
+            self.ax.legend([self.lines[b] for b in best], best, fontsize="small", loc="upper left",
+                           title=", ".join(self.key_cols or []) or "key")
+        self.ax.relim(visible_only=True)
+        self.ax.autoscale_view()
+        width = len(f"{self.ax.get_ylim()[1]:.0f}")
+        if width != self.tick_width:  # wider tick labels (10 to 1000 frames): make room for them
+            self.tick_width = width
+            self.fig.tight_layout()
+        self._render()
+
+    def _render(self) -> None:
+        if not self.inline:  # ipympl, a desktop window, or no display at all
+            self.fig.canvas.draw_idle()
+            if self.widget and self.handle is None:
+                self.handle = self.display(self.fig.canvas)
+            return
+        from IPython.display import Image
+        image = Image(data=_png(self.fig), format="png")
+        if self.handle is None:
+            self.handle = self.display(image)
+        else:
+            self.handle.update(image)
+
+    def close(self) -> None:
+        if self.inline:
+            import matplotlib.pyplot as plt
+            plt.close(self.fig)  # shown through the handle: don't let the inline backend show it again
+
+
+def _png(fig) -> bytes:
+    """The figure as a PNG: drawn once on its Agg canvas (savefig draws it twice, and the
+    inline backend adds a pass for a tight bounding box), encoded fast rather than small."""
+    import io
+    png = io.BytesIO()
+    canvas = fig.canvas
+    if not hasattr(canvas, "buffer_rgba"):
+        fig.savefig(png, format="png")
+        return png.getvalue()
+    from PIL import Image as Picture
+    canvas.draw()
+    width, height = canvas.get_width_height(physical=True)
+    Picture.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+        png, format="png", compress_level=1)
+    return png.getvalue()
+
+
+def _display_handle():
+    """IPython's display (returning a handle to update), in a notebook or IPython shell, else None."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    if get_ipython() is None:
+        return None
+    return lambda obj: display(obj, display_id=True)
+
+
+def _labels(frame: pd.DataFrame, key_cols: list[str], names=None) -> pd.Series:
+    if not key_cols:
+        return pd.Series(["all"] * len(frame), index=frame.index)
+    if names is not None:
+        keys = frame[key_cols[0]] if len(key_cols) == 1 else \
+            pd.Series(list(zip(*(frame[c] for c in key_cols))), index=frame.index)
+        name = (lambda k: names.get(k, k)) if isinstance(names, Mapping) else names
+        return keys.map({k: str(name(k)) for k in pd.unique(keys)})
+    label = frame[key_cols[0]].astype(str)
+    for c in key_cols[1:]:
+        label = label + " " + frame[c].astype(str)
+    return label

@@ -1,0 +1,168 @@
+"""Lesson 15 on the real kernel: task storage and a pid-keyed hash count the same getppid()
+calls exactly, and only the hash keeps its entry once the process has exited; socket storage
+counts each socket's packets and bytes exactly; inode storage works from user space (its LSM
+program loads where the kernel allows LSM programs); the exercise check fails on the starter and
+passes on the solution."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+import bpfkit
+from bpfkit.lab.cgroup import Cgroup
+from bpfkit.core.errors import BpfkitError, KeyMissing
+from bpfkit.lessons.l15_local_storage import check_exit_cleanup
+from bpfkit.lab.children import Child
+from notebook_runs import bpf_cell
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSON = ROOT / "notebooks" / "15_local_storage.ipynb"
+SOLUTION = ROOT / "notebooks" / "solutions" / "15_local_storage.ipynb"
+UDP_IPV4_HEADERS = 20 + 8
+
+
+def test_a_child_makes_exactly_the_calls_asked_for(no_leaks):
+    prog = bpfkit.load("task_calls")
+    child = Child()
+    try:
+        assert str(child) == f"child {child.pid}"
+        assert child.calls(0) == 0
+        assert prog["by_pid"].get(child.pid) is None
+        assert child.calls(4) == 4
+        assert child.calls(2, in_thread=True) == 2
+        assert prog["by_pid"][child.pid] == 6
+    finally:
+        assert child.close() == 0
+        assert child.close() == 0          # twice is fine
+        prog.close()
+
+
+def test_task_storage_is_freed_with_the_task_and_the_hash_is_not(no_leaks):
+    prog = bpfkit.load("task_calls")
+    on_task, by_pid = prog["on_task"], prog["by_pid"]
+    one, two = Child(), Child()
+    try:
+        one.calls(7)
+        two.calls(3)
+        one.calls(5, in_thread=True)       # another task of the same process
+        assert (on_task[one], on_task[two]) == (7, 3)
+        assert (by_pid[one.pid], by_pid[two.pid]) == (12, 3)
+        assert on_task.frame(keys=[one, two])["value"].tolist() == [7, 3]
+        with pytest.raises(BpfkitError, match="cannot be walked"):
+            on_task.frame()
+        on_task[two] = 100                # user space may write a live task's value
+        assert on_task[two] == 100
+        kept = os.pidfd_open(one.pid)
+        try:
+            one.close()
+            assert on_task.get(kept) is None          # freed with the task
+        finally:
+            os.close(kept)
+        with pytest.raises(KeyMissing, match="has exited"):
+            on_task[one]
+        assert by_pid[one.pid] == 12                  # the hash keeps a stale entry
+    finally:
+        one.close()
+        two.close()
+        prog.close()
+
+
+def test_socket_storage_counts_each_sockets_bytes(no_leaks):
+    prog = bpfkit.load("sock_bytes")
+    sent = prog["sent"]
+    cg = Cgroup("l15-test-sockets")
+    inbox = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    socks = []
+    try:
+        cg.attach(prog.load_func("count_sent", "cgroup_skb"), "egress")
+        inbox.bind(("127.0.0.1", 0))
+        with cg.inside():
+            a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        socks = [a, b, out]
+        for s in socks:
+            s.connect(inbox.getsockname())
+        for s, n, size in ((a, 5, 100), (b, 3, 1000), (out, 4, 200)):
+            for _ in range(n):
+                s.send(b"y" * size)
+        assert sent[a] == {"packets": 5, "bytes": 5 * (100 + UDP_IPV4_HEADERS)}
+        assert sent[b] == {"packets": 3, "bytes": 3 * (1000 + UDP_IPV4_HEADERS)}
+        assert sent.get(out) is None                  # made outside the cgroup
+        frame = sent.frame({"key": "socket"}, keys=[a, b, out])
+        assert frame["socket"].tolist() == [a, b] and frame["packets"].tolist() == [5, 3]
+        with pytest.raises(BpfkitError, match="cannot be walked"):
+            sent.frame()
+        a.close()
+        with pytest.raises(BpfkitError, match="not an open socket"):
+            sent[a]
+    finally:
+        for s in socks + [inbox]:
+            s.close()
+        cg.close()
+        prog.close()
+
+
+def test_inode_storage_program_loads_where_allowed_and_map_from_user_space(no_leaks, tmp_path):
+    """The LSM program loads where the kernel allows LSM programs (Debian 13's kernel), and is
+    refused in the kernel's words where it does not (lockdown, or `bpf` not among the security
+    modules); either way the map works from user space."""
+    here = bpfkit.allowed("lsm program")
+    prog = bpfkit.load("inode_opens")
+    try:
+        if here:
+            assert prog.load_func("lsm__inode_permission", "lsm").fd >= 0
+        else:
+            with pytest.raises(BpfkitError) as e:
+                prog.load_func("lsm__inode_permission", "lsm")
+            assert here.error.errno and os.strerror(here.error.errno) in e.value.what, (here, e.value.what)
+    finally:
+        prog.close()
+    notes = bpfkit.create_map("inode_storage", value="u64")
+    path = tmp_path / "tagged"
+    path.write_text("x")
+    try:
+        with open(path) as f:
+            notes[f] = 42
+        assert notes[str(path)] == 42
+        assert notes.frame(keys=[str(path)])["value"].tolist() == [42]
+    finally:
+        notes.close()
+
+
+def test_exercise_check_fails_on_the_starter_and_passes_on_the_solution(no_leaks):
+    starter = bpfkit.load(bpf_cell(LESSON, "exit_cleanup"), name="l15_starter")
+    try:
+        result = check_exit_cleanup(starter)
+        assert not result.passed
+        assert any("stale entry" in p and "sched_process_exit" in p for p in result.problems), result
+    finally:
+        starter.close()
+
+    too_eager = bpf_cell(SOLUTION, "exit_cleanup").replace("if (pid != tid)", "if (0)")
+    assert too_eager != bpf_cell(SOLUTION, "exit_cleanup")
+    eager = bpfkit.load(too_eager, name="l15_eager")
+    try:
+        result = check_exit_cleanup(eager)
+        assert not result.passed
+        assert any("threads exited" in p or "one of its threads" in p for p in result.problems), result
+    finally:
+        eager.close()
+
+    solved = bpfkit.load(bpf_cell(SOLUTION, "exit_cleanup"), name="l15_solved")
+    try:
+        result = check_exit_cleanup(solved)
+        assert result.passed, result
+    finally:
+        solved.close()
+
+
+def test_check_never_raises_on_a_program_without_the_hash(no_leaks):
+    prog = bpfkit.load("BPF_HASH(counts, u32, u64, 4);", name="l15_nohash")
+    try:
+        result = check_exit_cleanup(prog)
+        assert not result.passed and "by_pid" in result.problems[0]
+    finally:
+        prog.close()

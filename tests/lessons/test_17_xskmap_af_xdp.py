@@ -1,0 +1,154 @@
+"""Lesson 17 on the real kernel: an xskmap hands one UDP port's frames to an AF_XDP socket
+(bpfkit.lab.xsk), exact counts both ways, the XDP_PASS fallback of an empty slot, the exercise
+check, and a socket that leaves nothing behind (fd, registration, the kernel's socket count)."""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import bpfkit
+from bpfkit.host import lifetime
+from bpfkit.lab import net, xsk
+from bpfkit.core.errors import Closed, KernelError, NotFound
+from bpfkit.lessons.l17_xskmap_af_xdp import check_two_ports
+from bpfkit.host.netns import inside
+
+ROOT = Path(__file__).resolve().parents[2]
+SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
+
+
+def xdp_sockets(netns: str) -> int:
+    """AF_XDP sockets open in `netns`: the XDP line of /proc/net/protocols (ss --xdp needs
+    CONFIG_XDP_SOCKETS_DIAG, which this kernel lacks)."""
+    with inside(netns):
+        line = next(x for x in open("/proc/net/protocols") if x.startswith("XDP "))
+    return int(line.split()[2])
+
+
+def frames_to(host, port: int, n: int, text: bytes = b"hi") -> list[bytes]:
+    return [xsk.udp_frame(SENDER_MAC, host.mac, SENDER_IP, host.address, 40000, port, text + b" %d" % i)
+            for i in range(n)]
+
+
+@pytest.fixture
+def lab():
+    with net.Lab("l17-test") as lab:
+        yield lab
+
+
+@pytest.mark.unit
+def test_udp_frame_is_well_formed():
+    frame = xsk.udp_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "192.0.2.1", "192.0.2.2",
+                          1234, 7000, b"abc")
+    assert len(frame) == 14 + 20 + 8 + 3 and frame[12:14] == b"\x08\x00"
+    assert xsk._checksum(frame[14:34]) == 0                    # a valid IPv4 header sums to 0xffff
+    assert struct.unpack("!HHHH", frame[34:42]) == (1234, 7000, 11, 0) and frame[42:] == b"abc"
+
+
+def test_one_port_to_the_socket_the_rest_to_the_stack(no_leaks, lab):
+    k = lab.host("k", "192.0.2.17/24")
+    prog = bpfkit.load("xsk_redirect", name="l17-test")
+    lab.attach_xdp(prog, "eth0", "xdp_to_socket", netns=k.netns)
+    sock = xsk.XskSocket("eth0", 0, netns=k.netns)
+    xsks, verdicts = prog["xsks"], prog["verdicts"]
+    assert xsks.type == "xskmap"
+    xsks[0] = sock
+    stack = {p: k.receiver(p) for p in (7000, 7001)}
+    xsk.send_frames(k.port, frames_to(k, 7000, 5) + frames_to(k, 7001, 3))
+    assert sock.wait_for(5) == 5 and stack[7001].wait_for(3) == 3
+    assert stack[7000].count() == 0
+    assert [f[42:] for f in sock.frames] == [b"hi %d" % i for i in range(5)]
+    assert sock.frames[0][:6].hex(":") == k.mac and sock.frames[0][6:12].hex(":") == SENDER_MAC
+    assert verdicts.frame().set_index(["port", "action"])["value"].to_dict() == {(7000, 4): 5, (7001, 2): 3}
+    assert sock.statistics() == dict.fromkeys(xsk.STATISTICS, 0)
+
+    # More frames than the ring has slots: chunks go back through the fill ring as they are read.
+    for _ in range(3):
+        xsk.send_frames(k.port, frames_to(k, 7000, 40))
+        assert sock.wait_for(len(sock.frames) + 40) == len(sock.frames)
+    assert sock.count == 125 and sock.statistics()["rx_dropped"] == 0
+
+    # An empty slot: redirect_map falls back to XDP_PASS, and the stack gets the frames.
+    del xsks[0]
+    xsk.send_frames(k.port, frames_to(k, 7000, 2))
+    assert stack[7000].wait_for(2) == 2 and sock.count == 125
+    assert verdicts.frame().set_index(["port", "action"])["value"].to_dict()[(7000, 2)] == 2
+
+    # Closing the socket takes it out of the map: the frames go to the stack again.
+    xsks[0] = sock
+    sock.close()
+    xsk.send_frames(k.port, frames_to(k, 7000, 3))
+    assert stack[7000].wait_for(5) == 5
+
+
+def test_socket_closes_everything(no_leaks, lab):
+    k = lab.host("k", "192.0.2.17/24")
+    assert xdp_sockets(k.netns) == 0
+    sock = xsk.XskSocket("eth0", 0, netns=k.netns)
+    fd = sock.fileno()
+    assert xdp_sockets(k.netns) == 1 and lifetime.get("socket", sock.key) is sock
+    assert os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    again = xsk.XskSocket("eth0", 0, netns=k.netns)        # one per queue: the earlier one closes
+    assert sock.closed and not again.closed and xdp_sockets(k.netns) == 1
+    bpfkit.close_all("socket")                             # the kind a socket registers as
+    assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
+    again.close()                                          # twice is fine
+    with pytest.raises(Closed, match="closed"):
+        again.fileno()
+
+
+def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
+    k = lab.host("k", "192.0.2.17/24")
+    with pytest.raises(KernelError, match="queue 5"):
+        xsk.XskSocket("eth0", 5, netns=k.netns)            # a veth here has one queue
+    with pytest.raises(NotFound, match="no interface"):
+        xsk.XskSocket("nosuch0", 0, netns=k.netns)
+    real = xsk.libc
+
+    class StopAtBind:                                      # Stop pressed just before bind()
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def bind(self, *args):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(xsk, "libc", StopAtBind())
+    with pytest.raises(KeyboardInterrupt):
+        xsk.XskSocket("eth0", 0, netns=k.netns)
+    monkeypatch.setattr(xsk, "libc", real)
+    assert xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
+    sock = xsk.XskSocket("eth0", 0, netns=k.netns)         # the queue is free again
+    assert not sock.closed
+
+
+def exercise_source(path: str) -> str:
+    nb = nbformat.read(ROOT / path, as_version=4)
+    cell = next(c for c in nb.cells if c.source.startswith("%%bpf xsk_two_ports"))
+    return cell.source.split("\n", 1)[1]
+
+
+def test_exercise_check(no_leaks, lab):
+    """The starter (from the lesson) fails, saying what is wrong; the solution passes."""
+    k = lab.host("k", "192.0.2.17/24")
+    sock = xsk.XskSocket("eth0", 0, netns=k.netns)
+    for notebook, solved in (("notebooks/17_xskmap_af_xdp.ipynb", False),
+                             ("notebooks/solutions/17_xskmap_af_xdp.ipynb", True)):
+        prog = bpfkit.load(exercise_source(notebook), name="l17-exercise")   # replaces the earlier
+        with inside(k.netns):
+            attached = net.xdp_prog_id("eth0")
+        if attached is None:
+            not_attached = check_two_ports(prog, lab, sock, host="k")
+            assert not not_attached and "not the XDP program" in str(not_attached)
+        lab.attach_xdp(prog, "eth0", "xdp_to_socket", netns=k.netns)
+        prog["xsks"][0] = sock
+        before = sock.count
+        result = check_two_ports(prog, lab, sock, host="k")
+        assert result.passed == solved, result
+        if not solved:
+            assert len(result.problems) == 1
+            assert "port 7001, 0 reached the AF_XDP socket and 4 the stack" in result.problems[0]
+        assert sock.count - before == (8 if solved else 4)
