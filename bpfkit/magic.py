@@ -81,8 +81,16 @@ def _ipython():
     return get_ipython()
 
 
+def bpfobject(line: str, cell: str):
+    """`%%bpfobject NAME`: a libbpf-style C cell (lesson 19). The loader, and its clang and
+    libbpf checks, are imported at the first such cell, not by every lesson's `%load_ext bpfkit`."""
+    from .loader.bpfobject import bpfobject as cell_magic
+    return cell_magic(line, cell)
+
+
 def load_ipython_extension(ip) -> None:
     ip.register_magic_function(bpf, magic_kind="cell", magic_name="bpf")
+    ip.register_magic_function(bpfobject, magic_kind="cell", magic_name="bpfobject")
     if needs not in ip.input_transformers_cleanup:
         ip.input_transformers_cleanup.append(needs)
     ip.set_custom_exc((BpfkitError,), _show_bpfkit_error)

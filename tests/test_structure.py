@@ -19,14 +19,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bpfkit"
 
-# Bottom to top. A module imports only modules of its own layer or below, and no circle.
+# Bottom to top: the package's folders, one layer each (observe and lab share one). A module
+# imports only modules of its own folder or of folders below, and no circle. docs/architecture.md
+# says what each holds.
 LAYERS = [
-    ["errors", "_libc", "_libbpf", "catalogue", "maptypes", "atomic", "progress", "waiting"],
-    ["kernel", "lifetime", "netns", "sockets", "system", "compiler", "refusal", "_bcc"],
-    ["maps"],                                     # the whole maps package
-    ["diagnostics", "verifier", "program", "bpfobject", "features"],
-    ["cgroup", "net", "children", "traffic", "events", "testrun", "sampling", "plot", "profile", "xsk"],
-    ["magic", "exercises", "reset", "__main__", "__init__"],
+    ["core"],                  # pure: errors, the map-type table, the lessons' catalogue
+    ["access"],                # the doors to the system: libc, libbpf, BCC, bpf() calls, refusals
+    ["host"],                  # what the kit made (lifetime), namespaces, sockets
+    ["maps"],                  # one Map over the table of types, codecs per family
+    ["loader"],                # compile, diagnose, verify, load and attach programs
+    ["observe", "lab"],        # sampling, plots, events, test runs, profiles | cgroups, network, children
+    ["lessons"],               # each lesson's check and its own helpers, progress
+    ["magic", "reset", "__main__", "__init__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -73,7 +77,7 @@ def graph() -> dict[str, set[str]]:
 
 def layer_of(module: str) -> int:
     top = module.split(".")[0]
-    assert top in LAYER, f"bpfkit/{module} is in no layer of tests/test_structure.py: place it"
+    assert top in LAYER, f"bpfkit/{module.replace('.', '/')} is in no layer folder of tests/test_structure.py: place it"
     return LAYER[top]
 
 
@@ -112,11 +116,11 @@ def test_no_import_circle():
 def test_the_graph_is_read_right():
     """The checks above are only as good as the import reader: spot-check known edges."""
     edges = graph()
-    assert "_libbpf" in edges["kernel"] and "maptypes" in edges["kernel"]
-    assert "maps.codecs" in edges["maps.map"] and "lifetime" in edges["maps.map"]
+    assert "access._libbpf" in edges["access.kernel"] and "core.maptypes" in edges["access.kernel"]
+    assert "maps.codecs" in edges["maps.map"] and "host.lifetime" in edges["maps.map"]
     assert "maps.codecs.base" in edges["maps.codecs.sockets"]
-    assert "netns" in edges["maps.map"]  # imported inside a method
-    assert "maps" in edges["program"] or "maps.map" in edges["program"]
+    assert "host.netns" in edges["maps.map"]  # imported inside a method
+    assert "maps" in edges["loader.program"] or "maps.map" in edges["loader.program"]
 
 
 LONGEST_FUNCTION = 60
@@ -207,7 +211,41 @@ def test_an_installed_bpfkit_finds_the_lessons_programs(tmp_path):
                          cwd=tmp_path, check=True).stdout.splitlines()
     assert out[0].startswith(str(target))
     assert out[1] == (ROOT / "bpf" / "counter.c").read_text().splitlines()[0]
-    assert sorted(p.name for p in (target / "bpfkit" / "bpf").glob("*.c")) == \
-        sorted(p.name for p in (ROOT / "bpf").rglob("*.c"))
-    harness = Path("bpfkit", "exercises", "l11_stack_traces_profiler_harness.c")   # lesson 11 compiles it
+    installed = target / "bpfkit" / "bpf"
+    assert sorted(str(p.relative_to(installed)) for p in installed.rglob("*.c")) == \
+        sorted(str(p.relative_to(ROOT / "bpf")) for p in (ROOT / "bpf").rglob("*.c"))
+    harness = Path("bpfkit", "lessons", "l11_stack_traces_profiler_harness.c")   # lesson 11 compiles it
     assert (target / harness).read_text() == (ROOT / harness).read_text()
+
+
+# -- one name per lesson ---------------------------------------------------------------------------
+
+def test_program_names_are_unique_across_the_lessons_folders():
+    """`%%bpf NAME` and `bpfkit.load("NAME")` find a program by its short name in any lesson's
+    folder, so no two programs may share one."""
+    names: dict[str, Path] = {}
+    for path in sorted((ROOT / "bpf").rglob("*.c")):
+        name = path.name.split(".")[0]
+        assert name not in names, f"two programs named {name}: {names[name]} and {path}"
+        names[name] = path.relative_to(ROOT)
+
+
+def test_every_file_of_a_lesson_carries_its_stem():
+    """libbpf-bootstrap's one stem: everything of lesson 14 is found by `14_cgroup_maps`, and
+    every numbered file or folder belongs to a lesson of the catalogue."""
+    from bpfkit.core import catalogue
+    stems = {lesson.stem for lesson in catalogue.LESSONS}
+    for lesson in catalogue.LESSONS:
+        assert lesson.notebook(ROOT).is_file(), lesson.stem
+        if lesson.exercise:
+            assert lesson.solution(ROOT).is_file(), lesson.stem
+            assert (PACKAGE / "lessons" / f"l{lesson.stem}.py").is_file(), lesson.stem
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name in tracked:
+        found = re.search(r"(?:^|/|_|l)(\d\d_[a-z0-9_]+?)(?:\.ipynb|\.py|/)", name)
+        if found and re.match(r"(notebooks|bpf|bpfkit/lessons|tests/lessons)/", name):
+            stem = found.group(1)
+            assert stem in stems, f"{name}: {stem} is no lesson of bpfkit/core/catalogue.py"
+    numbered = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert numbered == stems, "the catalogue and notebooks/ list different lessons"

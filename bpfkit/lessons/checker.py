@@ -14,11 +14,10 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import pkgutil
-import re
 from dataclasses import dataclass, field
 
 from . import progress as _progress
+from ..core import catalogue
 from ..core.errors import BpfkitError
 
 CATALOG: dict[str, str] = {}  # exercise title -> the module of its check
@@ -106,9 +105,11 @@ def progress():
     """Every exercise of the course with its lesson and what the learner's checks said so far:
     a DataFrame with columns lesson, exercise, status ("solved", "not yet", "not tried"), tries."""
     import pandas as pd
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    lessons = _lessons_by_module()
+    lessons = {}
+    for lesson in catalogue.LESSONS:
+        if lesson.module:
+            importlib.import_module(lesson.module)   # its checks enter CATALOG as they are defined
+            lessons[lesson.module] = lesson.stem
     done = _progress.read()
     rows = []
     for title, module in CATALOG.items():
@@ -118,12 +119,3 @@ def progress():
                      "status": status, "tries": int(entry.get("tries", 0))})
     frame = pd.DataFrame(rows, columns=["lesson", "exercise", "status", "tries"])
     return frame.sort_values(["lesson", "exercise"], ignore_index=True)
-
-
-def _lessons_by_module() -> dict[str, str]:
-    """Which lesson uses each check module: the notebook that imports it."""
-    found = {}
-    for notebook in sorted((_progress.KIT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        for module in re.findall(r"bpfkit\.exercises\.(\w+) import", notebook.read_text()):
-            found.setdefault(f"{__name__}.{module}", notebook.stem)
-    return found

@@ -15,7 +15,7 @@ compiled by the distribution's clang into an object file, and loaded by libbpf:
 every `struct_ops` map (a link: closing it unregisters the ops). The object is registered with
 `bpfkit.host.lifetime` like a Program, so `bpfkit.close_all()` frees it. `vmlinux.h` is made once
 per kernel with bpftool, in a cache folder of the kit (never in the repository). In a notebook,
-`%load_ext bpfkit.loader.bpfobject` adds the `%%bpfobject NAME` cell magic.
+`%load_ext bpfkit` adds the `%%bpfobject NAME` cell magic, which runs this module's `bpfobject`.
 
 Compiler errors come back at the learner's line; what libbpf or the verifier said comes back
 as a `LoadError` or `VerifierError`, never as a ctypes traceback.
@@ -521,8 +521,3 @@ def bpfobject(line: str, cell: str):
         print(f"Not loaded: {e.what}\n\n{e.detail}".rstrip())
     return None
 
-
-def load_ipython_extension(ip) -> None:
-    """`%load_ext bpfkit.loader.bpfobject` (after `%load_ext bpfkit`, which shows bpfkit's errors as
-    their message alone) adds `%%bpfobject`."""
-    ip.register_magic_function(bpfobject, magic_kind="cell", magic_name="bpfobject")

@@ -35,9 +35,11 @@ PROGRAMS = next((d for d in (_HERE.parent / "bpf", _HERE / "bpf") if d.is_dir())
 
 
 def bpf_dirs() -> list[Path]:
-    """Where a bare name like "counter" is looked up: the kit's programs, then ./bpf, ../bpf."""
+    """Where a bare name like "counter" is looked up: the kit's programs (those several lessons
+    share, then each lesson's folder, bpf/14_cgroup_maps/), then ./bpf, ../bpf."""
     here = Path.cwd()
-    return [PROGRAMS, here / "bpf", here.parent / "bpf", here]
+    lessons = sorted(d for d in PROGRAMS.iterdir() if d.is_dir()) if PROGRAMS.is_dir() else []
+    return [PROGRAMS, *lessons, here / "bpf", here.parent / "bpf", here]
 
 
 def source(name: str) -> str:
