@@ -983,3 +983,13 @@ def test_an_unknown_program_type_names_the_valid_ones_and_the_nearest():
     for wrong in (None, 2.0, True, "unspec"):
         with pytest.raises(BpfkitError, match="is not a program type"):
             _bcc.prog_type(wrong)
+
+
+def test_an_unknown_attach_type_names_the_nearest():
+    from bpfkit import cgroup, kernel
+    from bpfkit.errors import AttachError
+    assert cgroup._attach_type("egress") == kernel.ATTACH_TYPES["cgroup_inet_egress"]
+    assert cgroup._attach_type("sock_ops") == kernel.ATTACH_TYPES["cgroup_sock_ops"]
+    with pytest.raises(AttachError) as e:
+        cgroup._attach_type("egres")
+    assert e.value.hint.startswith("Did you mean 'egress'") and "sock_ops" in e.value.hint

@@ -179,6 +179,28 @@ def test_only_the_bcc_door_reaches_inside_bcc():
                                "outside bpfkit/access/_bcc.py: add a named function there")
 
 
+def test_a_failed_library_call_raises_oserror_with_its_errno():
+    """One way to fail: the prototypes' errcheck turns -errno, NULL+errno and -1+errno into
+    OSError, so no caller tests a return value."""
+    import ctypes as ct
+    import errno
+    from bpfkit import _libbpf, _libc
+    with pytest.raises(OSError) as e:
+        _libbpf._negative(-errno.ENOENT, None, ())
+    assert (e.value.errno, e.value.strerror) == (errno.ENOENT, "No such file or directory")
+    assert _libbpf._negative(7, None, ()) == 7
+    ct.set_errno(errno.ENOMEM)
+    with pytest.raises(OSError) as e:
+        _libbpf._null(None, None, ())
+    assert e.value.errno == errno.ENOMEM
+    with pytest.raises(OSError) as e:
+        _libc.libc.setns(-1, 0)   # a real call: a bad fd, refused before any namespace changes
+    assert e.value.errno == errno.EBADF
+    fails = {entry[2] for entry in _libbpf.PROTOTYPES.values() if len(entry) > 2}
+    assert fails == {_libbpf.NEG, _libbpf.NULL}
+    assert len(_libbpf.PROTOTYPES["bpf_map_lookup_elem"]) == 3   # the hot path is checked too
+
+
 ERRNO_NUMBER = re.compile(r"\berr\w*\s*(==|!=|in)\s*\(?\s*-?[1-9]")
 
 

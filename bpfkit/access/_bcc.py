@@ -7,8 +7,8 @@ small function below, saying why it reaches inside and which BCC it was read fro
 distro ships a BCC that moves one of these, this file is the one to change; nothing else in
 the kit names a BCC internal (tests/test_structure.py checks that).
 
-The functions were read from BCC 0.26 (Debian 12) and checked against 0.29 (Ubuntu 24.04),
-`src/python/bcc/__init__.py` and `table.py`. BCC itself is imported on the first call, never
+The functions were read from BCC 0.26 (Debian 12's python3-bpfcc: `bcc/__init__.py`,
+`table.py`, `libbcc.py`), the BCC the kit's machines run. BCC itself is imported on the first call, never
 at import: a kernel-free test imports bpfkit where BCC does not work.
 """
 from __future__ import annotations

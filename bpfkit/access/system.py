@@ -280,27 +280,25 @@ def tracefs_mounted() -> bool:
                for f in (line.split() for line in mounts.splitlines()) if len(f) > 2)
 
 
-def _mount_tracefs() -> int:
-    """mount(2) tracefs at TRACEFS; 0, or the errno."""
+def _mount_tracefs() -> None:
+    """mount(2) tracefs at TRACEFS; OSError if the kernel refuses."""
     from ._libc import libc
-    try:
-        libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
-        return 0
-    except OSError as e:
-        return e.errno
+    libc.mount(b"tracefs", str(TRACEFS).encode(), b"tracefs", 0, None)
 
 
 def ensure_tracefs() -> None:
     """Mount tracefs if it is missing and we may; BCC's tracepoints are listed there."""
     if tracefs_mounted():
         return
-    err = _mount_tracefs() if effective_caps() & (1 << CAP_SYS_ADMIN) else None
+    why = "and this process may not mount it (it lacks CAP_SYS_ADMIN)"
+    if effective_caps() & (1 << CAP_SYS_ADMIN):
+        try:
+            _mount_tracefs()
+            why = "and mounting it there did not make it appear"
+        except OSError as e:
+            why = f"and mounting it failed: {e.strerror}"
     if tracefs_mounted():
         return
-    if err is None:
-        why = "and this process may not mount it (it lacks CAP_SYS_ADMIN)"
-    else:
-        why = f"and mounting it failed: {os.strerror(err)}"
     raise TracefsMissing(
         f"tracefs is not mounted at {TRACEFS}, {why}. Tracepoints are listed there, and BCC "
         "reads each tracepoint's fields from it.",
