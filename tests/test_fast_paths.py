@@ -98,22 +98,28 @@ def test_the_compiling_thread_sees_a_short_kallsyms_and_the_process_the_real_one
     assert shown == real
 
 
-def test_the_short_kallsyms_is_named_by_pid_and_a_dead_process_s_is_removed(tmp_path):
+def test_the_short_kallsyms_is_named_by_its_owner_and_a_dead_process_s_is_removed(tmp_path):
     """A process killed before its atexit ran leaves its short kallsyms behind: the next one
-    made removes it (and the pid-less names of kits before), never a live process's."""
+    made removes it, and one whose pid a new process got (the start time differs), and the
+    pid-less names of kits before; never a live process's, nor a live older kit's (pid alone)."""
     if compiler._compiling_thread() is None:
         pytest.skip("this process may not make a mount namespace (no CAP_SYS_ADMIN)")
-    own = Path(tempfile.gettempdir()) / f"{compiler.KALLSYMS_PREFIX}{os.getpid()}"
+    from bpfkit import lifetime
+    mark = lifetime.me().replace(":", "-")
+    own = Path(tempfile.gettempdir()) / f"{compiler.KALLSYMS_PREFIX}{mark}"
     assert own.is_file() and b" bpf_probe_read_" in own.read_bytes()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    names = [f"{compiler.KALLSYMS_PREFIX}{dead.pid}", f"{compiler.KALLSYMS_PREFIX}x1y2z3",
-             f"{compiler.KALLSYMS_PREFIX}{os.getppid()}", "bpfkit-other-1"]
+    parent = f"{os.getppid()}-{lifetime.start_time(os.getppid())}"
+    names = [f"{compiler.KALLSYMS_PREFIX}{dead.pid}-123", f"{compiler.KALLSYMS_PREFIX}{dead.pid}",
+             f"{compiler.KALLSYMS_PREFIX}{os.getppid()}-1", f"{compiler.KALLSYMS_PREFIX}x1y2z3",
+             f"{compiler.KALLSYMS_PREFIX}{parent}", f"{compiler.KALLSYMS_PREFIX}{os.getppid()}",
+             "bpfkit-other-1"]
     for name in names:
         (tmp_path / name).write_text("")
     removed = compiler.remove_orphans(str(tmp_path))
-    assert sorted(removed) == sorted(str(tmp_path / n) for n in names[:2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+    assert sorted(removed) == sorted(str(tmp_path / n) for n in names[:4])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[4:])
 
 
 def test_a_relative_include_folder_is_found_from_the_callers_folder(tmp_path, monkeypatch, no_leaks):

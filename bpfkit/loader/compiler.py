@@ -45,8 +45,10 @@ import threading
 import time
 import warnings
 
+from ..access._libc import (CLONE_NEWNS, MS_BIND, MS_REC, MS_SLAVE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO,
+                            SCMP_CMP_EQ, ScmpArgCmp, libc, seccomp)
 from ..core import atomic
-from ..access._libc import CLONE_NEWNS, MS_BIND, MS_REC, MS_SLAVE, SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_CMP_EQ, ScmpArgCmp, libc, seccomp
+from ..host import lifetime
 
 # The longest compile we have seen here is under 3 s (a program that includes
 # bpf_perf_event.h); a slow VM may take several times that, a hang takes forever.
@@ -281,13 +283,14 @@ def _short_kallsyms() -> bytes:
 
     The file cannot be unlinked while in use: every compile binds it afresh, and the kernel
     will not bind an unlinked file or a memfd. A process killed before its atexit ran leaves
-    its file behind, so the name carries the pid, and each new one removes those of dead
-    processes."""
+    its file behind, so the name carries the process's owner mark (pid and start time, as
+    `lifetime` marks what outlives a process: a pid alone is reused), and each new one removes
+    those of dead processes."""
     with open("/proc/kallsyms", "rb") as real:
         lines = [l for l in real if b" bpf_probe_read_" in l]
     remove_orphans()
-    path = os.path.join(tempfile.gettempdir(), f"{KALLSYMS_PREFIX}{os.getpid()}")
-    _remove(path)  # a dead process's, whose pid this one got
+    path = os.path.join(tempfile.gettempdir(), KALLSYMS_PREFIX + lifetime.me().replace(":", "-"))
+    _remove(path)  # this process's own from before, if any
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.writelines(lines)
@@ -299,28 +302,26 @@ KALLSYMS_PREFIX = "bpfkit-kallsyms-"
 
 
 def remove_orphans(folder: str | None = None) -> list[str]:
-    """Remove the short kallsyms files of processes that no longer run (names without a pid
-    come from kits before the pid was in the name), and name them. A notebook kernel stopped
-    by a kill, as test runners do, never runs its atexit."""
+    """Remove the short kallsyms files of processes that no longer run, and name them. A
+    notebook kernel stopped by a kill, as test runners do, never runs its atexit. Kits before
+    the owner mark named the file by pid alone (kept while that pid runs), and before that by
+    nothing (removed)."""
     folder = folder or tempfile.gettempdir()
     removed = []
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
-            pid = name[len(KALLSYMS_PREFIX):]
-            if name.startswith(KALLSYMS_PREFIX) and not (pid.isdigit() and _alive(int(pid))):
+            if name.startswith(KALLSYMS_PREFIX) and not _owner_runs(name[len(KALLSYMS_PREFIX):]):
                 _remove(os.path.join(folder, name))
                 removed.append(os.path.join(folder, name))
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # there, and someone else's
-    return True
+def _owner_runs(owner: str) -> bool:
+    """Does the process a file's "pid-start" (or older kits' "pid") names still run?"""
+    pid, _, start = owner.partition("-")
+    if start:
+        return lifetime.alive(f"{pid}:{start}")
+    return pid.isdigit() and lifetime.start_time(int(pid)) is not None
 
 
 def _remove(path: str) -> None:
