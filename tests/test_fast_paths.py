@@ -104,7 +104,7 @@ def test_the_short_kallsyms_is_named_by_its_owner_and_a_dead_process_s_is_remove
     pid-less names of kits before; never a live process's, nor a live older kit's (pid alone)."""
     if compiler._compiling_thread() is None:
         pytest.skip("this process may not make a mount namespace (no CAP_SYS_ADMIN)")
-    from bpfkit import lifetime
+    from bpfkit.host import lifetime
     mark = lifetime.me().replace(":", "-")
     own = Path(tempfile.gettempdir()) / f"{compiler.KALLSYMS_PREFIX}{mark}"
     assert own.is_file() and b" bpf_probe_read_" in own.read_bytes()

@@ -986,8 +986,9 @@ def test_an_unknown_program_type_names_the_valid_ones_and_the_nearest():
 
 
 def test_an_unknown_attach_type_names_the_nearest():
-    from bpfkit import cgroup, kernel
-    from bpfkit.errors import AttachError
+    from bpfkit.lab import cgroup
+    from bpfkit.access import kernel
+    from bpfkit.core.errors import AttachError
     assert cgroup._attach_type("egress") == kernel.ATTACH_TYPES["cgroup_inet_egress"]
     assert cgroup._attach_type("sock_ops") == kernel.ATTACH_TYPES["cgroup_sock_ops"]
     with pytest.raises(AttachError) as e:

@@ -184,7 +184,7 @@ def test_a_failed_library_call_raises_oserror_with_its_errno():
     OSError, so no caller tests a return value."""
     import ctypes as ct
     import errno
-    from bpfkit import _libbpf, _libc
+    from bpfkit.access import _libbpf, _libc
     with pytest.raises(OSError) as e:
         _libbpf._negative(-errno.ENOENT, None, ())
     assert (e.value.errno, e.value.strerror) == (errno.ENOENT, "No such file or directory")
