@@ -112,7 +112,7 @@ def redraw_cost(rounds: int = 9) -> float:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
-    from bpfkit.observe import sampling
+    from bpfkit.observe import liveplot
 
     ticks, keys = 20, 100
     frame = pd.DataFrame({"time": np.repeat(np.arange(ticks) * 0.1, keys),
@@ -134,7 +134,7 @@ def redraw_cost(rounds: int = 9) -> float:
         fig.tight_layout()
         fig.savefig(io.BytesIO(), format="png", bbox_inches="tight")
 
-    plot = sampling.LivePlot(None, None, 8, "map over time", None)
+    plot = liveplot.LivePlot(None, None, 8, "map over time", None)
     plot.inline, plot.widget = True, False
     plot.display = lambda image: type("Handle", (), {"update": lambda self, image: None})()
     plot.add(frame)

@@ -19,7 +19,7 @@ import pytest
 
 import bpfkit
 from bpfkit.loader import compiler
-from bpfkit.observe import sampling
+from bpfkit.observe import liveplot, sampling
 from bpfkit.access import system
 from bpfkit.maps import layout
 
@@ -170,7 +170,7 @@ def test_live_keeps_every_tick_when_redraws_are_slow(monkeypatch, no_leaks):
         draws.append((seen, len(taken), sampling_runs()))
 
     monkeypatch.setattr(sampling.Sampler, "take", counted_take)
-    monkeypatch.setattr(sampling.LivePlot, "draw", slow_draw)
+    monkeypatch.setattr(liveplot.LivePlot, "draw", slow_draw)
     with bpfkit.create_map("hash", key="u32", value="u64", max_entries=10, name="slow") as m:
         m[1] = 1
         frame = bpfkit.live(m, every=0.05, duration=1.0, redraw=0.1)

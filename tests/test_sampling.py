@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bpfkit  # noqa: E402
-from bpfkit.observe import sampling  # noqa: E402
+from bpfkit.observe import liveplot, sampling  # noqa: E402
 
 SOURCE = r"""
 BPF_HASH(counts, u64, u64, 1024);
@@ -179,9 +179,9 @@ def test_live_names_keys_in_its_legend(counts, names, shown):
 @pytest.mark.unit
 def test_names_of_a_key_of_several_columns_get_a_tuple():
     frame = pd.DataFrame({"uid": [0, 0, 7], "cpu": [0, 1, 1]})
-    shown = sampling._labels(frame, ["uid", "cpu"], lambda k: f"uid {k[0]} on cpu {k[1]}")
+    shown = liveplot._labels(frame, ["uid", "cpu"], lambda k: f"uid {k[0]} on cpu {k[1]}")
     assert shown.tolist() == ["uid 0 on cpu 0", "uid 0 on cpu 1", "uid 7 on cpu 1"]
-    assert sampling._labels(frame, ["uid", "cpu"]).tolist() == ["0 0", "0 1", "7 1"]
+    assert liveplot._labels(frame, ["uid", "cpu"]).tolist() == ["0 0", "0 1", "7 1"]
 
 
 def test_live_stops_cleanly_on_interrupt(counts):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import SetupError, UsageError, WorkloadError
-from ..observe.profile import callers, top_functions
+from ..observe.folding import callers, top_functions
 from .checker import Checker, exercise
 
 # The exercise's mystery program, as the lesson hands it out: decode() is the hotter caller.

@@ -5,7 +5,6 @@ program loads where the kernel allows LSM programs); the exercise check fails on
 passes on the solution."""
 from __future__ import annotations
 
-import errno
 import os
 import socket
 from pathlib import Path
