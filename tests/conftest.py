@@ -374,7 +374,7 @@ def _new(before: dict, after: dict) -> dict[str, list]:
 
 def _registered() -> dict[tuple[str, int], object]:
     """What the kit has open now, each kept referenced (so that no new object takes its id)."""
-    return {(kind, id(obj)): obj for kind, objs in bpfkit.host.lifetime.live().items() for obj in objs.values()}
+    return {(kind, id(obj)): obj for kind, objs in bpfkit.host.lifetime.held().items() for obj in objs.values()}
 
 
 def _close_registered_since(before: dict) -> None:
@@ -383,7 +383,7 @@ def _close_registered_since(before: dict) -> None:
     wider scope made before it."""
     for kind in bpfkit.host.lifetime.ORDER:
         while True:
-            new = [(key, obj) for key, obj in bpfkit.host.lifetime.live(kind).items() if (kind, id(obj)) not in before]
+            new = [(key, obj) for key, obj in bpfkit.host.lifetime.held(kind).items() if (kind, id(obj)) not in before]
             if not new:
                 break
             key, obj = new[-1]

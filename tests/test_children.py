@@ -100,10 +100,10 @@ def test_close_all_ends_a_child_before_it_removes_the_cgroup_it_is_in():
     web = Cgroup("children-test-close-all")
     child = Child()
     child.join(web)
-    assert lifetime.live("child") == {child.pid: child}
+    assert lifetime.held("child") == {child.pid: child}
     lifetime.close_all("child", "cgroup")        # a cgroup with a process in it cannot go
     assert gone(child.pid) and not web.path.exists()
-    assert lifetime.live("child") == {}
+    assert lifetime.held("child") == {}
 
 
 def test_a_child_killed_from_outside_says_so():
@@ -112,4 +112,4 @@ def test_a_child_killed_from_outside_says_so():
     child.process.wait()
     with pytest.raises(BpfkitError, match=r"ended \(exit code -9\) during its 'calls' step"):
         child.calls(1)
-    assert lifetime.live("child") == {}
+    assert lifetime.held("child") == {}
