@@ -36,8 +36,8 @@ from pathlib import Path
 
 from . import atomic, kernel, lifetime, maptypes, refusal, system
 from ._libbpf import TestRunOpts, has, lib, messages
-from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
 from .diagnostics.clang import DIAGNOSTIC
+from .errors import BpfkitError, CompileError, LoadError, SetupError, VerifierError
 from .maps import Map, btf
 from .program import resolve
 

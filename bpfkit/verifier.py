@@ -12,8 +12,8 @@ import errno
 import os
 import re
 
-from .diagnostics import describe_function, norm, pass_a_pointer
 from . import refusal
+from .diagnostics import describe_function, norm, pass_a_pointer
 from .errors import LoadError, VerifierError
 
 _VERIFIER_HINTS = [
