@@ -35,13 +35,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..core import atomic, maptypes
 from ..access import kernel, refusal, system
-from ..host import lifetime
 from ..access._libbpf import TestRunOpts, has, lib, messages
-from ..core.errors import BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull, MapNotFound, NotFound, ProgramClosed, SetupError, UsageError, VerifierError, did_you_mean
-from .diagnostics.clang import DIAGNOSTIC
+from ..core import atomic, maptypes
+from ..core.errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull,
+                           MapNotFound, NotFound, ProgramClosed, SetupError, UsageError,
+                           VerifierError, did_you_mean)
+from ..host import lifetime
 from ..maps import Map, btf
+from .diagnostics.clang import DIAGNOSTIC
 from .program import resolve
 
 MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number

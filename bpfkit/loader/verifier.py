@@ -12,9 +12,9 @@ import errno
 import os
 import re
 
-from .diagnostics import describe_function, norm, pass_a_pointer
 from ..access import refusal
 from ..core.errors import LoadError, VerifierError
+from .diagnostics import describe_function, norm, pass_a_pointer
 
 _VERIFIER_HINTS = [
     ("map_value_or_null", "the program uses a map lookup's result without checking it: "
