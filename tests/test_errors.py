@@ -23,7 +23,9 @@ import bpfkit
 from bpfkit.lab import children
 from bpfkit.core import errors
 from bpfkit.access import system
-from bpfkit.core.errors import BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull, MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound, VerifierError
+from bpfkit.core.errors import (BccMissing, CompileError, HeadersMissing, KeyTypeError, MapFull,
+                                MapNotFound, PrivilegeError, TracefsMissing, TracepointNotFound,
+                                VerifierError)
 from conftest import as_user, kernel_state, leftovers
 
 ROOT = Path(__file__).resolve().parent.parent

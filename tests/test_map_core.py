@@ -19,7 +19,8 @@ import bpfkit
 from bpfkit.host import lifetime
 from bpfkit.core import maptypes
 from bpfkit.lab.cgroup import Cgroup
-from bpfkit.core.errors import BpfkitError, CleanupError, Closed, ColumnError, MapEmpty, MapError, MapFull, NotAllowedHere, UsageError
+from bpfkit.core.errors import (BpfkitError, CleanupError, Closed, ColumnError, MapEmpty, MapError,
+                                MapFull, NotAllowedHere, UsageError)
 from bpfkit.maps import btf
 from conftest import kernel_state, leftovers, skip_unless_allowed
 

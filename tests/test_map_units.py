@@ -21,7 +21,8 @@ import pytest
 
 from bpfkit.core import maptypes
 from bpfkit.access import refusal, system
-from bpfkit.core.errors import ColumnError, KeyTypeError, MapEmpty, MapError, MapFull, NotAllowedHere, PrivilegeError, UsageError
+from bpfkit.core.errors import (ColumnError, KeyTypeError, MapEmpty, MapError, MapFull,
+                                NotAllowedHere, PrivilegeError, UsageError)
 from bpfkit.maps import codecs, convert, failures, frames
 from bpfkit.maps.codecs import Lookups
 from bpfkit.maps.codecs.devices import CpumapVal, DevmapVal

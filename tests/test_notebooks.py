@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from bpfkit.lessons.checker import progress
-from notebook_runs import NOTEBOOKS as FOLDER, lessons, notebook_id, run_all_twice_and_compare, solutions
+from notebook_runs import (NOTEBOOKS as FOLDER, lessons, notebook_id, run_all_twice_and_compare,
+                           solutions)
 
 NOTEBOOKS = sorted(lessons() + solutions(), key=notebook_id)
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from ..core import atomic, waiting
 from ..access import kernel, refusal
 from ..host import lifetime
-from ..core.errors import AttachError, Closed, InUse, KernelError, SetupError, UsageError, did_you_mean
+from ..core.errors import (AttachError, Closed, InUse, KernelError, SetupError, UsageError,
+                           did_you_mean)
 from ..host.lifetime import PREFIX
 
 OWNER_XATTR = "user.bpfkit.owner"

@@ -26,7 +26,8 @@ from ..access import _bcc, kernel, refusal, system
 from ..core import atomic, errors
 from . import compiler, diagnostics, verifier
 from ..host import lifetime
-from ..core.errors import AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound, UsageError, did_you_mean, nearest
+from ..core.errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound,
+                           UsageError, did_you_mean, nearest)
 from ..maps import Map, pins
 
 _HERE = Path(__file__).resolve().parents[1]

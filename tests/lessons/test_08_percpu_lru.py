@@ -10,7 +10,8 @@ import pytest
 
 import bpfkit
 from bpfkit.lab import children
-from bpfkit.lessons.l08_percpu_lru import HOT, WARM_UP, calls_on_cpus, check_flow_table, exercise_stream
+from bpfkit.lessons.l08_percpu_lru import (HOT, WARM_UP, calls_on_cpus, check_flow_table,
+                                           exercise_stream)
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]

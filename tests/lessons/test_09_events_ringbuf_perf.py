@@ -16,7 +16,9 @@ import pytest
 import bpfkit
 from bpfkit.observe import events
 from bpfkit.core.errors import Closed, UsageError
-from bpfkit.lessons.l09_events_ringbuf_perf import BURST, BURST_PATHS, check_burst_fits, fewest_pages, opens_in_child, record_size, ring_capacity
+from bpfkit.lessons.l09_events_ringbuf_perf import (BURST, BURST_PATHS, check_burst_fits,
+                                                    fewest_pages, opens_in_child, record_size,
+                                                    ring_capacity)
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ import pytest
 import bpfkit
 from bpfkit.lab import children
 from bpfkit.core.errors import BpfkitError
-from bpfkit.lessons.l10_queue_stack_bloom import BUDGET_BITS, N_VALUES, TESTS, check_bloom_budget, kernel_bits, measure, theory
+from bpfkit.lessons.l10_queue_stack_bloom import (BUDGET_BITS, N_VALUES, TESTS, check_bloom_budget,
+                                                  kernel_bits, measure, theory)
 from bpfkit.core.maptypes import BPF_F_ZERO_SEED
 
 ROOT = Path(__file__).resolve().parents[2]

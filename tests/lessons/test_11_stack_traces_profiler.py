@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 import bpfkit  # noqa: E402
 from bpfkit.lab import children  # noqa: E402
 from bpfkit.core.errors import WorkloadError  # noqa: E402
-from bpfkit.lessons.l11_stack_traces_profiler import MYSTERY, check_hotter_caller, profiled_c_program  # noqa: E402
+from bpfkit.lessons.l11_stack_traces_profiler import (MYSTERY, check_hotter_caller,
+                                                      profiled_c_program)  # noqa: E402
 from bpfkit.observe.flame import flame_graph, flame_layout  # noqa: E402
 from bpfkit.observe.folding import callers, fold, fold_stacks, resolve, top_functions  # noqa: E402
 from bpfkit.observe.profile import Symbols, addresses, attach_cpu_clock, stack_error  # noqa: E402

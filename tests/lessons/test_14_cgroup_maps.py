@@ -11,7 +11,8 @@ import pytest
 
 import bpfkit
 from bpfkit.lab.cgroup import Cgroup
-from bpfkit.lessons.l14_cgroup_maps import check_moved_socket, cgroup_field_offsets, moved_socket_run
+from bpfkit.lessons.l14_cgroup_maps import (check_moved_socket, cgroup_field_offsets,
+                                            moved_socket_run)
 from bpfkit.core.errors import MapError
 from bpfkit.maps.btf import vmlinux_field_offset
 from bpfkit.lab.children import Child
