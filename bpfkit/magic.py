@@ -73,7 +73,7 @@ def needs(lines: list[str]) -> list[str]:
             return lines[1:]
     except Exception:  # an unknown feature: skipped() raises its error when the cell runs
         pass
-    return [f"__import__('bpfkit').features.skipped({wanted!r})\n"]
+    return [f"__import__('bpfkit.loader.features').loader.features.skipped({wanted!r})\n"]
 
 
 def _ipython():

@@ -179,7 +179,8 @@ def _bpfobject_cells(path) -> dict[str, str]:
 def test_bpfobject_cells_named_after_a_program_hold_that_program():
     """Each of lesson 19's programs in bpf/ (l19_*.bpf.c) is a cell of the lesson with the file's
     text; the cells named after no file are the exercise's, which the solution shows."""
-    files = {p.name.removesuffix(".bpf.c"): p.read_text().strip() for p in (ROOT / "bpf").glob("l19_*.bpf.c")}
+    files = {p.name.removesuffix(".bpf.c"): p.read_text().strip()
+             for p in (ROOT / "bpf" / "19_beyond_bcc").glob("l19_*.bpf.c")}
     lesson = _bpfobject_cells(notebook_path("19_beyond_bcc"))
     solution = _bpfobject_cells(notebook_path("19_beyond_bcc-solution"))
     assert files and set(files) <= set(lesson), (sorted(files), sorted(lesson))
