@@ -168,11 +168,6 @@ def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
     return nb, times
 
 
-def run_notebook(path, timeout: int = 300) -> Seconds:
-    """Execute every cell of the notebook in a fresh kernel; returns the seconds it took."""
-    return execute(path, timeout)[1][0]
-
-
 def _leftovers(before: dict, after: dict) -> dict:
     held = held_by_processes()
     return {k: sorted(after[k] - before[k] - held[k]) for k in after if after[k] - before[k] - held[k]}
