@@ -306,7 +306,13 @@ UNIT_MODULES = {
 # Tests that take more than a few seconds each (in tests/test_notebooks.py and
 # tests/test_browser.py every test does), by function name.
 SLOW = {
-    "test_a_lesson_runs_on_where_the_kernel_refuses_a_feature",
+    "test_a_lesson_runs_on_where_the_kernel_refuses_a_feature",          # a lesson in a fresh kernel
+    "test_mutants_of_every_lesson_load_or_explain_and_leave_nothing",    # ~30 s
+    "test_the_driver_records_a_dead_worker_and_a_leftover_and_carries_on",
+    "test_stop_at_any_moment_of_a_load_leaves_the_old_program_or_the_new_one_whole",
+    "test_stop_while_closing_making_or_reading_maps_leaves_nothing_half_done",
+    "test_a_compile_that_never_returns_is_stopped_and_explained",
+    "test_the_leak_check_names_every_kind_of_leftover",
 }
 KINDS = ("unit", "kernel", "notebook", "browser")
 
@@ -404,7 +410,7 @@ def _wider_fixtures(item) -> list[str]:
             and names[name][-1].func.__code__.co_filename.startswith(here)]
 
 
-LEAK_COST: dict[str, float] = {"tests": 0, "seconds": 0.0, "looked again": 0}
+LEAK_COST: dict[str, float] = {"tests": 0, "seconds": 0.0, "looked again": 0, "quick seconds": 0.0}
 _DEFERRED: dict[str, list] = {}   # module -> [(test, what it left that a wider fixture holds)]
 
 
@@ -429,12 +435,14 @@ def leaves_nothing(request):
         return
     start = time.perf_counter()
     registered, before = _registered(), quick_state()
-    LEAK_COST["seconds"] += time.perf_counter() - start
+    LEAK_COST["setup"] = time.perf_counter() - start
+    LEAK_COST["seconds"] += LEAK_COST["setup"]
     yield
     start = time.perf_counter()
     try:
         _close_registered_since(registered)
         left = _new(before, quick_state())
+        LEAK_COST["quick seconds"] += time.perf_counter() - start + LEAK_COST.pop("setup", 0.0)
         if left:
             LEAK_COST["looked again"] += 1
             exempt = {}
@@ -492,7 +500,8 @@ def pytest_terminal_summary(terminalreporter):
     if LEAK_COST["tests"]:
         terminalreporter.write_line(
             f"bpfkit: leak check after {LEAK_COST['tests']:.0f} tests: {LEAK_COST['seconds']:.1f} s in all, "
-            f"{1000 * LEAK_COST['seconds'] / LEAK_COST['tests']:.1f} ms a test; "
+            f"{1000 * LEAK_COST['seconds'] / LEAK_COST['tests']:.1f} ms a test (the quick look "
+            f"{1000 * LEAK_COST['quick seconds'] / LEAK_COST['tests']:.1f} ms); "
             f"{LEAK_COST['looked again']:.0f} looked again after the kernel's deferred frees")
     left = _SUITE.get("left")
     if left:

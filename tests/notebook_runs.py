@@ -9,6 +9,7 @@ lessons' tests the C text of a notebook's cell.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from datetime import datetime
@@ -156,7 +157,8 @@ def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
                 try:
                     client.execute_cell(cell, index)
                 except CellExecutionError as e:
-                    pytest.fail(f"{path.name}, run {number}, cell {index} failed:\n{e}", pytrace=False)
+                    said = re.sub(r"\x1b\[[0-9;]*m", "", str(e))   # the traceback without its colours
+                    pytest.fail(f"{path.name}, run {number}, cell {index} failed:\n{said}", pytrace=False)
                 if "raises-exception" in cell.metadata.get("tags", []):
                     assert any(o.get("output_type") == "error" for o in cell.get("outputs", [])), \
                         f"{path.name}, run {number}, cell {index} is tagged raises-exception but raised " \
@@ -167,11 +169,6 @@ def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
         closing = time.monotonic()
     times += [Seconds(started - start), Seconds(time.monotonic() - closing)]
     return nb, times
-
-
-def run_notebook(path, timeout: int = 300) -> Seconds:
-    """Execute every cell of the notebook in a fresh kernel; returns the seconds it took."""
-    return execute(path, timeout)[1][0]
 
 
 def _leftovers(before: dict, after: dict) -> dict:

@@ -9,6 +9,10 @@ it), never asserted: speed goals are not timed tests.
 """
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
 from bpfkit.lessons.checker import progress
@@ -40,3 +44,38 @@ def test_every_notebook_is_run_and_every_exercise_has_its_lesson_and_solution():
     exercises = set(progress()["lesson"])
     assert exercises <= {notebook_id(p) for p in lessons()}, exercises
     assert {f"{lesson}-solution" for lesson in exercises} == {notebook_id(p) for p in solutions()}
+
+
+def _notebook(tmp_path, *cells: str):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_the_harness_fails_a_notebook_whose_kernel_keeps_a_map(tmp_path):
+    """The checks above can fail: a map the cells never close is still held after Run All."""
+    path = _notebook(tmp_path, "import bpfkit\nm = bpfkit.create_map('hash', key='u32', value='u64', "
+                               "max_entries=4, name='harness_kept')")
+    with pytest.raises(AssertionError, match="run 1: the kernel still holds BPF objects"):
+        run_all_twice_and_compare(path)
+
+
+def test_the_harness_fails_a_notebook_that_leaves_a_pinned_map(tmp_path):
+    """...and a map pinned and closed outlives the kernel: the machine is not as it was."""
+    pins = Path("/sys/fs/bpf") / f"bpfkit-harness-test-{os.getpid()}"
+    path = _notebook(tmp_path, "import os, itertools\nimport bpfkit\nfrom bpfkit import _libbpf\n"
+                               f"os.makedirs({str(pins)!r}, exist_ok=True)\n"
+                               "with bpfkit.create_map('hash', key='u32', value='u64', max_entries=4, "
+                               "name='harness_pin') as m:\n"
+                               f"    n = len(os.listdir({str(pins)!r}))\n"
+                               f"    assert _libbpf.lib.bpf_obj_pin(m.fd, f'{pins}/m{{n}}'.encode()) == 0")
+    try:
+        with pytest.raises(AssertionError, match="left BPF objects in the kernel"):
+            run_all_twice_and_compare(path)
+        assert len(list(pins.iterdir())) == 2     # both passes ran, each pinned one
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)
