@@ -67,7 +67,7 @@ def test_the_harness_fails_a_notebook_whose_kernel_keeps_a_map(tmp_path):
 def test_the_harness_fails_a_notebook_that_leaves_a_pinned_map(tmp_path):
     """...and a map pinned and closed outlives the kernel: the machine is not as it was."""
     pins = Path("/sys/fs/bpf") / f"bpfkit-harness-test-{os.getpid()}"
-    path = _notebook(tmp_path, "import os, itertools\nimport bpfkit\nfrom bpfkit import _libbpf\n"
+    path = _notebook(tmp_path, "import os, itertools\nimport bpfkit\nfrom bpfkit.access import _libbpf\n"
                                f"os.makedirs({str(pins)!r}, exist_ok=True)\n"
                                "with bpfkit.create_map('hash', key='u32', value='u64', max_entries=4, "
                                "name='harness_pin') as m:\n"
