@@ -14,14 +14,15 @@ In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.clos
 frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
 it then raises an error naming anything still left.
 """
-from .observe import plot
-from .core.errors import BpfkitError
-from .loader.features import allowed, helpers, program_types
-from .host.lifetime import close_all
-from .maps import Map, create_map, map_types, open_pinned
-from .loader.program import Program, load, loaded, source
-from .observe.sampling import live, sample
 from .access.system import doctor
+from .core.errors import BpfkitError
+from .host.lifetime import close_all
+from .lessons.checker import progress
+from .loader.features import allowed, helpers, program_types
+from .loader.program import Program, load, loaded, source
+from .maps import Map, create_map, map_types, open_pinned
+from .observe import plot
+from .observe.sampling import live, sample
 
 
 def load_ipython_extension(ip):
@@ -31,4 +32,4 @@ def load_ipython_extension(ip):
 
 __all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
            "program_types", "helpers", "allowed",
-           "sample", "live", "plot", "doctor", "loaded", "close_all", "BpfkitError"]
+           "sample", "live", "plot", "doctor", "loaded", "close_all", "progress", "BpfkitError"]
