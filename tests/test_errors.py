@@ -315,7 +315,7 @@ def test_headers_that_describe_another_kernel_are_noted_by_the_doctor(describes,
     generated = tmp_path / "build" / "include" / "generated"
     generated.mkdir(parents=True)
     (generated / "utsrelease.h").write_text(f'#define UTS_RELEASE "{said}"\n')
-    code = ("from bpfkit import system\n"
+    code = ("from bpfkit.access import system\n"
             "print(next(c for c in system.checks() if c.name == 'headers').line())")
     out = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind {tmp_path} /lib/modules/{release} && exec "$@"',
                           "sh", sys.executable, "-c", code], capture_output=True, text=True, cwd="/",

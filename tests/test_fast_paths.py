@@ -229,7 +229,7 @@ def test_live_in_a_notebook_kernel_shows_one_image_and_updates_it(no_leaks):
 def test_without_cap_sys_admin_compiles_run_where_called_and_crashes_are_still_caught():
     """No mount namespace of its own (a container, a user with CAP_BPF and CAP_PERFMON only):
     the compile runs in the caller's thread with the full kallsyms, and the check still works."""
-    code = ("import bpfkit\nfrom bpfkit import compiler\n"
+    code = ("import bpfkit\nfrom bpfkit.loader import compiler\n"
             "assert compiler._compiling_thread() is None\n"
             "bpfkit.load('counter', name='no_sys_admin').close()\n"
             "try:\n    bpfkit.load('*BPF_HASH(x);', name='no_sys_admin_crash')\n"

@@ -56,7 +56,7 @@ def test_bcc_is_found_when_this_python_cannot_import_it():
         "import sys\n"
         "sys.path = [p for p in sys.path if 'dist-packages' not in p or 'venv' in p]\n"
         "try:\n    import bcc\n    print('importable'); sys.exit(3)\nexcept ImportError:\n    pass\n"
-        "from bpfkit import system\n"
+        "from bpfkit.access import system\n"
         "m = system.bcc()\n"
         "print(m.__file__, hasattr(m, 'BPF'))\n"
     )

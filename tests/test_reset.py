@@ -108,7 +108,7 @@ def test_reset_puts_edited_and_deleted_lessons_back_and_keeps_the_learners_copy(
 
 DIES_WITH_A_PIN = """
 import os, bpfkit
-from bpfkit import lifetime
+from bpfkit.host import lifetime
 m = bpfkit.create_map("array", key="u32", value="u64", max_entries=1)
 m.pin("bpfkit-test-reset-pin")
 bpfkit.load("TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }", name="dies")

@@ -292,7 +292,7 @@ def test_making_a_lab_again_replaces_the_earlier_one(clean_network):
 
 
 def _lab_in_another_process(name: str) -> subprocess.Popen:
-    code = ("import sys; from bpfkit import net; lab = net.Lab('other'); "
+    code = ("import sys; from bpfkit.lab import net; lab = net.Lab('other'); "
             f"lab.host({name!r}); print('ready', flush=True); sys.stdin.readline()")
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -89,7 +89,7 @@ def test_a_congestion_control_never_outlives_its_process(no_leaks):
     if bpfobject.struct_ops_attach_type() is None:
         pytest.skip("this kernel registers struct_ops without a link only (before Linux 6.4)")
     child = subprocess.run(
-        [sys.executable, "-c", "import os, signal\nfrom bpfkit import bpfobject\n"
+        [sys.executable, "-c", "import os, signal\nfrom bpfkit.loader import bpfobject\n"
          "cc = bpfobject.load('l19_cc', name='l19_killed')\nprint(cc.struct_ops, flush=True)\n"
          "os.kill(os.getpid(), signal.SIGKILL)"], capture_output=True, text=True, timeout=120)
     assert child.returncode == -signal.SIGKILL and "['l19']" in child.stdout, child.stderr[-2000:]
