@@ -262,9 +262,10 @@ def test_every_file_of_a_lesson_carries_its_stem():
         if lesson.exercise:
             assert lesson.solution(ROOT).is_file(), lesson.stem
             assert (PACKAGE / "lessons" / f"l{lesson.stem}.py").is_file(), lesson.stem
-    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for name in tracked:
+    shipped = [str(p.relative_to(ROOT)) for top in ("notebooks", "bpf", "bpfkit/lessons", "tests/lessons")
+               for p in (ROOT / top).rglob("*") if p.is_file() and not any(
+                   part.startswith(".") or part == "__pycache__" for part in p.relative_to(ROOT).parts)]
+    for name in shipped:   # the files on disk: a user's unit run needs no git that trusts this clone
         found = re.search(r"(?:^|/|_|l)(\d\d_[a-z0-9_]+?)(?:\.ipynb|\.py|/)", name)
         if found and re.match(r"(notebooks|bpf|bpfkit/lessons|tests/lessons)/", name):
             stem = found.group(1)
