@@ -55,10 +55,6 @@ class TcpPair:
     def server_port(self) -> int:
         return self.server.getsockname()[1]
 
-    @property
-    def client_port(self) -> int:
-        return self.client.getsockname()[1]
-
     def exchange(self, n: int, size: int, *, echo: bool = True) -> dict[str, int]:
         """The client sends `n` messages of `size` bytes, one send() each; the server reads
         each one whole and (with `echo`) sends it back. Returns the bytes each side received;
