@@ -9,8 +9,10 @@
     prog = bpfkit.load(source, maps={"seen": seen})         # `seen` in the C code
     bpfkit.map_types()                                      # every map type of this kernel
     bpfkit.allowed("arena map")                             # does this kernel allow it? why not
+    bpfkit.progress()                                       # which exercises are solved
 
-In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` cell magic. `bpfkit.close_all()`
+In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` and `%%bpfobject NAME` cell magics
+(BCC C and libbpf C). `bpfkit.close_all()`
 frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
 it then raises an error naming anything still left.
 """

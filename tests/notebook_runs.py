@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from bpfkit.access import kernel
+from bpfkit.core import catalogue
 from bpfkit.loader.features import needs_of
 from conftest import settled_snapshot
 
@@ -83,22 +84,19 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def lessons() -> list[Path]:
-    """The numbered lessons, in order."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The lessons, in the catalogue's order (bpfkit/core/catalogue.py: one list of the course)."""
+    return [lesson.notebook(NOTEBOOKS.parent) for lesson in catalogue.LESSONS]
 
 
 def solutions() -> list[Path]:
-    """The solutions, named `NN_stem.ipynb` or `NN_stem_solution.ipynb` in notebooks/solutions/."""
-    return sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
+    """The solutions of the catalogue's exercises, `notebooks/solutions/NN_stem.ipynb`."""
+    return [lesson.solution(NOTEBOOKS.parent) for lesson in catalogue.LESSONS if lesson.exercise]
 
 
 def notebook_id(path: Path) -> str:
-    """`14_cgroup_maps` for a lesson, `14_cgroup_maps-solution` for its solution, whichever of
-    the two names the solution's file has."""
+    """`14_cgroup_maps` for a lesson, `14_cgroup_maps-solution` for its solution."""
     path = Path(path)
-    if path.parent.name == "solutions":
-        return path.stem.removesuffix("_solution") + "-solution"
-    return path.stem
+    return path.stem + "-solution" if path.parent.name == "solutions" else path.stem
 
 
 def notebook_path(name: str) -> Path:

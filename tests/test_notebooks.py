@@ -3,8 +3,8 @@ again in the same kernel, the kernel shut down. A cell that fails fails the test
 its error; after each pass the kernel must hold no BPF object, and after the shutdown the kernel,
 the network and the cgroups must be as they were (tests/notebook_runs.py).
 
-Notebooks are found by their names (notebooks/NN_*.ipynb, notebooks/solutions/*.ipynb), so a new
-lesson or solution is covered without a new test. How long each pass took is printed (-rP shows
+Notebooks are the catalogue's (bpfkit/core/catalogue.py): a lesson added there is covered without a
+new test, and a notebook on disk the catalogue does not list fails the unit test below. How long each pass took is printed (-rP shows
 it), never asserted: speed goals are not timed tests.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_notebook_runs_all_twice_and_leaves_the_machine_as_it_was(path):
 
 @pytest.mark.unit
 def test_every_notebook_is_run_and_every_exercise_has_its_lesson_and_solution():
-    """The glob misses nothing: every notebook of the kit (but JupyterLab's checkpoints and the
+    """The catalogue misses nothing: every notebook of the kit (but JupyterLab's checkpoints and the
     copies `bpfkit reset` keeps) is a parameter above, the lessons are numbered 00, 01, ...
     without a gap, and each exercise of the catalogue has its lesson and one solution."""
     shipped = {p for p in FOLDER.rglob("*.ipynb")
