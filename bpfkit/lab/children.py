@@ -24,8 +24,9 @@ import subprocess
 import sys
 import time
 
-from ..host import lifetime
+from ..core import waiting
 from ..core.errors import BpfkitError, Closed, UsageError, WorkloadError
+from ..host import lifetime
 
 TRUE = shutil.which("true") or "/bin/true"
 # The real interpreter, not a venv's link: a child running as another uid may not reach /work.
@@ -237,9 +238,8 @@ class Child:
         said = self._step("calls", n=int(n), key=None if key is None else int(key),
                           thread=bool(in_thread), cpu=None if cpu is None else on_cpu(cpu))
         task = f"/proc/{self.pid}/task/{said.get('tid')}"
-        deadline = time.monotonic() + self.timeout
-        while in_thread and os.path.exists(task) and time.monotonic() < deadline:
-            time.sleep(0.001)          # a joined thread may still be exiting in the kernel
+        if in_thread:                  # a joined thread may still be exiting in the kernel
+            waiting.until(lambda: not os.path.exists(task), self.timeout, every=0.001)
         return said["made"]
 
     def socket(self) -> int:
@@ -314,12 +314,13 @@ class Child:
     def _answer(self, verb: str, during) -> dict:
         said = self._line(self.timeout, during)
         if verb == "exec" and said == b"":     # it became the command: wait for its end
-            deadline = time.monotonic() + self.timeout
-            while self.process.poll() is None and time.monotonic() < deadline:
-                if during is not None:
+            def ended() -> bool:
+                done = self.process.poll() is not None
+                if not done and during is not None:
                     during()
-                else:
-                    time.sleep(0.001)
+                return done
+
+            waiting.until(ended, self.timeout, every=0 if during is not None else 0.001)
             if self.process.poll() is None:
                 self.process.kill()
                 self._end()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import time
 
+from ..core import waiting
 from ..core.errors import UsageError, WorkloadError
 from ..host.netns import inside
 from ..host.sockets import endpoint
@@ -186,8 +186,8 @@ class ReuseportGroup:
         `expect` datagrams arrived in all (or `timeout` seconds); without `expect`, reads
         what is there, lets 10 ms pass, and reads again."""
         got = dict.fromkeys(self.sockets, 0)
-        deadline = time.monotonic() + (0.01 if expect is None else timeout)
-        while True:
+
+        def read_all() -> bool:
             for name, sock in self.sockets.items():
                 while True:
                     try:
@@ -195,10 +195,10 @@ class ReuseportGroup:
                     except (BlockingIOError, InterruptedError):
                         break
                     got[name] += 1
-            done = expect is not None and sum(got.values()) >= expect
-            if done or time.monotonic() >= deadline:
-                return got
-            time.sleep(0.002)
+            return expect is not None and sum(got.values()) >= expect
+
+        waiting.until(read_all, 0.01 if expect is None else timeout, every=0.002)
+        return got
 
     def close(self) -> None:
         for sock in [*self.sockets.values(), self.sender]:
