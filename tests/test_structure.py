@@ -261,7 +261,7 @@ def test_every_file_of_a_lesson_carries_its_stem():
         assert lesson.notebook(ROOT).is_file(), lesson.stem
         if lesson.exercise:
             assert lesson.solution(ROOT).is_file(), lesson.stem
-            assert (PACKAGE / "lessons" / f"l{lesson.stem}.py").is_file(), lesson.stem
+            assert (ROOT / (lesson.module.replace(".", "/") + ".py")).is_file(), lesson.module
     shipped = [str(p.relative_to(ROOT)) for top in ("notebooks", "bpf", "bpfkit/lessons", "tests/lessons")
                for p in (ROOT / top).rglob("*") if p.is_file() and not any(
                    part.startswith(".") or part == "__pycache__" for part in p.relative_to(ROOT).parts)]

@@ -21,10 +21,6 @@ class Lesson:
     exercise: bool = True              # 00 checks the machine and has no exercise
 
     @property
-    def number(self) -> str:
-        return self.stem[:2]
-
-    @property
     def module(self) -> str | None:
         """The lesson's module: its check and the helpers only it needs."""
         return f"bpfkit.lessons.l{self.stem}" if self.exercise else None
@@ -34,13 +30,6 @@ class Lesson:
 
     def solution(self, kit: Path) -> Path | None:
         return kit / "notebooks" / "solutions" / f"{self.stem}.ipynb" if self.exercise else None
-
-    def programs(self, kit: Path) -> Path:
-        """The folder of the programs only this lesson loads (it may have none)."""
-        return kit / "bpf" / self.stem
-
-    def tests(self, kit: Path) -> Path:
-        return kit / "tests" / "lessons" / f"test_{self.stem}.py"
 
 
 def _l(stem, title, types="", exercise=True) -> Lesson:
