@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import _descendants, free_port
+from notebook_runs import lessons
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
@@ -404,7 +405,7 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
 # ---- every lesson, timed (make browser-times) ------------------------------------------------------
 
 EVERY = os.environ.get("BPFKIT_BROWSER_ALL") == "1"
-LESSONS = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+LESSONS = [p.name for p in lessons()]   # the catalogue's, in order
 
 
 @pytest.mark.skipif(not EVERY, reason="every lesson in the browser takes minutes: `make browser-times` runs it")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bpfkit.loader import features
+from notebook_runs import lessons, solutions
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + \
-    sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = lessons() + solutions()   # the catalogue's
 PROGRAMS = {p.stem: p for p in (ROOT / "bpf").rglob("*.c") if not p.name.endswith(".bpf.c")}  # BCC's
 
 
