@@ -57,6 +57,24 @@ def ticking(m, key=1000, stop_after=None):
     return action, calls
 
 
+def test_ticks_takes_that_many_snapshots_however_slow_the_action(counts):
+    """ticks=N is a count a lesson can assert on: an action slower than `every` (as everything is
+    in an emulated VM) makes the snapshots late, never fewer; live() counts the same way."""
+    import time
+    action, calls = ticking(counts)
+
+    def slow():
+        time.sleep(0.03)
+        action()
+    frame = bpfkit.sample(counts, every=0.01, ticks=5, action=slow)
+    assert frame["time"].nunique() == 5 and calls[0] == 4
+    assert frame[frame["key"] == 1000]["value"].tolist() == [1, 2, 3, 4]
+    shown = sampling.live(counts, every=0.01, ticks=3, action=action, redraw=0.1)
+    assert shown["time"].nunique() == 3 and calls[0] == 6
+    with pytest.raises(bpfkit.BpfkitError, match="ticks"):
+        bpfkit.sample(counts, every=0.01, ticks=0)
+
+
 def test_sample_shape_columns_and_time(counts):
     action, calls = ticking(counts)
     frame = bpfkit.sample(counts, every=0.05, duration=0.3, action=action)

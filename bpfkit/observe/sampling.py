@@ -91,20 +91,24 @@ class Sampler:
         return frame
 
 
-def _run(sampler: Sampler, every: float, duration: float, action, stop=None) -> bool:
-    """Take snapshots on a fixed schedule until `duration` (or until `stop` is set); False if
-    interrupted (KeyboardInterrupt, also raised by `action`)."""
-    if every <= 0 or duration < 0:
-        raise UsageError(f"Sampling needs every > 0 and duration >= 0 (both in seconds), not "
-                         f"every={every}, duration={duration}.", "for example every=0.5, duration=5.")
+def _run(sampler: Sampler, every: float, duration: float, action, stop=None,
+         ticks: int | None = None) -> bool:
+    """Take snapshots on a fixed schedule until `duration` (or `ticks` snapshots, whatever the
+    time, or until `stop` is set); False if interrupted (KeyboardInterrupt, also raised by
+    `action`)."""
+    if every <= 0 or duration < 0 or (ticks is not None and ticks < 1):
+        raise UsageError(f"Sampling needs every > 0 and duration >= 0 (both in seconds), and ticks "
+                         f"(if given) at least 1, not every={every}, duration={duration}, "
+                         f"ticks={ticks}.", "for example every=0.5, duration=5, or every=0.5, ticks=8.")
     start = sampler.start = time.monotonic()
-    deadline = start + duration
-    tick = 0
+    deadline = start + duration if ticks is None else float("inf")
+    tick = taken = 0
     try:
         while True:
             now = time.monotonic()
             sampler.take(now)
-            if now >= deadline or (stop is not None and stop.is_set()):
+            taken += 1
+            if now >= deadline or taken == ticks or (stop is not None and stop.is_set()):
                 return True
             if action is not None:
                 action()
@@ -125,26 +129,30 @@ def _interrupted(sampler: Sampler) -> None:
                   stacklevel=3)
 
 
-def sample(m, every: float = 0.5, duration: float = 5.0, *, action=None, method: str = "auto",
-           keys=None, **frame_args) -> pd.DataFrame:
+def sample(m, every: float = 0.5, duration: float = 5.0, *, ticks: int | None = None, action=None,
+           method: str = "auto", keys=None, **frame_args) -> pd.DataFrame:
     """Snapshots of map `m` every `every` seconds for `duration` seconds, as one long frame:
     `time` (seconds since the first snapshot), then the columns of `m.frame()`.
 
-    `action`, if given, is called after each snapshot (e.g. to make the kernel do something).
+    `ticks=N` takes exactly N snapshots instead, however long they take: a lesson that asserts
+    what its `action` did counts on N, which a slow machine (an emulated VM) cannot change,
+    while how many snapshots fit in a duration depends on the machine.
+    `action`, if given, is called after each snapshot but the last (e.g. to make the kernel do something).
     Every other argument is as in `Map.frame()`: options (`per_cpu=`, `keys=`, ...) and
     `columns=` for renames (`columns={"value": "count"}`). Interrupting (KeyboardInterrupt, the notebook's stop button)
     returns what was sampled.
     """
     sampler = Sampler(m, method=method, keys=keys, **frame_args)
-    if not _run(sampler, every, duration, action):
+    if not _run(sampler, every, duration, action, ticks=ticks):
         _interrupted(sampler)
     return sampler.frame()
 
 
-def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None, top: int = 8,
+def live(m, every: float = 0.5, duration: float = 10.0, *, ticks: int | None = None,
+         y: str | None = None, top: int = 8,
          action=None, title: str | None = None, ylabel: str | None = None, redraw: float | None = None,
          method: str = "auto", keys=None, ax=None, names=None, **frame_args) -> pd.DataFrame:
-    """Like `sample()`, while a line plot of the `top` keys (by their latest value of `y`)
+    """Like `sample()` (`ticks=N`: exactly N snapshots), while a line plot of the `top` keys (by their latest value of `y`)
     redraws in the notebook every `redraw` seconds (by default `every`, but not more often
     than twice a second). Returns the long frame of every key; interrupting stops cleanly and
     returns what was sampled.
@@ -169,7 +177,7 @@ def live(m, every: float = 0.5, duration: float = 10.0, *, y: str | None = None,
 
     def on_schedule() -> None:
         try:
-            outcome.append(_run(sampler, every, duration, action, stop))
+            outcome.append(_run(sampler, every, duration, action, stop, ticks=ticks))
         except BaseException as e:  # shown in the caller's thread
             outcome.append(e)
 
