@@ -142,6 +142,27 @@ def test_a_feature_bpfkit_does_not_know_is_told_with_the_nearest():
     assert "arena" in e.value.hint
 
 
+@pytest.mark.unit
+def test_arena_programs_is_what_clang_says_of_address_space_casts(monkeypatch):
+    """The toolchain half of an arena lesson: allowed("arena programs") compiles a probe with the
+    clang %%bpfobject uses, and agrees with that clang's own list of BPF features (a clang 18
+    compiles __arena pointers into plain loads, which the verifier refuses)."""
+    import subprocess
+    clang = bpfobject.clang()
+    if clang is None:
+        pytest.skip("no clang here")
+    macros = subprocess.run([clang, "-target", "bpf", "-dM", "-E", "-"], input="", capture_output=True,
+                            text=True, check=True).stdout
+    here = bpfkit.allowed("arena programs")
+    assert bool(here) == ("__BPF_FEATURE_ADDR_SPACE_CAST" in macros), here
+    assert bool(bpfkit.allowed("arena program")) == bool(here)
+    if not here:
+        assert "LLVM 19" in here.why and "clang" in repr(here)
+    pretend(monkeypatch, "feature:arena_programs")
+    refused = bpfkit.allowed("arena programs")
+    assert not refused and "pretended" in refused.reason
+
+
 # -- on the real kernel ----------------------------------------------------------------------------
 
 def test_map_types_keeps_every_other_row_when_one_type_is_refused(monkeypatch, no_leaks):
@@ -206,6 +227,7 @@ def test_a_libbpf_object_with_a_refused_map_leaves_nothing(monkeypatch, no_leaks
 @pytest.mark.parametrize("lesson, refused, says", [
     ("19_beyond_bcc", ["map:arena"], ["This kernel does not allow arena maps here",
                                       "Skipped: this kernel refuses arena maps"]),
+    ("19_beyond_bcc", ["feature:arena_programs"], ["cannot compile arena programs (pretended)"]),
     ("19_beyond_bcc", ["map:struct_ops:EINVAL", "map:user_ringbuf:EOPNOTSUPP"],
      ["Skipped: this kernel refuses struct_ops maps (EINVAL",
       "Skipped: this kernel refuses user_ringbuf maps (EOPNOTSUPP"]),

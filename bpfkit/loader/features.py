@@ -1,4 +1,5 @@
-"""What this kernel lets a lesson use, each thing tried for real: map types, program types, kprobes.
+"""What this kernel lets a lesson use, each thing tried for real: map types, program types, kprobes,
+and one thing of the toolchain, "arena programs" (can this machine's clang compile them?).
 
 Machines of one kind differ (one refuses `arena` maps to root, another allows all 33 types; one
 loads LSM programs, another forbids them), so a lesson never assumes: it asks
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import functools
 import os
 import re
 import struct
@@ -27,7 +29,7 @@ import pandas as pd
 from ..access import kernel, refusal, system
 from ..core import maptypes
 from ..access._libbpf import ProgLoadOpts, lib, quiet
-from ..core.errors import BpfkitError, NotAllowedHere, NotFound, UsageError, did_you_mean
+from ..core.errors import BpfkitError, NotAllowedHere, NotFound, SetupError, UsageError, did_you_mean
 from ..maps import btf
 from ..maps.create import make_and_close
 
@@ -207,7 +209,64 @@ def _kprobes() -> None:
         raise refusal.explain(errno.ENOENT, "kprobes")
 
 
-FEATURES = {"kprobes": ("kprobes", _kprobes)}
+# A program using arena pointers: clang must turn each use of an `__arena` pointer into the
+# kernel's address-space casts, which it does where it defines __BPF_FEATURE_ADDR_SPACE_CAST
+# (LLVM 19 and later; LLVM 18 compiles the same C into plain loads the verifier refuses).
+ARENA_PROBE = r"""
+#ifndef __BPF_FEATURE_ADDR_SPACE_CAST
+#error "no address-space casts for __arena pointers"
+#endif
+#define __arena __attribute__((address_space(1)))
+unsigned long long __arena *counter;
+__attribute__((section("syscall"), used)) int bump(void *ctx) {
+    if (!counter)
+        return 0;
+    *counter += 1;
+    return *counter;
+}
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _clang_arena() -> BpfkitError | None:
+    """Compile ARENA_PROBE with the clang %%bpfobject uses (once a process: the toolchain does not
+    change under a running notebook); the error that says why it cannot, or None."""
+    import subprocess
+    import tempfile
+    from . import bpfobject
+    clang = bpfobject.clang()
+    if clang is None:
+        return SetupError("This machine has no clang to compile arena programs.", bpfobject.INSTALL,
+                          short="no clang")
+    said = subprocess.run([clang, "--version"], capture_output=True, text=True).stdout
+    version = (said.splitlines() or ["clang"])[0].strip()
+    with tempfile.TemporaryDirectory(prefix="bpfkit-arena-") as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(ARENA_PROBE)
+        done = subprocess.run([clang, "-O2", "-target", "bpf", "-mcpu=v3", "-c", src,
+                               "-o", os.path.join(tmp, "probe.o")], capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    short = "no address-space casts" if "address-space casts" in done.stderr else "it failed"
+    return SetupError(f"This machine's clang ({version}) cannot compile arena programs: {short} "
+                      "(pointers into an arena need LLVM 19 or later).",
+                      "install clang 19 or later (Debian 13 has it; Ubuntu 24.04: apt-get install "
+                      "clang-19) and run the lesson again.",
+                      detail=done.stderr.strip()[-2000:], short=f"{short}; LLVM 19 and later have them")
+
+
+def _arena_programs() -> None:
+    err = refusal.pretended("feature", "arena_programs")
+    if err:
+        raise SetupError("This machine's clang cannot compile arena programs (pretended).",
+                         "unset BPFKIT_PRETEND_REFUSED.", errno=err, short="pretended")
+    failed = _clang_arena()
+    if failed is not None:
+        raise failed
+
+
+FEATURES = {"kprobes": ("kprobes", _kprobes), "arena_programs": ("arena programs", _arena_programs)}
 
 
 def _resolve(feature: str):
@@ -216,16 +275,19 @@ def _resolve(feature: str):
     if not words:
         raise UsageError("allowed() needs a feature: a map type, a program type or 'kprobes'.",
                          'for example bpfkit.allowed("arena map") or bpfkit.allowed("lsm program").')
+    whole = "_".join(words)
+    for known in (whole, whole + "s"):     # "arena programs", "arena program"
+        if known in FEATURES:
+            return FEATURES[known]
     kind = words[-1].rstrip("s") if len(words) > 1 else ""
-    name = "_".join(words[:-1]) if kind in ("map", "program") else "_".join(words)
-    if name in FEATURES and not kind:
-        return FEATURES[name]
+    name = "_".join(words[:-1]) if kind in ("map", "program") else whole
     if kind in ("", "map") and name in maptypes.BY_NAME:
         mt = maptypes.get(name)
         return f"{name} maps", lambda: make_and_close(mt)
     if kind in ("", "program") and name in kernel.PROG_TYPES[1:]:
         return f"{name} programs", lambda: _load_nothing(name)
-    choices = list(maptypes.BY_NAME) + [f"{p} program" for p in kernel.PROG_TYPES[1:]] + list(FEATURES)
+    choices = (list(maptypes.BY_NAME) + [f"{p} program" for p in kernel.PROG_TYPES[1:]]
+               + [f.replace("_", " ") for f in FEATURES])
     raise NotFound(f"bpfkit knows no feature {feature!r}.",
                    (did_you_mean(name, choices) + " " if did_you_mean(name, choices) else "")
                    + "Name a map type (\"arena map\"), a program type (\"lsm program\") or "
@@ -251,7 +313,10 @@ def skipped(wanted: list[str]) -> None:
     for feature in wanted:
         here = allowed(feature)
         if not here:
-            print(f"Skipped: this kernel refuses {here.thing} ({here.reason}).")
+            if isinstance(here.error, SetupError):   # the machine's toolchain, not the kernel
+                print(f"Skipped: {here.why}")
+            else:
+                print(f"Skipped: this kernel refuses {here.thing} ({here.reason}).")
             return
     print(f"Skipped: this cell needs {', '.join(wanted)}, which the kernel refused when the cell "
           "was read; run it again.")
