@@ -58,3 +58,26 @@ def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
                      "the socket; let every other frame pass.")
     c.expect(lost <= 0, f"{lost} of {total} frames arrived nowhere: a redirect to a slot whose "
              "socket is bound to another queue (or a full RX ring) drops the frame.")
+
+
+def xdp_sockets_listed(netns: str) -> str:
+    """One sentence on this kernel: how many AF_XDP sockets the `XDP` line of /proc/net/protocols
+    counts in `netns` (every kernel has it), and how many `ss --xdp` lists there. ss needs
+    CONFIG_XDP_SOCKETS_DIAG, which some kernels are built without, so the lesson says what
+    this one does instead of stating one kernel's build as every kernel's."""
+    import shutil
+    import subprocess
+    from ..host.netns import inside
+    with inside(netns):
+        line = next(x for x in open("/proc/net/protocols") if x.startswith("XDP "))
+        ss = shutil.which("ss")
+        out = subprocess.run([ss, "--xdp", "-a"], capture_output=True, text=True).stdout if ss else None
+    counted = int(line.split()[2])
+    said = f"/proc/net/protocols counts {counted} AF_XDP socket{'s' if counted != 1 else ''} here"
+    if out is None:
+        return said + "; there is no `ss` on this machine to ask."
+    listed = max(0, len([x for x in out.splitlines() if x.strip()]) - 1)   # less the header
+    if listed == 0 and counted:
+        return said + ("; `ss --xdp` lists none: this kernel has no AF_XDP socket diagnostics "
+                       "(CONFIG_XDP_SOCKETS_DIAG).")
+    return said + f"; `ss --xdp` lists {listed}."

@@ -7,7 +7,6 @@ import os
 import struct
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import bpfkit
@@ -16,6 +15,7 @@ from bpfkit.lab import net, xsk
 from bpfkit.core.errors import Closed, KernelError, NotFound
 from bpfkit.lessons.l17_xskmap_af_xdp import check_two_ports
 from bpfkit.host.netns import inside
+from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
@@ -23,7 +23,7 @@ SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
 
 def xdp_sockets(netns: str) -> int:
     """AF_XDP sockets open in `netns`: the XDP line of /proc/net/protocols (ss --xdp needs
-    CONFIG_XDP_SOCKETS_DIAG, which this kernel lacks)."""
+    CONFIG_XDP_SOCKETS_DIAG, which some kernels are built without)."""
     with inside(netns):
         line = next(x for x in open("/proc/net/protocols") if x.startswith("XDP "))
     return int(line.split()[2])
@@ -101,6 +101,23 @@ def test_socket_closes_everything(no_leaks, lab):
         again.fileno()
 
 
+def test_the_lesson_says_what_this_kernel_lists_of_its_xdp_sockets(no_leaks, lab):
+    """ss --xdp lists the socket exactly where the kernel was built with its diagnostics: the
+    sentence agrees with the kernel's own config, and /proc/net/protocols counts it everywhere."""
+    import gzip
+    from bpfkit.lessons.l17_xskmap_af_xdp import xdp_sockets_listed
+    k = lab.host("k", "192.0.2.17/24")
+    with xsk.XskSocket("eth0", 0, netns=k.netns):
+        said = xdp_sockets_listed(k.netns)
+    assert said.startswith("/proc/net/protocols counts 1 AF_XDP socket here; "), said
+    try:
+        config = gzip.open("/proc/config.gz", "rt").read()
+    except OSError:
+        pytest.skip(f"this kernel does not show its config; the lesson said: {said}")
+    diag = any(f"CONFIG_XDP_SOCKETS_DIAG={v}" in config for v in "ym")
+    assert said.endswith("`ss --xdp` lists 1.") == diag, (diag, said)
+
+
 def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
     k = lab.host("k", "192.0.2.17/24")
     with pytest.raises(KernelError, match="queue 5"):
@@ -126,9 +143,7 @@ def test_failed_or_interrupted_setup_leaves_nothing(no_leaks, lab, monkeypatch):
 
 
 def exercise_source(path: str) -> str:
-    nb = nbformat.read(ROOT / path, as_version=4)
-    cell = next(c for c in nb.cells if c.source.startswith("%%bpf xsk_two_ports"))
-    return cell.source.split("\n", 1)[1]
+    return bpf_cell(path, "xsk_two_ports")
 
 
 def test_exercise_check(no_leaks, lab):
