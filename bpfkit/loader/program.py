@@ -297,6 +297,29 @@ class Program:
                 pass
         return " ".join(out[0].split())
 
+    def attach_lsm(self, hook: str) -> None:
+        """Attach the `LSM_PROBE(hook, ...)` function (`lsm__HOOK`) at its security hook, as BCC's
+        attach_lsm does. Not done when the program is loaded: some kernels refuse LSM programs
+        (lockdown, or `bpf` not among their security modules), and the load says so then, in the
+        kernel's words, while the rest of the program (its maps) stays usable."""
+        fn_name = hook if hook.startswith("lsm__") else f"lsm__{hook}"
+        with atomic.step():
+            self.load_func(fn_name, "lsm")          # a refusal is explained here
+            with diagnostics.captured_stderr() as out:
+                try:
+                    self.bpf.attach_lsm(fn_name=fn_name.encode())
+                    failed = None
+                except Exception as e:  # BCC raises bare Exceptions; its reason is on stderr
+                    failed = e
+            if failed is not None:
+                said = " ".join(out[0].split()) or str(failed)
+                raise AttachError(f"The kernel loaded {fn_name} but would not attach it at the LSM "
+                                  f"hook {fn_name[len('lsm__'):]}: {said}",
+                                  "check the hook's name and arguments against the kernel's "
+                                  "LSM_HOOK list (include/linux/lsm_hook_defs.h).",
+                                  errno=ct.get_errno() or None)
+            self.attached[fn_name] = f"lsm:{fn_name[len('lsm__'):]}"
+
     def attach_kprobe_or_tracepoint(self, event: str, fn_name: str) -> str:
         """Attach to kernel function `event` with a kprobe; where the kernel has no kprobes and
         `event` is a syscall, attach to its `syscalls:sys_enter_*` tracepoint instead and say so.

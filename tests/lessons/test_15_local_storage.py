@@ -1,12 +1,13 @@
 """Lesson 15 on the real kernel: task storage and a pid-keyed hash count the same getppid()
 calls exactly, and only the hash keeps its entry once the process has exited; socket storage
-counts each socket's packets and bytes exactly; inode storage works from user space (its LSM
-program loads where the kernel allows LSM programs); the exercise check fails on the starter and
+counts each socket's packets and bytes exactly; inode storage works from user space, and its LSM
+program counts each open of a tagged file where the kernel allows LSM programs; the exercise check fails on the starter and
 passes on the solution."""
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from bpfkit.lab.cgroup import Cgroup
 from bpfkit.core.errors import BpfkitError, KeyMissing
 from bpfkit.lessons.l15_local_storage import check_exit_cleanup
 from bpfkit.lab.children import Child
+from conftest import skip_unless_allowed
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,21 +107,40 @@ def test_socket_storage_counts_each_sockets_bytes(no_leaks):
         prog.close()
 
 
-def test_inode_storage_program_loads_where_allowed_and_map_from_user_space(no_leaks, tmp_path):
-    """The LSM program loads where the kernel allows LSM programs (Debian 13's kernel), and is
-    refused in the kernel's words where it does not (lockdown, or `bpf` not among the security
-    modules); either way the map works from user space."""
-    here = bpfkit.allowed("lsm program")
+def test_an_lsm_program_counts_each_open_of_a_tagged_file_where_the_kernel_allows_it(no_leaks, tmp_path):
+    """Where LSM programs load (Debian 13's kernel), inode_permission counts each open of a
+    tagged file exactly, in any process, and makes nothing on other files; where they are refused
+    (lockdown, or `bpf` not among the security modules), attaching says so in the kernel's words,
+    attaches nothing, and the program's map is still there."""
     prog = bpfkit.load("inode_opens")
     try:
-        if here:
-            assert prog.load_func("lsm__inode_permission", "lsm").fd >= 0
-        else:
+        def refused():
+            here = bpfkit.allowed("lsm program")
             with pytest.raises(BpfkitError) as e:
-                prog.load_func("lsm__inode_permission", "lsm")
-            assert here.error.errno and os.strerror(here.error.errno) in e.value.what, (here, e.value.what)
+                prog.attach_lsm("inode_permission")
+            assert os.strerror(here.error.errno) in e.value.what, (here, e.value.what)
+            assert prog.attached == {} and prog["checks"].type == "inode_storage"
+        skip_unless_allowed("lsm program", refused)
+        prog.attach_lsm("inode_permission")
+        assert prog.attached == {"lsm__inode_permission": "lsm:inode_permission"}
+        checks = prog["checks"]
+        watched, other = tmp_path / "watched", tmp_path / "other"
+        with open(watched, "w") as tagged, open(other, "w") as untagged:
+            checks[tagged] = 0                      # opened before the tag: not counted
+            for _ in range(7):
+                open(watched).close()
+                open(other).close()
+            assert checks[tagged] == 7
+            assert checks.get(untagged) is None     # no F_CREATE: nothing made on other files
+            subprocess.run(["cat", str(watched), str(watched)], check=True)   # another process
+            assert checks[tagged] == 9
+            assert checks[str(watched)] == 10       # a path key opens the file: counted too
     finally:
         prog.close()
+
+
+def test_inode_storage_works_from_user_space_on_any_kernel_that_has_it(no_leaks, tmp_path):
+    skip_unless_allowed("inode_storage map")
     notes = bpfkit.create_map("inode_storage", value="u64")
     path = tmp_path / "tagged"
     path.write_text("x")
