@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -256,6 +257,7 @@ def test_the_vm_lab_url_is_readable_by_the_learner_and_by_no_other_user(world_re
     assert subprocess.run(["bash", str(ROOT / "scripts/lab-token.sh")], capture_output=True).returncode == 2
 
 
+@pytest.mark.unit
 def test_vagrant_lab_is_forwarded_to_the_hosts_loopback_and_runs_unprivileged():
     text = (ROOT / "Vagrantfile").read_text()
     forwards = [l for l in text.splitlines() if "forwarded_port" in l and not l.strip().startswith("#")]
@@ -267,3 +269,57 @@ def test_vagrant_lab_is_forwarded_to_the_hosts_loopback_and_runs_unprivileged():
     assert 'bash scripts/lab-token.sh "$user" /etc/bpfkit' in lab
     assert "EnvironmentFile=/etc/bpfkit/lab.env" in lab
     assert 'ENV.fetch("BPFKIT_BOX", ' in text      # an instructor may pick a libvirt or arm64 box
+
+
+def _vagrant_scripts() -> list[str]:
+    """The scripts the Vagrantfile's provisioners run, in order, as paths in the project."""
+    text = (ROOT / "Vagrantfile").read_text()
+    guest = re.search(r'synced_folder "\.", "([^"]+)"', text).group(1)
+    runs = []
+    for line in text.splitlines():
+        if line.strip().startswith("config.vm.provision"):
+            path = re.search(r'path: "([^"]+)"', line)
+            runs.append(path.group(1) if path else
+                        re.search(re.escape(guest) + r"/(\S+)", line).group(1))
+    return runs
+
+
+def _lima() -> dict:
+    import yaml
+    return yaml.safe_load((ROOT / "lima/bpfkit.yaml").read_text())
+
+
+@pytest.mark.unit
+def test_the_lima_template_runs_the_vagrantfiles_scripts_on_the_project_it_mounts():
+    lima = _lima()
+    assert _vagrant_scripts() == ["scripts/provision.sh", "scripts/provision-lab.sh"]
+    # Only the project is shared (a root notebook kernel could read whatever else is), writable,
+    # at the one plain path the provisioning below runs from.
+    [mount] = lima["mounts"]
+    assert mount["location"] == "{{.Param.Project}}" and "Project" in lima["param"]
+    assert mount["writable"] is True and re.fullmatch(r"/[a-z/]+", mount["mountPoint"])
+    [step] = [p for p in lima["provision"] if p["mode"] == "system"]
+    runs = re.findall(r"^\s*bash " + re.escape(mount["mountPoint"]) + r"/(scripts/\S+)(.*)$", step["script"],
+                      re.M)
+    assert [script for script, _ in runs] == _vagrant_scripts()
+    assert runs[1][1].strip() == '"$LIMA_CIDATA_USER"'      # the lab runs as Lima's user
+    assert {image["arch"] for image in lima["images"]} == {"x86_64", "aarch64"}
+    assert all(re.search(r"/trixie/.*/debian-13-generic-", image["location"]) for image in lima["images"])
+
+
+@pytest.mark.unit
+def test_the_lima_lab_is_forwarded_to_the_hosts_loopback_only():
+    rules = _lima()["portForwards"]
+    assert any(rule.get("guestPort") == 8888 for rule in rules)
+    assert all(rule.get("hostIP") == "127.0.0.1" for rule in rules)
+
+
+@pytest.mark.unit
+def test_the_vms_default_boxes_are_the_ones_the_readme_says_ci_runs_the_lessons_on():
+    defaults = re.findall(r'ENV\.fetch\("BPFKIT_BOX", "([^"]+)"\)', (ROOT / "Vagrantfile").read_text())
+    assert defaults and defaults[0] == "bento/debian-13"     # config.vm.box, before any provider's
+    readme = (ROOT / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| ") and "(the VM" in line]
+    system, how = row.split(" | ")[0], row.split(" | ")[-1]
+    assert "every lesson in CI" in how
+    assert set(defaults) | {"lima/bpfkit.yaml"} <= set(re.findall(r"`([^`]+)`", system))
