@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test test-distro bench browser-times doctor reset progress clean
+.PHONY: setup provision lab test test-distro test-kernel bench browser-times doctor reset progress clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
@@ -45,15 +45,27 @@ progress: setup
 lab: setup
 	VENV=$(abspath $(VENV)) bash scripts/lab.sh
 
+# Each notebook's outcome on this kernel goes to build/kernels/host.json, for the lesson x kernel
+# table (python tests/kernel_table.py build/kernels/*.json).
 test: setup
 	$(SUDO) bash scripts/provision.sh --test-tools
-	$(SUDO) $(PY) -m pytest
+	mkdir -p build/kernels && $(PY) tests/kernel_table.py --about > build/kernels/host.json
+	$(SUDO) env BPFKIT_NOTEBOOK_REPORT=$(abspath build/kernels/host.json) $(PY) -m pytest
 
 # The same `make test`, from a bare root file system of another Debian release (debootstrap, cached),
 # on this machine's kernel: DIST is a Debian suite (trixie, bookworm, ...). See scripts/test-distro.sh.
 DIST ?= trixie
 test-distro:
 	$(SUDO) bash scripts/test-distro.sh $(DIST)
+
+# The lessons on a Debian release's own kernel, in a qemu VM built from Debian's packages (cached in
+# /var/cache/bpfkit/vm), provisioned as the Vagrantfile provisions: see scripts/test-kernel.sh.
+# WHAT=lessons (each lesson once: what CI runs), all (lessons and solutions, twice, and every
+# lesson's kernel tests) or a pytest -k expression over notebook ids; ARCH=arm64 emulates an arm64 VM.
+ARCH ?= amd64
+WHAT ?= lessons
+test-kernel:
+	$(SUDO) env DIST=$(DIST) ARCH=$(ARCH) WHAT='$(WHAT)' bash scripts/test-kernel.sh
 
 bench: setup
 	$(SUDO) $(PY) benchmarks/run.py
