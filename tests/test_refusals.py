@@ -164,7 +164,7 @@ def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leak
 def test_a_refused_program_type_is_named_at_load(monkeypatch, no_leaks):
     pretend(monkeypatch, "program:socket_filter")
     with bpfkit.load("int keep(struct __sk_buff *skb) { return 0; }\n", name="l_refused") as prog:
-        with pytest.raises(NotAllowedHere, match=r"does not allow loading function keep\(\) here") as e:
+        with pytest.raises(NotAllowedHere, match=r"does not allow loading function keep\(\) as a socket_filter program here") as e:
             prog.load_func("keep", "socket_filter")
         assert e.value.errno == errno.EPERM
     assert not features.allowed("socket_filter program")

@@ -8,6 +8,8 @@ program their file descriptor: `bpfkit.load(source, maps={"seen": m})` (see prog
 """
 from __future__ import annotations
 
+import contextlib
+
 import ctypes as ct
 import errno
 import os
@@ -98,7 +100,7 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
             opts.btf_fd = types.fd
             opts.btf_vmlinux_value_type_id, value_size = btf.vmlinux_struct_ops(
                 struct_ops or mt.example.vmlinux_value)
-        fake = refusal.pretended("map", mt.name)   # the test switch: as if the kernel said so
+        fake = refusal.used("map", mt.name)   # the test switch: as if the kernel said so
         try:
             if fake:
                 raise OSError(fake, refusal.strerror(fake))
@@ -186,14 +188,12 @@ def _try(mt) -> tuple[bool, str]:
 
 def make_and_close(mt) -> None:
     """A small map of type `mt` made and closed: the kernel's refusal, if any, raised."""
-    template = None
-    try:
+    with contextlib.ExitStack() as probe:
+        probe.enter_context(refusal.probing())   # a probe's map: no lesson's use
         extra = {}
         if mt.example.inner:
             template = create_map("hash", name="probe_inner")
             extra["inner"] = template
+            probe.callback(template.close)
         create_map(mt, name="probe", **extra).close()
-    finally:
-        if template is not None:
-            template.close()
 
