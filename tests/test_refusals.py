@@ -328,3 +328,27 @@ def test_the_names_a_cell_makes_and_reads():
     made, read = _names(["%matplotlib inline\n", "df = table.frame()\n", "def f():\n", "    return g\n"])
     assert made == {"df", "f"} and {"table", "g"} <= read
     assert _names(["this is not python(\n"]) == (set(), set())
+
+
+# -- the doctor lists the lessons -------------------------------------------------------------------
+
+def test_the_doctor_lists_the_parts_a_refusal_skips_and_why(monkeypatch, no_leaks):
+    """From the lessons' `# needs:` lines and the kernel's answers: a refused type names each
+    lesson part that needs it; a lesson that needs none of it runs fully."""
+    import io
+    from bpfkit.lessons import here
+    needing = {stem for stem in (l.stem for l in bpfkit.core.catalogue.LESSONS)
+               if any("hash map" in w for _, wanted in here.parts(stem) for w in wanted)}
+    assert "01_hash_map_counter" in needing
+    full = here.lessons_here()
+    pretend(monkeypatch, "map:hash")
+    table = here.lessons_here()
+    skipped = table[table["part"] != ""]
+    assert set(skipped["lesson"]) == needing - set(full[full["part"] != ""]["lesson"])
+    assert (skipped["refused"] == "hash maps").all() and skipped["why"].str.contains("EPERM").all()
+    assert "The program" in set(skipped[skipped["lesson"] == "01_hash_map_counter"]["part"])
+    out = io.StringIO()
+    assert here.doctor(out) == 0
+    said = out.getvalue()
+    assert f"lessons: {21 - len(set(skipped['lesson']))} of 21 run fully on this kernel" in said
+    assert '01_hash_map_counter skips "The program"' in said and "why hash maps: EPERM" in said

@@ -20,7 +20,7 @@ import pandas as pd
 from ..core import atomic, maptypes
 from ..access import refusal
 from ..access._libbpf import MapCreateOpts, lib
-from ..core.errors import MapError, did_you_mean
+from ..core.errors import BpfkitError, MapError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map
@@ -191,9 +191,18 @@ def make_and_close(mt) -> None:
     with contextlib.ExitStack() as probe:
         probe.enter_context(refusal.probing())   # a probe's map: no lesson's use
         extra = {}
-        if mt.example.inner:
-            template = create_map("hash", name="probe_inner")
+        if mt.example.inner:   # any inner type will do: the first this kernel makes
+            template = _inner_template()
             extra["inner"] = template
             probe.callback(template.close)
         create_map(mt, name="probe", **extra).close()
 
+
+
+def _inner_template() -> Map:
+    """A small map to stand for a map of maps' inner maps in a probe: an array, or a hash where
+    the kernel refuses arrays, so a probe of array_of_maps answers for that type alone."""
+    try:
+        return create_map("array", name="probe_inner")
+    except BpfkitError:
+        return create_map("hash", name="probe_inner")
