@@ -437,9 +437,9 @@ def leaves_nothing(request):
     only where it finds something, a wait for the kernel's deferred frees and a second look that
     leaves out what processes outside this run hold. What the test made that a module fixture
     still holds is checked again once that fixture is gone, at the module's end."""
-    if request.node.get_closest_marker("unit"):
-        yield
-        return
+    if request.node.get_closest_marker("unit") or request.node.get_closest_marker("refusals"):
+        yield   # the refusal matrix runs notebooks in the background, across tests: it checks
+        return  # each notebook's kernel, and the whole machine once at its end
     start = time.perf_counter()
     registered, before = _registered(), quick_state()
     LEAK_COST["setup"] = time.perf_counter() - start
