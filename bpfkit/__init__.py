@@ -10,16 +10,17 @@
     bpfkit.map_types()                                      # every map type of this kernel
     bpfkit.allowed("arena map")                             # does this kernel allow it? why not
     bpfkit.progress()                                       # which exercises are solved
+    bpfkit.lessons_here()                                   # which lesson parts this kernel skips
 
 In a notebook, `%load_ext bpfkit` adds the `%%bpf NAME` and `%%bpfobject NAME` cell magics
 (BCC C and libbpf C). `bpfkit.close_all()`
 frees everything the kit made: programs, maps, pins, cgroups, network labs; with `check=True`
 it then raises an error naming anything still left.
 """
-from .access.system import doctor
 from .core.errors import BpfkitError
 from .host.lifetime import close_all
 from .lessons.checker import progress
+from .lessons.here import doctor, lessons_here
 from .loader.features import allowed, helpers, program_types
 from .loader.program import Program, load, loaded, source
 from .maps import Map, create_map, map_types, open_pinned
@@ -34,4 +35,4 @@ def load_ipython_extension(ip):
 
 __all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
            "program_types", "helpers", "allowed",
-           "sample", "live", "plot", "doctor", "loaded", "close_all", "progress", "BpfkitError"]
+           "sample", "live", "plot", "doctor", "lessons_here", "loaded", "close_all", "progress", "BpfkitError"]

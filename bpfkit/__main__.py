@@ -90,7 +90,8 @@ def show_progress() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bpfkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check that this machine can run the lessons")
+    sub.add_parser("doctor", help="check that this machine can run the lessons, and list the "
+                                     "lesson parts this kernel will skip, and why")
     c = sub.add_parser("counter", help="print execve() calls per user, live")
     c.add_argument("--interval", type=float, default=2.0, help="seconds between prints")
     c.add_argument("--count", type=int, default=None, help="stop after this many prints")
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
         if args.command == "progress":
             return show_progress()
         if args.command == "doctor":
-            from .access.system import doctor
+            from .lessons.here import doctor
             return doctor()
         if args.command == "map":
             return show_pinned(args.pin, args.json)

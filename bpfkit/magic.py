@@ -59,21 +59,85 @@ def _show_bpfkit_error(shell, etype, value, tb, tb_offset=None):
     return None
 
 
+# What skipped cells would have made: a name -> what the kernel refused ("hash maps"). A later cell
+# that uses one of these names (while the notebook has no such variable) is skipped too, so a
+# lesson marks only the cells that make something with `# needs:`, not every cell that reads it.
+SKIPPED: dict[str, str] = {}
+
+
 def needs(lines: list[str]) -> list[str]:
     """A cell whose first line is `# needs: arena map` (or `lsm program`, `kprobes`, several
     with commas) runs as it is where this kernel allows all of them, and is replaced by one line
-    saying what the kernel refuses where it does not: a lesson marks each cell of a part that
-    needs a feature some kernels refuse, and the rest of the lesson runs (a `%%bpf` cell too:
-    the line goes before the magic's). An IPython input transformer, run before magics are read."""
-    wanted = features.needs_of(lines[0]) if lines else None
-    if wanted is None:
+    saying what the kernel refuses where it does not (a `%%bpf` cell too: the line goes before
+    the magic's). What such a skipped cell would have made (its variables, the program a `%%bpf
+    NAME` cell binds) is remembered, and a later cell that uses one of them is skipped the same
+    way, naming the refusal: a lesson marks the cells that make a map or load a program, and
+    the part that reads them after is skipped with them while the rest of the lesson runs.
+    A cell that consults an `allowed()` answer itself (`if arena_here: ...`) is left to run.
+    An IPython input transformer, run before magics are read: it only reads state; the skip
+    line it returns records the skipped names when it runs."""
+    if not lines:
         return lines
+    wanted = features.needs_of(lines[0])
+    body = lines if wanted is None else lines[1:]
+    if wanted is not None:
+        try:
+            refused = not all(features.allowed(f) for f in wanted)
+        except Exception:  # an unknown feature: skipped() raises its error when the cell runs
+            refused = True
+        if refused:
+            return [_skip_line(wanted, _names(body)[0], "")]
+    if SKIPPED:
+        made, used = _names(body)
+        ns = _ipython().user_ns if _ipython() is not None else {}
+        missing = [n for n in used if n in SKIPPED and n not in ns]
+        if missing and not any(isinstance(ns.get(n), features.Allowed) for n in used):
+            return [_skip_line([], made, missing[0])]
+    return body
+
+
+def _skip_line(wanted: list[str], made: set[str], uses: str) -> str:
+    return (f"__import__('bpfkit.magic').magic._skip({wanted!r}, {sorted(made)!r}, {uses!r})\n")
+
+
+def _skip(wanted: list[str], made: list[str], uses: str) -> None:
+    """What a skipped cell runs: its one line, and its names remembered as skipped."""
+    if uses:
+        refused = SKIPPED.get(uses, "what it needs")
+        print(f"Skipped: this kernel refuses {refused}, which {uses} (from a skipped cell above) needs.")
+    else:
+        refused = features.skipped(wanted)
+    for name in made:
+        SKIPPED[name] = refused
+
+
+def _names(lines: list[str]) -> tuple[set[str], set[str]]:
+    """(the names a cell assigns, the names it reads), from its Python (magics translated as
+    IPython runs them); a `%%bpf NAME maps=a,b` cell makes NAME and reads a and b. A cell that
+    is not Python is read as neither: it runs, and says what is wrong itself."""
+    import ast
+    import re
+    text = "".join(lines)
+    first, _, rest = text.partition("\n")
+    if first.startswith(("%%bpf ", "%%bpfobject ")):
+        args = shlex.split(first.split(None, 1)[1]) if len(first.split(None, 1)) > 1 else []
+        read = {v for a in args if a.startswith("maps=") for v in a[5:].split(",") if v}
+        read |= set(re.findall(r"\{([A-Za-z_]\w*)\}", first))
+        return ({args[0]} if args else set()), read
+    if first.startswith("%%"):
+        text = rest
     try:
-        if all(features.allowed(f) for f in wanted):
-            return lines[1:]
-    except Exception:  # an unknown feature: skipped() raises its error when the cell runs
-        pass
-    return [f"__import__('bpfkit.loader.features').loader.features.skipped({wanted!r})\n"]
+        from IPython.core.inputtransformer2 import TransformerManager
+        tree = ast.parse(TransformerManager().transform_cell(text))
+    except Exception:  # not Python: the cell runs and its own error says why
+        return set(), set()
+    made, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (made if isinstance(node.ctx, ast.Store) else read).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            made.add(node.name)
+    return made, read
 
 
 def _ipython():

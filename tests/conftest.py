@@ -325,7 +325,7 @@ def pytest_collection_modifyitems(config, items):
         assert len(given) <= 1, f"{item.nodeid} is marked {given}: one kind only"
         if given:
             kind = given[0]
-        elif module == "test_notebooks":
+        elif module in ("test_notebooks", "test_refusal_matrix"):
             kind = "notebook"
         elif module == "test_browser":
             kind = "browser"
@@ -336,6 +336,13 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(kind)
         if kind in ("notebook", "browser") or getattr(item, "originalname", item.name) in SLOW:
             item.add_marker("slow")
+    # The refusal matrix runs every lesson many times: only where asked for by its marker.
+    if "refusals" not in (config.option.markexpr or ""):
+        matrix = [i for i in items if i.get_closest_marker("refusals") and
+                  not i.get_closest_marker("unit")]
+        if matrix:
+            config.hook.pytest_deselected(items=matrix)
+            items[:] = [i for i in items if i not in matrix]
 
 
 def pytest_runtest_setup(item):
@@ -430,9 +437,9 @@ def leaves_nothing(request):
     only where it finds something, a wait for the kernel's deferred frees and a second look that
     leaves out what processes outside this run hold. What the test made that a module fixture
     still holds is checked again once that fixture is gone, at the module's end."""
-    if request.node.get_closest_marker("unit"):
-        yield
-        return
+    if request.node.get_closest_marker("unit") or request.node.get_closest_marker("refusals"):
+        yield   # the refusal matrix runs notebooks in the background, across tests: it checks
+        return  # each notebook's kernel, and the whole machine once at its end
     start = time.perf_counter()
     registered, before = _registered(), quick_state()
     LEAK_COST["setup"] = time.perf_counter() - start

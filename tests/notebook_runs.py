@@ -161,12 +161,22 @@ def report(path, nb, error: str | None = None) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
+def skipped(cell) -> bool:
+    """The cell did not run: the kernel refuses what it needs (`# needs:`, bpfkit/magic.py)."""
+    return any(o.get("output_type") == "stream" and o.get("text", "").startswith("Skipped: ")
+               for o in cell.get("outputs", []))
+
+
+def execute(path, timeout: int = 300, passes: int = 1, after_pass=None, after_cell=None,
+            kernel_env: dict | None = None):
     """Start a fresh kernel, run every cell of the notebook `passes` times in it (a learner
     pressing Run All again), and shut the kernel down. A cell that fails, or a cell tagged
     raises-exception that does not, fails the test with the cell and its error.
 
-    `after_pass(number, kernel_pid, nb)` runs after each pass while the kernel is still up.
+    `after_pass(number, kernel_pid, nb)` runs after each pass while the kernel is still up, and
+    `after_cell(index, cell)` after each cell of the first pass. `kernel_env` is added to the
+    environment the notebook's kernel starts with (this process's stays as it is, so runs in
+    threads do not see each other's).
     Returns the notebook (the last pass's outputs) and the seconds of each pass, then of the
     kernel's start and of its shutdown."""
     path = Path(path)
@@ -175,7 +185,8 @@ def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
                             resources={"metadata": {"path": str(path.parent)}})
     times = []
     start = time.monotonic()
-    with client.setup_kernel():
+    env = None if kernel_env is None else {**os.environ, **kernel_env}
+    with client.setup_kernel(**({} if env is None else {"env": env})):
         started = time.monotonic()
         pid = client.km.provisioner.pid
         for number in range(1, passes + 1):
@@ -187,7 +198,9 @@ def execute(path, timeout: int = 300, passes: int = 1, after_pass=None):
                     said = re.sub(r"\x1b\[[0-9;]*m", "", str(e))   # the traceback without its colours
                     report(path, nb, f"cell {index}: {said}")
                     pytest.fail(f"{path.name}, run {number}, cell {index} failed:\n{said}", pytrace=False)
-                if "raises-exception" in cell.metadata.get("tags", []):
+                if after_cell is not None and number == 1:
+                    after_cell(index, cell)
+                if "raises-exception" in cell.metadata.get("tags", []) and not skipped(cell):
                     assert any(o.get("output_type") == "error" for o in cell.get("outputs", [])), \
                         f"{path.name}, run {number}, cell {index} is tagged raises-exception but raised " \
                         f"nothing:\n{cell.source}"

@@ -185,7 +185,7 @@ def test_create_map_names_a_refusal_truly_and_makes_nothing(monkeypatch, no_leak
 def test_a_refused_program_type_is_named_at_load(monkeypatch, no_leaks):
     pretend(monkeypatch, "program:socket_filter")
     with bpfkit.load("int keep(struct __sk_buff *skb) { return 0; }\n", name="l_refused") as prog:
-        with pytest.raises(NotAllowedHere, match=r"does not allow loading function keep\(\) here") as e:
+        with pytest.raises(NotAllowedHere, match=r"does not allow loading function keep\(\) as a socket_filter program here") as e:
             prog.load_func("keep", "socket_filter")
         assert e.value.errno == errno.EPERM
     assert not features.allowed("socket_filter program")
@@ -246,3 +246,134 @@ def test_a_lesson_runs_on_where_the_kernel_refuses_a_feature(lesson, refused, sa
                      for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert all(s in text for s in says), [s for s in says if s not in text]
     assert "Traceback" not in text
+
+
+# -- the switch at every door: BCC's maps and programs ---------------------------------------------
+
+def test_a_bcc_program_declaring_a_refused_map_type_is_refused_in_create_maps_words(monkeypatch, no_leaks):
+    """BCC makes a program's maps as it builds it: the switch refuses a declared type there, by
+    the type the kernel reports for the map, with the words create_map() has for that type."""
+    pretend(monkeypatch, "map:hash")
+    with pytest.raises(NotAllowedHere) as made:
+        bpfkit.create_map("hash")
+    with pytest.raises(NotAllowedHere) as declared:
+        bpfkit.load("counter")
+    assert declared.value.errno == errno.EPERM
+    assert declared.value.what.startswith("Map 'counter_table' declared in bpf/counter.c cannot be made.")
+    assert declared.value.what.endswith(made.value.what) and declared.value.hint == made.value.hint
+    assert bpfkit.loaded() == {} and bpfkit.host.lifetime.held() == {}
+    pretend(monkeypatch, "map:array")     # another type: the hash program loads
+    with bpfkit.load("counter") as prog:
+        assert prog["counter_table"].type == "hash"
+
+
+@pytest.mark.parametrize("source, kind", [
+    ("counter", "tracepoint"),
+    ("BPF_ARRAY(n, u64, 1);\nRAW_TRACEPOINT_PROBE(sched_switch) { return 0; }\n", "raw_tracepoint"),
+])
+@pytest.mark.parametrize("err", ["EPERM", "EINVAL"])
+def test_a_program_bcc_attaches_by_its_name_is_refused_by_its_type(source, kind, err, monkeypatch, no_leaks):
+    """TRACEPOINT_PROBE and RAW_TRACEPOINT_PROBE functions load and attach as the program is
+    loaded: the switch refuses their type there, named, and nothing is left."""
+    pretend(monkeypatch, f"program:{kind}:{err}")
+    with pytest.raises(NotAllowedHere) as e:
+        bpfkit.load(source, name="l_refused_type")
+    assert e.value.errno == getattr(errno, err) and kind in e.value.what
+    assert ("does not allow" if err == "EPERM" else "does not have") in e.value.what
+    assert bpfkit.loaded() == {} and bpfkit.host.lifetime.held() == {}
+
+
+def test_the_record_switch_lists_what_the_kit_made_not_what_it_probed(monkeypatch, tmp_path, no_leaks):
+    """BPFKIT_RECORD_USED is how tests/lesson_needs.py finds, by trying, what a lesson makes."""
+    log = tmp_path / "used"
+    monkeypatch.setenv(refusal.RECORD, str(log))
+    assert features.allowed("queue map") and features.allowed("xdp program")
+    bpfkit.map_types()
+    assert not log.exists()                     # probes are not uses
+    with bpfkit.load("counter"):
+        pass
+    with bpfkit.create_map("bloom_filter", value="u32"):
+        pass
+    assert log.read_text().splitlines() == ["map:hash", "program:tracepoint", "map:bloom_filter"]
+
+
+# -- a skipped cell, and the cells that use what it would have made ----------------------------------
+
+@pytest.fixture
+def shell(monkeypatch):
+    """A real IPython shell with the kit's extension, as a notebook's kernel has it."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from bpfkit import magic
+    monkeypatch.setattr(magic, "SKIPPED", {})
+    ip = InteractiveShell.instance()
+    magic.load_ipython_extension(ip)
+    yield ip
+    ip.input_transformers_cleanup.remove(magic.needs)
+    for name in ("made", "uses_made", "later", "here", "guarded", "plain"):
+        ip.user_ns.pop(name, None)
+    InteractiveShell.clear_instance()
+
+
+@pytest.mark.unit
+def test_a_cell_that_uses_what_a_skipped_cell_made_is_skipped_naming_the_refusal(shell, monkeypatch, capsys):
+    pretend(monkeypatch, "map:bloom_filter")
+    shell.run_cell("# needs: bloom_filter map\nmade = bpfkit_not_reached()\n")
+    shell.run_cell("uses_made = made + 1\nlater = 2\n")
+    shell.run_cell("def guarded():\n    return later\n")
+    shell.run_cell("plain = 3\n")
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("Skipped: this kernel refuses bloom_filter maps (")
+    assert said[1] == "Skipped: this kernel refuses bloom_filter maps, which made (from a skipped cell above) needs."
+    assert said[2] == "Skipped: this kernel refuses bloom_filter maps, which later (from a skipped cell above) needs."
+    assert len(said) == 3 and shell.user_ns["plain"] == 3
+    assert not {"made", "uses_made", "later", "guarded"} & set(shell.user_ns)
+
+
+@pytest.mark.unit
+def test_a_cell_that_asks_allowed_itself_runs_and_a_name_made_again_is_used(shell, monkeypatch, capsys):
+    pretend(monkeypatch, "map:bloom_filter")
+    shell.run_cell("here = __import__('bpfkit').allowed('bloom_filter map')\n")
+    shell.run_cell("# needs: bloom_filter map\nmade = 1\n")
+    shell.run_cell("guarded = made if here else 'none'\n")
+    assert shell.user_ns["guarded"] == "none"
+    shell.run_cell("made = 5\n")
+    shell.run_cell("later = made * 2\n")
+    assert shell.user_ns["later"] == 10
+    assert capsys.readouterr().out.count("Skipped:") == 1
+
+
+@pytest.mark.unit
+def test_the_names_a_cell_makes_and_reads():
+    from bpfkit.magic import _names
+    assert _names(["%%bpf cgrp_calls maps=per_cgroup,seen {offsets}\n", "int x;\n"]) == \
+        ({"cgrp_calls"}, {"per_cgroup", "seen", "offsets"})
+    made, read = _names(["%matplotlib inline\n", "df = table.frame()\n", "def f():\n", "    return g\n"])
+    assert made == {"df", "f"} and {"table", "g"} <= read
+    assert _names(["this is not python(\n"]) == (set(), set())
+
+
+# -- the doctor lists the lessons -------------------------------------------------------------------
+
+def test_the_doctor_lists_the_parts_a_refusal_skips_and_why(monkeypatch, no_leaks):
+    """From the lessons' `# needs:` lines and the kernel's answers: a refused type names each
+    lesson part that needs it; a lesson that needs none of it runs fully."""
+    import io
+    from bpfkit.lessons import here
+    needing = {stem for stem in (l.stem for l in bpfkit.core.catalogue.LESSONS)
+               if any("hash map" in w for _, wanted in here.parts(stem) for w in wanted)}
+    assert "01_hash_map_counter" in needing
+    full = here.lessons_here()
+    pretend(monkeypatch, "map:hash")
+    table = here.lessons_here()
+    skipped = table[table["refused"] == "hash maps"]
+    assert "01_hash_map_counter" in set(skipped["lesson"]) and set(skipped["lesson"]) <= needing
+    assert skipped["why"].str.contains("EPERM").all()
+    untouched = table[~table["lesson"].isin(needing)]      # what needs no hash map is as it was
+    assert untouched.reset_index(drop=True).equals(full[~full["lesson"].isin(needing)].reset_index(drop=True))
+    assert "The program" in set(skipped[skipped["lesson"] == "01_hash_map_counter"]["part"])
+    out = io.StringIO()
+    assert here.doctor(out) == 0
+    said = out.getvalue()
+    runs_fully = (table.groupby("lesson")["part"].max() == "").sum()
+    assert f"lessons: {runs_fully} of {len(bpfkit.core.catalogue.LESSONS)} run fully on this kernel" in said
+    assert '01_hash_map_counter skips "The program"' in said and "why hash maps: EPERM" in said

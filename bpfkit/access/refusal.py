@@ -14,9 +14,17 @@ something, so the refusal paths run on a kernel that allows everything:
 
     BPFKIT_PRETEND_REFUSED="map:arena,program:lsm:EINVAL"   # kind:name[:ERRNO], EPERM if left out;
                                                           # kinds: map, program, helper, feature
+
+`used()` is where the kit makes a map or loads a program for a lesson (not where a probe tries
+one): it answers as `pretended()` does, and also writes "kind:name" to the file named by
+`BPFKIT_RECORD_USED`, the second test-only switch. A test runs a lesson with it set and so finds,
+by trying rather than by reading the lesson, which map and program types each cell makes: what
+the cell's `# needs:` line must name (tests/test_refusal_matrix.py).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import os
 
@@ -24,6 +32,8 @@ from . import system
 from ..core.errors import BpfkitError, NotAllowedHere, PrivilegeError, UsageError
 
 PRETEND = "BPFKIT_PRETEND_REFUSED"
+RECORD = "BPFKIT_RECORD_USED"
+_probing = contextvars.ContextVar("bpfkit_probing", default=False)
 ENOTSUPP = 524  # the kernel's own "not supported", which errno does not name
 
 # Capabilities a bpf() call may ask for, by what the kernel checks (CAP_NET_ADMIN for network
@@ -48,6 +58,27 @@ def pretended(kind: str, name: str) -> int:
                              "write kind:name[:ERRNO], e.g. map:arena:EPERM or program:lsm:EINVAL.")
         return number or int(code)
     return 0
+
+
+def used(kind: str, name: str) -> int:
+    """`pretended(kind, name)`, at a place the kit makes or loads `name` for real: recorded in
+    the file `BPFKIT_RECORD_USED` names (when set), unless a probe is asking (`probing()`)."""
+    path = os.environ.get(RECORD)
+    if path and name and not _probing.get():
+        with open(path, "a") as out:
+            out.write(f"{kind}:{name}\n")
+    return pretended(kind, name)
+
+
+@contextlib.contextmanager
+def probing():
+    """Inside, what the kit makes is a probe's try (`allowed()`, `map_types()`), which the
+    lesson does not need: `used()` records none of it."""
+    token = _probing.set(True)
+    try:
+        yield
+    finally:
+        _probing.reset(token)
 
 
 def errno_name(err: int) -> str:

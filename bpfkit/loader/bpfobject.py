@@ -353,12 +353,12 @@ class BpfObject:
         """The test switch (refusal.PRETEND): a map or program type it names is refused here
         as the kernel would refuse it, before libbpf asks the kernel."""
         for kind in set(self._map_types().values()):
-            if err := refusal.pretended("map", kind):
+            if err := refusal.used("map", kind):
                 raise refusal.explain(err, f"{kind} maps")
         for p in self._each(lib.bpf_object__next_program):
             number = lib.bpf_program__type(p)
             kind = kernel.PROG_TYPES[number] if 0 <= number < len(kernel.PROG_TYPES) else ""
-            if kind and (err := refusal.pretended("program", kind)):
+            if kind and (err := refusal.used("program", kind)):
                 raise refusal.explain(err, f"{kind} programs")
 
     def _attach(self) -> None:

@@ -307,9 +307,10 @@ def needs_of(first_line: str) -> list[str] | None:
     return [f.strip() for f in m.group("features").split(",") if f.strip()]
 
 
-def skipped(wanted: list[str]) -> None:
+def skipped(wanted: list[str]) -> str:
     """What a cell whose `# needs:` the kernel refuses runs instead: one line saying so (an
-    unknown feature raises its own error here, at the cell, in words)."""
+    unknown feature raises its own error here, at the cell, in words). Returns what was
+    refused, in words ("arena maps")."""
     for feature in wanted:
         here = allowed(feature)
         if not here:
@@ -317,9 +318,10 @@ def skipped(wanted: list[str]) -> None:
                 print(f"Skipped: {here.why}")
             else:
                 print(f"Skipped: this kernel refuses {here.thing} ({here.reason}).")
-            return
+            return here.thing
     print(f"Skipped: this cell needs {', '.join(wanted)}, which the kernel refused when the cell "
           "was read; run it again.")
+    return ", ".join(wanted)
 
 
 def allowed(feature: str) -> Allowed:

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..access import _bcc, kernel, refusal, system
 from ..core import atomic, errors
 from . import compiler, diagnostics, verifier
+from .diagnostics import maps as map_diagnostics
 from ..host import lifetime
 from ..core.errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound,
                            UsageError, did_you_mean, nearest)
@@ -182,10 +183,25 @@ class Program:
             self.closed = True
             raise diagnostics.compile_error(out[0], self.source, self.where, self.first_line) from None
         try:
+            self._maps_allowed()
             self._autoload()
         except BaseException:
             self._free()
             raise
+
+    def _maps_allowed(self) -> None:
+        """Each map BCC made for the program, by its type (read from the kernel), passed through
+        `refusal.used`: recorded for the test that finds which types a lesson makes, and refused
+        here, with the words a real refusal gets, where the test switch pretends the kernel
+        refuses that type. BCC makes every map as it builds the module, before any function
+        loads: the moment a kernel that forbids the type says no."""
+        for table in _bcc.table_names(self.bpf):
+            kind = kernel.map_info_by_fd(_bcc.table(self.bpf, table)[0])["type"]
+            err = refusal.used("map", kind)
+            if err:
+                raise map_diagnostics.refused(table, kind, err, self.where) or \
+                    errors.MapError(f"The kernel refused to create map {table!r} declared in "
+                                    f"{self.where}: {refusal.strerror(err)}.", errno=err)
 
     def _free(self) -> None:
         """Detach and free everything; a detach BCC fails at does not keep the rest alive."""
@@ -213,7 +229,7 @@ class Program:
         if fn_name not in names:
             raise NotFound(f"There is no function {fn_name!r} in {self.where}.",
                            did_you_mean(fn_name, names) or f"its functions are {names}.")
-        fake = refusal.pretended("program", _bcc.prog_type_name(number))
+        fake = refusal.used("program", _bcc.prog_type_name(number))
         with atomic.step(), diagnostics.captured_stderr() as out:
             try:
                 if fake:   # the test switch: the kernel's answer, as if it had said it
@@ -226,7 +242,8 @@ class Program:
             err = fake or ct.get_errno() or (errno.EPERM if "super-user" in str(failed) else 0)
             license = _bcc.license(self.bpf)
             raise verifier.load_error(out[0], fn_name, self.source, self.where, err,
-                                      self.first_line, license) from None
+                                      self.first_line, license,
+                                      _bcc.prog_type_name(number)) from None
         return fn
 
     def function(self, fn_name: str):

@@ -37,13 +37,18 @@ _VERIFIER_HINTS = [
 
 
 def load_error(output: str, function: str, source: str, where: str, errno_: int,
-               first_line: int = 1, license: str = "GPL"):
-    """The kernel refused `function`: a VerifierError with the log's key lines, or why else."""
+               first_line: int = 1, license: str = "GPL", prog_type: str = ""):
+    """The kernel refused `function` (loaded as a `prog_type` program): a VerifierError with the
+    log's key lines, or why else. A refusal with no verifier log is the kernel's answer to the
+    program type itself (forbidden, or absent), so it names the type."""
     described = describe_function(function)
+    as_type = f" as {'an' if prog_type[:1] in 'aeiouxl' else 'a'} {prog_type} program" if prog_type else ""
     lines = source.splitlines()
     if errno_ in (errno.EPERM, errno.EACCES) and "processed" not in output:
-        return refusal.explain(errno_, f"loading {described}")
+        return refusal.explain(errno_, f"loading {described}{as_type}")
     log = [l for l in output.splitlines() if l.strip() and not l.startswith("HINT:")]
+    if prog_type and not log and errno_ in refusal.ABSENT:
+        return refusal.explain(errno_, f"{prog_type} programs (loading {described})")
     if not any(re.match(r"^\d+: ", l) for l in log):
         return _refused_without_a_log(described, function, lines, where, first_line, errno_, log)
     reason = next((l for l in reversed(log) if not l.startswith("processed") and not re.match(r"^\d+: ", l)

@@ -8,6 +8,8 @@ program their file descriptor: `bpfkit.load(source, maps={"seen": m})` (see prog
 """
 from __future__ import annotations
 
+import contextlib
+
 import ctypes as ct
 import errno
 import os
@@ -18,7 +20,7 @@ import pandas as pd
 from ..core import atomic, maptypes
 from ..access import refusal
 from ..access._libbpf import MapCreateOpts, lib
-from ..core.errors import MapError, did_you_mean
+from ..core.errors import BpfkitError, MapError, did_you_mean
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map
@@ -98,7 +100,7 @@ def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, m
             opts.btf_fd = types.fd
             opts.btf_vmlinux_value_type_id, value_size = btf.vmlinux_struct_ops(
                 struct_ops or mt.example.vmlinux_value)
-        fake = refusal.pretended("map", mt.name)   # the test switch: as if the kernel said so
+        fake = refusal.used("map", mt.name)   # the test switch: as if the kernel said so
         try:
             if fake:
                 raise OSError(fake, refusal.strerror(fake))
@@ -186,14 +188,21 @@ def _try(mt) -> tuple[bool, str]:
 
 def make_and_close(mt) -> None:
     """A small map of type `mt` made and closed: the kernel's refusal, if any, raised."""
-    template = None
-    try:
+    with contextlib.ExitStack() as probe:
+        probe.enter_context(refusal.probing())   # a probe's map: no lesson's use
         extra = {}
-        if mt.example.inner:
-            template = create_map("hash", name="probe_inner")
+        if mt.example.inner:   # any inner type will do: the first this kernel makes
+            template = _inner_template()
             extra["inner"] = template
+            probe.callback(template.close)
         create_map(mt, name="probe", **extra).close()
-    finally:
-        if template is not None:
-            template.close()
 
+
+
+def _inner_template() -> Map:
+    """A small map to stand for a map of maps' inner maps in a probe: an array, or a hash where
+    the kernel refuses arrays, so a probe of array_of_maps answers for that type alone."""
+    try:
+        return create_map("array", name="probe_inner")
+    except BpfkitError:
+        return create_map("hash", name="probe_inner")

@@ -83,7 +83,7 @@ def compile_error(output: str, source: str, where: str, first_line: int = 1) -> 
 
     `first_line` is the number the learner sees on the source's first line (2 in a %%bpf
     cell, whose first line is the magic)."""
-    failed_map = map_error(output, where)
+    failed_map = map_error(output, where, source)
     if failed_map:
         return failed_map
     if is_libbpf_c(source):
