@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test test-distro test-kernel bench browser-times doctor reset progress clean
+.PHONY: setup provision lab test test-refusals test-distro test-kernel bench browser-times doctor reset progress clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
@@ -51,6 +51,12 @@ test: setup
 	$(SUDO) bash scripts/provision.sh --test-tools
 	mkdir -p build/kernels && $(PY) tests/kernel_table.py --about > build/kernels/host.json
 	$(SUDO) env BPFKIT_NOTEBOOK_REPORT=$(abspath build/kernels/host.json) $(PY) -m pytest
+
+# Every lesson run with each map type and program type it uses refused (BPFKIT_PRETEND_REFUSED), as
+# a kernel may refuse it: each must run to its end and say what was refused; and each cell's
+# `# needs:` line checked against what the cell made (tests/test_refusal_matrix.py).
+test-refusals: setup
+	$(SUDO) $(PY) -m pytest -m refusals -rP tests/test_refusal_matrix.py
 
 # The same `make test`, from a bare root file system of another Debian release (debootstrap, cached),
 # on this machine's kernel: DIST is a Debian suite (trixie, bookworm, ...). See scripts/test-distro.sh.

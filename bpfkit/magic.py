@@ -73,7 +73,8 @@ def needs(lines: list[str]) -> list[str]:
     NAME` cell binds) is remembered, and a later cell that uses one of them is skipped the same
     way, naming the refusal: a lesson marks the cells that make a map or load a program, and
     the part that reads them after is skipped with them while the rest of the lesson runs.
-    A cell that consults an `allowed()` answer itself (`if arena_here: ...`) is left to run.
+    What a cell uses only under an `allowed()` answer of its own (`if arena_here: ...`) does not
+    count: that cell runs, and its guard decides.
     An IPython input transformer, run before magics are read: it only reads state; the skip
     line it returns records the skipped names when it runs."""
     if not lines:
@@ -88,10 +89,10 @@ def needs(lines: list[str]) -> list[str]:
         if refused:
             return [_skip_line(wanted, _names(body)[0], "")]
     if SKIPPED:
-        made, used = _names(body)
         ns = _ipython().user_ns if _ipython() is not None else {}
+        made, used = _names(body, guards=lambda name: isinstance(ns.get(name), features.Allowed))
         missing = [n for n in used if n in SKIPPED and n not in ns]
-        if missing and not any(isinstance(ns.get(n), features.Allowed) for n in used):
+        if missing:
             return [_skip_line([], made, missing[0])]
     return body
 
@@ -111,10 +112,12 @@ def _skip(wanted: list[str], made: list[str], uses: str) -> None:
         SKIPPED[name] = refused
 
 
-def _names(lines: list[str]) -> tuple[set[str], set[str]]:
+def _names(lines: list[str], guards=lambda name: False) -> tuple[set[str], set[str]]:
     """(the names a cell assigns, the names it reads), from its Python (magics translated as
-    IPython runs them); a `%%bpf NAME maps=a,b` cell makes NAME and reads a and b. A cell that
-    is not Python is read as neither: it runs, and says what is wrong itself."""
+    IPython runs them); a `%%bpf NAME maps=a,b` cell makes NAME and reads a and b. Names read
+    only in the body of an `if NAME:` whose NAME `guards` says is such an answer are not counted
+    as read. A cell that is not Python is read as neither: it runs, and says what is wrong
+    itself."""
     import ast
     import re
     text = "".join(lines)
@@ -132,11 +135,18 @@ def _names(lines: list[str]) -> tuple[set[str], set[str]]:
     except Exception:  # not Python: the cell runs and its own error says why
         return set(), set()
     made, read = set(), set()
-    for node in ast.walk(tree):
+    nodes = [tree]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, (ast.If, ast.IfExp)) and isinstance(node.test, ast.Name) and guards(node.test.id):
+            read.add(node.test.id)
+            nodes += node.orelse if isinstance(node.orelse, list) else [node.orelse]
+            continue
         if isinstance(node, ast.Name):
             (made if isinstance(node.ctx, ast.Store) else read).add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             made.add(node.name)
+        nodes += ast.iter_child_nodes(node)
     return made, read
 
 

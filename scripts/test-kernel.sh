@@ -43,16 +43,20 @@ command -v "$qemu" >/dev/null || needed+=("$qemu_pkg")
 command -v qemu-img >/dev/null || needed+=(qemu-utils)
 command -v ssh >/dev/null || needed+=(openssh-client)
 command -v mke2fs >/dev/null || needed+=(e2fsprogs)
-if [ "$arch" != "$(dpkg --print-architecture)" ]; then
-    # debootstrap's second stage runs the release's own programs: another architecture's run
-    # under qemu's user-mode emulation, registered with binfmt_misc.
-    [ -e /usr/bin/qemu-aarch64-static ] || needed+=(qemu-user-static binfmt-support)
-    [ "$arch" = arm64 ] && { [ -e /usr/share/qemu-efi-aarch64 ] || [ -e /usr/share/AAVMF ] || true; }
-fi
+foreign=0
+[ "$arch" != "$(dpkg --print-architecture)" ] && foreign=1
+# debootstrap's second stage runs the release's own programs: another architecture's run under
+# qemu's user-mode emulation, which binfmt_misc hands them to.
+[ "$foreign" -eq 1 ] && ! [ -e /usr/bin/qemu-aarch64-static ] && needed+=(qemu-user-static binfmt-support)
 if [ "${#needed[@]}" -gt 0 ]; then
     say "apt-get install ${needed[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
+fi
+if [ "$foreign" -eq 1 ]; then
+    mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || die "binfmt_misc does not run arm64 programs here (qemu-user-static)"
 fi
 
 # -- the image, built once --------------------------------------------------------------------
@@ -118,9 +122,14 @@ fi
 # -- a run: an overlay of the image, booted -----------------------------------------------------
 run=$(mktemp -d /var/tmp/bpfkit-vm-run.XXXXXX)
 qemu_pid=
+stop_qemu() {
+    [ -s "$run/qemu.pid" ] && kill -9 "$(cat "$run/qemu.pid")" 2>/dev/null
+    [ -n "$qemu_pid" ] && { wait "$qemu_pid" 2>/dev/null || true; }
+    rm -f "$run/qemu.pid"
+    qemu_pid=
+}
 finish() {
-    [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null && sleep 1
-    [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null
+    stop_qemu
     rm -rf "$run"
 }
 trap finish EXIT
@@ -136,18 +145,20 @@ boot() {   # boot ACCEL CPU; returns once sshd answers, or fails after LIMIT sec
         amd64) machine=(-machine q35) ;;
         arm64) machine=(-machine virt) ;;
     esac
-    "$qemu" "${machine[@]}" -accel "$accel" -cpu "$cpu" -smp 2 -m 4096 -display none -no-reboot \
+    # In a subshell whose stderr is dropped: a qemu that aborts (KVM refusing the kernel) would
+    # otherwise have bash print its death; what qemu itself says is in qemu.log.
+    ( "$qemu" "${machine[@]}" -accel "$accel" -cpu "$cpu" -smp 2 -m 4096 -display none -no-reboot \
         -serial "file:$run/console.log" -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
         -append "root=/dev/vda rw console=$console net.ifnames=0 panic=-1" \
         -drive "file=$run/disk.qcow2,if=virtio,format=qcow2" \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n0 \
-        > "$run/qemu.log" 2>&1 &
+        -pidfile "$run/qemu.pid" > "$run/qemu.log" 2>&1 ) 2>/dev/null &
     qemu_pid=$!
     local start=$SECONDS
     until vm true 2>/dev/null; do
         if ! kill -0 "$qemu_pid" 2>/dev/null || grep -q "internal error" "$run/qemu.log" \
             || [ $((SECONDS - start)) -gt "$limit" ]; then
-            kill -9 "$qemu_pid" 2>/dev/null; wait "$qemu_pid" 2>/dev/null || true; qemu_pid=
+            stop_qemu
             rm -f "$run/disk.qcow2"
             return 1
         fi
@@ -163,7 +174,8 @@ if [ "$arch" = "$(dpkg --print-architecture)" ] && [ -w /dev/kvm ] && [ "${BPFKI
     && boot kvm host 120; then
     accel=KVM
 else
-    [ "$arch" = amd64 ] && cpu="max,avx=off,avx2=off" || cpu=max
+    # arm64: the architecture's pointer authentication emulated with qemu's own cheap hash.
+    [ "$arch" = amd64 ] && cpu="max,avx=off,avx2=off" || cpu="max,pauth-impdef=on"
     accel=TCG
     say "accelerator: TCG (emulation: KVM is $( [ -w /dev/kvm ] && echo 'there but did not boot this kernel' || echo absent)); expect a slow run"
     boot tcg,thread=multi "$cpu" 900 || { tail -n 30 "$run/console.log" "$run/qemu.log" >&2; die "the VM did not boot"; }

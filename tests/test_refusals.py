@@ -343,6 +343,24 @@ def test_a_cell_that_asks_allowed_itself_runs_and_a_name_made_again_is_used(shel
 
 
 @pytest.mark.unit
+def test_a_guard_covers_only_what_it_guards(shell, monkeypatch, capsys):
+    """Lesson 14's steering cell: `if cgrp_here:` guards one map, while `calls`, from a part a
+    refusal skipped, is used outside it; the cell is skipped, and so is the next that uses it."""
+    pretend(monkeypatch, "map:bloom_filter")
+    shell.run_cell("here = __import__('bpfkit').allowed('bloom_filter map')\n")
+    shell.run_cell("# needs: bloom_filter map\nmade = 1\nlater = 2\n")
+    shell.run_cell("def guarded():\n    if here:\n        return made\n    return later\n")
+    shell.run_cell("uses_made = guarded()\n")
+    shell.run_cell("plain = 0 if not here else made\n")
+    said = capsys.readouterr().out.splitlines()
+    assert said[1:] == ["Skipped: this kernel refuses bloom_filter maps, which later (from a skipped cell above) needs.",
+                        "Skipped: this kernel refuses bloom_filter maps, which guarded (from a skipped cell above) needs.",
+                        "Skipped: this kernel refuses bloom_filter maps, which made (from a skipped cell above) needs."]
+    assert not {"guarded", "uses_made"} & set(shell.user_ns)
+    assert "plain" not in shell.user_ns      # `not here` is no guard the kit reads: skipped too
+
+
+@pytest.mark.unit
 def test_the_names_a_cell_makes_and_reads():
     from bpfkit.magic import _names
     assert _names(["%%bpf cgrp_calls maps=per_cgroup,seen {offsets}\n", "int x;\n"]) == \
