@@ -91,7 +91,9 @@ def needs(lines: list[str]) -> list[str]:
     if SKIPPED:
         ns = _ipython().user_ns if _ipython() is not None else {}
         made, used = _names(body, guards=lambda name: isinstance(ns.get(name), features.Allowed))
-        missing = [n for n in used if n in SKIPPED and n not in ns]
+        # A name the cell assigns itself (a loop's variable) is its own, whatever a skipped cell
+        # of the same name would have made.
+        missing = [n for n in used - made if n in SKIPPED and n not in ns]
         if missing:
             return [_skip_line([], made, missing[0])]
     return body

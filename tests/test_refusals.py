@@ -358,6 +358,8 @@ def test_a_guard_covers_only_what_it_guards(shell, monkeypatch, capsys):
                         "Skipped: this kernel refuses bloom_filter maps, which made (from a skipped cell above) needs."]
     assert not {"guarded", "uses_made"} & set(shell.user_ns)
     assert "plain" not in shell.user_ns      # `not here` is no guard the kit reads: skipped too
+    shell.run_cell("total = 0\nfor later in range(3):\n    total += later\n")
+    assert shell.user_ns["total"] == 3       # the cell's own `later`, not the skipped one
 
 
 @pytest.mark.unit
