@@ -177,7 +177,10 @@ else
     # arm64: the architecture's pointer authentication emulated with qemu's own cheap hash.
     [ "$arch" = amd64 ] && cpu="max,avx=off,avx2=off" || cpu="max,pauth-impdef=on"
     accel=TCG
-    say "accelerator: TCG (emulation: KVM is $( [ -w /dev/kvm ] && echo 'there but did not boot this kernel' || echo absent)); expect a slow run"
+    if [ "$foreign" -eq 1 ]; then why="an $arch VM on $(dpkg --print-architecture)"
+    elif [ -w /dev/kvm ]; then why="KVM is there but did not boot this kernel"
+    else why="no KVM here"; fi
+    say "accelerator: TCG (emulation: $why); expect a slow run"
     boot tcg,thread=multi "$cpu" 900 || { tail -n 30 "$run/console.log" "$run/qemu.log" >&2; die "the VM did not boot"; }
 fi
 [ "$accel" = KVM ] && say "accelerator: KVM"
