@@ -335,14 +335,18 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
     assert names == lessons == sorted(lessons) and names[0] == "00_check_your_setup.ipynb", names
     browser.save_screenshot(str(SHOTS / "opened.png"))
 
-    # %%bpf cells are C to the editor (jupyter/bpf-highlight), the others Python.
-    languages = browser.execute_script(
+    # %%bpf cells are C to the editor (jupyter/bpf-highlight), the others Python; a `# needs:`
+    # line may come before the %%bpf line.
+    found = browser.execute_script(
         "return Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .cm-content'))"
-        ".map(e => [e.getAttribute('data-language'), e.textContent.slice(0, 5)])")
-    bpf_cells = {lang for lang, start in languages if start == "%%bpf"}
+        ".map(e => [e.getAttribute('data-language'),"
+        "           Array.from(e.querySelectorAll('.cm-line')).slice(0, 2).map(l => l.textContent)])")
+    languages = [(lang, lines[1] if lines[0].startswith("# needs:") and len(lines) > 1 else lines[0])
+                 for lang, lines in found if lines]
+    bpf_cells = {lang for lang, first in languages if first.startswith("%%bpf ")}
     assert bpf_cells == {"cpp"}, f"%%bpf cells are highlighted as {bpf_cells}, not C: is the " \
         f"bpfkit-bpf-highlight extension installed (make setup)? {languages[:6]}"
-    assert {lang for lang, start in languages if start and start != "%%bpf"} == {"python"}, languages[:6]
+    assert {lang for lang, first in languages if first and not first.startswith("%%bpf ")} == {"python"}, languages[:6]
 
     # Run All, catching the live plot while it is drawn.
     live_cell = next(i for i, c in enumerate(json.loads(saved)["cells"]) if "bpfkit.live(" in "".join(c["source"]))

@@ -31,10 +31,10 @@ def test_the_table_has_a_column_per_kernel_and_the_last_outcome_of_each_notebook
     vm.write_text(json.dumps({"kernel": "6.12.1", "accelerator": "TCG", "tests_s": 600}) + "\n")
     for where, skipped_text in ((host, "Skipped: this kernel refuses arena maps (EPERM).\n"), (vm, "")):
         monkeypatch.setenv("BPFKIT_NOTEBOOK_REPORT", str(where))
-        notebook_runs.report("notebooks/19_beyond_bcc.ipynb", _nb(skipped_text))
+        notebook_runs.report(notebook_runs.notebook_path("19_beyond_bcc"), _nb(skipped_text))
     monkeypatch.setenv("BPFKIT_NOTEBOOK_REPORT", str(vm))
-    notebook_runs.report("notebooks/solutions/01_hash_map_counter.ipynb", _nb())
-    notebook_runs.report("notebooks/solutions/01_hash_map_counter.ipynb", _nb(), "cell 3: boom\nValueError: x")
+    notebook_runs.report(notebook_runs.notebook_path("01_hash_map_counter-solution"), _nb())
+    notebook_runs.report(notebook_runs.notebook_path("01_hash_map_counter-solution"), _nb(), "cell 3: boom\nValueError: x")
     text = kernel_table.table([kernel_table.read(host), kernel_table.read(vm)])
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["lesson"] == "| lesson | 6.18.0 (Debian 12) | 6.12.1 (TCG) |"
@@ -44,11 +44,16 @@ def test_the_table_has_a_column_per_kernel_and_the_last_outcome_of_each_notebook
     assert "- 01_hash_map_counter-solution failed: ValueError: x" in text
 
 
-def test_nothing_is_written_where_no_report_is_asked_for(tmp_path, monkeypatch):
+def test_nothing_is_written_where_no_report_is_asked_for_nor_for_a_made_up_notebook(tmp_path, monkeypatch):
     monkeypatch.delenv("BPFKIT_NOTEBOOK_REPORT", raising=False)
     monkeypatch.chdir(tmp_path)
-    notebook_runs.report("notebooks/00_check_your_setup.ipynb", _nb())
+    notebook_runs.report(notebook_runs.notebook_path("00_check_your_setup"), _nb())
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("BPFKIT_NOTEBOOK_REPORT", str(tmp_path / "report.json"))
+    notebook_runs.report(tmp_path / "leaky.ipynb", _nb())        # the harness's own tests' notebooks
+    assert list(tmp_path.iterdir()) == []
+    notebook_runs.report(notebook_runs.notebook_path("00_check_your_setup"), _nb())
+    assert kernel_table.read(tmp_path / "report.json")[1]["00_check_your_setup"]["outcome"] == "ran"
 
 
 def test_a_refusal_cell_keeps_what_was_refused():

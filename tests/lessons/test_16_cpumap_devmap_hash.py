@@ -7,23 +7,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import bpfkit
 from bpfkit.host import lifetime
 from bpfkit.lab import net
 from bpfkit.lessons.l16_cpumap_devmap_hash import SENDERS, check_cpu_spread, expected_split
+from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE, SERVICE_MAC = "192.0.2.100", "02:00:00:00:00:64"
 
 
 def spread_source(notebook: str) -> str:
-    """The C of the `%%bpf spread` cell of a lesson-16 notebook."""
-    nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
-    cell = next(c.source for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%bpf spread"))
-    return cell.split("\n", 1)[1]
+    """The C of the `%%bpf spread` cell of a lesson-16 notebook (after its `# needs:` line)."""
+    return bpf_cell(ROOT / "notebooks" / notebook, "spread")
 
 
 @pytest.fixture
