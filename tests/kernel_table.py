@@ -74,9 +74,8 @@ def table(reports: list[tuple[dict, dict[str, dict]]]) -> str:
 def about_this_machine() -> dict:
     """The first line of a report on this machine's own kernel (make test)."""
     import platform
-    release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines()
-                   if "=" in line)
-    return {"kernel": platform.release(), "system": release.get("PRETTY_NAME", "").strip('"'),
+    release = platform.freedesktop_os_release()
+    return {"kernel": platform.release(), "system": release.get("PRETTY_NAME", ""),
             "arch": platform.machine(), "accelerator": "this machine"}
 
 

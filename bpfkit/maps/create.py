@@ -9,7 +9,6 @@ program their file descriptor: `bpfkit.load(source, maps={"seen": m})` (see prog
 from __future__ import annotations
 
 import contextlib
-
 import ctypes as ct
 import errno
 import os
@@ -196,7 +195,6 @@ def make_and_close(mt) -> None:
             extra["inner"] = template
             probe.callback(template.close)
         create_map(mt, name="probe", **extra).close()
-
 
 
 def _inner_template() -> Map:
