@@ -40,6 +40,8 @@ def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
     # allow 6 ns: a number typed in (0, 100, 500) is still told apart from a measured one.
     def close(own: float) -> bool:
         return abs(measured_ns - own) <= max(6.0, 0.5 * abs(own))
+    if measured_ns in testrun.measured(program, fn_name):   # cost() on this program said it
+        return
     for _ in range(3):
         own = testrun.cost(program, fn_name, trials=5)
         if close(own):
