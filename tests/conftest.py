@@ -430,6 +430,13 @@ def _ours() -> dict[str, set[int]]:
 
 
 @pytest.fixture(autouse=True)
+def own_progress(tmp_path, monkeypatch):
+    """Each test (and each notebook it runs) starts with no tries recorded: a check's words depend
+    on its tries (first the problem, then a hint, then the fix), so a test sees the first try."""
+    monkeypatch.setenv("BPFKIT_PROGRESS", str(tmp_path / "progress.json"))
+
+
+@pytest.fixture(autouse=True)
 def leaves_nothing(request):
     """After every test but a unit test: what the kit registered during the test is closed (as
     `close_all()` does), then nothing may be left that was not there when the test started

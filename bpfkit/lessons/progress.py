@@ -34,17 +34,20 @@ def read() -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
-def record(exercise: str, solved: bool) -> None:
-    """Add one try of `exercise`. Never fails a check: a record that cannot be written is skipped
-    (a read-only folder, a full disk)."""
+def record(exercise: str, solved: bool) -> int:
+    """Add one try of `exercise`, and return its tries so far (this one included): a check's
+    hints grow with them. Never fails a check: a record that cannot be written is skipped (a
+    read-only folder, a full disk), and the try counts as the first."""
     file = path()
+    tries = 1
     with contextlib.suppress(OSError):
         file.parent.mkdir(parents=True, exist_ok=True)
         with open(file.with_name(file.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two notebooks checking at once both count
             data = read()
             entry = data.get(exercise) if isinstance(data.get(exercise), dict) else {}
-            data[exercise] = {"tries": int(entry.get("tries", 0)) + 1,
+            tries = int(entry.get("tries", 0)) + 1
+            data[exercise] = {"tries": tries,
                               "solved": bool(entry.get("solved")) or solved,
                               "last": "solved" if solved else "not yet",
                               "when": time.strftime("%Y-%m-%d %H:%M")}
@@ -52,6 +55,7 @@ def record(exercise: str, solved: bool) -> None:
             fresh.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             os.chmod(fresh, 0o644)  # the learner's shell reads what the root kernel wrote
             fresh.replace(file)
+    return tries
 
 
 def clear() -> bool:
