@@ -63,3 +63,51 @@ def test_the_exercise_links_to_its_solution(path):
                    if c["cell_type"] == "markdown")
     assert f"]({solution})" in text, f"{path.name} has no link to {solution}"
     assert (path.parent / solution).is_file()
+
+
+WORDS_AT_MOST = 1100   # about 5 minutes of reading at 200 words a minute: the rest is "going further"
+FURTHER = "## Going further"
+
+
+def prose_words(path: Path) -> tuple[int, int]:
+    """(words a learner reads on the lesson's path, words in its "Going further" sections). A
+    "Going further" section is a markdown cell whose first line starts with `## Going further`
+    and every cell after it up to the next `## ` heading (or the notebook's end): optional
+    reading a lesson keeps out of its timed path."""
+    path_words = further = 0
+    inside = False
+    for cell in json.loads(path.read_text())["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            first = text.lstrip().partition("\n")[0]
+            if first.startswith("## "):
+                inside = first.startswith(FURTHER)
+            words = len(text.split())
+            if inside:
+                further += words
+            else:
+                path_words += words
+    return path_words, further
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parent.name == "notebooks"],
+                         ids=lambda p: p.stem)
+def test_a_lesson_reads_in_about_five_minutes(path):
+    """Issue: no lesson fit its 15 minutes with its exercise. What a lesson must say fits in
+    WORDS_AT_MOST words of prose; what is worth reading but not needed goes under a "## Going
+    further" heading, which the instructor notes' minutes leave out."""
+    words, _ = prose_words(path)
+    assert words <= WORDS_AT_MOST, (f"{path.name} has {words} words of prose outside its "
+                                     f"'{FURTHER}' sections; at most {WORDS_AT_MOST}")
+
+
+@pytest.mark.unit
+def test_words_in_going_further_sections_are_not_counted(tmp_path):
+    cells = [{"cell_type": "markdown", "source": ["# Lesson\n", "one two three"]},
+             {"cell_type": "code", "source": ["x = 1"]},
+             {"cell_type": "markdown", "source": ["## Going further: more\n", "four five"]},
+             {"cell_type": "markdown", "source": ["still further"]},
+             {"cell_type": "markdown", "source": ["## Clean up\n", "six"]}]
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps({"cells": cells}))
+    assert prose_words(path) == (9, 8)   # a heading's "#" counts as a word: so be it
