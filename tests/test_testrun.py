@@ -95,6 +95,9 @@ def test_exercise_check(prog):
     try:
         result = check_percpu_counter(starter, "count_percpu", None)
         assert not result.passed and "add up to 0" in str(result)
+        assert "lookup" not in str(result) and "(*v)++" not in str(result)   # asks first
+        assert "Hint" in str(check_percpu_counter(starter, "count_percpu", None))
+        assert "Fix: u32 key = 0;" in str(check_percpu_counter(starter, "count_percpu", None))
     finally:
         starter.close()
     assert not check_percpu_counter(prog, "count_percpu", None).passed  # not measured yet
@@ -104,3 +107,23 @@ def test_exercise_check(prog):
     assert result.passed, result
     missing = check_percpu_counter(prog, "no_such_function", measured)
     assert not missing.passed and "no function" in str(missing)
+
+
+@pytest.mark.unit
+def test_an_order_is_false_only_when_the_measurement_clearly_contradicts_it():
+    clear_yes = testrun.Order("a", "b", 1.0, 20.0, 2.0, 5)
+    busy = testrun.Order("a", "b", 9.0, 8.0, 4.0, 15)
+    clear_no = testrun.Order("a", "b", 30.0, 8.0, 4.0, 15)
+    assert clear_yes and busy and not clear_no
+    assert str(clear_yes).startswith("a is cheaper than b: a 1.0 ns, b 20.0 ns")
+    assert "too busy to tell a from b" in str(busy)
+    assert "a measured dearer than b, beyond the noise" in str(clear_no)
+
+
+def test_order_measures_what_the_kernel_runs(prog):
+    """Returning at once against a hash update: the order holds; the reverse order is clearly
+    false (the measurement can contradict a claim, it does not only excuse itself)."""
+    right = testrun.order((prog, "drop"), (prog, "remember_length"), repeat=20_000)
+    assert right and right.holds, right
+    wrong = testrun.order((prog, "remember_length"), (prog, "drop"), repeat=20_000)
+    assert not wrong, wrong

@@ -18,23 +18,31 @@ def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
     """`program` holds a per-CPU array and an XDP function `fn_name` adding one to it per run;
     `measured_ns` is the learner's measurement of one run's extra cost over `empty`."""
     arrays = {name: m for name, m in program.maps.items() if m.type == "percpu_array"}
-    c.require(arrays, "The program has no per-CPU array: declare one with "
-              "BPF_PERCPU_ARRAY(packets, u64, 1);")
+    c.require(arrays, f"The program's maps are {_types(program)}, with no per-CPU array. Which map "
+              "type gives each CPU its own copy of a slot? The exercise's first paragraph names it.",
+              hint="Lesson 08 and the exercise's text call it a per-CPU array; BCC declares it "
+              "with a macro of that name.",
+              fix="BPF_PERCPU_ARRAY(packets, u64, 1);")
     m = next(iter(arrays.values()))
     m.clear()
     first = testrun.run(program, fn_name, repeat=RUNS)
     c.expect(first.retval == testrun.XDP_PASS,
-             f"{fn_name} returned {first.retval}; return XDP_PASS ({testrun.XDP_PASS}) so the "
-             "packet would go on.")
+             f"`{fn_name}` returned {first.retval}, where `XDP_PASS` ({testrun.XDP_PASS}) lets the "
+             "packet go on. What does your function return on its last line?",
+             fix="return XDP_PASS;")
     frame = m.frame(per_cpu="sum")
     counted = int(np.asarray(frame.iloc[:, -1]).sum()) if len(frame) else 0
     c.require(counted == RUNS,
-              f"The kernel ran {fn_name} {RUNS} times, but the array's slots add up to "
-              f"{counted}. Look up slot 0 (u32 key = 0;), check the pointer for NULL, "
-              "then add one: if (v) (*v)++;")
+              f"The kernel ran `{fn_name}` {RUNS} times; the array's slots add up to {counted}, "
+              f"not {RUNS}. What does one run of your function do to slot 0?",
+              hint="Look slot 0 up with the map's `lookup()`, check the pointer the verifier "
+              "insists on, and add one through it. Does the add need to be atomic here?",
+              fix="u32 key = 0; u64 *v = packets.lookup(&key); if (v) (*v)++;")
     c.require(isinstance(measured_ns, (int, float)) and not isinstance(measured_ns, bool),
-              "Measure it: measured_ns = bpfkit.observe.testrun.cost(program, "
-              f"{fn_name!r}) (the time of one run minus the time of `empty`).")
+              f"`measured_ns` is {measured_ns!r}: the check needs your measurement of one count, in "
+              "ns. Which call measured the table in 'Measure every map type'?",
+              hint="`testrun.cost()` times a function against `empty`; one count is one operation.",
+              fix=f"measured_ns = testrun.cost(percpu_counter, {fn_name!r})")
     # A few ns, measured twice on a busy 2-CPU machine, differed by 4 and by 5 ns in CI: each
     # measurement is a difference of two ~10 ns medians. Measure again before saying no, and
     # allow 6 ns: a number typed in (0, 100, 500) is still told apart from a measured one.
@@ -47,6 +55,11 @@ def check_percpu_counter(c: Checker, program, fn_name: str = "count_percpu",
         if close(own):
             break
     c.expect(close(own),
-             f"You measured {measured_ns:.1f} ns per count, the check measures {own:.1f} ns now. "
-             "Use bpfkit.observe.testrun.cost() on the same program, and run it again if the machine "
-             "was busy.")
+             f"You measured {measured_ns:.1f} ns per count; the check measures {own:.1f} ns now. "
+             "How did you measure it? 'Measure every map type' shows how the table was measured.",
+             hint="Use `testrun.cost()` on the same program and function, and run it again if the "
+             "machine was busy.")
+
+
+def _types(program) -> str:
+    return ", ".join(f"`{name}` ({m.type})" for name, m in program.maps.items()) or "none"

@@ -82,6 +82,69 @@ def cost(program, fn_name: str, *, baseline: str = "empty", ops: int = 1, repeat
     return ns
 
 
+@dataclass
+class Order:
+    """Whether one function costs less than another, told apart from the noise of the machine: a
+    lesson asserts an order ("an array lookup is cheaper than a hash lookup") that holds on every
+    machine, but a busy 2-CPU VM can swap two close numbers in one measurement. Truthy unless
+    the measurement clearly contradicts the order (the gap is wider than the trials' spread);
+    printed, it says what was measured in a sentence either way."""
+    cheap: str
+    dear: str
+    cheap_ns: float
+    dear_ns: float
+    noise_ns: float   # how much the trials varied: the two spreads added, at least the resolution
+    trials: int
+
+    @property
+    def holds(self) -> bool:
+        return self.cheap_ns < self.dear_ns
+
+    @property
+    def clear(self) -> bool:
+        return abs(self.dear_ns - self.cheap_ns) > self.noise_ns
+
+    def __bool__(self) -> bool:
+        return self.holds or not self.clear
+
+    def __str__(self) -> str:
+        both = (f"{self.cheap} {self.cheap_ns:.1f} ns, {self.dear} {self.dear_ns:.1f} ns "
+                f"(median of {self.trials} trials each, which varied by {self.noise_ns:.1f} ns)")
+        if self.holds and self.clear:
+            return f"{self.cheap} is cheaper than {self.dear}: {both}."
+        if not self.clear:
+            return (f"This machine was too busy to tell {self.cheap} from {self.dear}: {both}. "
+                    "Run the cell again when the machine is quieter.")
+        return f"{self.cheap} measured dearer than {self.dear}, beyond the noise: {both}."
+
+    __repr__ = __str__
+
+
+def _spread(values: list[float]) -> float:
+    """The interquartile range: how much trials differ, blind to one trial a busy moment spoiled."""
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q3 - q1
+
+
+def order(cheap: tuple, dear: tuple, *, ops: int = 1, baseline: str = "empty", repeat: int = 100_000,
+          trials: int = 5, rounds: int = 3, **kw) -> Order:
+    """Measure whether `cheap` = (program, function) costs less per operation than `dear`, each
+    against its own program's `baseline`. Trials alternate between the two, each paired with a
+    baseline run just before it; a round that cannot tell them apart is followed by another, up
+    to `rounds`, pooling the trials."""
+    costs: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(rounds):
+        for _ in range(trials):
+            for side, (program, fn_name) in enumerate((cheap, dear)):
+                base = run(program, baseline, repeat=repeat, **kw).ns
+                costs[side].append((run(program, fn_name, repeat=repeat, **kw).ns - base) / ops)
+        found = Order(cheap[1], dear[1], statistics.median(costs[0]), statistics.median(costs[1]),
+                      max(_spread(costs[0]) + _spread(costs[1]), 1.0 / ops), len(costs[0]))
+        if found.holds and found.clear:
+            break
+    return found
+
+
 # What cost() returned, by program and function: an exercise check asks whether a number was
 # measured with cost() on that program, which no other machine's speed can make false.
 _MEASURED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
