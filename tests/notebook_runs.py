@@ -268,6 +268,8 @@ def run_all_twice_and_compare(path, timeout: int = 300) -> list[Seconds]:
         held = kernel.held_by(pid)
         assert held == NOTHING, (f"{name}, run {number}: the kernel still holds BPF objects after "
                                  f"its clean-up: {held}; the cells said:\n{_stderr(nb)}")
+        if number == 1:
+            assert_first_tries_ask(path, nb)
 
     nb, times = execute(path, timeout, passes=passes(), after_pass=holds_nothing)
     try:
@@ -276,6 +278,53 @@ def run_all_twice_and_compare(path, timeout: int = 300) -> list[Seconds]:
         report(path, nb, str(e))     # the last line a notebook has in the report is its outcome
         raise
     return times
+
+
+def code_lines(path) -> set[str]:
+    """The code lines of a notebook's code cells (C and Python), comments and blanks left out,
+    stripped: what a starter and its solution are compared by."""
+    lines = set()
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            line = re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip()
+            if line and not line.startswith("%"):
+                lines.add(line)
+    return lines
+
+
+SOLUTION_LINE_AT_LEAST = 12   # shorter lines ("if (v) {", "return 0;") say nothing of the answer
+
+
+def solution_only_lines(lesson) -> set[str]:
+    """Lines of a lesson's solution notebook that its starter does not have: the answer."""
+    for solution in solutions():
+        if solution.name == Path(lesson).name:
+            return {line for line in code_lines(solution) - code_lines(lesson)
+                    if len(line) >= SOLUTION_LINE_AT_LEAST}
+    return set()
+
+
+def first_tries(nb) -> list[str]:
+    """What the exercise checks said on their first try in a run (a Result prints "(try 1)")."""
+    said = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
+            if "not yet (try 1)" in text:
+                said.append(text)
+    return said
+
+
+def assert_first_tries_ask(path, nb) -> None:
+    """Issue 22: a check run on the untouched starter asks before it tells: its first try's words
+    hold no line of the solution's code (hints and the fix come with later tries)."""
+    answer = solution_only_lines(path)
+    for said in first_tries(nb):
+        told = sorted(line for line in answer if line in said)
+        assert not told, (f"{Path(path).name}: the check's first try on the starter prints the "
+                          f"solution's code {told}:\n{said}")
 
 
 def bpf_cell(notebook, name: str) -> str:

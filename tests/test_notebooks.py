@@ -80,3 +80,25 @@ def test_the_harness_fails_a_notebook_that_leaves_a_pinned_map(tmp_path):
         assert len(list(pins.iterdir())) == 2     # both passes ran, each pinned one
     finally:
         shutil.rmtree(pins, ignore_errors=True)
+
+
+@pytest.mark.unit
+def test_a_first_try_that_prints_the_solutions_code_fails_the_run():
+    """The harness's rule for checks on untouched starters (notebook_runs.assert_first_tries_ask),
+    against lesson 07's real solution: a message holding one of its lines fails, a question not."""
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+    from notebook_runs import assert_first_tries_ask, solution_only_lines
+    lesson = FOLDER / "07_map_cost_in_kernel.ipynb"
+    answer = next(line for line in sorted(solution_only_lines(lesson)) if "lookup(&key)" in line)
+
+    def run_saying(text):
+        cell = new_code_cell("result")
+        cell.outputs = [new_output("execute_result", {"text/plain": text}, execution_count=1)]
+        return new_notebook(cells=[cell])
+
+    asks = "❌ Count: not yet (try 1).\n   • The slots add up to 0, not 1000. What does one run do?"
+    assert_first_tries_ask(lesson, run_saying(asks))
+    with pytest.raises(AssertionError, match="prints the solution's code"):
+        assert_first_tries_ask(lesson, run_saying(asks + f"\n     Fix: {answer}"))
+    later = asks.replace("(try 1)", "(try 3)") + f"\n     Fix: {answer}"
+    assert_first_tries_ask(lesson, run_saying(later))    # the third try may show the code
