@@ -143,15 +143,16 @@ class Checker:
         return self.result
 
 
-def exercise(title: str, praise: str = "Well done."):
+def exercise(title: str, praise: str = "Well done.", module: str | None = None):
     """Make `check(c, program, ...)` into `check(program, ...) -> Result`: a fresh `Checker` per
     call, `Stop` ends the check early, and a `BpfkitError` escaping it becomes a problem (its
-    `what`), so a check never raises on a wrong or unfinished answer."""
+    `what`), so a check never raises on a wrong or unfinished answer. `module` names the lesson
+    module the exercise belongs to, where the check is made elsewhere (a break's prediction)."""
 
     def decorate(check):
         signature = inspect.signature(check)
         c_param, *params = signature.parameters.values()  # callers never pass `c`
-        CATALOG[title] = check.__module__
+        CATALOG[title] = module or check.__module__
 
         @functools.wraps(check)
         def run(*args, **kwargs) -> Result:
