@@ -1,11 +1,11 @@
-// bpfkit: a notebook cell that starts with %%bpf holds BPF C, so its editor highlights C (a
+// bpfkit: a notebook cell that starts with %%bpf (or %%bpfobject, libbpf C) holds BPF C, so its editor highlights C (a
 // `# needs: ...` line may come first: the kit skips the cell where the kernel refuses what it names).
 // JupyterLab gives every code cell the kernel's language (Python) and has no per-cell magic
 // languages (jupyterlab/jupyterlab#3869): this plugin sets such a cell's MIME type to C, and
 // puts Python back when the %%bpf line goes.
 import { INotebookTracker } from '@jupyterlab/notebook';
 
-const BPF_CELL = /^(?:# needs:[^\n]*\n)?%%bpf\b/;
+const BPF_CELL = /^(?:# needs:[^\n]*\n)?%%bpf(?:object)?\b/;
 const C = 'text/x-csrc';
 const followed = new WeakSet();
 
@@ -45,7 +45,7 @@ function followAll(notebookModel) {
 
 export default {
   id: 'bpfkit-bpf-highlight:plugin',
-  description: 'Highlights %%bpf cells as C.',
+  description: 'Highlights %%bpf and %%bpfobject cells as C.',
   autoStart: true,
   requires: [INotebookTracker],
   activate: (app, tracker) => {
