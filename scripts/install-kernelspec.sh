@@ -41,7 +41,9 @@ spec = {
     "display_name": "Python 3 (bpfkit, BPF privileges)",
     "language": "python",
     "interrupt_mode": "message",
-    "metadata": {"debugger": False},
+    # curve: the server may give the kernel CurveZMQ keys (jupyter_client 8.10 and later), so
+    # the kernel does not warn that it runs over TCP without encryption.
+    "metadata": {"debugger": False, "supported_encryption": ["curve"]},
 }
 with open(path, "w") as f:
     json.dump(spec, f, indent=1)

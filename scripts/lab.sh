@@ -35,8 +35,17 @@ else
     args+=(--MultiKernelManager.default_kernel_name=bpfkit)
 fi
 # Jupyter's own start-up log is quiet (warnings only), and the address is printed once the server
-# answers: the last line on screen is the one to open.
+# answers: the last line on screen is the one to open. Two warnings would follow it for every
+# notebook opened, and bury it: "not trusted" (the kit's own lessons are signed here, as `jupyter
+# trust` does; a learner's saved notebook stays signed) and the kernel's "running over TCP without
+# encryption" (the server and its kernels share CurveZMQ keys where jupyter_client can provision them).
 args+=(--ServerApp.log_level=WARN)
+"$venv/bin/python" -m jupyter trust "$root"/notebooks/*.ipynb "$root"/notebooks/solutions/*.ipynb >/dev/null 2>&1 || true
+if "$venv/bin/python" -c 'import sys, zmq
+from jupyter_client.manager import KernelManager
+sys.exit(not (zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names()))' 2>/dev/null; then
+    args+=(--KernelManager.transport_encryption=auto)
+fi
 "$venv/bin/python" -m jupyter lab "${args[@]}" "$@" &
 server=$!
 stop() { kill -TERM "$server" 2>/dev/null; wait "$server"; exit "$1"; }  # leave once it has gone

@@ -400,6 +400,12 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
         f"exercise_check.png  the exercise check's message on the unsolved starter: {CHECK_MESSAGE!r}\n"
         f"Run All Cells, {LESSON}: {seconds:.1f} s (menu click to every cell numbered and the kernel idle)\n")
 
+    # The terminal that ran `make lab` stays quiet after the URL, which stays the last thing on it:
+    # no "not trusted" per notebook opened, no kernel warning about TCP without encryption.
+    after_url = Path(lab["log"]).read_text().partition("lab: open ")[2].splitlines()[1:]
+    noisy = [line for line in after_url if "WARN" in line or line.startswith(("[W ", "[E "))]
+    assert not noisy, f"the lab's terminal after its URL: {noisy[:5]}"
+
     # Nothing saved back into the kit.
     assert lesson.read_bytes() == saved, f"{LESSON} was written to"
     assert _git_status(lesson) == status, f"git status changed: {status!r} -> {_git_status(lesson)!r}"
