@@ -30,7 +30,7 @@ def record(tmp_path, monkeypatch):
 
 @pytest.fixture
 def practice():
-    @exercise("Practice: say 42")
+    @exercise("Practice: say 42", module="bpfkit.lessons.l01_hash_map_counter")   # listed under 01
     def check_answer(c, answer):
         c.expect(answer == 42, "say 42")
     yield check_answer
@@ -51,6 +51,8 @@ def test_every_check_records_its_outcome_and_solved_stays_solved(record, practic
     assert len(table) >= 14 and set(table["status"]) <= {"solved", "not yet", "not tried"}
     row = table.set_index("exercise").loc["Practice: say 42"]
     assert (row["status"], row["tries"]) == ("solved", 4)
+    assert row["lesson"] == "01_hash_map_counter"
+    assert 0 <= row["minutes"] < 5 and entry["solved_after_s"] >= 0   # first try to solved, here at once
     # Each lesson's exercise is listed under the notebook that imports its check.
     lessons = set(table["lesson"])
     assert {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")

@@ -178,7 +178,8 @@ def exercise(title: str, praise: str = "Well done.", module: str | None = None):
 
 def progress():
     """Every exercise of the course with its lesson and what the learner's checks said so far:
-    a DataFrame with columns lesson, exercise, status ("solved", "not yet", "not tried"), tries."""
+    a DataFrame with columns lesson, exercise, status ("solved", "not yet", "not tried"), tries,
+    and minutes (from the first try to the first solved one; empty until solved)."""
     import pandas as pd
     lessons = {}
     for lesson in catalogue.LESSONS:
@@ -193,6 +194,7 @@ def progress():
         entry = done.get(title, {})
         status = "solved" if entry.get("solved") else entry.get("last", "not tried")
         rows.append({"lesson": lessons[module], "exercise": title,
-                     "status": status, "tries": int(entry.get("tries", 0))})
-    frame = pd.DataFrame(rows, columns=["lesson", "exercise", "status", "tries"])
+                     "status": status, "tries": int(entry.get("tries", 0)),
+                     "minutes": round(entry["solved_after_s"] / 60, 1) if "solved_after_s" in entry else None})
+    frame = pd.DataFrame(rows, columns=["lesson", "exercise", "status", "tries", "minutes"])
     return frame.sort_values(["lesson", "exercise"], ignore_index=True)

@@ -26,7 +26,8 @@ def path() -> Path:
 
 
 def read() -> dict[str, dict]:
-    """{exercise title: {"tries", "solved", "last" (the latest outcome), "when"}}; {} if none."""
+    """{exercise title: {"tries", "solved", "last" (the latest outcome), "when", "first" (the first
+    try's time), "solved_after_s" (seconds from the first try to the first solved one)}}; {} if none."""
     try:
         data = json.loads(path().read_text())
     except (OSError, ValueError):
@@ -47,10 +48,19 @@ def record(exercise: str, solved: bool) -> int:
             data = read()
             entry = data.get(exercise) if isinstance(data.get(exercise), dict) else {}
             tries = int(entry.get("tries", 0)) + 1
+            now = time.time()
+            first = entry.get("first", now) if isinstance(entry.get("first"), (int, float)) else now
             data[exercise] = {"tries": tries,
                               "solved": bool(entry.get("solved")) or solved,
                               "last": "solved" if solved else "not yet",
-                              "when": time.strftime("%Y-%m-%d %H:%M")}
+                              "when": time.strftime("%Y-%m-%d %H:%M"),
+                              # from the first try to the first solved one: what an exercise
+                              # took a learner, which the instructor notes' minutes are set against
+                              "first": first}
+            if "solved_after_s" in entry:
+                data[exercise]["solved_after_s"] = entry["solved_after_s"]
+            elif solved:
+                data[exercise]["solved_after_s"] = round(now - first)
             fresh = file.with_name(file.name + ".new")
             fresh.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             os.chmod(fresh, 0o644)  # the learner's shell reads what the root kernel wrote
