@@ -24,6 +24,7 @@ from .lessons.here import doctor, lessons_here
 from .loader.features import allowed, helpers, program_types
 from .loader.program import Program, load, loaded, source
 from .maps import Map, create_map, map_types, open_pinned
+from .maps.spec import possible_cpus
 from .observe import plot
 from .observe.sampling import live, sample
 
@@ -34,5 +35,5 @@ def load_ipython_extension(ip):
 
 
 __all__ = ["load", "source", "Program", "Map", "create_map", "open_pinned", "map_types",
-           "program_types", "helpers", "allowed",
+           "program_types", "helpers", "allowed", "possible_cpus",
            "sample", "live", "plot", "doctor", "lessons_here", "loaded", "close_all", "progress", "BpfkitError"]

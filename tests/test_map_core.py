@@ -488,3 +488,28 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
         assert prog["seen"][cg.id] == 3
     with pytest.raises(Closed, match="closed"):
         cg.id
+
+
+def test_a_learners_batch_loop_reads_what_frame_reads_and_raw_is_the_kernels_bytes():
+    """Map.lookup_batch is one BPF_MAP_LOOKUP_BATCH call: a loop over it with its cursor reads
+    every entry once; Map.raw is a per-CPU value as the kernel hands it, a padded copy per
+    possible CPU."""
+    import numpy as np
+    with bpfkit.create_map("hash", key="u32", value="u64", max_entries=1000, name="t_batch_loop") as m:
+        m.update_batch(np.arange(300, dtype=np.uint32), np.arange(300, dtype=np.uint64) * 2)
+        cursor, got, calls = None, {}, 0
+        while True:
+            keys, values, cursor = m.lookup_batch(cursor, 50)
+            calls += 1
+            assert len(keys) <= 50
+            got.update(zip(keys.tolist(), values.tolist()))
+            if cursor is None:
+                break
+        whole = m.frame()
+        assert got == dict(zip(whole["key"].tolist(), whole["value"].tolist())) and len(got) == 300
+        assert calls >= 6
+        with pytest.raises(bpfkit.BpfkitError, match="cursor"):
+            m.lookup_batch(b"short", 10)
+    with bpfkit.create_map("percpu_array", key="u32", value="u32", max_entries=2, name="t_raw") as pc:
+        raw = pc.raw(1)
+        assert len(raw) == 8 * bpfkit.possible_cpus() and set(raw) == {0}

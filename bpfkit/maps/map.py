@@ -203,6 +203,22 @@ class Map:
                                absent_ok=True)
         return buf if found else None
 
+    def raw(self, key) -> bytes:
+        """The value of `key` undecoded, as the kernel hands it to user space: for a per-CPU map
+        one copy per possible CPU (not online: `bpfkit.possible_cpus()`), each padded to a
+        multiple of 8 bytes. What a learner decodes by hand before trusting `frame()` to."""
+        buf = self._lookup(key)
+        if buf is None:
+            raise self.failure("lookup", errno.ENOENT, key)
+        return buf.raw
+
+    def lookup_batch(self, cursor: bytes | None = None, count: int = 64):
+        """One BPF_MAP_LOOKUP_BATCH call, as the kernel makes it: up to `count` entries from
+        `cursor` (None: the map's start), returned as (keys, values, next cursor); the next
+        cursor is None once the kernel says the walk reached the end. `frame()` loops over
+        this call; a lesson has learners write that loop themselves."""
+        return snapshot.one_batch(self, cursor, count)
+
     def get(self, key, default=None):
         try:
             buf = self._lookup(key)

@@ -188,6 +188,41 @@ def _read_batch(m, batch: int, stats: dict) -> Snapshot:
     return _trim(keys, values, n, "batch")
 
 
+def one_batch(m, cursor: bytes | None, count: int):
+    """(keys, values, next cursor or None at the end) of one BPF_MAP_LOOKUP_BATCH call: `Map.
+    lookup_batch`, for a learner's own loop. Values are decoded as `frame()` decodes them."""
+    if m.key_dtype.itemsize != m.key_size or m.value_dtype.itemsize != m.value_buffer_size:
+        raise BatchUnsupported("its key or value layout does not match the kernel's sizes")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UsageError(f"count is how many entries to ask for, at least 1, not {count!r}.",
+                         "for example lookup_batch(cursor, count=64).")
+    size = max(m.key_size, 8)
+    if cursor is not None and (not isinstance(cursor, bytes) or len(cursor) != size):
+        raise UsageError(f"The cursor is the bytes the previous lookup_batch() returned "
+                         f"({size} bytes), or None to start; got {cursor!r:.60}.",
+                         "pass the third thing the last call returned.")
+    keys, values = _buffers(m, count)
+    in_batch = ct.create_string_buffer(cursor or b"", size)
+    out_batch = ct.create_string_buffer(size)
+    got = ct.c_uint32(count)
+    try:
+        lib.bpf_map_lookup_batch(m.fd, None if cursor is None else in_batch, out_batch,
+                                 keys.ctypes.data, values.ctypes.data, ct.byref(got), None)
+        err = 0
+    except OSError as e:
+        err = e.errno
+    if err == errno.ENOSPC and got.value == 0:
+        raise MapError(f"One bucket of {m.name!r} holds more than {count} entries, and the kernel "
+                       "hands a hash map's bucket over whole (ENOSPC).",
+                       "ask for more at once from the same cursor: a bigger count.", errno=err)
+    if err not in (0, errno.ENOENT):
+        if cursor is None and err in BATCH_UNSUPPORTED:
+            raise BatchUnsupported(reason(err))
+        raise m.failure("batch", err)
+    n = got.value
+    return keys[:n].copy(), values[:n].copy(), None if err == errno.ENOENT else out_batch.raw
+
+
 def _read_iterate(m, stats: dict) -> Snapshot:
     fd = m.fd
     key_size = m.key_size

@@ -116,6 +116,11 @@ class _Reader:
         waiting.until(stayed_empty, limit, every=0)
         return self.received - before
 
+    def records(self) -> list[bytes]:
+        """The events read so far, each as the bytes the program sent: what a consumer of the
+        buffer gets before it decodes anything (lesson 09's exercise decodes them by hand)."""
+        return list(self._records)
+
     def frame(self, *, arrival: bool = False) -> pd.DataFrame:
         """The events read so far, one row each in the order they arrived, columns named after
         the C struct's fields; with `arrival`, an `arrival_ns` column too: when Python got each
