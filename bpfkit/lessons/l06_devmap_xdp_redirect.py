@@ -28,10 +28,11 @@ def _check_setup(c: Checker, program, lab, map_name: str):
               hint=f"Declare `{map_name}` with `BPF_DEVMAP`, 4 slots, as the starter does.",
               fix=f"BPF_DEVMAP({map_name}, 4);")
     slots = dict(zip(tx.frame()["index"].tolist(), tx.frame()["ifindex"].tolist()))
-    names = {b.port_ifindex: b.port, cc.port_ifindex: cc.port}
+    names = {b.port_ifindex: b.port, cc.port_ifindex: cc.port, None: "nothing"}
+    held = [names.get(slots.get(i), f"ifindex {slots.get(i)}") for i in (0, 1)]
     c.expect(slots.get(0) == b.port_ifindex and slots.get(1) == cc.port_ifindex,
-             f"slot 0 holds {names.get(slots.get(0), slots.get(0))} and slot 1 "
-             f"{names.get(slots.get(1), slots.get(1))}; the check expected {b.port} and {cc.port}. "
+             f"slot 0 holds {held[0]} and slot 1 {held[1]}; the check expected {b.port} and "
+             f"{cc.port}. "
              "Which port goes in which slot? The cell 'Fill the devmap' shows how a slot is written.",
              hint=f"From Python, write b's port into slot 0 of `{map_name}` and c's into slot 1.",
              fix=f"{map_name}[0] = b.port and {map_name}[1] = c.port.")
@@ -39,9 +40,8 @@ def _check_setup(c: Checker, program, lab, map_name: str):
     c.expect(attached in program.program_ids(),
              f"your program is not the XDP program of {a.port}: the check saw "
              + (f"program id {attached} there" if attached else "no XDP program there")
-             + f", and expected one of yours (ids {sorted(program.program_ids())}). Did the cell "
-             "after your program run "
-             "after your last change? It attaches your program in place of the lesson's.",
+             + ", and expected your program. Did the cell after your program run after your "
+             "last change? It attaches your program in place of the lesson's.",
              hint="Run the program cell, then the check cell: `lab.attach_xdp` replaces whatever "
                   f"runs on {a.port}.",
              fix=f"lab.attach_xdp(<your program>, a.port, \"xdp_redirect\").")
