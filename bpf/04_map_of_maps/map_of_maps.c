@@ -7,13 +7,14 @@
 // configuration to the other at once: no event ever sees half of the old and half of the new.
 //
 // BPF_ARRAY_OF_MAPS(active, "config_a", 1) names config_a as the template: every inner map
-// must have its type and its key and value sizes (inner arrays: its max_entries too).
+// must have its type, its key and value sizes and its map flags (inner arrays: its
+// max_entries too, unless the template has BPF_F_INNER_MAP, kernel 5.10 and later).
 
 BPF_HASH(config_a, u32, u64, 16);
 BPF_HASH(config_b, u32, u64, 16);
 BPF_ARRAY_OF_MAPS(active, "config_a", 1);
 
-BPF_HASH(counts, u32, u64);   // uid -> sum of weights
+BPF_HASH(counts, u32, u64);   // uid -> sum of weights: two CPUs may add to one uid at once
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
     int slot = 0;
@@ -26,6 +27,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
     if (weight == 0) {
         return 0;
     }
-    counts.increment(uid, *weight);
+    u64 zero = 0;
+    u64 *count = counts.lookup_or_try_init(&uid, &zero);   // one entry, whoever makes it
+    if (count != 0) {
+        __sync_fetch_and_add(count, *weight);   // atomic: no count lost (lesson 01)
+    }
     return 0;
 }

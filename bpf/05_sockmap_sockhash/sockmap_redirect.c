@@ -2,7 +2,8 @@
 // local socket to another, past the TCP/IP stack.
 //
 // sockops_record (a sock_ops program, attached to a cgroup) runs when a TCP connection of a
-// process in that cgroup is established, at both ends, and stores the socket in sock_hash
+// process in that cgroup is established, at both ends (the server's end when the handshake's
+// last ACK arrives, before any accept()), and stores the socket in sock_hash
 // under its 4-tuple. msg_redirect (an sk_msg program, attached to sock_hash) then runs on every
 // send() of a socket in sock_hash: it looks up the peer (the same 4-tuple seen from the other
 // end) and, when the peer is in the map too, puts the message straight into the peer's receive
@@ -46,8 +47,8 @@ BPF_HASH(msg_stats, struct sock_key, struct msg_stats_t, 64);
 
 int sockops_record(struct bpf_sock_ops *skops) {
     u32 op = skops->op;
-    if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&   // the server's end, after accept()
-        op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)      // the client's end, after connect()
+    if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&   // the server's end: handshake done
+        op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)      // the client's end: handshake done
         return 0;
     if (skops->family != 2)                            // AF_INET: IPv4 only, for brevity
         return 0;

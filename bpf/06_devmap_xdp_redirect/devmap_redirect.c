@@ -35,11 +35,13 @@ int xdp_redirect(struct xdp_md *ctx) {
     u32 slot = ntohs(udp->dest) - 9000;        // port 9000 -> slot 0, 9001 -> slot 1, ...
     if (slot >= SLOTS)
         return XDP_PASS;
-    redirected.increment(slot);
+    redirected.atomic_increment(slot);         // atomic: XDP runs on several CPUs at once
     int *ifindex = tx_port.lookup(&slot);      // the interface in the slot, NULL if empty
     if (ifindex) {
         u32 egress = *ifindex;
-        sent_to.increment(egress);
+        u64 zero = 0, *n = sent_to.lookup_or_try_init(&egress, &zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);        // one entry per interface, added to atomically
     }
     return tx_port.redirect_map(slot, 0);      // XDP_REDIRECT (XDP_ABORTED if the slot is empty)
 }

@@ -15,8 +15,11 @@ from bpfkit.core.errors import MapError
 from bpfkit.lessons.l04_map_of_maps import check_per_user_maps
 from bpfkit.maps import Map
 from conftest import BPFTOOL, needs_bpftool
+from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
+LESSON = ROOT / "notebooks" / "04_map_of_maps.ipynb"
+SOLUTION = ROOT / "notebooks" / "solutions" / "04_map_of_maps.ipynb"
 
 PER_USER = r"""
 BPF_ARRAY(alice_calls, u64, 1);
@@ -154,12 +157,23 @@ def test_an_inner_map_unlike_the_template_is_refused_with_a_hint(no_leaks):
         assert prog["per_user"].frame().empty
 
 
+def solution_only_lines() -> set[str]:
+    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
+    notebook lacks: what a check's first try must not print."""
+    def code(path):
+        return {line.strip() for cell in json.loads(path.read_text())["cells"]
+                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
+    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
+
+
 def test_exercise_check_says_what_is_missing(uid, no_leaks):
-    starter = PER_USER.replace('BPF_HASH_OF_MAPS(per_user, u32, "alice_calls", 8);',
-                               "BPF_HASH(per_user, u32, u64);").split("TRACEPOINT_PROBE")[0]
-    with bpfkit.load(starter, name="starter") as prog:
+    starter = bpf_cell(LESSON, "users")
+    with bpfkit.load(starter, name="users") as prog:
         result = check_per_user_maps(prog, {uid: 1})
-        assert not result.passed and "BPF_HASH_OF_MAPS" in str(result)
+        said = str(result)
+        assert not result.passed and "`per_user` is a `hash` map" in said and "hash_of_maps" in said
+        assert not [line for line in solution_only_lines() if line in said], said
+        assert "Hint" not in said and "Fix" not in said
     with bpfkit.load(PER_USER, name="per_user") as prog:
         result = check_per_user_maps(prog, {uid: 1})
         assert not result.passed and "no entry for uid" in str(result)
@@ -167,6 +181,26 @@ def test_exercise_check_says_what_is_missing(uid, no_leaks):
         assert not check_per_user_maps(prog, {uid: 1}).passed    # no event yet
         children.run_as(uid, 1)
         assert check_per_user_maps(prog, {uid: 1}).passed
+
+
+def test_exercise_check_shows_the_code_from_the_third_try(uid, no_leaks):
+    with bpfkit.load(bpf_cell(LESSON, "users"), name="users") as prog:
+        tries = [str(check_per_user_maps(prog, {uid: 1})) for _ in range(3)]
+    assert "Hint:" not in tries[0] and "BPF_HASH_OF_MAPS" not in tries[0]
+    assert "Hint: Declare `per_user` with `BPF_HASH_OF_MAPS`" in tries[1] and "Fix:" not in tries[1]
+    assert 'Fix: BPF_HASH_OF_MAPS(per_user, u32, "alice_calls", 8);' in tries[2]
+
+
+def test_exercise_check_asks_for_an_atomic_add_before_it_shows_one(uid, no_leaks):
+    plain = PER_USER.replace("__sync_fetch_and_add(n, 1);", "*n += 1;")
+    with bpfkit.load(plain, name="per_user") as prog:
+        prog["per_user"][uid] = prog["alice_calls"]
+        children.run_as(uid, 1)
+        first = str(check_per_user_maps(prog, {uid: 2}))     # one count short: a wrong answer
+        assert "counts 1; the check expected 2" in first and "__sync_fetch_and_add" not in first
+        assert not check_per_user_maps(prog, {uid: 2}).passed
+        third = str(check_per_user_maps(prog, {uid: 2}))
+        assert "Fix:" in third and "__sync_fetch_and_add(n, 1)" in third
 
 
 def _bpftool_dump(map_id: int) -> list[tuple[int, int]]:

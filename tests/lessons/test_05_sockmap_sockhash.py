@@ -294,11 +294,30 @@ def _run_exercise(text: str):
         prog.close()
 
 
+def _solution_only_lines() -> set[str]:
+    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
+    notebook lacks: what a check's first try must not print."""
+    def code(path):
+        return {line.strip() for cell in json.loads(path.read_text())["cells"]
+                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
+    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
+
+
 def test_exercise_check_tells_starter_from_solution(no_leaks):
     starter = _run_exercise(bpf_cell(LESSON, "one_way"))
-    assert not starter.passed and "still take the shortcut (10 of 10" in str(starter)
+    said = str(starter)
+    assert not starter.passed and "10 of the server's 10 replies took the shortcut" in said
+    assert "Steps 1 and 2 of the exercise" in said and "Hint" not in said and "Fix" not in said
+    assert not [line for line in _solution_only_lines() if line in said], said
     solved = _run_exercise(bpf_cell(SOLUTION, "one_way"))
     assert solved.passed, solved
+
+
+def test_exercise_check_shows_the_code_from_the_third_try(no_leaks):
+    tries = [str(_run_exercise(bpf_cell(LESSON, "one_way"))) for _ in range(3)]
+    assert "Hint:" not in tries[0] and "config.lookup" not in tries[0]
+    assert "Hint: Look up `config[0]`" in tries[1] and "Fix:" not in tries[1]
+    assert "Fix: u32 index = 0; u32 *server_port = config.lookup(&index);" in tries[2]
 
 
 def test_exercise_check_reports_lost_messages_instead_of_raising(no_leaks):

@@ -19,8 +19,11 @@ from bpfkit.lab import net
 from bpfkit.core.errors import MapError
 from bpfkit.lessons.l06_devmap_xdp_redirect import check_source_port_balancing
 from conftest import BPFTOOL, needs_bpftool
+from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
+LESSON = ROOT / "notebooks" / "06_devmap_xdp_redirect.ipynb"
+SOLUTION = ROOT / "notebooks" / "solutions" / "06_devmap_xdp_redirect.ipynb"
 SERVICE, SERVICE_MAC = "192.0.2.100", "02:00:00:00:00:64"
 
 def udp_xdp(name: str, decide: str, maps: str = "") -> str:
@@ -263,6 +266,34 @@ def test_exercise_check(lab):
         new = {(h, p): after[h].get(p, 0) - before[h].get(p, 0) for h in after for p in after[h]}
         assert {k: v for k, v in new.items() if v} == {
             ("b", 41000): 5, ("b", 41002): 5, ("c", 41001): 5, ("c", 41003): 5}
+
+
+def _solution_only_lines() -> set[str]:
+    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
+    notebook lacks: what a check's first try must not print."""
+    def code(path):
+        return {line.strip() for cell in json.loads(path.read_text())["cells"]
+                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
+    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
+
+
+def test_exercise_check_asks_about_byte_order_before_it_shows_the_code(lab):
+    a, b, c = (lab.hosts[h] for h in "abc")
+    with bpfkit.load(bpf_cell(LESSON, "balance"), name="balance") as starter:
+        lab.attach_xdp(starter, a.port, "xdp_redirect")
+        starter["tx_port"][0], starter["tx_port"][1] = b.port, c.port
+        first = str(check_source_port_balancing(starter, lab))
+    assert "41001 -> b" in first and "byte order" in first and "'The program'" in first
+    assert not [line for line in _solution_only_lines() if line in first], first
+    assert "ntohs" not in first and "Hint" not in first
+    # The raw field's lowest bit is bit 8 of the port: every sender lands on b, and is refused.
+    with bpfkit.load(BALANCE.replace("SLOT", "udp->source & 1"), name="balance") as raw:
+        lab.attach_xdp(raw, a.port, "xdp_redirect")
+        raw["tx_port"][0], raw["tx_port"][1] = b.port, c.port
+        second, third = (check_source_port_balancing(raw, lab) for _ in range(2))
+    assert not second.passed and "41001 -> b, 41002 -> b, 41003 -> b" in str(second)
+    assert "Hint: Take the slot from the lowest bit" in str(second) and "Fix:" not in str(second)
+    assert "Fix: u32 slot = ntohs(udp->source) & 1;" in str(third)
 
 
 # -- the lab itself --------------------------------------------------------------------------
