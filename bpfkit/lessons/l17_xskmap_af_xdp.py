@@ -15,7 +15,14 @@ SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
 def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
     """Sends PER_PORT frames to each of PORTS into host `host`'s eth0 and checks that those to
     7000 and 7001 arrive at the AF_XDP socket `sock`, and those to 7002 at the host's stack."""
-    from ..lab import net, xsk
+    h = _ready(c, program, lab, sock, host)
+    _judge(c, *_sent(h, sock))
+
+
+def _ready(c: Checker, program, lab, sock, host: str):
+    """What the check needs before it sends: the lab's host, an open socket, the learner's
+    xskmap and XDP program attached; the host."""
+    from ..lab import net
     from ..host.netns import inside
     c.require(host in getattr(lab, "hosts", {}),
               f"The check found no host `{host}` in the `lab` you passed; is it the lab the cell "
@@ -46,7 +53,13 @@ def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
                    "until `lab.attach_xdp` attaches the new one.",
               fix='`lab.attach_xdp(xsk_two_ports, "eth0", "xdp_to_socket", netns=m.netns)`, '
                   'then `xsk_two_ports["xsks"][0] = sock`')
+    return h
 
+
+def _sent(h, sock) -> tuple[dict, dict, int, int]:
+    """PER_PORT frames to each of PORTS into `h`'s eth0: (frames at the socket per port, at the
+    stack per port, frames that arrived nowhere, frames sent)."""
+    from ..lab import xsk
     receivers = {port: h.receiver(port) for port in PORTS}
     stack_before = {port: r.count() for port, r in receivers.items()}
     socket_before = sock.count
@@ -60,7 +73,11 @@ def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
     new = sock.frames[socket_before:]
     at_socket = {port: sum(1 for f in new if f[36:38] == port.to_bytes(2, "big")) for port in PORTS}
     at_stack = {port: r.count() - stack_before[port] for port, r in receivers.items()}
-    lost = total - sum(at_socket.values()) - sum(at_stack.values())
+    return at_socket, at_stack, total - sum(at_socket.values()) - sum(at_stack.values()), total
+
+
+def _judge(c: Checker, at_socket: dict, at_stack: dict, lost: int, total: int) -> None:
+    """Each port's frames where they belong, and none lost."""
     for port, where in PORTS.items():
         if where == "socket":
             c.expect(at_socket[port] == PER_PORT,
@@ -92,6 +109,7 @@ def check_two_ports(c: Checker, program, lab, sock, host: str = "m") -> None:
                   "another queue than the frame's, or when its RX ring is full.",
              fix="Key the slot by the frame's queue, `xsks.redirect_map(ctx->rx_queue_index, "
                  "XDP_PASS)`, with the socket bound to queue 0 in `xsks[0]`.")
+
 
 def xdp_sockets_listed(netns: str) -> str:
     """One sentence on this kernel: how many AF_XDP sockets the `XDP` line of /proc/net/protocols

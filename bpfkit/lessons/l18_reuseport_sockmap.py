@@ -22,6 +22,22 @@ def check_fallback(c: Checker, program, group, slots, n: int = 10, empty: int = 
     """Attaches the learner's `fn_name` to `group` (a ReuseportGroup whose sockets fill
     `slots`), empties slot `empty` for the check, sends `n` datagrams for slot 1 and `n` for
     the empty slot, and restores the slot."""
+    names = _attached(c, program, group, slots, empty, fn_name)
+    group.receive()                      # nothing left over from earlier cells
+    kept = group.sockets[names[empty]]
+    del slots[empty]
+    try:
+        group.send([1] * n)
+        control = group.receive(expect=n)
+        group.send([empty] * n)
+        got = group.receive(expect=n, timeout=0.3)
+    finally:
+        slots[empty] = kept
+    _judge(c, names, control, got, n, empty)
+
+
+def _attached(c: Checker, program, group, slots, empty: int, fn_name: str) -> dict[int, str]:
+    """The learner's `fn_name` loaded and attached to `group`; {slot: socket name} of a full array."""
     try:
         fn = program.load_func(fn_name, "sk_reuseport")
     except BpfkitError as e:
@@ -44,16 +60,11 @@ def check_fallback(c: Checker, program, group, slots, n: int = 10, empty: int = 
               hint="Run the cell that puts socket `s<i>` in slot `i` again, or `in_order()` from "
                    "'Rewrite the array while it runs'.",
               fix="`in_order()`, or `slots[i] = group.sockets[f\"s{i}\"]` for each empty slot `i`")
-    group.receive()                      # nothing left over from earlier cells
-    kept = group.sockets[names[empty]]
-    del slots[empty]
-    try:
-        group.send([1] * n)
-        control = group.receive(expect=n)
-        group.send([empty] * n)
-        got = group.receive(expect=n, timeout=0.3)
-    finally:
-        slots[empty] = kept
+    return names
+
+
+def _judge(c: Checker, names: dict[int, str], control: dict, got: dict, n: int, empty: int) -> None:
+    """Slot 1's datagrams at slot 1's socket; the empty slot's all arrived, at slot 0's socket."""
     c.expect(control.get(names[1], 0) == n,
              f"{control.get(names[1], 0)} of the {n} datagrams for slot 1 reached {names[1]}, "
              f"the socket in slot 1 (the group received {control}); a filled slot should still "

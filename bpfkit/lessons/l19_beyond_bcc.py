@@ -93,6 +93,14 @@ def check_cautious(c: Checker, obj, prediction=None) -> None:
     """Lesson 19's exercise: the struct_ops program `obj` (a loaded BpfObject) grows the window
     by 1 packet after 2 * cwnd ACKs in congestion avoidance; `prediction` is the number of
     ACKs the window spends at 41 packets."""
+    steps = _steps_of(c, obj)
+    twice = _judge_steps(c, steps)
+    _judge_prediction(c, steps, twice, prediction)
+
+
+def _steps_of(c: Checker, obj) -> dict[int, int]:
+    """The learner's algorithm registered, named and run through a transfer: its complete steps
+    of congestion avoidance, {window: ACKs there}."""
     c.require(obj is not None and not getattr(obj, "closed", True),
               "The check got no loaded algorithm (the object is missing or closed); did the "
               "exercise's `%%bpfobject l19_slow` cell run without an error? Its output says what "
@@ -131,6 +139,11 @@ def check_cautious(c: Checker, obj, prediction=None) -> None:
                    "`tp->snd_cwnd` to grow by 1.",
               fix="`else if (++tp->snd_cwnd_cnt >= 2 * tp->snd_cwnd) { tp->snd_cwnd_cnt = 0; "
                   "tp->snd_cwnd += 1; }`")
+    return steps
+
+
+def _judge_steps(c: Checker, steps: dict[int, int]) -> bool:
+    """Each step at k packets lasts 2*k ACKs; whether it does."""
     reno = all(n == k for k, n in steps.items())
     twice = all(n == 2 * k for k, n in steps.items())
     shown = ", ".join(f"{n} ACKs at {k}" for k, n in list(steps.items())[:3])
@@ -144,6 +157,11 @@ def check_cautious(c: Checker, obj, prediction=None) -> None:
     elif not twice:
         c.expect(False, f"The steps are {shown}; the exercise expects a step at k packets to "
                  "last 2*k ACKs. How many ACKs does your counter wait at k packets?", **slower)
+    return twice
+
+
+def _judge_prediction(c: Checker, steps: dict[int, int], twice: bool, prediction) -> None:
+    """The prediction for ASKED_AT packets: given, what the rule gives, what the kernel did."""
     told = dict(hint="In the lesson's plot a step at k packets lasted k ACKs, because the counter "
                      "counted to the window; count to the limit your change sets.",
                 fix=f"`prediction = {2 * ASKED_AT}`: the counter restarts when the window becomes "
