@@ -125,8 +125,8 @@ def _steps_of(c: Checker, obj) -> dict[int, int]:
     c.require(sent["congestion"] == name and sent["received"] == sent["sent"],
               f"The transfer did not run through {name!r}: the socket reported "
               f"{sent['congestion']!r}, and {sent['received']} of {sent['sent']} bytes arrived. "
-              "Is that name in the kernel's list of algorithms "
-              "(`/proc/sys/net/ipv4/tcp_available_congestion_control`)?",
+              "Is that name in the kernel's list of algorithms? The cell 'One connection "
+              "chooses it' prints that list.",
               hint="The name is listed only while your object is loaded; run its cell again, "
                    "then the check.")
     steps = avoidance_runs(acks["cwnd"])
@@ -168,8 +168,8 @@ def _judge_prediction(c: Checker, steps: dict[int, int], twice: bool, prediction
                     f"{ASKED_AT} and the step ends at 2 x {ASKED_AT} ACKs.")
     if prediction is None:
         c.expect(False, f"No prediction yet (`prediction` is None); how many ACKs will the "
-                 f"window spend at {ASKED_AT} packets with your change? The exercise asks before "
-                 "the check runs.", **told)
+                 f"window spend at {ASKED_AT} packets with your change? The cell 'Exercise: a more "
+                 "cautious congestion avoidance' asks for it.", **told)
     elif twice and steps.get(ASKED_AT) not in (None, prediction):
         c.expect(False, f"Your prediction ({prediction}) is not what the kernel measured at "
                  f"{ASKED_AT} packets with your program; how many ACKs does `snd_cwnd_cnt` count "
