@@ -31,6 +31,6 @@ int xdp_to_socket(struct xdp_md *ctx) {
     struct verdict_t v = {.port = ntohs(udp->dest), .action = XDP_PASS};
     if (v.port == TO_SOCKET)           // XDP_REDIRECT, or XDP_PASS if the queue's slot is empty
         v.action = xsks.redirect_map(ctx->rx_queue_index, XDP_PASS);
-    verdicts.increment(v);
+    verdicts.atomic_increment(v);      // atomic: frames on several CPUs share an entry
     return v.action;
 }

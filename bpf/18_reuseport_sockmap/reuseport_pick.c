@@ -18,15 +18,15 @@ int pick_socket(struct sk_reuseport_md *reuse) {
         return SK_PASS;             // no payload: let the kernel choose
     u32 slot = first % 4;
     if (bpf_sk_select_reuseport(reuse, slots, &slot, 0) == 0) {
-        picked.increment(slot);
+        picked.atomic_increment(slot);   // atomic: datagrams on several CPUs share a slot
         return SK_PASS;             // deliver to the socket selected
     }
-    dropped.increment(slot);        // nothing in that slot
+    dropped.atomic_increment(slot); // nothing in that slot
     return SK_DROP;
 }
 
 int count_received(struct __sk_buff *skb) {
     u64 cookie = bpf_get_socket_cookie(skb);   // the socket receiving this packet
-    received.increment(cookie);
+    received.atomic_increment(cookie);
     return 1;                       // 1: let the packet in
 }

@@ -17,6 +17,6 @@ int steer_msg(struct sk_msg_md *msg) {
     // SK_PASS when that slot holds a socket: the message goes to its receive queue
     // (BPF_F_INGRESS). For an empty slot nothing changes: TCP carries it to the peer.
     if (bpf_msg_redirect_map(msg, socks, slot, BPF_F_INGRESS) == SK_PASS)
-        sent_to.increment(slot);
+        sent_to.atomic_increment(slot);   // atomic, as in lesson 01
     return SK_PASS;
 }

@@ -20,7 +20,8 @@ int bump(void *ctx) {
         counter = bpf_arena_alloc_pages(&arena, NULL, 1, -1, 0);
     if (!counter)
         return -1;
-    *counter += 1;                            // lives in the arena, not in the program
+    *counter += 1;                            // in the arena; a plain add, as only this
+                                              // notebook runs bump, one run at a time
     return *counter;
 }
 char LICENSE[] SEC("license") = "GPL";

@@ -3,6 +3,7 @@
 check, and a socket that leaves nothing behind (fd, registration, the kernel's socket count)."""
 from __future__ import annotations
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -19,6 +20,22 @@ from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
+
+
+def solution_only_lines(stem: str) -> set[str]:
+    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
+    lesson's starter notebook does not have: what a first try must not print."""
+    def lines(path):
+        cells = json.loads((ROOT / path).read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
+            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
+
+
+def assert_no_solution_code(words: str, stem: str) -> None:
+    shown = [line for line in solution_only_lines(stem) if line in words]
+    assert not shown, f"the first try shows the solution's code {shown}: {words}"
 
 
 def xdp_sockets(netns: str) -> int:
@@ -155,9 +172,11 @@ def test_exercise_check(no_leaks, lab):
         prog = bpfkit.load(exercise_source(notebook), name="l17-exercise")   # replaces the earlier
         with inside(k.netns):
             attached = net.xdp_prog_id("eth0")
-        if attached is None:
+        if attached is None:                               # the first try: asks, shows no code
             not_attached = check_two_ports(prog, lab, sock, host="k")
-            assert not not_attached and "not the XDP program" in str(not_attached)
+            assert not not_attached and not_attached.tries == 1
+            assert "is not the one you passed" in str(not_attached) and "Fix" not in str(not_attached)
+            assert_no_solution_code(str(not_attached), "17_xskmap_af_xdp")
         lab.attach_xdp(prog, "eth0", "xdp_to_socket", netns=k.netns)
         prog["xsks"][0] = sock
         before = sock.count
@@ -166,4 +185,21 @@ def test_exercise_check(no_leaks, lab):
         if not solved:
             assert len(result.problems) == 1
             assert "port 7001, 0 reached the AF_XDP socket and 4 the stack" in result.problems[0]
+            assert "'The program'" in result.problems[0]
+            assert_no_solution_code(result.problems[0], "17_xskmap_af_xdp")
         assert sock.count - before == (8 if solved else 4)
+
+
+def test_the_exercise_check_shows_the_fix_on_the_third_try(no_leaks, lab):
+    """The starter's port 7001 problem: a question first, a hint on the 2nd try, the code on the 3rd."""
+    k = lab.host("k", "192.0.2.17/24")
+    sock = xsk.XskSocket("eth0", 0, netns=k.netns)
+    prog = bpfkit.load(exercise_source("notebooks/17_xskmap_af_xdp.ipynb"), name="l17-exercise")
+    lab.attach_xdp(prog, "eth0", "xdp_to_socket", netns=k.netns)
+    prog["xsks"][0] = sock
+    first, second, third = (check_two_ports(prog, lab, sock, host="k") for _ in range(3))
+    assert [r.tries for r in (first, second, third)] == [1, 2, 3]
+    assert_no_solution_code(str(first), "17_xskmap_af_xdp")
+    assert "Hint:" not in str(first) and "Hint:" in str(second) and "Fix:" not in str(second)
+    assert_no_solution_code(str(second), "17_xskmap_af_xdp")
+    assert "Fix:" in str(third) and "port == 7000 || port == 7001" in str(third)

@@ -3,8 +3,10 @@ a reuseport group through a reuseport_sockarray; a cgroup_skb program counts wha
 received by cookie; a plain sockmap redirects messages by slot; exact counts throughout."""
 from __future__ import annotations
 
+import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,23 @@ from notebook_runs import bpf_cell
 LESSON = "notebooks/18_reuseport_sockmap.ipynb"
 SOLUTION = "notebooks/solutions/18_reuseport_sockmap.ipynb"
 SO_ATTACH_REUSEPORT_EBPF = 52
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def solution_only_lines(stem: str) -> set[str]:
+    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
+    lesson's starter notebook does not have: what a first try must not print."""
+    def lines(path):
+        cells = json.loads((ROOT / path).read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
+            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
+
+
+def assert_no_solution_code(words: str, stem: str) -> None:
+    shown = [line for line in solution_only_lines(stem) if line in words]
+    assert not shown, f"the first try shows the solution's code {shown}: {words}"
 
 
 def _slots(group, order=None):
@@ -114,8 +133,15 @@ def test_exercise_check(notebook, expect, no_leaks):
                            maps={"slots": slots})
         result = check_fallback(prog, group, slots)
         assert result.passed is expect, result
-        if not expect:
-            assert "dropped" in str(result) and "slot 0" in str(result)
+        if not expect:                          # the first try asks, and shows no code
+            assert result.tries == 1
+            assert "10 were dropped" in result.problems[0] and "'An empty slot'" in result.problems[0]
+            assert "Hint" not in str(result)
+            assert_no_solution_code(str(result), "18_reuseport_sockmap")
+            second, third = check_fallback(prog, group, slots), check_fallback(prog, group, slots)
+            assert "Hint:" in str(second) and "Fix:" not in str(second)
+            assert_no_solution_code(str(second), "18_reuseport_sockmap")
+            assert third.tries == 3 and "Fix:" in str(third) and "&zero" in str(third)
         # the slot the check emptied is back
         assert join_sockets(slots.frame(), group.sockets)["socket"].tolist() == ["s0", "s1", "s2", "s3"]
 
@@ -139,5 +165,8 @@ def test_exercise_check_explains_the_kernels_own_choice(hash_choice_in_slot_0, n
         result = check_fallback(prog, group, slots)
         assert result.passed is hash_choice_in_slot_0, result
         if not hash_choice_in_slot_0:
-            assert "kernel choose by its own hash" in str(result) and "dropped" not in str(result)
+            assert "Who chose that socket" in str(result) and "dropped" not in str(result)
             assert f"at {chosen[0]}: 10" in str(result), result
+            assert_no_solution_code(str(result), "18_reuseport_sockmap")
+            again = check_fallback(prog, group, slots)     # the 2nd try says why: the hint
+            assert "kernel choose by its own hash" in str(again) and "Fix" not in str(again)

@@ -29,6 +29,22 @@ pytestmark = pytest.mark.skipif(LACKING is not None, reason=f"this machine has n
 AVAILABLE = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 
 
+def solution_only_lines(stem: str) -> set[str]:
+    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
+    lesson's starter notebook does not have: what a first try must not print."""
+    def lines(path):
+        cells = json.loads((ROOT / path).read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
+            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
+
+
+def assert_no_solution_code(words: str, stem: str) -> None:
+    shown = [line for line in solution_only_lines(stem) if line in words]
+    assert not shown, f"the first try shows the solution's code {shown}: {words}"
+
+
 class CwndSample(ct.Structure):
     _fields_ = [("ns", ct.c_uint64), ("cwnd", ct.c_uint32), ("acked", ct.c_uint32)]
 
@@ -148,15 +164,18 @@ def test_a_learners_c_error_is_one_message_at_the_cells_line(no_leaks):
 
 def test_the_exercise_check_explains_the_starter_and_passes_the_solution(no_leaks):
     starter = bpfobject.load(STARTER, name="l19_tslow", types=TYPES)
-    result = beyond_bcc.check_cautious(starter, prediction=82)
-    assert not result and "still grows like Reno" in str(result)
+    result = beyond_bcc.check_cautious(starter)                    # as the starter notebook has it
+    assert not result and result.tries == 1 and "still grows like Reno" in str(result)
+    assert "No prediction yet" in str(result) and "Hint" not in str(result)
+    assert_no_solution_code(str(result), "19_beyond_bcc")
     solved = bpfobject.load(SOLVED, name="l19_tslow", types=TYPES)
     assert starter.closed
     assert beyond_bcc.check_cautious(solved, prediction=82)
     wrong = beyond_bcc.check_cautious(solved, prediction=41)
     assert not wrong and "prediction (41)" in str(wrong)
-    assert "Write your prediction" in str(beyond_bcc.check_cautious(solved))
-    assert "Run the %%bpfobject" in str(beyond_bcc.check_cautious(None))
+    assert wrong.tries == 3 and "Fix: `prediction = 82`" in str(wrong)   # the 3rd try: the code
+    assert "No prediction yet" in str(beyond_bcc.check_cautious(solved))
+    assert "`%%bpfobject l19_slow` cell" in str(beyond_bcc.check_cautious(None))
 
 
 @pytest.mark.unit
