@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 
 from ..core import waiting
+from .breaking import Break
 from .checker import Checker, exercise
 
 SOURCE_PORTS = (41000, 41001, 41002, 41003)
@@ -90,3 +91,18 @@ def check_source_port_balancing(c: Checker, program, lab, map_name: str = "tx_po
                   "holds it in network byte order, so convert it first, as the lesson's program "
                   "does for the destination port.",
              fix="u32 slot = ntohs(udp->source) & 1;")
+
+
+# Break it: the bound before the UDP header is read. Every packet read needs one.
+NO_PACKET_BOUND = Break(
+    __name__, "Read the UDP header without checking it fits", program="devmap_redirect",
+    old="if ((void *)(udp + 1) > data_end)", new="if (0)",
+    function="xdp_redirect", prog_type="xdp",
+    question="How does the verifier know that the bytes of the UDP header are inside the packet?",
+    hint="Each earlier header is read only after a comparison with `data_end`: what does that "
+         "comparison prove to the verifier?",
+    why={"verifier": "A packet pointer may be read only below a bound the program has compared "
+                     "with `data_end`; without the comparison the verifier cannot prove the UDP "
+                     "header is inside the packet and refuses ('invalid access to packet').",
+         "compiler": "The compiler refused the change itself: read its message.",
+         "loads": "This verifier accepted the read: tell the kit's developers."})
