@@ -111,3 +111,16 @@ def test_words_in_going_further_sections_are_not_counted(tmp_path):
     path = tmp_path / "n.ipynb"
     path.write_text(json.dumps({"cells": cells}))
     assert prose_words(path) == (9, 8)   # a heading's "#" counts as a word: so be it
+
+
+@pytest.mark.unit
+def test_the_instructor_notes_give_each_lessons_minutes_and_a_route_of_two_hours():
+    """docs/instructor.md's table is tests/lesson_minutes.py's output (the rule it states), so the
+    notes move with the lessons; the 2-hour route, exercises included, fits in 120 minutes."""
+    import lesson_minutes
+    rows = lesson_minutes.table()
+    notes = (ROOT / "docs" / "instructor.md").read_text()
+    assert lesson_minutes.markdown(rows) in notes, (
+        "docs/instructor.md's minutes table is out of date: paste `python tests/lesson_minutes.py`")
+    route = sum(r["total"] for r in rows if r["lesson"] in lesson_minutes.ROUTE)
+    assert route <= 120, f"the 2-hour route takes {route} minutes with its exercises"
