@@ -143,6 +143,16 @@ class Checker:
         return self.result
 
 
+def learners(fn, *args):
+    """Call a function the learner wrote: (what it returned, None), or (None, what it raised in
+    one line). A check that runs the learner's own user-space code reports its mistake as a
+    problem, never as a traceback from inside the check."""
+    try:
+        return fn(*args), None
+    except Exception as e:   # the learner's code: whatever it raises is theirs to see
+        return None, f"{type(e).__name__}: {e}"
+
+
 def exercise(title: str, praise: str = "Well done.", module: str | None = None):
     """Make `check(c, program, ...)` into `check(program, ...) -> Result`: a fresh `Checker` per
     call, `Stop` ends the check early, and a `BpfkitError` escaping it becomes a problem (its
