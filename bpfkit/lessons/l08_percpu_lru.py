@@ -108,6 +108,39 @@ def _empty(c: Checker, program, flows, map_name: str) -> None:
               fix=f"Keep the starter's lines up to `u32 flow = args->pid;`, then count with `{COUNT}`.")
 
 
+def _hot_flows_kept(c: Checker, flows, totals: dict, map_name: str) -> None:
+    """Stop the check, saying why, when a hot flow is not in the table at the end."""
+    missing = [f for f in HOT if f not in totals]
+    them = "it" if len(missing) == 1 else "them"
+    if missing and flows.type in ("lru_hash", "lru_percpu_hash"):
+        if flows.max_entries < MAX_ENTRIES:
+            c.require(False,
+                      f"{_hot(missing)} from an LRU of {flows.max_entries} entries. How many entries "
+                      "does a round need: the 3 hot flows and a new one, and what does the kernel "
+                      "keep aside per CPU? The lesson's 'Going further' says why an LRU may hold "
+                      "fewer keys than its size.",
+                      hint=f"Give the table the {MAX_ENTRIES} entries the task allows.",
+                      fix=f"`{DECLARE}`")
+        c.require(False,
+                  f"{_hot(missing)}, though every round used {them}. Does the program look up every "
+                  "flow it sees? The section 'LRU maps: a table that makes room' says what marks an "
+                  "entry as recently used.",
+                  hint="Only a lookup from the BPF program marks an LRU entry as used; a flow whose "
+                       "calls skip the lookup looks cold to the kernel.",
+                  fix=f"For every call: `{COUNT}`")
+    if missing:
+        kept = [f for f in WARM_UP if f in totals]
+        c.require(False,
+                  f"{_hot(missing, 'not in the table at the end')}, though every round used {them}. "
+                  f"`{map_name}` is {flows.map_type.a}: it filled up with the first flows "
+                  f"({_flows(kept)}) and then refused every new key, hot or not. Which map type "
+                  "makes room for a new key by dropping one not used recently? The section 'LRU "
+                  "maps: a table that makes room' shows one.",
+                  hint="An LRU hash evicts by itself. BCC has no macro for it: `BPF_TABLE` declares "
+                       "a map by its kernel type name. Will `increment()` still insert into it?",
+                  fix=f"Declare `{DECLARE}` and count with `{COUNT}`")
+
+
 @exercise("A flow table that keeps its hot flows, counted per CPU",
           "An LRU hash with per-CPU values: new flows get in, the hot ones stay because "
           "they are used again and again, and each CPU counts in its own copy without atomics. "
@@ -139,35 +172,7 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
              hint="A map never holds more keys than its `max_entries`, the last argument of its "
                   "declaration.",
              fix=f"`{DECLARE}`")
-    missing = [f for f in HOT if f not in totals]
-    if missing and flows.type in ("lru_hash", "lru_percpu_hash"):
-        if flows.max_entries < MAX_ENTRIES:
-            c.require(False,
-                      f"{_hot(missing)} from an LRU of {flows.max_entries} entries. How many entries "
-                      "does a round need: the 3 hot flows and a new one, and what does the kernel "
-                      "keep aside per CPU? The lesson's 'Going further' says why an LRU may hold "
-                      "fewer keys than its size.",
-                      hint=f"Give the table the {MAX_ENTRIES} entries the task allows.",
-                      fix=f"`{DECLARE}`")
-        c.require(False,
-                  f"{_hot(missing)}, though every round used them. Does the program look up every "
-                  "flow it sees? The section 'LRU maps: a table that makes room' says what marks an "
-                  "entry as recently used.",
-                  hint="Only a lookup from the BPF program marks an LRU entry as used; a flow whose "
-                       "calls skip the lookup looks cold to the kernel.",
-                  fix=f"For every call: `{COUNT}`")
-    if missing:
-        kept = [f for f in WARM_UP if f in totals]
-        them = "it" if len(missing) == 1 else "them"
-        c.require(False,
-                  f"{_hot(missing, 'not in the table at the end')}, though every round used {them}. "
-                  f"`{map_name}` is {flows.map_type.a}: it filled up with the first flows "
-                  f"({_flows(kept)}) and then refused every new key, hot or not. Which map type "
-                  "makes room for a new key by dropping one not used recently? The section 'LRU "
-                  "maps: a table that makes room' shows one.",
-                  hint="An LRU hash evicts by itself. BCC has no macro for it: `BPF_TABLE` declares "
-                       "a map by its kernel type name. Will `increment()` still insert into it?",
-                  fix=f"Declare `{DECLARE}` and count with `{COUNT}`")
+    _hot_flows_kept(c, flows, totals, map_name)
     if not flows.per_cpu:
         hot_totals = {f: totals[f] for f in HOT}
         c.require(False,
