@@ -3,7 +3,6 @@ never inserts into a per-CPU hash, an LRU that keeps the hot keys where a plain 
 the exercise's check, and `calls_on_cpus`."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import bpfkit
 from bpfkit.lab import children
 from bpfkit.lessons.l08_percpu_lru import (HOT, WARM_UP, calls_on_cpus, check_flow_table,
                                            exercise_stream)
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 CPUS = sorted(os.sched_getaffinity(0))
@@ -115,14 +114,9 @@ def test_lru_keeps_the_hot_keys_where_a_plain_hash_keeps_the_first(no_leaks, uid
 
 
 def solution_lines() -> set[str]:
-    """Lines of the solution's code (its notebook's code cells) that the starter notebook does not
-    have, stripped, of 12 characters or more: what a first try's words must never hold."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in lines("notebooks/solutions/08_percpu_lru.ipynb")
-            - lines("notebooks/08_percpu_lru.ipynb") if len(line) >= 12}
+    """The solution's code lines the starter lacks (the harness's rule): what a first try must
+    never print."""
+    return solution_only_lines(ROOT / "notebooks" / "08_percpu_lru.ipynb")
 
 
 def test_flow_table_check_says_what_is_wrong_then_passes(no_leaks):

@@ -13,6 +13,7 @@ import bpfkit
 from bpfkit.core import catalogue, maptypes
 from bpfkit.observe import testrun
 from bpfkit.lessons.l20_map_type_atlas import JOBS, check_choices, judge
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYED = ["hash", "array", "percpu_hash", "percpu_array", "lru_hash", "lru_percpu_hash", "lpm_trie"]
@@ -117,14 +118,9 @@ def test_cost_orderings_the_lesson_asserts(cost):
 # -- the exercise ----------------------------------------------------------------------------------
 
 def solution_lines() -> set[str]:
-    """Lines of the solution notebook's code that the starter notebook does not have, stripped,
-    of 12 characters or more: what a first try's words must never hold."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in lines("notebooks/solutions/20_map_type_atlas.ipynb")
-            - lines("notebooks/20_map_type_atlas.ipynb") if len(line) >= 12}
+    """The solution's code lines the starter lacks (the harness's rule): what a first try must
+    never print."""
+    return solution_only_lines(ROOT / "notebooks" / "20_map_type_atlas.ipynb")
 
 
 @pytest.mark.unit
