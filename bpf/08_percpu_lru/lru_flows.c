@@ -3,8 +3,9 @@
 // The workload calls getpgid(key) with keys it picks, as a user nobody else is (watched[0]);
 // think of each key as a network flow. Each table counts how often it saw each key.
 // plain: a hash map. Once it holds 8 keys it refuses every new one (counted in refused).
-// lru: an LRU hash. A new key always gets in: the least recently used key makes room.
+// lru: an LRU hash. A new key gets in: a key not used recently makes room.
 // lru_percpu: an LRU hash whose values are per CPU: a count per key and CPU.
+// Only one process's calls count, one call at a time: the plain (*n)++ below cannot race.
 
 BPF_ARRAY(watched, u32, 1);
 BPF_HASH(plain, u32, u64, 8);
@@ -26,9 +27,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getpgid) {
     else if ((n = refused.lookup(&zero)))
         (*n)++;
 
-    n = lru.lookup_or_try_init(&key, &start);     // never NULL: it evicts to make room
+    n = lru.lookup_or_try_init(&key, &start);     // evicts to make room; NULL on ENOMEM
     if (n)
-        (*n)++;                               // one workload process: no concurrent writers
+        (*n)++;
     n = lru_percpu.lookup_or_try_init(&key, &start);
     if (n)
         (*n)++;                               // this CPU's copy

@@ -1,8 +1,9 @@
 // Count getppid() calls per user, with one counter per CPU.
 //
 // In a per-CPU map every entry holds one value for each CPU, and a program only ever touches
-// the copy of the CPU it runs on. No two CPUs write the same memory, so a plain (*n)++ counts
-// exactly, with no atomic instruction. User space reads every CPU's copy and adds them up.
+// the copy of the CPU it runs on. Only this CPU writes its copy, and a tracepoint program never
+// nests on its CPU, so a plain (*n)++ counts exactly here, with no atomic instruction (the
+// lesson says where that does not hold). User space reads every CPU's copy and adds them up.
 
 BPF_PERCPU_HASH(calls, u32, u64, 1024);          // uid -> calls, one u64 per CPU
 BPF_PERCPU_HASH(by_increment, u32, u64, 1024);   // the same, counted with BCC's increment()
@@ -17,7 +18,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
     if (n)
         (*n)++;                                  // only this CPU writes this copy: exact
 
-    by_increment.increment(uid);                 // never inserts a new uid here: see the lesson
+    by_increment.increment(uid);                 // += 1 on this CPU's copy: see the lesson
 
     u32 first = 0, slot = 1;
     u32 *w = watched.lookup(&first);

@@ -83,21 +83,66 @@ def _counts(flows) -> tuple[dict | None, dict]:
     return None, {int(k): int(v) for k, v in zip(frame["key"], frame["value"])}
 
 
-def _empty(program, flows, map_name: str) -> str:
-    """Why the table is empty: increment() never inserts into a per-CPU or LRU map."""
-    said = f"The table is empty after {len(exercise_stream())} getpgid() calls."
+DECLARE = 'BPF_TABLE("lru_percpu_hash", u32, u64, flows, 8);'
+COUNT = "u64 zero = 0, *n = flows.lookup_or_try_init(&flow, &zero); if (n) (*n)++;"
+
+
+def _empty(c: Checker, program, flows, map_name: str) -> None:
+    """Why the table is empty (increment() never inserts into a per-CPU or LRU map), and stop."""
+    said = f"The table is empty after {len(exercise_stream())} getpgid() calls"
     if ".increment(" in program.source and flows.type != "hash":
-        return said + (f" Your program counts with increment(), and {map_name!r} is {flows.map_type.a}: "
-                       "BCC's increment() adds one to an entry that exists and inserts a missing "
-                       "key only into a plain BPF_HASH; on a per-CPU or LRU map it never inserts, so "
-                       "nothing is ever counted. Create the entry with lookup_or_try_init(&flow, &zero) "
-                       "and add one through the pointer it returns (check it for NULL).")
-    return said + (" Does the program still read the flow from args->pid, check watched[0] against "
-                   "the caller's uid, and create an entry for each new flow?")
+        c.require(False,
+                  f"{said}, and your program counts with `increment()` into {flows.map_type.a}. Into "
+                  "which map types does `increment()` insert a key it does not find? The cell under "
+                  "'A trap: increment() on a per-CPU map' shows it.",
+                  hint="`increment()` adds one only to an entry that exists, and inserts a missing key "
+                       "only into a plain `BPF_HASH`. Another BCC map method inserts a new key with a "
+                       "starting value and returns a pointer to the value.",
+                  fix=f"Replace `{map_name}.increment(flow);` with `{COUNT}` (the pointer is this "
+                      "CPU's copy; check it for NULL).")
+    c.require(False,
+              f"{said}. Does the program still read the flow from `args->pid`, check `watched[0]` "
+              "against the caller's uid, and create an entry for each new flow?",
+              hint="Compare your program with the starter's first lines: the check sets `watched[0]` "
+                   "to the uid that makes the calls, and each call's flow is `args->pid`.",
+              fix=f"Keep the starter's lines up to `u32 flow = args->pid;`, then count with `{COUNT}`.")
+
+
+def _hot_flows_kept(c: Checker, flows, totals: dict, map_name: str) -> None:
+    """Stop the check, saying why, when a hot flow is not in the table at the end."""
+    missing = [f for f in HOT if f not in totals]
+    them = "it" if len(missing) == 1 else "them"
+    if missing and flows.type in ("lru_hash", "lru_percpu_hash"):
+        if flows.max_entries < MAX_ENTRIES:
+            c.require(False,
+                      f"{_hot(missing)} from an LRU of {flows.max_entries} entries. How many entries "
+                      "does a round need: the 3 hot flows and a new one, and what does the kernel "
+                      "keep aside per CPU? The lesson's 'Going further' says why an LRU may hold "
+                      "fewer keys than its size.",
+                      hint=f"Give the table the {MAX_ENTRIES} entries the task allows.",
+                      fix=f"`{DECLARE}`")
+        c.require(False,
+                  f"{_hot(missing)}, though every round used {them}. Does the program look up every "
+                  "flow it sees? The section 'LRU maps: a table that makes room' says what marks an "
+                  "entry as recently used.",
+                  hint="Only a lookup from the BPF program marks an LRU entry as used; a flow whose "
+                       "calls skip the lookup looks cold to the kernel.",
+                  fix=f"For every call: `{COUNT}`")
+    if missing:
+        kept = [f for f in WARM_UP if f in totals]
+        c.require(False,
+                  f"{_hot(missing, 'not in the table at the end')}, though every round used {them}. "
+                  f"`{map_name}` is {flows.map_type.a}: it filled up with the first flows "
+                  f"({_flows(kept)}) and then refused every new key, hot or not. Which map type "
+                  "makes room for a new key by dropping one not used recently? The section 'LRU "
+                  "maps: a table that makes room' shows one.",
+                  hint="An LRU hash evicts by itself. BCC has no macro for it: `BPF_TABLE` declares "
+                       "a map by its kernel type name. Will `increment()` still insert into it?",
+                  fix=f"Declare `{DECLARE}` and count with `{COUNT}`")
 
 
 @exercise("A flow table that keeps its hot flows, counted per CPU",
-          "An LRU hash with per-CPU values: new flows always get in, the hot ones stay because "
+          "An LRU hash with per-CPU values: new flows get in, the hot ones stay because "
           "they are used again and again, and each CPU counts in its own copy without atomics. "
           "increment() would never have inserted a flow into it: lookup_or_try_init() does.")
 def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
@@ -106,9 +151,11 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
     flows = program[map_name]
     watched = program["watched"]
     c.expect(flows.max_entries <= MAX_ENTRIES,
-             f"{map_name!r} has room for {flows.max_entries} flows; the table may hold at most "
-             f"{MAX_ENTRIES}. Keep the size at {MAX_ENTRIES}: the point is a table smaller than the "
-             "stream.")
+             f"`{map_name}` has room for {flows.max_entries} flows; the task allows at most "
+             f"{MAX_ENTRIES}. Which of the exercise's three requirements does that break?",
+             hint="The size is the last argument of the map's declaration; the point is a table "
+                  "smaller than the stream.",
+             fix=f"Declare it with {MAX_ENTRIES} entries: `{DECLARE}`")
     uid = unused_uid()
     watched[0] = uid           # first watch our uid only, then start from an empty table
     flows.clear()
@@ -118,35 +165,29 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
         watched[0] = 0
     got, totals = _counts(flows)
     if not totals:
-        c.require(False, _empty(program, flows, map_name))
+        _empty(c, program, flows, map_name)
     c.expect(len(totals) <= MAX_ENTRIES,
-             f"The table holds {len(totals)} flows at the end; at most {MAX_ENTRIES} were asked for.")
-    missing = [f for f in HOT if f not in totals]
-    if missing and flows.type in ("lru_hash", "lru_percpu_hash"):
-        c.require(False, f"{_hot(missing)}. " + (
-            f"With {flows.max_entries} entries the kernel's approximate LRU has too little room for "
-            f"the 3 hot flows and each new one; give the table its {MAX_ENTRIES} entries."
-            if flows.max_entries < MAX_ENTRIES else
-            "Does the program look up every flow it sees (a lookup from the program is what marks "
-            "an entry as recently used)?"))
-    if missing:
-        kept = [f for f in WARM_UP if f in totals]
-        them = "it" if len(missing) == 1 else "them"
-        c.require(False,
-                  f"{_hot(missing, 'not in the table at the end')}, though every round used {them}. "
-                  f"{map_name!r} is {flows.map_type.a}: it filled up with the first flows "
-                  f"({_flows(kept)}) and then refused every new key, hot or not. Which map type "
-                  "makes room for a new key by dropping the one used least recently?")
+             f"The table holds {len(totals)} flows at the end; at most {MAX_ENTRIES} were asked for. "
+             "What is its `max_entries`?",
+             hint="A map never holds more keys than its `max_entries`, the last argument of its "
+                  "declaration.",
+             fix=f"`{DECLARE}`")
+    _hot_flows_kept(c, flows, totals, map_name)
     if not flows.per_cpu:
         hot_totals = {f: totals[f] for f in HOT}
         c.require(False,
-                  f"The hot flows are kept ({hot_totals}), but {map_name!r} is {flows.map_type.a}: "
+                  f"The hot flows are kept ({hot_totals}), but `{map_name}` is {flows.map_type.a}: "
                   "one value per flow, shared by all CPUs. The task wants each CPU's count "
-                  "separately, and a value that only one CPU writes is also what makes (*n)++ safe "
-                  "without an atomic add. Which LRU map type has a value per CPU?")
+                  "separately, without atomic adds. Which LRU map type has a value per CPU? The "
+                  "section 'Per-CPU maps: a copy of the value on every CPU' shows the idea.",
+                  hint="Per-CPU map types have `percpu` in their names, and a plain add to one CPU's "
+                       "copy needs no atomic here.",
+                  fix=f"`{DECLARE}`")
     want = expected_hot_counts(flows.cpus)
     for flow in HOT:
         c.expect(got[flow] == want[flow],
                  f"Flow {flow} has the counts {got[flow]} (CPU 0 first); the stream used it "
-                 f"{want[flow]} times on those CPUs. Add exactly one per call to this CPU's "
-                 "copy: (*n)++ or *n += 1.")
+                 f"{want[flow]} times on those CPUs. Does the program add exactly one per call, to "
+                 "this CPU's copy?",
+                 hint="Count through the pointer `lookup_or_try_init()` returns: one, once per call.",
+                 fix=f"`{COUNT}`")

@@ -12,7 +12,7 @@ import bpfkit
 from bpfkit.lab import children
 from bpfkit.lessons.l08_percpu_lru import (HOT, WARM_UP, calls_on_cpus, check_flow_table,
                                            exercise_stream)
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 CPUS = sorted(os.sched_getaffinity(0))
@@ -113,17 +113,28 @@ def test_lru_keeps_the_hot_keys_where_a_plain_hash_keeps_the_first(no_leaks, uid
         assert set(lru.keys()) <= set(hot + cold[8:])            # the first cold keys went first
 
 
+def solution_lines() -> set[str]:
+    """The solution's code lines the starter lacks (the harness's rule): what a first try must
+    never print."""
+    return solution_only_lines(ROOT / "notebooks" / "08_percpu_lru.ipynb")
+
+
 def test_flow_table_check_says_what_is_wrong_then_passes(no_leaks):
     with bpfkit.load(STARTER, name="l08_starter") as prog:
         result = check_flow_table(prog)
-    assert not result.passed
-    assert "hot flows 7, 8, 9" in str(result) and "refused every new key" in str(result)
-    assert f"({', '.join(map(str, WARM_UP))})" in str(result)
+    assert not result.passed and result.tries == 1
+    said = str(result)
+    assert "hot flows 7, 8, 9" in said and "refused every new key" in said
+    assert f"({', '.join(map(str, WARM_UP))})" in said and "Which map type" in said
+    assert "Hint" not in said and "Fix" not in said
+    leaked = [line for line in solution_lines() if line in said]
+    assert not leaked, leaked          # the first try asks; it never shows the solution's code
 
     with bpfkit.load(LRU_WITH_INCREMENT, name="l08_increment") as prog:
         result = check_flow_table(prog)
-    assert not result.passed and "empty" in str(result) and "increment()" in str(result)
-    assert "lookup_or_try_init" in str(result)
+    assert not result.passed and "empty" in result.problems[0] and "increment()" in result.problems[0]
+    assert "lookup_or_try_init" not in result.problems[0]          # the question, not the answer
+    assert "Hint:" in str(result) and "Fix" not in str(result)     # the second try adds a hint
 
     with bpfkit.load(SHARED_LRU, name="l08_shared") as prog:
         result = check_flow_table(prog)
@@ -135,6 +146,16 @@ def test_flow_table_check_says_what_is_wrong_then_passes(no_leaks):
         flows = prog["flows"]
         assert set(HOT) <= set(flows.keys()) and len(flows.keys()) <= 8
         assert prog["watched"][0] == 0          # the check stops watching when it is done
+
+
+def test_flow_table_check_shows_the_fix_on_the_third_try(no_leaks):
+    with bpfkit.load(STARTER, name="l08_starter") as prog:
+        first, second, third = (check_flow_table(prog) for _ in range(3))
+    assert [r.tries for r in (first, second, third)] == [1, 2, 3]
+    assert first.problems == second.problems == third.problems
+    assert "Hint:" in str(second) and "Fix:" not in str(second)
+    assert "Fix:" in str(third) and 'BPF_TABLE("lru_percpu_hash", u32, u64, flows, 8);' in str(third)
+    assert "lookup_or_try_init(&flow, &zero)" in str(third)
 
 
 def test_flow_table_check_never_raises_on_a_program_without_its_maps(no_leaks):

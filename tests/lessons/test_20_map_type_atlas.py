@@ -13,6 +13,7 @@ import bpfkit
 from bpfkit.core import catalogue, maptypes
 from bpfkit.observe import testrun
 from bpfkit.lessons.l20_map_type_atlas import JOBS, check_choices, judge
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYED = ["hash", "array", "percpu_hash", "percpu_array", "lru_hash", "lru_percpu_hash", "lpm_trie"]
@@ -116,11 +117,37 @@ def test_cost_orderings_the_lesson_asserts(cost):
 
 # -- the exercise ----------------------------------------------------------------------------------
 
+def solution_lines() -> set[str]:
+    """The solution's code lines the starter lacks (the harness's rule): what a first try must
+    never print."""
+    return solution_only_lines(ROOT / "notebooks" / "20_map_type_atlas.ipynb")
+
+
 @pytest.mark.unit
 def test_the_starter_is_told_every_job_is_unanswered():
     result = check_choices({job: None for job in JOBS})
-    assert not result.passed and len(result.problems) == len(JOBS)
-    assert all("not answered yet" in p for p in result.problems)
+    assert not result.passed and len(result.problems) == len(JOBS) and result.tries == 1
+    assert all("not answered yet" in p and "Which map type?" in p for p in result.problems)
+    said = str(result)
+    assert "Hint" not in said and "Fix" not in said
+    assert not [line for line in solution_lines() if line in said]   # it asks; it does not tell
+
+
+@pytest.mark.unit
+def test_a_hint_on_the_second_try_and_the_type_that_fits_on_the_third():
+    wrong = {**SOLUTION, "read_histogram": "array"}
+    first, second, third = (check_choices(wrong) for _ in range(3))
+    assert first.problems == second.problems == third.problems
+    assert "Hint:" not in str(first) and "percpu_array" not in str(first)
+    assert "Hint:" in str(second) and "per_cpu" in str(second) and "Fix:" not in str(second)
+    assert 'answers["read_histogram"] = "percpu_array"' in str(third) and "lesson 08" in str(third)
+
+
+@pytest.mark.unit
+def test_a_shared_array_is_refused_for_lost_counts_not_for_lesson_02s_atomic_adds():
+    why = judge("read_histogram", "array")
+    assert "plain add on a shared slot loses counts" in why and "atomic adds as lesson 02 does" in why
+    assert why.rstrip().endswith("?")
 
 
 @pytest.mark.unit
@@ -128,7 +155,7 @@ def test_the_starter_is_told_every_job_is_unanswered():
     ("execs_per_uid", "array", "slots 0..N-1"),
     ("execs_per_uid", "lpm_trie", "fixed shape"),
     ("read_histogram", "array", "per-CPU map"),
-    ("read_histogram", "percpu_hash", "index map"),
+    ("read_histogram", "percpu_hash", "slots 0..31"),
     ("flow_table", "hash", "E2BIG"),
     ("seen_before", "hash", "few bits per value"),
     ("route", "hash", "exact key"),
@@ -138,6 +165,7 @@ def test_a_wrong_answer_is_told_why_in_the_tables_words(job, wrong, words):
     result = check_choices({**SOLUTION, job: wrong})
     assert not result.passed and len(result.problems) == 1
     assert result.problems[0].startswith(f"{job}: not {wrong}") and words in result.problems[0]
+    assert "?" in result.problems[0]                              # it asks before it tells
 
 
 @pytest.mark.unit
