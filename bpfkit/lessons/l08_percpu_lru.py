@@ -8,10 +8,12 @@ new cold flow. It knows every count per CPU, so it can say exactly what is still
 from __future__ import annotations
 
 import os
+import sys
 
 from ..lab.children import Child, on_cpu, unused_uid
 from ..core.errors import UsageError
-from .checker import Checker, exercise
+from ..maps.spec import possible_cpus
+from .checker import Checker, exercise, learners
 
 MAX_ENTRIES = 8
 HOT = (7, 8, 9)                                   # touched in every round
@@ -191,3 +193,38 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
                  "this CPU's copy?",
                  hint="Count through the pointer `lookup_or_try_init()` returns: one, once per call.",
                  fix=f"`{COUNT}`")
+
+
+
+@exercise("Add up a per-CPU value yourself",
+          "One copy per possible CPU, each in 8 bytes: the sum frame(per_cpu=\"sum\") shows.")
+def check_per_cpu_total(c: Checker, total, per_cpu_map) -> None:
+    """`total(raw)` adds up the u64 copies of a per-CPU value as `Map.raw(key)` hands them over.
+    Checked first on made-up bytes whose copies tell a 4-byte reading, or one that stops at the
+    online CPUs, from the right one; then on every key of `per_cpu_map` against `frame()`."""
+    c.require(callable(total), f"`total` is a {type(total).__name__}, where the check expected a "
+              "function of the raw bytes. Did the cell that defines it run?",
+              fix="def total(raw): ...")
+    cpus = possible_cpus()
+    copies = [(cpu + 1) << 33 for cpu in range(cpus)]   # too big for 4 bytes; one in every copy
+    made = b"".join(v.to_bytes(8, sys.byteorder) for v in copies)
+    got, error = learners(total, made)
+    c.require(error is None, f"On {len(made)} bytes (the {cpus} copies {copies[:2]}…), your `total` "
+              f"raised {error}. How many bytes does each copy take? 'Read it: a row per key and "
+              "CPU' and `calls.raw` say.",
+              hint="`len(raw)` is `bpfkit.possible_cpus()` times one copy's width.",
+              fix="return int(np.frombuffer(raw, dtype=np.uint64).sum())")
+    c.require(got == sum(copies),
+              f"For {cpus} copies holding {copies[:2]}… ({len(made)} bytes), your `total` returned "
+              f"{got}; the copies add up to {sum(copies)}. How many copies does `raw` hold, how wide "
+              "is each, and does it hold the CPUs that are offline too?",
+              hint="Each copy is a u64 in the machine's byte order, padded to 8 bytes, one per "
+              "possible CPU (`bpfkit.possible_cpus()`), not per online CPU.",
+              fix="return int(np.frombuffer(raw, dtype=np.uint64).sum())")
+    summed = per_cpu_map.frame(per_cpu="sum")
+    for key, value in zip(summed.iloc[:, 0].tolist(), summed.iloc[:, -1].tolist()):
+        mine, error = learners(total, per_cpu_map.raw(key))
+        if not c.expect(mine == value, f"For key {key} of `{per_cpu_map.name}`, your `total` says "
+                        f"{mine if error is None else error}; `frame(per_cpu=\"sum\")` says {value}. "
+                        "What differs between the made-up bytes and the map's?"):
+            return

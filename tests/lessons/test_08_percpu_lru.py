@@ -172,3 +172,23 @@ def test_the_exercise_stream_is_what_the_lesson_says():
     assert len(steps) == 8 + 20 * 4
     assert steps[8:12] == [(0, 1, 7), (0, 1, 8), (0, 1, 9), (0, 1, 209)]
     assert steps[12:16] == [(1, 1, 7), (1, 1, 8), (1, 1, 9), (1, 1, 210)]
+
+
+def test_the_per_cpu_total_check_tells_a_right_sum_from_the_usual_mistakes():
+    """Lesson 08's user-space exercise: `total(raw)` adds the copies Map.raw hands over. The
+    check passes numpy's sum and refuses a 4-byte reading, one that stops at the first CPU, and
+    a function that raises; its first try shows none of the solution's code."""
+    import numpy as np
+    from bpfkit.lessons.l08_percpu_lru import check_per_cpu_total
+    cpus = bpfkit.possible_cpus()
+    with bpfkit.create_map("percpu_hash", key="u32", value="u64", max_entries=8, name="t08_total") as m:
+        m[5] = [7 * (c + 1) for c in range(cpus)]
+        right = check_per_cpu_total(lambda raw: int(np.frombuffer(raw, dtype=np.uint64).sum()), m)
+        assert right.passed, right
+        narrow = check_per_cpu_total(lambda raw: int(np.frombuffer(raw, dtype=np.uint32).sum()), m)
+        assert not narrow.passed and "copies add up to" in str(narrow)
+        assert "frombuffer" not in str(narrow)
+        first_only = check_per_cpu_total(lambda raw: int.from_bytes(raw[:8], "little"), m)
+        assert not first_only.passed and "Hint" in str(first_only)      # the second try
+        raising = check_per_cpu_total(lambda raw: raw.nope, m)
+        assert "AttributeError" in str(raising) and "Fix: return int(np.frombuffer" in str(raising)
