@@ -45,8 +45,14 @@ FEATURES = {"sockmap_redirect": ["sockhash map", "sk_msg program", "sock_ops pro
 
 
 def allowed_or_skip(name: str) -> None:
+    """Skip with the kernel's reason where it refuses what the program needs; the twin's load
+    must then say so in the kit's words and leave nothing loaded."""
+    def refused():
+        with pytest.raises(bpfkit.core.errors.NotAllowedHere):
+            twin(name)
+        assert bpfkit.loaded() == {}
     for feature in FEATURES.get(name, []):
-        skip_unless_allowed(feature)
+        skip_unless_allowed(feature, refused)
 
 
 def twin(name: str, **kw) -> bpfobject.BpfObject:

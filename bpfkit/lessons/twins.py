@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import NotFound, did_you_mean
-from ..loader.program import resolve
+from ..loader.program import PROGRAMS, resolve
 
 SHOWN = 40   # diff lines a cell shows: enough for the changes, short enough to read at once
 
@@ -192,10 +192,13 @@ class TwinDiff:
 
 
 def _shown_path(path: Path | None, fallback: str) -> str:
+    """bpf/... as the lessons name the kit's files, wherever the kit is installed."""
     if path is None:
         return fallback
-    parts = path.parts
-    return "/".join(parts[parts.index("bpf"):]) if "bpf" in parts else path.name
+    try:
+        return "bpf/" + path.resolve().relative_to(PROGRAMS.resolve()).as_posix()
+    except ValueError:   # a file of the learner's own (./bpf): its name is enough
+        return path.name
 
 
 def diff(name: str, bcc_text: str, libbpf_text: str, *, bcc_path: str = "", libbpf_path: str = "",

@@ -341,8 +341,9 @@ class BpfObject:
     def __repr__(self) -> str:
         if self.closed:
             return f"<bpfkit.BpfObject {self.name!r} (closed)>"
+        loaded_only = f" unattached={self.unattached}" if self.unattached else ""
         return (f"<bpfkit.BpfObject {self.name!r} programs={self.program_names()} "
-                f"maps={self.map_names()} struct_ops={self.struct_ops}>")
+                f"maps={self.map_names()} struct_ops={self.struct_ops}{loaded_only}>")
 
     # loading and closing
     def _open_and_load(self, path: Path) -> None:
