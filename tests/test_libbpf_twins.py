@@ -81,7 +81,7 @@ def test_the_twin_declares_the_bcc_program_s_maps(name, no_leaks):
 @needs_toolchain
 def test_01_both_count_a_uid_s_execs_exactly(uid, no_leaks):
     with bpfkit.load("counter") as bcc, twin("counter") as lib:
-        assert lib.unattached == [] and len(lib._links) == 1   # attached by its section name
+        assert lib.unattached == []                   # attached by its section name
         children.run_as(uid, 5)
         assert bcc["counter_table"][uid] == lib["counter_table"][uid] == 5
         children.run_as(uid, 2)
@@ -96,7 +96,6 @@ def test_01_a_twin_of_the_same_name_replaces_the_bcc_program(no_leaks):
     lib = bpfobject.load("counter")
     try:
         assert bcc.closed and not lib.closed and bpfkit.loaded()["counter"] is lib
-        assert Path(bpfkit.loader.program.resolve("counter", ".bpf.c")[1]).parent.name == "01_hash_map_counter"
     finally:
         lib.close()
         bcc.close()
