@@ -27,6 +27,17 @@ struct {                               // BPF_HASH(counts, u32, u64): 10240 entr
     __type(value, u64);
 } counts SEC(".maps");
 
+// BCC's lookup_or_try_init(): a lookup; if it missed, an insert (another CPU may win that
+// race: fine, the entry is there either way) and a second lookup.
+static __always_inline void *lookup_or_try_init(void *map, const void *key, const void *init) {
+    void *value = bpf_map_lookup_elem(map, key);
+    if (!value) {
+        bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+        value = bpf_map_lookup_elem(map, key);
+    }
+    return value;
+}
+
 SEC("tp/syscalls/sys_enter_execve")
 int sys_enter_execve(struct trace_event_raw_sys_enter *ctx) {
     int slot = 0;
@@ -39,13 +50,10 @@ int sys_enter_execve(struct trace_event_raw_sys_enter *ctx) {
     if (weight == 0) {
         return 0;
     }
-    // BCC: counts.increment(uid, *weight), an add if the entry exists, else an insert
-    u64 *sum = bpf_map_lookup_elem(&counts, &uid);
-    if (sum) {
-        __sync_fetch_and_add(sum, *weight);
-    } else {
-        u64 first = *weight;
-        bpf_map_update_elem(&counts, &uid, &first, BPF_NOEXIST);
+    u64 zero = 0;
+    u64 *count = lookup_or_try_init(&counts, &uid, &zero);   // BCC: counts.lookup_or_try_init()
+    if (count != 0) {
+        __sync_fetch_and_add(count, *weight);   // atomic: no count lost (lesson 01)
     }
     return 0;
 }

@@ -33,6 +33,17 @@ struct {
     __type(value, struct msg_stats_t);
 } msg_stats SEC(".maps");
 
+// BCC's lookup_or_try_init(): a lookup; if it missed, an insert (another CPU may win that
+// race: fine, the entry is there either way) and a second lookup.
+static __always_inline void *lookup_or_try_init(void *map, const void *key, const void *init) {
+    void *value = bpf_map_lookup_elem(map, key);
+    if (!value) {
+        bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+        value = bpf_map_lookup_elem(map, key);
+    }
+    return value;
+}
+
 // BCC loaded each function with the type user space named; the section names the type here.
 // Neither attaches by its section: a sock_ops program needs a cgroup, an sk_msg one a map.
 SEC("sockops")
@@ -72,13 +83,8 @@ int msg_redirect(struct sk_msg_md *msg) {
     // BCC: sock_hash.msg_redirect_hash(msg, &peer, BPF_F_INGRESS)
     long redirected = bpf_msg_redirect_hash(msg, &sock_hash, &peer, BPF_F_INGRESS) == SK_PASS;
 
-    // BCC: msg_stats.lookup_or_try_init(&me, &zero): a lookup; if missing, insert and look again
-    struct msg_stats_t *stats = bpf_map_lookup_elem(&msg_stats, &me);
-    if (!stats) {
-        struct msg_stats_t zero = {};
-        bpf_map_update_elem(&msg_stats, &me, &zero, BPF_NOEXIST);   // may lose a race: fine
-        stats = bpf_map_lookup_elem(&msg_stats, &me);
-    }
+    struct msg_stats_t zero = {};
+    struct msg_stats_t *stats = lookup_or_try_init(&msg_stats, &me, &zero);
     if (stats) {
         __sync_fetch_and_add(&stats->messages, 1);
         __sync_fetch_and_add(&stats->bytes, msg->size);

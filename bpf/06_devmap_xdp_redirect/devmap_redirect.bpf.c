@@ -28,12 +28,15 @@ struct {                               // BPF_HASH(sent_to, u32, u64, SLOTS)
     __type(value, u64);
 } sent_to SEC(".maps");
 
-static __always_inline void add_one(void *map, u32 key) {   // BCC's increment(key)
-    u64 *n = bpf_map_lookup_elem(map, &key), one = 1;
-    if (n)
-        __sync_fetch_and_add(n, 1);
-    else
-        bpf_map_update_elem(map, &key, &one, BPF_NOEXIST);
+// BCC's lookup_or_try_init(): a lookup; if it missed, an insert (another CPU may win that
+// race: fine, the entry is there either way) and a second lookup.
+static __always_inline void *lookup_or_try_init(void *map, const void *key, const void *init) {
+    void *value = bpf_map_lookup_elem(map, key);
+    if (!value) {
+        bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+        value = bpf_map_lookup_elem(map, key);
+    }
+    return value;
 }
 
 // An XDP program needs an interface: libbpf loads it, user space attaches it.
@@ -55,11 +58,15 @@ int xdp_redirect(struct xdp_md *ctx) {
     u32 slot = bpf_ntohs(udp->dest) - 9000;   // BCC rewrote ntohs(); libbpf's is bpf_ntohs()
     if (slot >= SLOTS)
         return XDP_PASS;
-    add_one(&redirected, slot);
+    u64 *frames = bpf_map_lookup_elem(&redirected, &slot);   // BCC: redirected.atomic_increment(slot)
+    if (frames)
+        __sync_fetch_and_add(frames, 1);
     int *ifindex = bpf_map_lookup_elem(&tx_port, &slot);
     if (ifindex) {
         u32 egress = *ifindex;
-        add_one(&sent_to, egress);
+        u64 zero = 0, *n = lookup_or_try_init(&sent_to, &egress, &zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);
     }
     return bpf_redirect_map(&tx_port, slot, 0);   // BCC: tx_port.redirect_map(slot, 0)
 }

@@ -68,8 +68,8 @@ TWINS: dict[str, Twin] = {
         'type, `__array(values, struct config_map)`, the struct both configurations are made of.',
         '`active.lookup(&slot)` → `bpf_map_lookup_elem(&active, &slot)`, which gives the inner '
         'map to look up in.',
-        '`counts.increment(uid, *weight)` → a lookup, then an add, or an insert with `BPF_NOEXIST` '
-        'when the uid has no entry.',
+        '`counts.lookup_or_try_init(&uid, &zero)` → a lookup, and if it missed, an insert with '
+        '`BPF_NOEXIST` and a second lookup: BCC\'s method, written once as a helper.',
         '`BPF_HASH(counts, u32, u64)` had BCC\'s default size; the twin writes 10240 out.',
     )),
     "sockmap_redirect": Twin("05_sockmap_sockhash", (
@@ -82,13 +82,14 @@ TWINS: dict[str, Twin] = {
         'them; neither attaches by its section (a cgroup, a map to attach to), so both are only '
         'loaded.',
         '`msg_stats.lookup_or_try_init(&me, &zero)` → a lookup, and if it missed, an insert with '
-        '`BPF_NOEXIST` and a second lookup.',
+        '`BPF_NOEXIST` and a second lookup (a helper in the twin).',
         '`AF_INET` is written out: vmlinux.h has the kernel\'s types and enums, not its `#define`s.',
     )),
     "devmap_redirect": Twin("06_devmap_xdp_redirect", (
         'The lesson\'s `tx_port` table struct (BCC\'s `BPF_DEVMAP` with `lookup()` added) → a '
         '`BPF_MAP_TYPE_DEVMAP` struct: to libbpf a devmap is a map like any other.',
-        '`tx_port.redirect_map(slot, 0)` → `bpf_redirect_map(&tx_port, slot, 0)`.',
+        '`tx_port.redirect_map(slot, 0)` → `bpf_redirect_map(&tx_port, slot, 0)`; '
+        '`redirected.atomic_increment(slot)` → a lookup and `__sync_fetch_and_add`.',
         '`<uapi/linux/*.h>` → vmlinux.h\'s `struct ethhdr`, `iphdr`, `udphdr`; `ETH_P_IP` is a '
         '`#define`, so the twin writes it; `htons` → `bpf_htons` (bpf_endian.h).',
         '`SEC("xdp")` gives the type; the interface is user space\'s choice, so libbpf loads the '
