@@ -114,7 +114,7 @@ def _no_comment(line: str) -> str:
 
 def _code(text: str, left_out=()) -> list[str]:
     """The lines worth comparing, so that a diff shows what BCC writes and nothing else: no
-    comment-only lines (each file explains itself in its own words), no runs of blank lines,
+    comment-only lines (each file explains itself in its own words), no blank lines,
     none of `left_out`'s functions or map declarations, and each multi-line block that stands
     for one BCC line as one line: a `SEC(".maps")` struct (BPF_HASH(...)'s twin), a helper the
     twin writes out (`static ... { ... }`), a macro continued over lines."""
