@@ -721,7 +721,7 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
     said = str(e.value)
     assert "No BPF program named 'countr'" in said and "'counter'" in said
     assert "counter_race" in said and ".bpf" not in said  # libbpf's *.bpf.c are not BCC programs
-    libbpf_c = sorted(ROOT.glob("bpf/**/*.bpf.c"))
+    libbpf_c = sorted(ROOT.glob("bpf/19_beyond_bcc/*.bpf.c"))   # no BCC program of their names
     assert libbpf_c, "lesson 19's programs are in bpf/"
     name = libbpf_c[0].name[:-len(".bpf.c")]
     with pytest.raises(errors.UsageError) as e:
@@ -732,13 +732,26 @@ def test_a_misspelled_program_name_lists_bcc_s_programs_and_a_libbpf_one_says_ho
 
 def test_libbpf_c_is_found_by_the_same_lookup_and_a_missing_one_lists_the_others():
     from bpfkit.loader import bpfobject, program
-    name = sorted(ROOT.glob("bpf/**/*.bpf.c"))[0].name[:-len(".bpf.c")]
+    name = sorted(ROOT.glob("bpf/19_beyond_bcc/*.bpf.c"))[0].name[:-len(".bpf.c")]
     text, path, _ = program.resolve(name, ".bpf.c")
     assert path.name == f"{name}.bpf.c" and text == (ROOT / "bpf" / "19_beyond_bcc" / f"{name}.bpf.c").read_text()
     with pytest.raises(errors.BpfkitError) as e:
         bpfobject.load("l19_nothing")
     assert e.value.what == "No libbpf program named 'l19_nothing' (looked for bpf/l19_nothing.bpf.c)."
-    assert name in e.value.hint and "counter" not in e.value.hint
+    assert name in e.value.hint and "counter_race" not in e.value.hint   # BCC's are not listed
+
+
+@pytest.mark.unit
+def test_a_twin_s_name_finds_bcc_s_file_for_bcc_and_the_libbpf_file_for_libbpf():
+    """`counter` names two files: bpf/counter.c (BCC) and its libbpf twin counter.bpf.c."""
+    from bpfkit.loader import program
+    _, bcc_file, _ = program.resolve("counter", ".c")
+    _, libbpf_file, _ = program.resolve("counter", ".bpf.c")
+    assert bcc_file == ROOT / "bpf" / "counter.c"
+    assert libbpf_file == ROOT / "bpf" / "01_hash_map_counter" / "counter.bpf.c"
+    with pytest.raises(errors.UsageError) as e:   # a folder lists its BCC programs by name
+        program.resolve(ROOT / "bpf" / "01_hash_map_counter")
+    assert "counter_atomic." in e.value.hint and ".bpf" not in e.value.hint
 
 
 def test_a_program_type_the_kernel_forbids_is_not_called_a_missing_privilege(no_leaks):

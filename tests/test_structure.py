@@ -244,12 +244,23 @@ def test_an_installed_bpfkit_finds_the_lessons_programs(tmp_path):
 
 def test_program_names_are_unique_across_the_lessons_folders():
     """`%%bpf NAME` and `bpfkit.load("NAME")` find a program by its short name in any lesson's
-    folder, so no two programs may share one."""
-    names: dict[str, Path] = {}
+    folder, so no two programs of one kind may share one. A libbpf program (`NAME.bpf.c`, found
+    by `bpfobject.load`) shares its name with a BCC one only as that program's twin
+    (bpfkit.lessons.twins), in the twin's lesson folder."""
+    from bpfkit.core import catalogue
+    from bpfkit.lessons.twins import TWINS
+    names: dict[tuple[str, str], Path] = {}
     for path in sorted((ROOT / "bpf").rglob("*.c")):
         name = path.name.split(".")[0]
-        assert name not in names, f"two programs named {name}: {names[name]} and {path}"
-        names[name] = path.relative_to(ROOT)
+        kind = "libbpf" if path.name.endswith(".bpf.c") else "bcc"
+        assert (name, kind) not in names, f"two programs named {name}: {names[name, kind]} and {path}"
+        names[name, kind] = path.relative_to(ROOT)
+    for (name, kind), path in names.items():
+        if kind == "libbpf" and (name, "bcc") in names:
+            assert name in TWINS, f"{path} shares its name with {names[name, 'bcc']} but is no twin"
+            assert path.parent.name == TWINS[name].lesson in catalogue.BY_STEM, path
+    for name in TWINS:
+        assert (name, "bcc") in names and (name, "libbpf") in names, f"twin {name} lacks a file"
 
 
 def test_every_file_of_a_lesson_carries_its_stem():

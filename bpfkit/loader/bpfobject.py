@@ -11,7 +11,8 @@ compiled by the distribution's clang into an object file, and loaded by libbpf:
     obj.run("drain")                                     # a SEC("syscall") program, run once
     obj.close()                                          # links, programs and maps go
 
-`load()` attaches what libbpf can attach by its section name (tracepoints, ...) and registers
+`load()` attaches what libbpf can attach by its section name (tracepoints, ...; a section that
+names no target, SEC("xdp") or SEC("sk_msg"), is loaded and listed in `obj.unattached`) and registers
 every `struct_ops` map (a link: closing it unregisters the ops). The object is registered with
 `bpfkit.host.lifetime` like a Program, so `bpfkit.close_all()` frees it. `vmlinux.h` is made once
 per kernel with bpftool, in a cache folder of the kit (never in the repository). In a notebook,
@@ -34,6 +35,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from ..access import kernel, refusal, system
 from ..access._libbpf import TestRunOpts, has, lib, messages
@@ -225,6 +227,12 @@ class UserRingBuffer:
             self._rb = None
 
 
+class LoadedProgram(NamedTuple):
+    name: str
+    fd: int
+    type: str
+
+
 class BpfObject:
     """A loaded libbpf object: its programs, maps and links. `obj["map"]` is a bpfkit Map."""
 
@@ -237,6 +245,7 @@ class BpfObject:
         self._rings: dict[str, UserRingBuffer] = {}
         self._maps: dict[str, Map] = {}
         self.struct_ops: list[str] = []
+        self.unattached: list[str] = []   # programs loaded whose section names no target
 
     # what it holds
     def _each(self, next_fn):
@@ -297,6 +306,22 @@ class BpfObject:
         raise NotFound(f"{self.name} has no program {name!r}.",
                        f"its programs are: {', '.join(self.program_names())}.")
 
+    def load_func(self, name: str, prog_type: str | None = None) -> "LoadedProgram":
+        """The program `name`, loaded with the object, as a BCC Program's `load_func` gives one
+        (an object with its `.fd`): so `bpfkit.observe.testrun.run(obj, name)` and a program
+        array's `handlers[0] = obj.load_func("count_a")` take either kind. libbpf chose its type
+        from the section; a different `prog_type` is refused rather than silently ignored."""
+        fd = self.program_fd(name)
+        kind = kernel.prog_info_by_fd(fd)["type"]
+        wanted = (kernel.PROG_TYPES[prog_type] if isinstance(prog_type, int) and
+                  0 <= prog_type < len(kernel.PROG_TYPES) else
+                  str(prog_type).lower().removeprefix("bpf_prog_type_"))
+        if prog_type is not None and wanted != kind:
+            raise UsageError(f"{name!r} is a {kind} program: its section (SEC) chose that type.",
+                             f"change its SEC(...) to load it as {prog_type}, or pass "
+                             f"prog_type={kind!r}.")
+        return LoadedProgram(name, fd, kind)
+
     def run(self, program: str) -> int:
         """Run a SEC("syscall") program once (BPF_PROG_TEST_RUN); its return value."""
         opts = TestRunOpts(sz=ct.sizeof(TestRunOpts))
@@ -316,8 +341,9 @@ class BpfObject:
     def __repr__(self) -> str:
         if self.closed:
             return f"<bpfkit.BpfObject {self.name!r} (closed)>"
+        loaded_only = f" unattached={self.unattached}" if self.unattached else ""
         return (f"<bpfkit.BpfObject {self.name!r} programs={self.program_names()} "
-                f"maps={self.map_names()} struct_ops={self.struct_ops}>")
+                f"maps={self.map_names()} struct_ops={self.struct_ops}{loaded_only}>")
 
     # loading and closing
     def _open_and_load(self, path: Path) -> None:
@@ -365,6 +391,12 @@ class BpfObject:
         for p in self._each(lib.bpf_object__next_program):
             section = lib.bpf_program__section_name(p).decode()
             if section.startswith(("struct_ops", "syscall", "?")):
+                continue
+            if "/" not in section:
+                # SEC("xdp"), SEC("sockops"), SEC("sk_msg"), a bare SEC("tp"): a type and no
+                # target, so nothing to attach to by name (libbpf's skeletons skip them too).
+                # Loaded: user space attaches it, or puts it in a program array.
+                self.unattached.append(lib.bpf_program__name(p).decode())
                 continue
             try:
                 with messages() as said:

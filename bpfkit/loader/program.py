@@ -63,7 +63,8 @@ def resolve(source, suffix: str = ".c") -> tuple[str, Path | None, str]:
         for c in candidates:
             try:
                 if c.is_dir() and c == path:
-                    inside = sorted(p.stem for p in c.glob("*.c"))
+                    inside = sorted(p.name[:-len(suffix)] for p in c.glob(f"*{suffix}")
+                                    if suffix == ".bpf.c" or not p.name.endswith(".bpf.c"))
                     raise UsageError(f"{_short(str(source))} is a folder, not a C file.",
                                      f"pass one of its programs: {', '.join(inside)}." if inside
                                      else "pass a .c file, a program's name, or the C code itself.")
