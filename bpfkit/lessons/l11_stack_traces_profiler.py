@@ -82,52 +82,17 @@ def check_hotter_caller(c: Checker, folded: pd.DataFrame, prediction: dict) -> N
                   "profiles MYSTERY for 0.7 s of CPU time.")
     top = top_functions(folded)
     hottest, hottest_n = top["function"].iloc[0], int(top["self"].iloc[0])
-    by_caller = callers(folded, HELPER)
-    c.require(len(by_caller) > 0,
-              f"{HELPER}() appears in none of the {total} samples; the exercise expects it on most "
-              f"of them. Does your main() still call {WANTED}() and {OTHER}()? The exercise says "
-              "which part of the program may change.",
-              hint="Keep the three helpers as they are: only main()'s loop changes.",
-              fix=f"Inside main()'s `for (;;)` loop, call {WANTED}() and {OTHER}(), {WANTED}() "
-                  f"several times for each call of {OTHER}().")
-    counted = dict(zip(by_caller["caller"], by_caller["samples"].astype(int)))
-    missing = [f for f in (WANTED, OTHER) if f not in counted]
-    c.require(not missing,
-              f"{' and '.join(f + '()' for f in missing)} no longer calls {HELPER}() in the profile "
-              f"(its callers: {', '.join(f'{k}() {v}' for k, v in counted.items())}); the exercise "
-              f"keeps both callers. What may you change, by the exercise's first step?",
-              hint="Change how often main() calls each helper, not whether it calls it.",
-              fix=f"Call both {WANTED}() and {OTHER}() in main()'s loop, {WANTED}() several times "
-                  f"for each {OTHER}().")
-    both = counted[WANTED] + counted[OTHER]
-    share = counted[WANTED] / both
+    counted = _mix_callers(c, folded, total)
+    share = counted[WANTED] / (counted[WANTED] + counted[OTHER])
     actual = WANTED if counted[WANTED] >= counted[OTHER] else OTHER
     actual_share = max(share, 1 - share)
-    rounds_fix = (f"One call of {WANTED}() hands {HELPER}() 100 x 1000 = 100,000 rounds, one call of "
-                  f"{OTHER}() 300,000: in main()'s loop call {WANTED}() N times for each {OTHER}(), "
-                  "with N x 100,000 three times 300,000.")
+    _check_split(c, share)
+    _check_prediction(c, prediction, (hottest, hottest_n, total), (actual, actual_share))
 
-    if share < 0.5:
-        c.expect(False, f"{OTHER}() is still the hotter caller: {1 - share:.0%} of {HELPER}()'s "
-                 f"samples come through it; the exercise wants {WANTED}() with about three quarters. "
-                 f"{WANTED}() calls {HELPER}() 100 times for each time {OTHER}() calls it once, but "
-                 "how many rounds does each call do? The exercise's first paragraph gives them.",
-                 hint=f"Samples follow rounds, not calls: compare the rounds {WANTED}() and {OTHER}() "
-                      f"hand {HELPER}() in one pass of main()'s loop.",
-                 fix=rounds_fix)
-    elif share < BAND[0]:
-        c.expect(False, f"{WANTED}() is ahead, but only just: {share:.0%} of {HELPER}()'s samples, "
-                 "against about 75% wanted. With some seventy samples, is that too close to call? "
-                 "How many rounds does one pass of main()'s loop hand each caller?",
-                 hint=f"Aim for {WANTED}() handing {HELPER}() three times the rounds {OTHER}() does.",
-                 fix=rounds_fix)
-    elif share > BAND[1]:
-        c.expect(False, f"{WANTED}() now has {share:.0%} of {HELPER}()'s samples, well over the "
-                 f"three quarters wanted: {OTHER}() is nearly gone. How many rounds does one pass of "
-                 "main()'s loop hand each caller?",
-                 hint=f"Call {WANTED}() a little less often for each {OTHER}().",
-                 fix=rounds_fix)
-
+def _check_prediction(c: Checker, prediction, top: tuple, hotter: tuple) -> None:
+    """The learner's prediction against the profile: `top` (the function with the most self
+    samples, its samples, all samples), `hotter` (mix()'s hotter caller, its share)."""
+    (hottest, hottest_n, total), (actual, actual_share) = top, hotter
     c.require(isinstance(prediction, dict),
               f"`prediction` is a {type(prediction).__name__}, not a dict with the keys `hottest`, "
               "`hotter_caller` and `share`. The cell that defines `prediction` shows its form.",
@@ -165,6 +130,56 @@ def check_hotter_caller(c: Checker, folded: pd.DataFrame, prediction: dict) -> N
                  hint=f"The share is {actual}()'s rounds divided by all of {HELPER}()'s rounds, in "
                       "one pass of main()'s loop.",
                  fix=f'prediction["share"] = {actual_share:.2f}')
+
+
+def _mix_callers(c: Checker, folded: pd.DataFrame, total: int) -> dict[str, int]:
+    """{caller of mix(): its samples}, both callers there, or the check ends."""
+    by_caller = callers(folded, HELPER)
+    c.require(len(by_caller) > 0,
+              f"{HELPER}() appears in none of the {total} samples; the exercise expects it on most "
+              f"of them. Does your main() still call {WANTED}() and {OTHER}()? The exercise says "
+              "which part of the program may change.",
+              hint="Keep the three helpers as they are: only main()'s loop changes.",
+              fix=f"Inside main()'s `for (;;)` loop, call {WANTED}() and {OTHER}(), {WANTED}() "
+                  f"several times for each call of {OTHER}().")
+    counted = dict(zip(by_caller["caller"], by_caller["samples"].astype(int)))
+    missing = [f for f in (WANTED, OTHER) if f not in counted]
+    c.require(not missing,
+              f"{' and '.join(f + '()' for f in missing)} no longer calls {HELPER}() in the profile "
+              f"(its callers: {', '.join(f'{k}() {v}' for k, v in counted.items())}); the exercise "
+              f"keeps both callers. What may you change, by the exercise's first step?",
+              hint="Change how often main() calls each helper, not whether it calls it.",
+              fix=f"Call both {WANTED}() and {OTHER}() in main()'s loop, {WANTED}() several times "
+                  f"for each {OTHER}().")
+    return counted
+
+
+def _check_split(c: Checker, share: float) -> None:
+    """encode()'s `share` of mix()'s samples is about three quarters."""
+    rounds_fix = (f"One call of {WANTED}() hands {HELPER}() 100 x 1000 = 100,000 rounds, one call of "
+                  f"{OTHER}() 300,000: in main()'s loop call {WANTED}() N times for each {OTHER}(), "
+                  "with N x 100,000 three times 300,000.")
+
+    if share < 0.5:
+        c.expect(False, f"{OTHER}() is still the hotter caller: {1 - share:.0%} of {HELPER}()'s "
+                 f"samples come through it; the exercise wants {WANTED}() with about three quarters. "
+                 f"{WANTED}() calls {HELPER}() 100 times for each time {OTHER}() calls it once, but "
+                 "how many rounds does each call do? The exercise's first paragraph gives them.",
+                 hint=f"Samples follow rounds, not calls: compare the rounds {WANTED}() and {OTHER}() "
+                      f"hand {HELPER}() in one pass of main()'s loop.",
+                 fix=rounds_fix)
+    elif share < BAND[0]:
+        c.expect(False, f"{WANTED}() is ahead, but only just: {share:.0%} of {HELPER}()'s samples, "
+                 "against about 75% wanted. With some seventy samples, is that too close to call? "
+                 "How many rounds does one pass of main()'s loop hand each caller?",
+                 hint=f"Aim for {WANTED}() handing {HELPER}() three times the rounds {OTHER}() does.",
+                 fix=rounds_fix)
+    elif share > BAND[1]:
+        c.expect(False, f"{WANTED}() now has {share:.0%} of {HELPER}()'s samples, well over the "
+                 f"three quarters wanted: {OTHER}() is nearly gone. How many rounds does one pass of "
+                 "main()'s loop hand each caller?",
+                 hint=f"Call {WANTED}() a little less often for each {OTHER}().",
+                 fix=rounds_fix)
 
 
 # -- the C program the lesson profiles ----------------------------------------------------------
