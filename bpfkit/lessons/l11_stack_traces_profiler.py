@@ -293,13 +293,16 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
     gcc compiles `source` (it needs a `main()`, which may loop for ever) with `cflags` (frame
     pointers kept by default, so its stacks unwind) into a temporary directory, together with
     a small harness (l11_stack_traces_profiler_harness.c): before main() runs, the harness waits for the go;
-    after `cpu_seconds` of CPU time (ITIMER_PROF: a busy machine makes the run longer, not the
-    profile shorter), or when main() returns, it reports back and waits. So the `with` block
-    runs while the child still exists, stopped, with its memory map intact: the moment to read
-    its symbols (`bpfkit.observe.profile.Symbols(child.pid)`). Leaving the block ends the child and
-    deletes the binary. Yields the child's `subprocess.Popen`, with `cpu_time`: the CPU
-    seconds it had used when its run ended (a profiler's expected samples: its rate times that). A program that sleeps uses no
-    CPU time: after `timeout` seconds of wall time its run is ended anyway."""
+    after `cpu_seconds` of CPU time (ITIMER_PROF, which counts in timer ticks: a busy machine
+    makes the run longer, and a CPU shared with other work can end it early, 0.33 s of exact
+    CPU time for 0.5 asked here with three busy loops on two CPUs), or when main() returns, it
+    reports back and waits. So the `with` block runs while the child still exists, stopped,
+    with its memory map intact: the moment to read its symbols
+    (`bpfkit.observe.profile.Symbols(child.pid)`). Leaving the block ends the child and deletes
+    the binary. Yields the child's `subprocess.Popen`, with `cpu_time`: the exact CPU seconds
+    it had used when its run ended (a profiler's expected samples: its rate times that). A
+    program that sleeps uses no CPU time: after `timeout` seconds of wall time its run is ended
+    anyway."""
     if not cpu_seconds > 0:
         raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
                          "give the CPU time the program runs for, e.g. cpu_seconds=2.")
