@@ -62,61 +62,124 @@ MIN_SAMPLES = 30
 def check_hotter_caller(c: Checker, folded: pd.DataFrame, prediction: dict) -> None:
     """`folded`: the profile of the learner's changed mystery program (`fold(...)`);
     `prediction`: {"hottest": function with the most self samples, "hotter_caller": the caller
-    of mix() with more of its samples, "share": that caller's fraction of mix()'s samples}."""
+    of mix() with more of its samples, "share": that caller's fraction of mix()'s samples}.
+    Each problem says what the profile showed against what the exercise asks, then a question
+    that points at the lesson's words; a hint from the second try, the code from the third."""
     c.require(isinstance(folded, pd.DataFrame) and {"stack", "samples"} <= set(folded.columns),
-              "Pass the folded profile of your program: fold(counts.frame(...), stacks, symbols).")
+              f"The check got a {type(folded).__name__}, not a folded profile (a table with columns "
+              "`stack` and `samples`). Which variable holds your program's profile? The cell that "
+              "profiles the mystery program makes it.",
+              hint="The profiling cell stores the result of `fold()` in `mystery`.",
+              fix="result = check_hotter_caller(mystery, prediction)")
     total = int(folded["samples"].sum())
     c.require(total >= MIN_SAMPLES,
-              f"The profile has only {total} samples; it needs at least {MIN_SAMPLES}. Did the "
-              "program run for its second of CPU time, with the profiler attached?")
+              f"The profile has {total} samples; telling two callers apart needs at least "
+              f"{MIN_SAMPLES}. Is `do_sample` still attached? The cell under 'Sample the CPU clock' "
+              "attaches it.",
+              hint="If that cell printed that this kernel refused the perf events, the profile stays "
+                   "empty and this exercise cannot be checked here.",
+              fix='Run `attach_cpu_clock(profile, "do_sample", hz=99)` again, then the cell that '
+                  "profiles MYSTERY for 0.7 s of CPU time.")
     top = top_functions(folded)
     hottest, hottest_n = top["function"].iloc[0], int(top["self"].iloc[0])
-    by_caller = callers(folded, HELPER)
-    c.require(len(by_caller) > 0,
-              f"{HELPER}() never appears in the samples: keep the helpers as they are and call "
-              f"{WANTED}() and {OTHER}() from main().")
-    counted = dict(zip(by_caller["caller"], by_caller["samples"].astype(int)))
-    missing = [f for f in (WANTED, OTHER) if f not in counted]
-    c.require(not missing,
-              f"{' and '.join(f + '()' for f in missing)} no longer calls {HELPER}() in the profile: "
-              "keep both callers, and change how often main() calls each one.")
-    both = counted[WANTED] + counted[OTHER]
-    share = counted[WANTED] / both
+    counted = _mix_callers(c, folded, total)
+    share = counted[WANTED] / (counted[WANTED] + counted[OTHER])
     actual = WANTED if counted[WANTED] >= counted[OTHER] else OTHER
     actual_share = max(share, 1 - share)
+    _check_split(c, share)
+    _check_prediction(c, prediction, (hottest, hottest_n, total), (actual, actual_share))
 
-    if share < 0.5:
-        c.expect(False, f"{OTHER}() is still the hotter caller: {1 - share:.0%} of {HELPER}()'s samples "
-                 f"come through it. {WANTED}() calls {HELPER}() 100 times for each time {OTHER}() "
-                 f"calls it once, but how many rounds does each call do? Change main() so that "
-                 f"{WANTED}() hands {HELPER}() about three times the rounds {OTHER}() does.")
-    elif share < BAND[0]:
-        c.expect(False, f"{WANTED}() is ahead, but only just ({share:.0%} of {HELPER}()'s samples): "
-                 "with some seventy samples that is too close to call. Aim for about three quarters.")
-    elif share > BAND[1]:
-        c.expect(False, f"{WANTED}() now has {share:.0%} of {HELPER}()'s samples, well over three "
-                 f"quarters: {OTHER}() is nearly gone. Call {WANTED}() a little less often.")
-
+def _check_prediction(c: Checker, prediction, top: tuple, hotter: tuple) -> None:
+    """The learner's prediction against the profile: `top` (the function with the most self
+    samples, its samples, all samples), `hotter` (mix()'s hotter caller, its share)."""
+    (hottest, hottest_n, total), (actual, actual_share) = top, hotter
     c.require(isinstance(prediction, dict),
-              'Write your prediction as a dict: {"hottest": ..., "hotter_caller": ..., "share": ...}.')
+              f"`prediction` is a {type(prediction).__name__}, not a dict with the keys `hottest`, "
+              "`hotter_caller` and `share`. The cell that defines `prediction` shows its form.",
+              fix='prediction = {"hottest": "function", "hotter_caller": "function", "share": 0.5}, '
+                  "with your own answers.")
     said = str(prediction.get("hottest", "")).strip().removesuffix("()")
     c.expect(said == hottest,
-             f"You predicted {prediction.get('hottest')!r} would have the most samples of its own; the "
-             f"profile says {hottest!r} ({hottest_n} of {total} samples). Self samples count only the "
-             "innermost frame, the function whose instructions were running.")
+             f"You predicted {prediction.get('hottest')!r} would have the most samples of its own; "
+             f"the profile says {hottest!r} ({hottest_n} of {total} samples). Whose instructions was "
+             "the CPU running when the clock struck? The flat profile after 'The flame graph' counts "
+             "only the innermost frame, the self samples.",
+             hint="encode(), decode() and main() mostly call; the loop that does the rounds is "
+                  "somewhere else.",
+             fix=f'prediction["hottest"] = "{hottest}"')
     said = str(prediction.get("hotter_caller", "")).strip().removesuffix("()")
     c.expect(said == actual,
-             f"You predicted {prediction.get('hotter_caller')!r} as the hotter caller of {HELPER}(); "
-             f"in your program's profile it is {actual!r} ({actual_share:.0%} of {HELPER}()'s samples).")
+             f"You predicted {prediction.get('hotter_caller')!r} as the hotter caller of "
+             f"{HELPER}(); in your program's profile it is {actual!r} ({actual_share:.0%} of "
+             f"{HELPER}()'s samples). Which caller hands {HELPER}() more rounds per pass of main()'s "
+             "loop?",
+             hint="Count rounds, not calls.",
+             fix=f'prediction["hotter_caller"] = "{actual}"')
     guess = prediction.get("share")
     if not isinstance(guess, numbers.Real) or isinstance(guess, bool) or not 0 <= guess <= 1:
-        c.expect(False, f"\"share\" is the fraction of {HELPER}()'s samples that come through the "
-                 f"hotter caller: a number between 0 and 1, not {guess!r}.")
+        c.expect(False, f"\"share\" is {guess!r}; the exercise asks for a number between 0 and 1: "
+                 f"the fraction of {HELPER}()'s samples that come through the hotter caller. What "
+                 "fraction did you aim for?",
+                 hint="Three quarters is 0.75, as a number, not a string.",
+                 fix='prediction["share"] = 0.5, with your own fraction in place of 0.5.')
     else:
         c.expect(abs(float(guess) - actual_share) <= TOLERANCE,
                  f"You predicted that {guess:.2f} of {HELPER}()'s samples come through {actual}(); "
-                 f"the samples say {actual_share:.2f}. Count the rounds each caller hands to "
-                 f"{HELPER}() in one pass of main()'s loop.")
+                 f"the samples say {actual_share:.2f}. How many rounds does each caller hand to "
+                 f"{HELPER}() in one pass of main()'s loop?",
+                 hint=f"The share is {actual}()'s rounds divided by all of {HELPER}()'s rounds, in "
+                      "one pass of main()'s loop.",
+                 fix=f'prediction["share"] = {actual_share:.2f}')
+
+
+def _mix_callers(c: Checker, folded: pd.DataFrame, total: int) -> dict[str, int]:
+    """{caller of mix(): its samples}, both callers there, or the check ends."""
+    by_caller = callers(folded, HELPER)
+    c.require(len(by_caller) > 0,
+              f"{HELPER}() appears in none of the {total} samples; the exercise expects it on most "
+              f"of them. Does your main() still call {WANTED}() and {OTHER}()? The exercise says "
+              "which part of the program may change.",
+              hint="Keep the three helpers as they are: only main()'s loop changes.",
+              fix=f"Inside main()'s `for (;;)` loop, call {WANTED}() and {OTHER}(), {WANTED}() "
+                  f"several times for each call of {OTHER}().")
+    counted = dict(zip(by_caller["caller"], by_caller["samples"].astype(int)))
+    missing = [f for f in (WANTED, OTHER) if f not in counted]
+    c.require(not missing,
+              f"{' and '.join(f + '()' for f in missing)} no longer calls {HELPER}() in the profile "
+              f"(its callers: {', '.join(f'{k}() {v}' for k, v in counted.items())}); the exercise "
+              f"keeps both callers. What may you change, by the exercise's first step?",
+              hint="Change how often main() calls each helper, not whether it calls it.",
+              fix=f"Call both {WANTED}() and {OTHER}() in main()'s loop, {WANTED}() several times "
+                  f"for each {OTHER}().")
+    return counted
+
+
+def _check_split(c: Checker, share: float) -> None:
+    """encode()'s `share` of mix()'s samples is about three quarters."""
+    rounds_fix = (f"One call of {WANTED}() hands {HELPER}() 100 x 1000 = 100,000 rounds, one call of "
+                  f"{OTHER}() 300,000: in main()'s loop call {WANTED}() N times for each {OTHER}(), "
+                  "with N x 100,000 three times 300,000.")
+
+    if share < 0.5:
+        c.expect(False, f"{OTHER}() is still the hotter caller: {1 - share:.0%} of {HELPER}()'s "
+                 f"samples come through it; the exercise wants {WANTED}() with about three quarters. "
+                 f"{WANTED}() calls {HELPER}() 100 times for each time {OTHER}() calls it once, but "
+                 "how many rounds does each call do? The exercise's first paragraph gives them.",
+                 hint=f"Samples follow rounds, not calls: compare the rounds {WANTED}() and {OTHER}() "
+                      f"hand {HELPER}() in one pass of main()'s loop.",
+                 fix=rounds_fix)
+    elif share < BAND[0]:
+        c.expect(False, f"{WANTED}() is ahead, but only just: {share:.0%} of {HELPER}()'s samples, "
+                 "against about 75% wanted. With some seventy samples, is that too close to call? "
+                 "How many rounds does one pass of main()'s loop hand each caller?",
+                 hint=f"Aim for {WANTED}() handing {HELPER}() three times the rounds {OTHER}() does.",
+                 fix=rounds_fix)
+    elif share > BAND[1]:
+        c.expect(False, f"{WANTED}() now has {share:.0%} of {HELPER}()'s samples, well over the "
+                 f"three quarters wanted: {OTHER}() is nearly gone. How many rounds does one pass of "
+                 "main()'s loop hand each caller?",
+                 hint=f"Call {WANTED}() a little less often for each {OTHER}().",
+                 fix=rounds_fix)
 
 
 # -- the C program the lesson profiles ----------------------------------------------------------
@@ -209,6 +272,17 @@ def _profiled_run(run: _Harnessed, config, cpu_seconds: float, timeout: float) -
                             "time were up.", "a crash in main()? Run it by hand to see.")
 
 
+def cpu_time(pid: int) -> float:
+    """The seconds of CPU time process `pid` has used so far: the scheduler's own count in
+    nanoseconds (/proc/PID/schedstat), or user + system time in clock ticks where the kernel
+    keeps no schedstat."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
                        cflags=("-O0", "-g", "-fno-omit-frame-pointer"), timeout: float = 30.0):
@@ -219,12 +293,16 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
     gcc compiles `source` (it needs a `main()`, which may loop for ever) with `cflags` (frame
     pointers kept by default, so its stacks unwind) into a temporary directory, together with
     a small harness (l11_stack_traces_profiler_harness.c): before main() runs, the harness waits for the go;
-    after `cpu_seconds` of CPU time (ITIMER_PROF: a busy machine makes the run longer, not the
-    profile shorter), or when main() returns, it reports back and waits. So the `with` block
-    runs while the child still exists, stopped, with its memory map intact: the moment to read
-    its symbols (`bpfkit.observe.profile.Symbols(child.pid)`). Leaving the block ends the child and
-    deletes the binary. Yields the child's `subprocess.Popen`. A program that sleeps uses no
-    CPU time: after `timeout` seconds of wall time its run is ended anyway."""
+    after `cpu_seconds` of CPU time (ITIMER_PROF, which counts in timer ticks: a busy machine
+    makes the run longer, and a CPU shared with other work can end it early, 0.33 s of exact
+    CPU time for 0.5 asked here with three busy loops on two CPUs), or when main() returns, it
+    reports back and waits. So the `with` block runs while the child still exists, stopped,
+    with its memory map intact: the moment to read its symbols
+    (`bpfkit.observe.profile.Symbols(child.pid)`). Leaving the block ends the child and deletes
+    the binary. Yields the child's `subprocess.Popen`, with `cpu_time`: the exact CPU seconds
+    it had used when its run ended (a profiler's expected samples: its rate times that). A
+    program that sleeps uses no CPU time: after `timeout` seconds of wall time its run is ended
+    anyway."""
     if not cpu_seconds > 0:
         raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
                          "give the CPU time the program runs for, e.g. cpu_seconds=2.")
@@ -233,6 +311,7 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
     try:
         run = _Harnessed(_compile(source, cflags, folder), cpu_seconds)
         _profiled_run(run, config, cpu_seconds, timeout)
+        run.process.cpu_time = cpu_time(run.process.pid)
         yield run.process
     finally:
         config[0] = 0

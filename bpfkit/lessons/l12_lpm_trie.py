@@ -80,25 +80,7 @@ def check_prefix_exercise(c: Checker, program, host, prediction: dict,
     """`prediction`: {source address: "a.b.c.d/n"} for each of EXERCISE_SOURCES, as the trie
     stood after the lesson; and the trie must now hold one more prefix, the widest that only
     10.1.2.3 lands in. Sends PER_SOURCE datagrams from every source, out of `host`."""
-    from ..lab import net
-    c.require(hasattr(host, "port") and hasattr(host, "netns"),
-              "pass the lesson's host: check_prefix_exercise(prefix_classify, s12, prediction).")
-    trie = program[map_name]
-    c.require(trie.type == "lpm_trie", f"{map_name!r} is a {trie.type} map; the lesson's program "
-              f"declares BPF_LPM_TRIE({map_name}, struct key4, u64, 64).")
-    c.require(net.xdp_prog_id(host.port) in program.program_ids(),
-              f"the program is not the XDP program of {host.port}: "
-              f'lab.attach_xdp(<program>, {host.name}.port, "xdp_classify").')
-    stored = set(_hits(trie))
-    base = {network(p) for p in LESSON_PREFIXES}
-    missing = sorted(base - stored, key=lambda p: p.prefixlen)
-    c.require(not missing, "the trie lacks the lesson's " + ", ".join(map(str, missing))
-              + ": run the lesson's cells above first (the live section adds 10.1.2.64/26).")
-    extra = sorted(stored - base, key=lambda p: p.prefixlen)
-    c.expect(len(extra) <= 1, "the exercise adds ONE prefix, but the trie holds "
-             + ", ".join(map(str, extra)) + " beyond the lesson's: remove the others with "
-             'del prefixes[key("a.b.c.d/n")].')
-
+    trie, stored, base = _check_setup(c, program, host, map_name)
     _check_predictions(c, prediction, base)   # part 1: about the trie as the lesson left it
     predicted = not c.result.problems
 
@@ -112,18 +94,63 @@ def check_prefix_exercise(c: Checker, program, host, prediction: dict,
     shared = [s for s in sources[1:] if matched[s] == mine]
     if mine in base:
         others = ", ".join(shared) if predicted else f"{len(shared)} other sources"  # no answers given away
-        c.expect(False, f"{ALONE} still lands in {mine}, together with {others}. Add a longer prefix "
-                 f'that contains {ALONE} and none of them: prefixes[key("a.b.c.d/n")] = 0.')
+        c.expect(False, f"{ALONE} still lands in {mine}, together with {others}; the exercise wants "
+                 f"it under a prefix of its own. Which longer prefix contains {ALONE} and none of "
+                 "them?",
+                 hint="Write the last bytes in binary: the prefix must end where 10.1.2.3 parts "
+                      "from its nearest neighbour.",
+                 fix=f'prefixes[key("a.b.c.d/n")] = 0, with a prefix that contains {ALONE} and '
+                     "none of the others.")
         return
     c.require(not shared, f"{mine} catches {', '.join(shared)} too: it is too wide. Write {ALONE} "
-              "and each of them in binary: how many leading bits do they share?")
+              "and each of them in binary: how many leading bits do they share?",
+              hint="A prefix of n bits holds every address that shares those n leading bits.")
     rest = [p for p in stored if p != mine]
     widest = next(n for n in range(33)
                   if _alone(network(f"{ALONE}/{n}"), rest, sources))
     c.expect(mine.prefixlen <= widest,
              f"{mine} gives {ALONE} a prefix of its own, but it is narrower than it needs to be: a "
              "prefix with fewer bits would still hold no other source. Which source is nearest "
-             f"to {ALONE} in binary, and how many leading bits do the two share?")
+             f"to {ALONE} in binary, and how many leading bits do the two share?",
+             hint="A source inside 10.1.2.64/26 is counted there whatever shorter prefix you add.",
+             fix=f"Shorten {mine} one bit at a time while it still holds only {ALONE}: "
+                 f"prefixes[key(...)] = 0 with /{widest}, then delete {mine}.")
+
+
+def _check_setup(c: Checker, program, host, map_name: str):
+    """The lesson's host, trie and attachment, and the lesson's five prefixes in the trie:
+    (the trie, the prefixes it holds, the lesson's five)."""
+    from ..lab import net
+    c.require(hasattr(host, "port") and hasattr(host, "netns"),
+              f"The check got a {type(host).__name__} as the host, not the lesson's host (a network "
+              "namespace with a port). Which variable did the cell under 'A network of our own' make?",
+              hint="The second argument is the host that sends the datagrams: `s12`.",
+              fix="result = check_prefix_exercise(prefix_classify, s12, prediction)")
+    trie = program[map_name]
+    c.require(trie.type == "lpm_trie",
+              f"`{map_name}` is a {trie.type} map; the check expects an lpm_trie. Did the program "
+              "cell change its declaration? 'The program' says what a trie needs.",
+              fix=f"Declare it as the lesson does: BPF_LPM_TRIE({map_name}, struct key4, u64, 64);")
+    c.require(net.xdp_prog_id(host.port) in program.program_ids(),
+              f"The XDP program on {host.port} is not this program's `xdp_classify`. Was the attach "
+              "cell after 'The program' run again after the program cell last ran?",
+              hint="Re-running a %%bpf cell loads a new program; the port keeps the old one until you "
+                   "attach again.",
+              fix=f'lab.attach_xdp(prefix_classify, {host.name}.port, "xdp_classify", mode="skb")')
+    stored = set(_hits(trie))
+    base = {network(p) for p in LESSON_PREFIXES}
+    missing = sorted(base - stored, key=lambda p: p.prefixlen)
+    c.require(not missing, f"The trie holds {len(stored)} prefixes but lacks the lesson's "
+              + ", ".join(map(str, missing)) + ". Were the cells above run in order? The section "
+              "'A more specific prefix, live' leaves the trie with five prefixes.",
+              hint="Run the lesson's cells from the program down; the live section adds 10.1.2.64/26.",
+              fix="Write each missing prefix as the lesson does: prefixes[key(prefix)] = 0.")
+    extra = sorted(stored - base, key=lambda p: p.prefixlen)
+    c.expect(len(extra) <= 1, f"The trie holds {len(extra)} prefixes beyond the lesson's five ("
+             + ", ".join(map(str, extra)) + "); the exercise adds one. Which of them is your answer?",
+             hint="A delete names the exact prefix, as in 'Lookups and deletes from user space'.",
+             fix='del prefixes[key("a.b.c.d/n")] for each prefix that is not your answer.')
+    return trie, stored, base
 
 
 def _check_predictions(c: Checker, prediction: dict, base: set) -> None:
@@ -137,11 +164,14 @@ def _check_predictions(c: Checker, prediction: dict, base: set) -> None:
             unanswered.append(source)
             continue
         right = longest_match(source, base)
-        c.expect(said == right, f"{source}: not {said}. " + _why_not(source, said, base))
+        c.expect(said == right, f"{source}: not {said}. " + _why_not(source, said, base),
+                 hint="List the trie's prefixes that contain the source; the longest one counts it.",
+                 fix=f'prediction["{source}"] = "{right}"')
     if unanswered:
-        c.expect(False, "predict where " + ", ".join(unanswered)
-                 + (" land" if len(unanswered) > 1 else " lands")
-                 + f': prediction["{unanswered[0]}"] = "a.b.c.d/n", one of the trie\'s prefixes.')
+        c.expect(False, f"{len(unanswered)} of the {len(EXERCISE_SOURCES)} sources have no prediction yet ("
+                 + ", ".join(unanswered) + "); the exercise's first step asks where each lands. "
+                 "Which of the trie's five prefixes contain each one?",
+                 fix=f'prediction["{unanswered[0]}"] = "a.b.c.d/n", with one of the trie\'s prefixes.')
 
 
 def _alone(candidate, rest, sources) -> bool:

@@ -43,34 +43,56 @@ def check_keeps_count(c: Checker, program, counts, prediction=None) -> None:
     count to be after a reload. The check loads the learner's C once more itself, with copies
     of the maps, so the learner's own maps and program are left as they were."""
     if prediction is None:
-        c.expect(False, "Write down your prediction first: prediction = the number the starter's "
-                 f"`counts` holds for key {KEY} after {BEFORE} runs, a reload of the cell, and "
-                 f"{AFTER} more runs.")
+        c.expect(False, f"`prediction` is still None; the exercise's first step asks for a number. "
+                 f"What does the starter's `counts` hold for key {KEY} after {BEFORE} runs, a reload "
+                 f"of the cell, and {AFTER} more runs? 'Two maps that belong to the notebook' says "
+                 "when BCC frees a map declared in the C code.",
+                 hint="Running a %%bpf cell again closes the program it loaded before.")
     elif prediction != STARTER_AFTER_RELOAD:
         c.expect(False, f"Your prediction ({prediction}) is not what the starter does. Where does "
-                 "a map declared in the C code (BPF_HASH) live, and what happens to it when the "
-                 "cell runs again and the old program is closed?")
-    c.require(isinstance(program, Program), "Pass the exercise's program, the variable its %%bpf "
-              f"cell made (l13_keep), not {type(program).__name__}.")
-    c.require(isinstance(counts, Map), "Pass the notebook's map `counts` as the second argument, "
-              f"not {type(counts).__name__}.")
-    c.require(not program.closed, f"Program {program.name!r} is closed: run its %%bpf cell again, "
-              "then this check.")
-    c.require("counts" in program, f"Program {program.name!r} has no map called `counts`: keep "
-              "that name, so the check can read it.")
+                 "a map declared in the C code (`BPF_HASH`) live, and what happens to it when the "
+                 "cell runs again and the old program is closed? 'Two maps that belong to the "
+                 "notebook' says.",
+                 hint="A map declared in the C code is made when the cell loads and freed with its "
+                      "program; the reload closes the old program.",
+                 fix=f"prediction = {STARTER_AFTER_RELOAD}: the reload starts a new, empty map, so "
+                     f"only the {AFTER} runs after it are counted.")
+    call = "result = check_keeps_count(l13_keep, counts, prediction=prediction)"
+    c.require(isinstance(program, Program),
+              f"The check got a {type(program).__name__}, not a program. Which variable did the "
+              "exercise's %%bpf cell make? Its first line names it.", fix=call)
+    c.require(isinstance(counts, Map),
+              f"The second argument is a {type(counts).__name__}, not a map. Which map should the "
+              "program count into? The cell under 'Two maps that belong to the notebook' made it.",
+              fix=call)
+    c.require(not program.closed,
+              f"Program {program.name!r} is closed, so the check cannot look at its maps. Was "
+              "it closed (or cleaned up) after its %%bpf cell last ran?",
+              fix="Run the exercise's %%bpf cell again, then this check.")
+    c.require("counts" in program,
+              f"Program {program.name!r} has no map called `counts`; the check reads the map by that "
+              "name. Which names does the exercise ask you to keep?",
+              fix="Count into a map named `counts`, and keep `watch`.")
     theirs = program["counts"]
     c.require(theirs.owner is not program,
-              "The program still declares its own `counts` (the BPF_HASH line): that map is "
-              "made when the cell loads and freed when the cell runs again, so every reload "
-              "starts from zero. Delete the line and hand the program the notebook's map on "
-              "the cell's first line (maps=counts,watch); a handed-in map is a pointer, used "
-              "with helpers as in shared_execs.")
+              f"The program's `counts` is its own map (id {theirs.id}), made when the cell loaded, "
+              f"not the notebook's `counts` (id {counts.id}): every reload starts it from zero. "
+              "Which maps in this lesson outlived a reload of their program, and where were they "
+              "made? See 'A later run continues from the kept state'.",
+              hint="A map made in user space and handed to a program is kept when the program is "
+                   "replaced; the exercise's cell already receives `watch` that way.",
+              fix="Delete the BPF_HASH line and hand the program the notebook's map on the cell's "
+                  "first line: `%%bpf l13_keep maps=counts,watch`. A handed-in map is a pointer, used "
+                  "with helpers as in shared_execs: `bpf_map_update_elem(counts, &key, &start, "
+                  "BPF_NOEXIST)`, `bpf_map_lookup_elem(counts, &key)`, then `__sync_fetch_and_add`.")
     c.require(theirs.id == counts.id,
               f"The program's `counts` is map id {theirs.id}, not the notebook's `counts` (id "
-              f"{counts.id}): hand it the notebook's variable, `maps=counts,watch`.")
+              f"{counts.id}). Which variable does the cell's first line hand in?",
+              fix="Hand in the notebook's variables by name: `maps=counts,watch`.")
     c.require("watch" in program and program["watch"].owner is not program,
-              "The program must still read the uid to count from the notebook's `watch` "
-              "(maps=counts,watch), so the check can point it at a user of its own.")
+              "The program no longer reads `watch` from the notebook, and the check points `watch` "
+              "at a user of its own. Does the cell's first line still hand in `watch`?",
+              fix="`maps=counts,watch` on the %%bpf line, and no map declared in the C code.")
     _continues_from_kept_state(c, program)
 
 
@@ -99,16 +121,22 @@ def _continues_from_kept_state(c: Checker, program) -> None:
             later.close()
         for m in made:
             m.close()
+    shown = (f"An earlier run left {BEFORE} under key {KEY}; after {AFTER} more execve() calls of "
+             f"the watched user (and one of a user nobody watches) the map said {after}, expected "
+             f"{BEFORE + AFTER}")
+    add = ("As in shared_execs: `bpf_map_update_elem(counts, &key, &start, BPF_NOEXIST)`, then "
+           "`u64 *count = bpf_map_lookup_elem(counts, &key)` and, if not NULL, "
+           "`__sync_fetch_and_add(count, 1)`.")
     if after == BEFORE:
-        c.expect(False, f"Nothing was added under key {KEY} for the watched user (the map's keys: "
-                 f"{keys}). Count the execve() calls of the uid in watch[0] under key {KEY}, as "
-                 "shared_execs does.")
+        c.expect(False, f"{shown} (the map's keys: {keys}). Does the program count the uid in "
+                 f"watch[0] under key {KEY}? 'Two programs, one map' shows shared_execs doing it.",
+                 hint=f"Look up key {KEY} in the handed-in map and add 1 to what is there.", fix=add)
     elif after == 1:
-        c.expect(False, f"An earlier run left {BEFORE} under key {KEY}, and after {AFTER} more "
-                 "calls the map said 1: each call writes the count afresh. Create the entry only "
-                 "when it is missing (BPF_NOEXIST), then add to it.")
+        c.expect(False, f"{shown}: does each call write the count afresh? 'Two programs, one map' "
+                 "names the flag that writes a key only when it is missing.",
+                 hint="BPF_NOEXIST creates the entry only if it is not there yet.", fix=add)
     else:
         c.expect(after == BEFORE + AFTER,
-                 f"An earlier run left {BEFORE} under key {KEY}; after {AFTER} more execve() calls "
-                 f"of the watched user (and one of a user nobody watches) the map said {after}, "
-                 f"not {BEFORE + AFTER}. Add 1 per call of the uid in watch[0], to what is there.")
+                 f"{shown}. Does the program add exactly 1 per call of the uid in watch[0], to what "
+                 "is there?",
+                 hint="Add atomically (lesson 01): two CPUs may start programs at once.", fix=add)

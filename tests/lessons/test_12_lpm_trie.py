@@ -4,6 +4,7 @@ the workload that sends from chosen source addresses, and the exercise's check."
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,18 @@ def test_udp_from_sends_from_each_address_and_adds_missing_ones_once(host, class
         traffic.udp_from(host, {"10.1.2.300": 1}, DST)
 
 
+def solution_only_lines() -> set[str]:
+    """Lines of the solution notebook's code cells that the lesson's do not have (stripped, 12
+    characters or more): what a first try's words must never show."""
+    def code_lines(notebook: Path) -> set[str]:
+        cells = json.loads(notebook.read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    lesson, solution = (ROOT / "notebooks" / "12_lpm_trie.ipynb",
+                        ROOT / "notebooks" / "solutions" / "12_lpm_trie.ipynb")
+    return {line for line in code_lines(solution) - code_lines(lesson) if len(line) >= 12}
+
+
 def _lesson_trie(prog) -> None:
     for prefix in lpm_trie.LESSON_PREFIXES:
         prog["prefixes"][key(prefix)] = 0
@@ -140,13 +153,15 @@ def test_exercise_check_says_what_is_wrong_and_passes_the_solution(host, classif
     _lesson_trie(classify)
     starter = {source: "?" for source in RIGHT}
     result = check_prefix_exercise(classify, host, starter)
-    assert not result.passed
-    assert "predict where 10.1.2.20, 10.1.2.127" in str(result)
+    assert not result.passed and result.tries == 1 and "Fix:" not in str(result)
+    assert "6 of the 6 sources have no prediction yet (10.1.2.20, 10.1.2.127" in str(result)
+    assert not [line for line in solution_only_lines() if line in str(result)], str(result)
     # with the predictions still open, the check does not name the sources that share the /24
     assert "10.1.2.3 still lands in 10.1.2.0/24, together with 2 other sources" in str(result)
     result = check_prefix_exercise(classify, host, RIGHT)
     assert not result.passed and len(result.problems) == 1
     assert "10.1.2.3 still lands in 10.1.2.0/24, together with 10.1.2.20, 10.1.2.128" in str(result)
+    assert "Hint: Write the last bytes in binary" in str(result) and "Fix:" not in str(result)  # try 2
 
     wrong = {**RIGHT, "10.1.2.127": "10.1.2.0/24", "10.1.3.1": "10.1.2.0/24", "10.2.0.1": "10.2.0.0/16"}
     trie = classify["prefixes"]
@@ -158,6 +173,7 @@ def test_exercise_check_says_what_is_wrong_and_passes_the_solution(host, classif
     assert "10.1.3.1: not 10.1.2.0/24. 10.1.2.0/24 does not contain 10.1.3.1" in text
     assert "10.2.0.0/16 is not one of the trie's prefixes" in text
     assert "10.1.2.0/27 catches 10.1.2.20 too: it is too wide" in text
+    assert 'Fix: prediction["10.1.2.127"] = "10.1.2.64/26"' in text         # try 3: the code
 
     del trie[key("10.1.2.0/27")]
     trie[key("10.1.2.3/32")] = 0                               # works, but narrower than needed
@@ -167,15 +183,16 @@ def test_exercise_check_says_what_is_wrong_and_passes_the_solution(host, classif
 
     trie[key("10.1.2.0/28")] = 0                               # two prefixes added: one too many
     result = check_prefix_exercise(classify, host, RIGHT)
-    assert not result.passed and "the exercise adds ONE prefix" in str(result)
+    assert not result.passed and "prefixes beyond the lesson's five (10.1.2.0/28, 10.1.2.3/32)" in str(result)
 
     del trie[key("10.1.2.3/32")]
     result = check_prefix_exercise(classify, host, RIGHT)
     assert result.passed, result
     # the check sent PER_SOURCE datagrams from 10.1.2.3 (the /32 took them before): the /28 has those
     assert hits(trie)["10.1.2.0/28"] == lpm_trie.PER_SOURCE
-    assert check_prefix_exercise(classify, "s12", RIGHT).problems == [
-        "pass the lesson's host: check_prefix_exercise(prefix_classify, s12, prediction)."]
+    wrong_host = check_prefix_exercise(classify, "s12", RIGHT)
+    assert wrong_host.problems[0].startswith("The check got a str as the host")
+    assert "Fix: result = check_prefix_exercise(prefix_classify, s12, prediction)" in str(wrong_host)
     # host bits in the learner's own key are fine: the kernel compares only the prefix's bits
     del trie[key("10.1.2.0/28")]
     trie[{"prefixlen": 28, "addr": [10, 1, 2, 3]}] = 0
@@ -185,11 +202,11 @@ def test_exercise_check_says_what_is_wrong_and_passes_the_solution(host, classif
 def test_exercise_check_never_raises_on_a_wrong_setup(host):
     with bpfkit.load("prefix_classify", name="l12-test-classify") as prog:
         result = check_prefix_exercise(prog, host, RIGHT)       # not attached
-        assert not result.passed and "not the XDP program" in str(result)
+        assert not result.passed and "is not this program's `xdp_classify`" in str(result)
         host.lab.attach_xdp(prog, host.port, "xdp_classify")
         prog["prefixes"][key("10.0.0.0/8")] = 0
         result = check_prefix_exercise(prog, host, RIGHT)       # the lesson's prefixes are missing
-        assert not result.passed and "run the lesson's cells above first" in str(result)
+        assert not result.passed and "Were the cells above run in order?" in str(result)
         result = check_prefix_exercise(prog, host, RIGHT, map_name="nope")
         assert not result.passed and "no map named 'nope'" in str(result)
     with bpfkit.load("BPF_HASH(prefixes, u32, u64, 4);", name="l12-test-hash") as other:

@@ -139,6 +139,18 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
     assert "Could not open the map pinned" in gone.stderr and "ls /sys/fs/bpf" in gone.stderr
 
 
+def solution_only_lines() -> set[str]:
+    """Lines of the solution notebook's code cells that the lesson's do not have (stripped, 12
+    characters or more): what a first try's words must never show."""
+    def code_lines(notebook: Path) -> set[str]:
+        cells = json.loads(notebook.read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    lesson, solution = (ROOT / "notebooks" / "13_sharing_pinning.ipynb",
+                        ROOT / "notebooks" / "solutions" / "13_sharing_pinning.ipynb")
+    return {line for line in code_lines(solution) - code_lines(lesson) if len(line) >= 12}
+
+
 def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks):
     counts, watch = make_maps()
     (uid,) = children.private_uids(1, skip=6)
@@ -150,18 +162,21 @@ def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks
     children.run_as(uid, 2)
     assert old.closed and new["counts"][EXECVE] == 2                      # what to predict
 
-    unsure = check_keeps_count(new, counts)
-    assert not unsure and "prediction" in str(unsure)
-    assert "declares its own `counts`" in str(unsure) and "maps=counts,watch" in str(unsure)
-    wrong = check_keeps_count(new, counts, prediction=5)
+    unsure = check_keeps_count(new, counts)                            # try 1: it asks
+    assert not unsure and "`prediction` is still None" in str(unsure)
+    assert "The program's `counts` is its own map" in str(unsure) and "maps=counts" not in str(unsure)
+    assert not [line for line in solution_only_lines() if line in str(unsure)], str(unsure)
+    wrong = check_keeps_count(new, counts, prediction=5)                # try 2: a hint
     assert not wrong and "Your prediction (5) is not what the starter does" in str(wrong)
-    right_guess = check_keeps_count(new, counts, prediction=2)
+    assert "Hint: A map made in user space" in str(wrong) and "Fix:" not in str(wrong)
+    right_guess = check_keeps_count(new, counts, prediction=2)          # try 3: the code
     assert not right_guess and "prediction" not in str(right_guess).lower()
+    assert "Fix: Delete the BPF_HASH line" in str(right_guess) and "maps=counts,watch" in str(right_guess)
     new.close()
     closed = check_keeps_count(new, counts, prediction=2)            # never raises
     assert not closed and "is closed" in str(closed)
     nothing = check_keeps_count(None, counts, prediction=2)
-    assert not nothing and "Pass the exercise's program" in str(nothing)
+    assert not nothing and "The check got a NoneType, not a program" in str(nothing)
     bpfkit.close_all()
 
 
@@ -178,21 +193,21 @@ def test_the_check_passes_the_solution_and_names_what_else_is_wrong(no_leaks):
 
     other = bpfkit.create_map("hash", key="u32", value="u64", max_entries=8, name="l13_other")
     elsewhere = check_keeps_count(solved, other, prediction=2)         # not the notebook's map
-    assert not elsewhere and f"not the notebook's `counts` (id {other.id})" in str(elsewhere)
+    assert not elsewhere and f"is map id {solved['counts'].id}, not the notebook's `counts` (id {other.id})" in str(elsewhere)
 
     wrong_key = SOLVED.replace("u32 key = 1;", "u32 key = 2;")
     assert wrong_key != SOLVED
     keyed = bpfkit.load(wrong_key, name="l13_keep", maps={"counts": counts, "watch": watch})
     result = check_keeps_count(keyed, counts, prediction=2)
-    assert not result and "Nothing was added under key 1" in str(result)
+    assert not result and "the map said 3, expected 5 (the map's keys: [1, 2])" in str(result)
     assert "the map's keys: [1, 2]" in str(result)
 
     resets = SOLVED.replace("BPF_NOEXIST", "BPF_ANY")     # writes 0 at every call, then adds 1
     assert resets != SOLVED
     forgetful = bpfkit.load(resets, name="l13_keep", maps={"counts": counts, "watch": watch})
     result = check_keeps_count(forgetful, counts, prediction=2)
-    assert not result and "each call writes the count afresh" in str(result)
-    assert "BPF_NOEXIST" in str(result) and len(result.problems) == 1
+    assert not result and "does each call write the count afresh?" in str(result)
+    assert "the map said 1, expected 5" in str(result) and len(result.problems) == 1
     assert len(counts) == 0
     bpfkit.close_all()
 
