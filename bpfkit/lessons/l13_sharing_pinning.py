@@ -10,10 +10,12 @@ nothing of it): 2 more execve() calls must make 5.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..lab import children
 from ..maps import Map, create_map
 from ..loader.program import Program, load
-from .checker import Checker, exercise
+from .checker import Checker, exercise, learners
 
 BEFORE, AFTER = 3, 2           # execve() calls before and after the reload
 STARTER_AFTER_RELOAD = AFTER   # what the starter's own map says after the reload
@@ -140,3 +142,48 @@ def _continues_from_kept_state(c: Checker, program) -> None:
                  f"{shown}. Does the program add exactly 1 per call of the uid in watch[0], to what "
                  "is there?",
                  hint="Add atomically (lesson 01): two CPUs may start programs at once.", fix=add)
+
+
+
+BATCH_ENTRIES = 300   # more than any one batch a learner asks for
+
+
+@exercise("Read a whole map in batches, with the kernel's cursor",
+          "Batch after batch from the cursor the last call returned, until the kernel says the "
+          "walk is over: what frame() does, in as few system calls as the map allows.")
+def check_batch_loop(c: Checker, read_all) -> None:
+    """`read_all(m)` reads every entry of hash map `m` with `m.lookup_batch(cursor, count)` and
+    returns {key: value}. The check makes a hash map of BATCH_ENTRIES entries, runs the learner's
+    loop on it and compares with `frame()`."""
+    c.require(callable(read_all), f"`read_all` is a {type(read_all).__name__}, where the check "
+              "expected a function of a map. Did the cell that defines it run?")
+    with create_map("hash", key="u32", value="u64", max_entries=1024, name="l13_batches") as m:
+        m.update_batch(np.arange(BATCH_ENTRIES, dtype=np.uint32),
+                       np.arange(BATCH_ENTRIES, dtype=np.uint64) * 7)
+        calls = []
+        real = m.lookup_batch
+
+        def counted(cursor=None, count=64):
+            calls.append(count)
+            return real(cursor, count)
+
+        m.lookup_batch = counted            # the check counts the learner's calls
+        got, error = learners(read_all, m)
+        whole = m.frame()
+        want = dict(zip(whole["key"].tolist(), whole["value"].tolist()))
+    c.require(error is None, f"On a map of {BATCH_ENTRIES} entries your `read_all` raised {error}. "
+              "What does `lookup_batch` return? The cell 'Batches and a cursor' shows one call.",
+              hint="It returns three things: the keys, the values, and where to go on from.")
+    c.require(isinstance(got, dict), f"Your `read_all` returned a {type(got).__name__}; the check "
+              "expected a dict of key to value.")
+    got = {int(k): int(v) for k, v in got.items()}
+    c.require(calls, "Your `read_all` never called `m.lookup_batch`: the exercise is the loop "
+              "over it. Which call hands the kernel a cursor?")
+    c.expect(got == want,
+             f"On a map of {BATCH_ENTRIES} entries, your loop made {len(calls)} call(s) of "
+             f"`lookup_batch` and returned {len(got)} entries, {sum(want.get(k) == v for k, v in got.items())} "
+             f"of them right. When is the walk over, and where does the next call start?",
+             hint="The third thing a call returns is the cursor for the next call; it is None "
+             "once the kernel said the end was reached (ENOENT).",
+             fix="cursor, out = None, {}\nwhile True:\n    keys, values, cursor = m.lookup_batch(cursor, 64)\n"
+             "    out.update(zip(keys.tolist(), values.tolist()))\n    if cursor is None:\n        return out")

@@ -223,3 +223,30 @@ def test_private_uids_are_free_distinct_and_the_same_for_one_process():
         children.private_uids(17)
     with pytest.raises(bpfkit.core.errors.UsageError):
         children.private_uids(2, skip=15)
+
+
+def test_the_batch_loop_check_wants_every_entry_by_the_cursor():
+    """Lesson 13's user-space exercise: a loop over Map.lookup_batch. The check passes a loop that
+    follows the cursor to its end, and refuses one that stops after the first batch, one that
+    never calls lookup_batch, and one that raises, asking first and showing the loop last."""
+    from bpfkit.lessons.l13_sharing_pinning import BATCH_ENTRIES, check_batch_loop
+
+    def follows(m):
+        cursor, out = None, {}
+        while True:
+            keys, values, cursor = m.lookup_batch(cursor, 32)
+            out.update(zip(keys.tolist(), values.tolist()))
+            if cursor is None:
+                return out
+
+    def first_batch_only(m):
+        keys, values, _ = m.lookup_batch(None, 32)
+        return dict(zip(keys.tolist(), values.tolist()))
+
+    assert check_batch_loop(follows).passed
+    once = check_batch_loop(first_batch_only)
+    assert not once.passed and f"of {BATCH_ENTRIES} entries" in str(once) and "while True" not in str(once)
+    assert "Hint" in str(check_batch_loop(first_batch_only))
+    assert "while True" in str(check_batch_loop(first_batch_only))                   # the third try
+    assert "never called" in str(check_batch_loop(lambda m: {k: 0 for k in range(BATCH_ENTRIES)}))
+    assert "ZeroDivisionError" in str(check_batch_loop(lambda m: 1 / 0))
