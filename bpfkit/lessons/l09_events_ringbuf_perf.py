@@ -104,9 +104,26 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
               fix="After filling the event: `ring_buf.ringbuf_submit(e, 0);`")
     size = ct.sizeof(reader.event_type)
     record = record_size(size)
-    need = fewest_pages(BURST, record, page)
-    plural = "s" if pages > 1 else ""
 
+    _check_prediction(c, record_bytes, size)
+
+    c.require(got + lost == BURST,
+              f"The program sent {got + lost} events ({got} received + {lost} counted as dropped) "
+              f"for {BURST} openat() calls, where {BURST} were expected: where does an event go "
+              "missing, or get counted twice? The cell 'The program' sends one event per call and "
+              "counts each one that does not fit.",
+              hint=f"Each call of the watched process should reserve one event, then either submit "
+                   f"it or, when there is no room, add 1 to `{dropped}[0]`: never both.",
+              fix=f"When `ringbuf_reserve` returns NULL: `__sync_fetch_and_add(dropped, 1); return "
+                  f"0;` (with `dropped` from `{dropped}.lookup(&zero)`); else fill the event and "
+                  "`ringbuf_submit(e, 0)`.")
+    _check_room(c, got, lost, pages, record, ring)
+    _check_paths(c, reader, got)
+
+
+def _check_prediction(c: Checker, record_bytes: int | None, size: int) -> None:
+    """The learner's prediction of one record's bytes, for an event of `size` bytes."""
+    record = record_size(size)
     if record_bytes is None:
         c.expect(False, "No prediction yet (`record_bytes=None`): how many bytes of ring buffer does "
                  "one event take? Step 1 of the exercise lists what a record is made of.",
@@ -125,16 +142,12 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
                  fix=f"`record_bytes={record}`: {RINGBUF_HEADER} bytes of header + "
                      f"`sizeof(struct event)` = {size}, rounded up to a multiple of 8.")
 
-    c.require(got + lost == BURST,
-              f"The program sent {got + lost} events ({got} received + {lost} counted as dropped) "
-              f"for {BURST} openat() calls, where {BURST} were expected: where does an event go "
-              "missing, or get counted twice? The cell 'The program' sends one event per call and "
-              "counts each one that does not fit.",
-              hint=f"Each call of the watched process should reserve one event, then either submit "
-                   f"it or, when there is no room, add 1 to `{dropped}[0]`: never both.",
-              fix=f"When `ringbuf_reserve` returns NULL: `__sync_fetch_and_add(dropped, 1); return "
-                  f"0;` (with `dropped` from `{dropped}.lookup(&zero)`); else fill the event and "
-                  "`ringbuf_submit(e, 0)`.")
+
+def _check_room(c: Checker, got: int, lost: int, pages: int, record: int, ring: str) -> None:
+    """The burst fitted (nothing `lost`) in the fewest pages that hold it."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    need = fewest_pages(BURST, record, page)
+    plural = "s" if pages > 1 else ""
     if lost:
         c.expect(False, f"{lost} of {BURST} events were lost: the ring buffer of {pages} "
                  f"page{plural} ({pages * page:,} bytes) held {got} of them. How many pages hold all "
@@ -153,8 +166,6 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
                       f"{record} bytes: would half as many still hold {BURST}?",
                  fix=f"`BPF_RINGBUF_OUTPUT({ring}, {need});`: {need} pages hold "
                      f"{ring_capacity(need * page, record)} records of {record} bytes.")
-
-    _check_paths(c, reader, got)
 
 
 def _check_paths(c: Checker, reader, got: int) -> None:

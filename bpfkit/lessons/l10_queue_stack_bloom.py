@@ -87,26 +87,7 @@ def check_bloom_budget(c: Checker, bloom, predicted: float | None = None) -> Non
     """Lesson 10's exercise: `bloom` (a bloom filter of u32 values, made by the learner) must
     hold N_VALUES values in at most BUDGET_BITS bits with under TARGET_RATE false positives,
     and `predicted` must be the learner's prediction of that rate (a fraction)."""
-    c.require(isinstance(bloom, Map),
-              f"The check got {type(bloom).__name__}, where it expected the bloom filter itself, a "
-              "`Map`: which name does the exercise cell give the filter it makes?",
-              hint="The `with bpfkit.create_map(...) as ...:` line names the map; pass that name.",
-              fix="Inside the `with` block: `result = check_bloom_budget(choice, "
-                  "predicted=predicted)`.")
-    c.require(bloom.type == "bloom_filter",
-              f"That map is a {bloom.type}, where the check expected a bloom filter: which map "
-              "type answers \"no\" or \"maybe\"? The cell 'A bloom filter: seen before?' makes "
-              "one.",
-              hint="`bpfkit.create_map` takes the map type as its first argument, and `hashes=` "
-                   "for a bloom filter.",
-              fix="`bpfkit.create_map(\"bloom_filter\", value=\"u32\", max_entries=MAX_ENTRIES, "
-                  "hashes=HASHES, flags=BPF_F_ZERO_SEED, name=\"l10_choice\")`")
-    c.require(bloom.value_size == 4,
-              f"Its values are {bloom.value_size} bytes, where the check adds 4-byte values (u32): "
-              "which argument of `bpfkit.create_map` sets a value's type?",
-              hint="The value type is the `value=` argument, as in the cell 'A bloom filter: seen "
-                   "before?'.",
-              fix="`value=\"u32\"` in `bpfkit.create_map(...)`.")
+    _check_map(c, bloom)
     k = hashes_of(bloom)
     bits = kernel_bits(bloom.max_entries, k)
     raw = bloom.max_entries * k // 5 * 7
@@ -136,6 +117,37 @@ def check_bloom_budget(c: Checker, bloom, predicted: float | None = None) -> Non
                   "the best K, and the kernel gives more bits when `hashes` grows.",
              fix="`HASHES = 6` with `MAX_ENTRIES = 2000`: the kernel gives 32768 bits, and the "
                  "formula predicts 0.083%.")
+    _check_prediction(c, predicted, false, bloom.max_entries, k)
+
+
+def _check_map(c: Checker, bloom) -> None:
+    """`bloom` is a bloom filter of u32 values."""
+    c.require(isinstance(bloom, Map),
+              f"The check got {type(bloom).__name__}, where it expected the bloom filter itself, a "
+              "`Map`: which name does the exercise cell give the filter it makes?",
+              hint="The `with bpfkit.create_map(...) as ...:` line names the map; pass that name.",
+              fix="Inside the `with` block: `result = check_bloom_budget(choice, "
+                  "predicted=predicted)`.")
+    c.require(bloom.type == "bloom_filter",
+              f"That map is a {bloom.type}, where the check expected a bloom filter: which map "
+              "type answers \"no\" or \"maybe\"? The cell 'A bloom filter: seen before?' makes "
+              "one.",
+              hint="`bpfkit.create_map` takes the map type as its first argument, and `hashes=` "
+                   "for a bloom filter.",
+              fix="`bpfkit.create_map(\"bloom_filter\", value=\"u32\", max_entries=MAX_ENTRIES, "
+                  "hashes=HASHES, flags=BPF_F_ZERO_SEED, name=\"l10_choice\")`")
+    c.require(bloom.value_size == 4,
+              f"Its values are {bloom.value_size} bytes, where the check adds 4-byte values (u32): "
+              "which argument of `bpfkit.create_map` sets a value's type?",
+              hint="The value type is the `value=` argument, as in the cell 'A bloom filter: seen "
+                   "before?'.",
+              fix="`value=\"u32\"` in `bpfkit.create_map(...)`.")
+
+
+def _check_prediction(c: Checker, predicted, false: int, max_entries: int, k: int) -> None:
+    """The learner's predicted rate against the `false` positives measured out of TESTS."""
+    bits = kernel_bits(max_entries, k)
+    rate = false / TESTS
     if predicted is None:
         c.expect(False,
                  "No prediction yet (`predicted=None`): what rate does (1 − e^(−K·n/m))^K give "
@@ -157,7 +169,7 @@ def check_bloom_budget(c: Checker, bloom, predicted: float | None = None) -> Non
                  hint=f"{predicted}% is {predicted / 100:g} as a fraction.",
                  fix=f"`predicted = {predicted / 100:g}`")
         return
-    unrounded = bloom.max_entries * k / math.log(2)
+    unrounded = max_entries * k / math.log(2)
     c.expect(_agrees(predicted, false),
              f"You predicted {predicted:.3%}; the filter measured {rate:.3%}. Which m did your "
              "formula use? The cell 'How often is \"maybe\" wrong?' says how the kernel picks m.",
