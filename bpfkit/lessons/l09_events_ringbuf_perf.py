@@ -80,8 +80,12 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
     fit in ring buffer `ring`, which must be no bigger than it needs to be; `record_bytes` is
     the learner's prediction of the bytes one event takes in the ring."""
     m = program[ring]
-    c.require(m.type == "ringbuf", f"{ring!r} is {m.map_type.a}, not a ring buffer: declare it with "
-              f"BPF_RINGBUF_OUTPUT({ring}, pages).")
+    c.require(m.type == "ringbuf",
+              f"`{ring}` is {m.map_type.a}, where the check expected a ring buffer: which BCC macro "
+              "declares one? The cell 'The program' declares `ring_buf`.",
+              hint="A ring buffer is declared with its size in pages; the perf buffer's macro makes "
+                   "a perf event array instead.",
+              fix=f"`BPF_RINGBUF_OUTPUT({ring}, pages);`, pages a power of two.")
     page = os.sysconf("SC_PAGE_SIZE")
     pages = m.max_entries // page
     reader = event_readers.ring(m, dropped=program[dropped])
@@ -91,37 +95,77 @@ def check_burst_fits(c: Checker, program, record_bytes: int | None = None, ring:
     opens_in_child(program[config], BURST_PATHS)   # nobody reads meanwhile
     reader.drain(quiet=0.01)
     got, lost = reader.received, reader.dropped
-    c.require(got > 0, f"No event arrived for {BURST} openat() calls: does the program still send "
-              "one for each call of the process in config[0], with ringbuf_submit()?")
+    c.require(got > 0,
+              f"No event arrived for {BURST} openat() calls, where {BURST} were expected: does the "
+              "program still send one event per call of the process in `config[0]`? The cell "
+              "'The program' walks through what it does per call.",
+              hint="An event reserved in the ring buffer reaches the reader only once it is "
+                   "submitted.",
+              fix="After filling the event: `ring_buf.ringbuf_submit(e, 0);`")
     size = ct.sizeof(reader.event_type)
     record = record_size(size)
-    need = fewest_pages(BURST, record, page)
 
-    if record_bytes is None:
-        c.expect(False, "Predict first: pass record_bytes=..., the bytes of ring buffer one event "
-                 "takes (an 8-byte header, then struct event, rounded up to a multiple of 8).")
-    else:
-        c.expect(record_bytes == record,
-                 f"You predicted {record_bytes} bytes per record; the ring buffer uses {record}: the "
-                 f"8-byte header plus sizeof(struct event) = {size}, rounded up to a multiple of 8.")
+    _check_prediction(c, record_bytes, size)
 
     c.require(got + lost == BURST,
               f"The program sent {got + lost} events ({got} received + {lost} counted as dropped) "
-              f"for {BURST} openat() calls: it should send exactly one per call of the watched "
-              f"process, and count each one that does not fit once, in {dropped}[0].")
-    if lost:
-        c.expect(False, f"{lost} of {BURST} events were lost: a ring buffer of {pages} "
-                 f"page{'s' if pages > 1 else ''} ({pages * page:,} bytes) holds "
-                 f"{ring_capacity(pages * page, record)} records of {record} bytes. {BURST} records "
-                 f"need {BURST} x {record} = {BURST * record:,} bytes, and the ring never fills its "
-                 "last byte: give it more pages (a power of two).")
-    elif pages > need:
-        c.expect(False, f"Nothing was lost, but {pages} pages is more than this burst needs: "
-                 f"{need} page{'s' if need > 1 else ''} hold {ring_capacity(need * page, record)} "
-                 f"records of {record} bytes. A ring buffer's memory is allocated in full when "
-                 "the map is made, used or not: take the fewest pages that hold the burst.")
-
+              f"for {BURST} openat() calls, where {BURST} were expected: where does an event go "
+              "missing, or get counted twice? The cell 'The program' sends one event per call and "
+              "counts each one that does not fit.",
+              hint=f"Each call of the watched process should reserve one event, then either submit "
+                   f"it or, when there is no room, add 1 to `{dropped}[0]`: never both.",
+              fix=f"When `ringbuf_reserve` returns NULL: `__sync_fetch_and_add(dropped, 1); return "
+                  f"0;` (with `dropped` from `{dropped}.lookup(&zero)`); else fill the event and "
+                  "`ringbuf_submit(e, 0)`.")
+    _check_room(c, got, lost, pages, record, ring)
     _check_paths(c, reader, got)
+
+
+def _check_prediction(c: Checker, record_bytes: int | None, size: int) -> None:
+    """The learner's prediction of one record's bytes, for an event of `size` bytes."""
+    record = record_size(size)
+    if record_bytes is None:
+        c.expect(False, "No prediction yet (`record_bytes=None`): how many bytes of ring buffer does "
+                 "one event take? Step 1 of the exercise lists what a record is made of.",
+                 hint="A record is the kernel's 8-byte header, then `sizeof(struct event)` rounded up "
+                      "to a multiple of 8; the compiler pads the struct to a multiple of its widest "
+                      "field.",
+                 fix=f"`check_burst_fits(burst_ring, record_bytes={record})`: {RINGBUF_HEADER} bytes "
+                     f"of header + `sizeof(struct event)` = {size}, rounded up to a multiple of 8.")
+    else:
+        c.expect(record_bytes == record,
+                 f"You predicted {record_bytes} bytes per record; each record took {record} bytes of "
+                 "ring buffer. What did the prediction leave out: the header, the struct's padding, "
+                 "or the rounding? Step 1 of the exercise lists them.",
+                 hint=f"`sizeof(struct event)` is {size} here, and its fields add up to less: the "
+                      "compiler pads a struct to a multiple of its widest field (`ts`, 8 bytes).",
+                 fix=f"`record_bytes={record}`: {RINGBUF_HEADER} bytes of header + "
+                     f"`sizeof(struct event)` = {size}, rounded up to a multiple of 8.")
+
+
+def _check_room(c: Checker, got: int, lost: int, pages: int, record: int, ring: str) -> None:
+    """The burst fitted (nothing `lost`) in the fewest pages that hold it."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    need = fewest_pages(BURST, record, page)
+    plural = "s" if pages > 1 else ""
+    if lost:
+        c.expect(False, f"{lost} of {BURST} events were lost: the ring buffer of {pages} "
+                 f"page{plural} ({pages * page:,} bytes) held {got} of them. How many pages hold all "
+                 f"{BURST}? The cell 'A burst that does not fit' works out how many records one "
+                 "page holds.",
+                 hint=f"A ring of `size` bytes holds (size − 1) // {record} records, and its size "
+                      f"is a power of two pages ({page:,} bytes each).",
+                 fix=f"`BPF_RINGBUF_OUTPUT({ring}, {need});`: {need} pages hold "
+                     f"{ring_capacity(need * page, record)} records of {record} bytes.")
+    elif pages > need:
+        c.expect(False, f"Nothing was lost, with {pages} pages ({pages * page:,} bytes) for a burst of "
+                 f"{BURST}: is that the fewest pages (a power of two) that hold it? Step 3 of the "
+                 "exercise asks for the fewest.",
+                 hint=f"A ring buffer's memory is allocated in full when the map is made, used or not. "
+                      f"{pages} pages hold {ring_capacity(pages * page, record)} records of "
+                      f"{record} bytes: would half as many still hold {BURST}?",
+                 fix=f"`BPF_RINGBUF_OUTPUT({ring}, {need});`: {need} pages hold "
+                     f"{ring_capacity(need * page, record)} records of {record} bytes.")
 
 
 def _check_paths(c: Checker, reader, got: int) -> None:
@@ -129,15 +173,30 @@ def _check_paths(c: Checker, reader, got: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", event_readers.DroppedEvents)
         frame = reader.frame()
-    if c.expect("file" in frame.columns, "The event has no `file` field any more: keep the path "
-                "in the event, the reader needs it."):
+    if c.expect("file" in frame.columns,
+                "The events have no `file` column, where the check expected each call's path: "
+                "which field did the change take out of `struct event`? The reader's columns are "
+                "the struct's fields.",
+                hint="Keep the path in the event, copied from the process with "
+                     "`bpf_probe_read_user_str`.",
+                fix="`char file[64];` in `struct event`, filled with "
+                    "`bpf_probe_read_user_str(e->file, sizeof(e->file), args->filename);`"):
         files, want = frame["file"].tolist(), BURST_PATHS[:got]
         if files != want:
             cut = [(f, w) for f, w in zip(files, want) if f != w]
             f, w = cut[0] if cut else (files[:1], want[:1])
             if cut and w.startswith(f):
-                c.expect(False, f"The events arrived, but their paths are cut short: {f!r} instead "
-                         f"of {w!r}. These paths need {len(w) + 1} bytes with the final NUL.")
+                c.expect(False, f"The events arrived, but their paths are cut short: {f!r} where "
+                         f"the check expected {w!r}. How many bytes does `file` need for this "
+                         "path? Question 4 of the exercise asks what a shorter field loses.",
+                         hint=f"These paths need {len(w) + 1} bytes with the final NUL; `file` "
+                              f"kept {len(f) + 1}.",
+                         fix="`char file[64];` in `struct event`.")
             else:
                 c.expect(False, f"The events are not the burst's openat() calls in order: the "
-                         f"first differs, {f!r} instead of {w!r}.")
+                         f"first that differs is {f!r}, where the check expected {w!r}. Does the "
+                         "program still copy the path each call passed? The cell 'The program' "
+                         "says where `file` comes from.",
+                         hint="The path is the tracepoint's `filename` argument, a pointer into "
+                              "the process's memory.",
+                         fix="`bpf_probe_read_user_str(e->file, sizeof(e->file), args->filename);`")

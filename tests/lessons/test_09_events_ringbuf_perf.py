@@ -6,6 +6,7 @@ the perf buffers one per CPU; readers opened again on the same map replace the e
 solution."""
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -184,20 +185,37 @@ def test_ring_buffer_sizing_rules():
     assert len(BURST_PATHS) == BURST == 300 and len(set(BURST_PATHS)) == BURST
 
 
+def solution_lines() -> set[str]:
+    """Lines of the solution's code (its code cells, C included) the starter does not have, 12
+    characters or more: what a check's first try must never show."""
+    def lines(path):
+        cells = json.loads((ROOT / path).read_text())["cells"]
+        return {line.strip() for c in cells if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines()}
+    starter = lines("notebooks/09_events_ringbuf_perf.ipynb")
+    return {line for line in lines("notebooks/solutions/09_events_ringbuf_perf.ipynb") - starter
+            if len(line) >= 12}
+
+
 def test_exercise_check_tells_starter_and_solution_apart(no_leaks):
     assert "BPF_RINGBUF_OUTPUT(ring_buf, 1);" in STARTER and "ringbuf_reserve" in STARTER
     assert "BPF_RINGBUF_OUTPUT(ring_buf, 8);" in SOLVED
     with bpfkit.load(STARTER, name="l09_burst_ring") as prog:
         result = check_burst_fits(prog)
         text = str(result)
-        assert not result.passed and "Predict first" in text
+        assert not result.passed and result.tries == 1 and len(result.problems) == 2
+        assert "No prediction yet" in text and "Step 1 of the exercise" in text
         assert f"{300 - 42 if PAGE == 4096 else ''} of 300 events were lost" in text
-        assert "give it more pages" in text
+        assert "How many pages hold all 300" in text and "'A burst that does not fit'" in text
+        assert "Hint" not in text and "Fix" not in text and "BPF_RINGBUF_OUTPUT" not in text
+        shown = [line for line in solution_lines() if line in text]
+        assert not shown, shown                            # the first try asks, it does not tell
         result = check_burst_fits(prog, record_bytes=92)   # the fields' sum, without the padding
-        assert not result.passed and "the ring buffer uses 96" in str(result)
-        assert "sizeof(struct event) = 88" in str(result)
+        text = str(result)
+        assert not result.passed and "each record took 96 bytes" in text
+        assert "Hint: `sizeof(struct event)` is 88" in text and "Fix" not in text
         result = check_burst_fits(prog, ring="config")     # a wrong map: words, not an exception
-        assert not result.passed and "not a ring buffer" in str(result)
+        assert not result.passed and "where the check expected a ring buffer" in str(result)
         result = check_burst_fits(prog, ring="nope")
         assert not result.passed and "no map named 'nope'" in str(result)
     with bpfkit.load(SOLVED, name="l09_burst_ring") as prog:
@@ -207,8 +225,19 @@ def test_exercise_check_tells_starter_and_solution_apart(no_leaks):
     too_big = SOLVED.replace("ring_buf, 8)", "ring_buf, 16)")
     with bpfkit.load(too_big, name="l09_burst_ring") as prog:
         result = check_burst_fits(prog, record_bytes=96)
-        assert not result.passed and "16 pages is more than this burst needs: 8 pages" in str(result)
+        assert not result.passed and "Nothing was lost, with 16 pages" in str(result)
+        assert "is that the fewest pages" in str(result)
     cut = STARTER.replace("ring_buf, 1)", "ring_buf, 4)").replace("file[64]", "file[16]")
     with bpfkit.load(cut, name="l09_burst_ring") as prog:
         result = check_burst_fits(prog, record_bytes=48)   # 36 bytes of fields, padded to 40
         assert not result.passed and "cut short" in str(result) and "23 bytes" in str(result)
+
+
+def test_the_third_try_of_the_exercise_check_shows_the_code(no_leaks):
+    with bpfkit.load(STARTER, name="l09_burst_ring") as prog:
+        first, second, third = (check_burst_fits(prog, record_bytes=96) for _ in range(3))
+    assert [r.tries for r in (first, second, third)] == [1, 2, 3]
+    assert "Hint" not in str(first) and "Hint" in str(second) and "Fix" not in str(second)
+    if PAGE == 4096:
+        assert "Fix: `BPF_RINGBUF_OUTPUT(ring_buf, 8);`: 8 pages hold 341 records" in str(third)
+    assert third.problems == first.problems             # the question stays; help is added
