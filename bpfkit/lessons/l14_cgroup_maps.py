@@ -92,7 +92,7 @@ def check_moved_socket(c: Checker, prediction: dict, calls_program, bytes_progra
               fix="`web.attach(egress, \"egress\")` and `batch.attach(egress, \"egress\")`, once each.")
     got = moved_socket_run(calls_program, bytes_program, web, batch)
     said = {q: prediction[q] for q in QUESTIONS}
-    calls_q, bytes_q = QUESTIONS[:2], QUESTIONS[2:]
+    calls_q = QUESTIONS[:2]
     if any(said[q] != got[q] for q in calls_q):
         c.expect(False,
                  f"getppid() calls: you predicted web {said[calls_q[0]]}, batch {said[calls_q[1]]}; the "
@@ -103,28 +103,35 @@ def check_moved_socket(c: Checker, prediction: dict, calls_program, bytes_progra
                       "each call counts for the cgroup the task is in at that moment.",
                  fix=f"calls counted for web = {BEFORE_CALLS} (before the move), calls counted for batch = "
                      f"{AFTER_CALLS} (after it).")
-    if any(said[q] != got[q] for q in bytes_q):
-        web_b, batch_b = bytes_q
-        counted = [n for n, q in (("web", web_b), ("batch", batch_b)) if got[q]]
-        predicted = [n for n, q in (("web", web_b), ("batch", batch_b)) if said[q]]
-        saw = (f"Bytes: you predicted web {said[web_b]}, batch {said[batch_b]}; cgroup storage counted "
-               f"web {got[web_b]}, batch {got[batch_b]}.")
-        if predicted != counted:
-            c.expect(False,
-                     saw + f" The bytes went to {' and '.join(counted) or 'neither'}, not "
-                     f"{' and '.join(predicted) or 'neither'}. At egress, whose cgroup does a packet count "
-                     "for: the sender's now, or its socket's? In which cgroup was the socket made? The "
-                     "section 'A value per cgroup: cgroup storage' says whose packets `count_egress` sees.",
-                     hint="The child opened its socket while it was in `web`, and sent after its move. "
-                          "Moving a process does not move the sockets it already has.",
-                     fix=f"bytes counted for web = all {DATAGRAMS} packets' bytes, bytes counted for batch = 0.")
-        else:
-            c.expect(False,
-                     saw + f" The cgroup is right, the size is not: {DATAGRAMS} datagrams of {PAYLOAD} bytes "
-                     "of data were sent. What else does `skb->len` count at egress, which headers? The cell "
-                     "'A child in `web`, pinned to CPU 0, …' says.",
-                     hint="`skb->len` at egress is the whole IP packet: data, UDP header and IPv4 header.",
-                     fix=f"{DATAGRAMS} * ({PAYLOAD} + 8 + 20) bytes: 8 of UDP header and 20 of IPv4 header "
-                         "per packet.")
+    _check_bytes(c, said, got)
     if got != said and not c.result.problems:
         c.expect(False, f"The maps counted {got}; you predicted {said}. Which number differs, and why?")
+
+
+def _check_bytes(c: Checker, said: dict, got: dict) -> None:
+    """The bytes: first whether they were counted for the right cgroup, then how many."""
+    bytes_q = QUESTIONS[2:]
+    if all(said[q] == got[q] for q in bytes_q):
+        return
+    web_b, batch_b = bytes_q
+    counted = [n for n, q in (("web", web_b), ("batch", batch_b)) if got[q]]
+    predicted = [n for n, q in (("web", web_b), ("batch", batch_b)) if said[q]]
+    saw = (f"Bytes: you predicted web {said[web_b]}, batch {said[batch_b]}; cgroup storage counted "
+           f"web {got[web_b]}, batch {got[batch_b]}.")
+    if predicted != counted:
+        c.expect(False,
+                 saw + f" The bytes went to {' and '.join(counted) or 'neither'}, not "
+                 f"{' and '.join(predicted) or 'neither'}. At egress, whose cgroup does a packet count "
+                 "for: the sender's now, or its socket's? In which cgroup was the socket made? The "
+                 "section 'A value per cgroup: cgroup storage' says whose packets `count_egress` sees.",
+                 hint="The child opened its socket while it was in `web`, and sent after its move. "
+                      "Moving a process does not move the sockets it already has.",
+                 fix=f"bytes counted for web = all {DATAGRAMS} packets' bytes, bytes counted for batch = 0.")
+    else:
+        c.expect(False,
+                 saw + f" The cgroup is right, the size is not: {DATAGRAMS} datagrams of {PAYLOAD} bytes "
+                 "of data were sent. What else does `skb->len` count at egress, which headers? The cell "
+                 "'A child in `web`, pinned to CPU 0, …' says.",
+                 hint="`skb->len` at egress is the whole IP packet: data, UDP header and IPv4 header.",
+                 fix=f"{DATAGRAMS} * ({PAYLOAD} + 8 + 20) bytes: 8 of UDP header and 20 of IPv4 header "
+                     "per packet.")

@@ -60,6 +60,13 @@ def check_ifindex_forward(c: Checker, program, ifaces, lab, address: str = "192.
               hint="Run the cell after `%%bpf fwd` again: it attaches the program you just loaded.",
               fix='lab.attach_xdp(fwd, p.port, "xdp_fwd")')
 
+    _check_ifaces(c, ifaces, hosts)
+    got, got_port, stray_got = _send(route, hosts, address)
+    _tell_arrivals(c, hosts, got, got_port, stray_got)
+
+
+def _check_ifaces(c: Checker, ifaces, hosts) -> None:
+    """Every interface a route names has an entry in `ifaces`, under its own ifindex."""
     want_ifindex = {hosts[h].port_ifindex: hosts[h].port for h in ("q", "r")}
     held = ifaces.frame()
     held = dict(zip(held["key"].tolist(), held["ifindex"].tolist())) if len(held) else {}
@@ -85,6 +92,12 @@ def check_ifindex_forward(c: Checker, program, ifaces, lab, address: str = "192.
                       "interface's ifindex.",
                  fix="ifaces[q.port_ifindex] = q.port and ifaces[r.port_ifindex] = r.port")
 
+
+
+def _send(route, hosts, address: str):
+    """Fill `route`, send ROUTES' and NO_ROUTE's datagrams from p; what q and r received (per
+    host, per port) and how many of NO_ROUTE's reached either."""
+    p = hosts["p"]
     route.clear()
     for port, (host, _) in ROUTES.items():
         route[port] = hosts[host].port_ifindex
@@ -105,8 +118,12 @@ def check_ifindex_forward(c: Checker, program, ifaces, lab, address: str = "192.
     got = {"q": 0, "r": 0}
     for port, n in got_port.items():
         got[ROUTES[port][0]] += n
-    want = expected_received()
     stray_got = sum(rc.count() for rc in stray) - stray_start
+    return got, got_port, stray_got
+
+
+def _tell_arrivals(c: Checker, hosts, got: dict, got_port: dict, stray_got: int) -> None:
+    want = expected_received()
     if got == want and stray_got == 0:
         return
     sent = ", ".join(f"{n} to port {port} (route: {hosts[h].port})" for port, (h, n) in ROUTES.items())
