@@ -17,6 +17,8 @@ int count_egress(struct __sk_buff *skb) {
     __sync_fetch_and_add(bytes, skb->len);    // shared by all CPUs: add atomically
 
     u64 *packets = (u64 *)packets_out.get_local_storage(0);
-    *packets += 1;                            // this CPU's own copy: a plain add is safe
+    // This CPU's own copy, yet two senders on this CPU can interleave: the program runs
+    // with migration off, not preemption, so a plain += could lose a count. Add atomically.
+    __sync_fetch_and_add(packets, 1);
     return 1;
 }

@@ -29,6 +29,6 @@ int xdp_by_port(struct xdp_md *ctx) {
     if (!ifindex)
         return XDP_PASS;                           // no entry for this port
     u32 egress = *ifindex;
-    sent_to.increment(egress);
+    sent_to.atomic_increment(egress);             // frames from several CPUs may count at once
     return bpf_redirect_map(ports, key, 0);        // out of that interface
 }

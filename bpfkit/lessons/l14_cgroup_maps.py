@@ -64,26 +64,74 @@ def check_moved_socket(c: Checker, prediction: dict, calls_program, bytes_progra
     """Lesson 14's exercise: the learner's `prediction` of what `calls` (cgroup_array) and
     `bytes_out` (cgroup storage) count for each cgroup when a process that made its socket in
     `web` moves to `batch` and sends there. The check runs that workload and compares."""
-    c.require(isinstance(prediction, dict), "`prediction` should be a dict with the four numbers.")
+    c.require(isinstance(prediction, dict),
+              f"`prediction` is a {type(prediction).__name__}, not a dict of four numbers; did the "
+              "exercise's cell run as given, with your numbers in place of its `None`s?",
+              hint="Keep the dict of the exercise cell and its four keys; change only the values.",
+              fix="prediction = {\"calls counted for web\": ..., \"calls counted for batch\": ..., "
+                  "\"bytes counted for web\": ..., \"bytes counted for batch\": ...} with whole numbers.")
     missing = [q for q in QUESTIONS if not isinstance(prediction.get(q), int)]
-    c.require(not missing, "Fill in a whole number for: " + ", ".join(repr(q) for q in missing) + ".")
+    c.require(not missing,
+              f"{len(missing)} of 4 predictions have no whole number yet ("
+              + ", ".join(f"`{q}`" for q in missing) + "); what will each map count during the run "
+              "the exercise describes?",
+              hint="Each value is an int: a count of calls, or a count of bytes at egress.",
+              fix="Replace each `None` in `prediction` by an int, e.g. `\"calls counted for web\": 3`.")
     c.require(bytes_program["bytes_out"].type == "cgroup_storage",
-              "bytes_out should be the lesson's BPF_CGROUP_STORAGE map: run the %%bpf cgroup_bytes cell.")
-    c.require(len(web.attached().get("inet_egress", [])) == 1 and
-              len(batch.attached().get("inet_egress", [])) == 1,
-              "count_egress should be attached at egress to both cgroups: run the cells of the "
-              "cgroup storage section again.")
+              f"`bytes_out` is a {bytes_program['bytes_out'].type} map, not cgroup storage; which "
+              "cell declares the lesson's? The section 'A value per cgroup: cgroup storage' does.",
+              hint="Run the `%%bpf cgroup_bytes` cell as the lesson gives it, then the cells after it.",
+              fix="Run the `%%bpf cgroup_bytes` cell, then `egress = cgroup_bytes.load_func(\"count_egress\", "
+                  "\"cgroup_skb\")` and `web.attach(egress, \"egress\")`, `batch.attach(egress, \"egress\")`.")
+    attached = {name: len(cg.attached().get("inet_egress", [])) for name, cg in (("web", web), ("batch", batch))}
+    c.require(attached == {"web": 1, "batch": 1},
+              f"Programs attached at egress: web {attached['web']}, batch {attached['batch']}; the "
+              "exercise expects `count_egress` once on each. Which cell attaches it? The one after "
+              "'`count_egress` is not attached yet'.",
+              hint="Run the cells of the section 'A value per cgroup: cgroup storage' again, in order.",
+              fix="`web.attach(egress, \"egress\")` and `batch.attach(egress, \"egress\")`, once each.")
     got = moved_socket_run(calls_program, bytes_program, web, batch)
-    if prediction["calls counted for web"] != got["calls counted for web"] or \
-            prediction["calls counted for batch"] != got["calls counted for batch"]:
-        c.expect(False, "The getppid() counts are not right. check_current_task() asks where the "
-                 "task is at the moment of each call: count the calls made before and after the move.")
-    if prediction["bytes counted for web"] + prediction["bytes counted for batch"] != \
-            got["bytes counted for web"] + got["bytes counted for batch"]:
-        c.expect(False, f"The bytes do not add up: {DATAGRAMS} datagrams of {PAYLOAD} bytes of data were "
-                 "sent, and skb->len at egress counts the packet's headers too (IPv4: 20 bytes, UDP: 8).")
-    elif prediction["bytes counted for web"] != got["bytes counted for web"]:
-        c.expect(False, "The total is right, but not where it is counted. Which cgroup does a packet "
-                 "belong to at egress: the sending process's, or its socket's? When was the socket made?")
-    if got != {q: prediction[q] for q in QUESTIONS} and not c.result.problems:
-        c.expect(False, f"The maps counted {got}, not what you predicted.")
+    said = {q: prediction[q] for q in QUESTIONS}
+    calls_q = QUESTIONS[:2]
+    if any(said[q] != got[q] for q in calls_q):
+        c.expect(False,
+                 f"getppid() calls: you predicted web {said[calls_q[0]]}, batch {said[calls_q[1]]}; the "
+                 f"cgroup array counted web {got[calls_q[0]]}, batch {got[calls_q[1]]}. At which moment does "
+                 "`check_current_task()` ask where the task is? The section 'A process moves: watch the "
+                 "count switch lines' shows it.",
+                 hint=f"The child makes {BEFORE_CALLS} calls before its move and {AFTER_CALLS} after it: "
+                      "each call counts for the cgroup the task is in at that moment.",
+                 fix=f"calls counted for web = {BEFORE_CALLS} (before the move), calls counted for batch = "
+                     f"{AFTER_CALLS} (after it).")
+    _check_bytes(c, said, got)
+    if got != said and not c.result.problems:
+        c.expect(False, f"The maps counted {got}; you predicted {said}. Which number differs, and why?")
+
+
+def _check_bytes(c: Checker, said: dict, got: dict) -> None:
+    """The bytes: first whether they were counted for the right cgroup, then how many."""
+    bytes_q = QUESTIONS[2:]
+    if all(said[q] == got[q] for q in bytes_q):
+        return
+    web_b, batch_b = bytes_q
+    counted = [n for n, q in (("web", web_b), ("batch", batch_b)) if got[q]]
+    predicted = [n for n, q in (("web", web_b), ("batch", batch_b)) if said[q]]
+    saw = (f"Bytes: you predicted web {said[web_b]}, batch {said[batch_b]}; cgroup storage counted "
+           f"web {got[web_b]}, batch {got[batch_b]}.")
+    if predicted != counted:
+        c.expect(False,
+                 saw + f" The bytes went to {' and '.join(counted) or 'neither'}, not "
+                 f"{' and '.join(predicted) or 'neither'}. At egress, whose cgroup does a packet count "
+                 "for: the sender's now, or its socket's? In which cgroup was the socket made? The "
+                 "section 'A value per cgroup: cgroup storage' says whose packets `count_egress` sees.",
+                 hint="The child opened its socket while it was in `web`, and sent after its move. "
+                      "Moving a process does not move the sockets it already has.",
+                 fix=f"bytes counted for web = all {DATAGRAMS} packets' bytes, bytes counted for batch = 0.")
+    else:
+        c.expect(False,
+                 saw + f" The cgroup is right, the size is not: {DATAGRAMS} datagrams of {PAYLOAD} bytes "
+                 "of data were sent. What else does `skb->len` count at egress, which headers? The cell "
+                 "'A child in `web`, pinned to CPU 0, …' says.",
+                 hint="`skb->len` at egress is the whole IP packet: data, UDP header and IPv4 header.",
+                 fix=f"{DATAGRAMS} * ({PAYLOAD} + 8 + 20) bytes: 8 of UDP header and 20 of IPv4 header "
+                     "per packet.")

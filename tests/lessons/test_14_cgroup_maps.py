@@ -147,12 +147,32 @@ def test_exercise_check_says_what_is_wrong_and_passes_on_the_solution(no_leaks, 
     calls, traffic = lesson_programs(web, batch)
     assert moved_socket_run(calls, traffic, web, batch) == RIGHT
     empty = check_moved_socket(dict.fromkeys(RIGHT), calls, traffic, web, batch)
-    assert not empty and "Fill in" in str(empty)
+    assert not empty and "4 of 4 predictions have no whole number" in str(empty)
     by_process = dict(RIGHT, **{"bytes counted for web": 0, "bytes counted for batch": 512})
     wrong = check_moved_socket(by_process, calls, traffic, web, batch)
-    assert not wrong and "socket" in str(wrong) and "getppid" not in str(wrong)
+    assert not wrong and "getppid" not in str(wrong)
+    assert "The bytes went to web, not batch" in str(wrong) and "socket" in str(wrong)
+    # the case: right calls, payload only, and in the wrong cgroup: the cgroup is named
+    wrong_place = dict(RIGHT, **{"bytes counted for web": 0, "bytes counted for batch": 400})
+    told = str(check_moved_socket(wrong_place, calls, traffic, web, batch))
+    assert "predicted web 0, batch 400" in told and "counted web 512, batch 0" in told
+    assert "went to web, not batch" in told and "headers" not in told
     payload_only = dict(RIGHT, **{"bytes counted for web": 400})
-    assert "headers" in str(check_moved_socket(payload_only, calls, traffic, web, batch))
+    told = str(check_moved_socket(payload_only, calls, traffic, web, batch))
+    assert "headers" in told and "cgroup is right" in told
     calls_wrong = dict(RIGHT, **{"calls counted for web": 16, "calls counted for batch": 0})
-    assert "moment of each call" in str(check_moved_socket(calls_wrong, calls, traffic, web, batch))
+    told = str(check_moved_socket(calls_wrong, calls, traffic, web, batch))
+    assert "predicted web 16, batch 0" in told and "counted web 10, batch 6" in told
+    assert "At which moment" in told
     assert check_moved_socket(RIGHT, calls, traffic, web, batch)
+
+
+def test_exercise_check_hints_on_the_second_try_and_fixes_on_the_third(no_leaks, cgroups):
+    web, batch = cgroups
+    calls, traffic = lesson_programs(web, batch)
+    wrong = dict(RIGHT, **{"bytes counted for web": 0, "bytes counted for batch": 512})
+    tries = [check_moved_socket(wrong, calls, traffic, web, batch) for _ in range(3)]
+    assert [r.tries for r in tries] == [1, 2, 3]
+    assert "Hint" not in str(tries[0]) and "Fix" not in str(tries[0])
+    assert "Hint: " in str(tries[1]) and "does not move the sockets" in str(tries[1]) and "Fix" not in str(tries[1])
+    assert "Fix: bytes counted for web = all 4 packets" in str(tries[2])

@@ -15,7 +15,7 @@ import pytest
 import bpfkit
 from bpfkit.lab.cgroup import Cgroup
 from bpfkit.core.errors import BpfkitError, KeyMissing
-from bpfkit.lessons.l15_local_storage import check_exit_cleanup
+from bpfkit.lessons.l15_local_storage import check_exit_cleanup, exit_field_offsets, leader_first_run
 from bpfkit.lab.children import Child
 from conftest import skip_unless_allowed
 from notebook_runs import bpf_cell
@@ -153,31 +153,77 @@ def test_inode_storage_works_from_user_space_on_any_kernel_that_has_it(no_leaks,
         notes.close()
 
 
+def load_cell(notebook, name):
+    return bpfkit.load(bpf_cell(notebook, "exit_cleanup"), name=name, cflags=exit_field_offsets().split())
+
+
 def test_exercise_check_fails_on_the_starter_and_passes_on_the_solution(no_leaks):
-    starter = bpfkit.load(bpf_cell(LESSON, "exit_cleanup"), name="l15_starter")
+    starter = load_cell(LESSON, "l15_starter")
     try:
         result = check_exit_cleanup(starter)
         assert not result.passed
-        assert any("stale entry" in p and "sched_process_exit" in p for p in result.problems), result
+        assert any("stale entry" in p and "What runs in the kernel as a task exits?" in p
+                   for p in result.problems), result
+        assert "Hint" not in str(result) and "Fix" not in str(result)
     finally:
         starter.close()
 
-    too_eager = bpf_cell(SOLUTION, "exit_cleanup").replace("if (pid != tid)", "if (0)")
-    assert too_eager != bpf_cell(SOLUTION, "exit_cleanup")
-    eager = bpfkit.load(too_eager, name="l15_eager")
+    solution = bpf_cell(SOLUTION, "exit_cleanup")
+    too_eager = solution.replace("if (*(int *)(signal + SIGNAL_LIVE) != 0)", "if (0)")
+    assert too_eager != solution
+    eager = bpfkit.load(too_eager, name="l15_eager", cflags=exit_field_offsets().split())
     try:
         result = check_exit_cleanup(eager)
         assert not result.passed
-        assert any("threads exited" in p or "one of its threads" in p for p in result.problems), result
+        assert any("one of its threads" in p or "A thread of child" in p for p in result.problems), result
     finally:
         eager.close()
 
-    solved = bpfkit.load(bpf_cell(SOLUTION, "exit_cleanup"), name="l15_solved")
+    solved = load_cell(SOLUTION, "l15_solved")
     try:
         result = check_exit_cleanup(solved)
         assert result.passed, result
     finally:
         solved.close()
+
+
+def test_a_hash_cleaned_when_the_leader_exits_is_refused(no_leaks):
+    """The thread group leader is not always the last task of its process: threads can outlive it,
+    and a program that deletes at the leader's exit lets them make an entry nobody deletes."""
+    by_leader = bpf_cell(SOLUTION, "exit_cleanup").replace(
+        "if (*(int *)(signal + SIGNAL_LIVE) != 0)",
+        "u64 id = bpf_get_current_pid_tgid();\n    if ((u32)id != id >> 32)")
+    prog = bpfkit.load(by_leader, name="l15_by_leader", cflags=exit_field_offsets().split())
+    try:
+        seen = leader_first_run(prog["by_pid"])
+        assert seen["after the leader exited"] is None                  # deleted while a thread ran on
+        assert seen["after the other thread's calls"] == 3              # made again by that thread
+        assert seen["after it was reaped"] == 3                         # and never deleted
+        result = check_exit_cleanup(prog)
+        assert not result.passed
+        assert any("main thread exited first" in p and "always the last" in p for p in result.problems), result
+    finally:
+        prog.close()
+    solved = load_cell(SOLUTION, "l15_solved")
+    try:
+        seen = leader_first_run(solved["by_pid"])
+        seen.pop("pid")
+        assert seen == {"after the leader exited": 4, "after the other thread's calls": 7,
+                        "after it was reaped": None}
+    finally:
+        solved.close()
+
+
+def test_the_check_hints_on_the_second_try_and_shows_the_fix_on_the_third(no_leaks):
+    starter = load_cell(LESSON, "l15_starter")
+    try:
+        tries = [check_exit_cleanup(starter) for _ in range(3)]
+    finally:
+        starter.close()
+    assert [r.tries for r in tries] == [1, 2, 3]
+    assert "Hint: " not in str(tries[0]) and "Fix: " not in str(tries[0])
+    assert "Hint: " in str(tries[1]) and "sched:sched_process_exit" in str(tries[1]) and "Fix: " not in str(tries[1])
+    assert "Fix: " in str(tries[2]) and "SIGNAL_LIVE" in str(tries[2])
 
 
 def test_check_never_raises_on_a_program_without_the_hash(no_leaks):

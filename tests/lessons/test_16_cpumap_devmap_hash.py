@@ -12,16 +12,16 @@ import pytest
 import bpfkit
 from bpfkit.host import lifetime
 from bpfkit.lab import net
-from bpfkit.lessons.l16_cpumap_devmap_hash import SENDERS, check_cpu_spread, expected_split
+from bpfkit.lessons.l16_cpumap_devmap_hash import ROUTES, check_ifindex_forward, expected_received
 from notebook_runs import bpf_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE, SERVICE_MAC = "192.0.2.100", "02:00:00:00:00:64"
 
 
-def spread_source(notebook: str) -> str:
-    """The C of the `%%bpf spread` cell of a lesson-16 notebook (after its `# needs:` line)."""
-    return bpf_cell(ROOT / "notebooks" / notebook, "spread")
+def fwd_source(notebook: str) -> str:
+    """The C of the `%%bpf fwd` cell of a lesson-16 notebook (after its `# needs:` line)."""
+    return bpf_cell(ROOT / "notebooks" / notebook, "fwd")
 
 
 @pytest.fixture
@@ -107,30 +107,44 @@ def test_devmap_hash_sends_by_port_key(lab, no_leaks):
     with pytest.raises(bpfkit.BpfkitError):
         for key in range(100, 110):                  # 8 keys at most
             ports[key] = r.port
-    result = check_cpu_spread(prog, lab)             # a program with no cpumap: words, no raise
-    assert not result and "cpus" in str(result)
-    assert not check_cpu_spread(prog, None)
+    result = check_ifindex_forward(prog, ports, lab)  # a program with no route: words, no raise
+    assert not result and "no hash map `route`" in str(result)
+    assert not check_ifindex_forward(prog, ports, None)
 
 
-def test_spread_check_fails_on_starter_and_passes_on_solution(lab, no_leaks):
-    p = lab.hosts["p"]
-    starter = bpfkit.load(spread_source("16_cpumap_devmap_hash.ipynb"), name="l16_spread")
-    lab.attach_xdp(starter, p.port, "xdp_spread")
-    result = check_cpu_spread(starter, lab)
-    assert not result and "queues for CPUs []" in str(result)       # cpumap still empty
-    starter["cpus"][0] = starter["cpus"][1] = 192
-    result = check_cpu_spread(starter, lab)
-    assert not result
-    total = sum(SENDERS.values())
-    assert f"CPU 0 got {total} and CPU 1 got 0" in str(result) and "ntohs" in str(result)
+def test_forward_check_fails_on_starter_and_passes_on_solution(lab, no_leaks):
+    p, q, r = (lab.hosts[h] for h in "pqr")
+    assert expected_received() == {"q": 7, "r": 6} and len(ROUTES) == 3
+    ifaces = bpfkit.create_map("devmap_hash", key="u32", value="u32", max_entries=4, name="l16_ifaces")
+    starter = bpfkit.load(fwd_source("16_cpumap_devmap_hash.ipynb"), name="l16_fwd", maps={"ifaces": ifaces})
+    lab.attach_xdp(starter, p.port, "xdp_fwd")
+    result = check_ifindex_forward(starter, ifaces, lab)
+    told = str(result)
+    assert not result and result.tries == 1
+    assert "`ifaces` has keys none" in told and "q received 0 and r 0" in told
+    assert "Hint" not in told and "Fix" not in told and "bpf_redirect_map(ifaces" not in told
 
-    solved = bpfkit.load(spread_source("solutions/16_cpumap_devmap_hash.ipynb"),
-                         name="l16_spread_solved")
-    solved["cpus"][0] = solved["cpus"][1] = 192
-    result = check_cpu_spread(solved, lab)
-    assert not result and "not the XDP program" in str(result)
-    lab.attach_xdp(solved, p.port, "xdp_spread")
-    result = check_cpu_spread(solved, lab)
+    ifaces[9053] = q.port                            # keyed by port, as devmap_by_port was
+    result = check_ifindex_forward(starter, ifaces, lab)
+    assert f"holds key 9053 -> {q.port} (ifindex {q.port_ifindex})" in str(result)
+    assert result.tries == 2 and "Hint: " in str(result) and "Fix: " not in str(result)
+    del ifaces[9053]
+
+    ifaces[q.port_ifindex] = q.port                  # entries right, the program still passes
+    ifaces[r.port_ifindex] = r.port
+    result = check_ifindex_forward(starter, ifaces, lab)
+    assert "never reached it" in str(result)
+    assert result.tries == 3 and "Fix: In `xdp_fwd`" in str(result)   # the third try shows the code
+
+    solved = bpfkit.load(fwd_source("solutions/16_cpumap_devmap_hash.ipynb"), name="l16_fwd_solved",
+                         maps={"ifaces": ifaces})
+    result = check_ifindex_forward(solved, ifaces, lab)
+    assert not result and "is not this one's `xdp_fwd`" in str(result)
+    lab.attach_xdp(solved, p.port, "xdp_fwd")
+    result = check_ifindex_forward(solved, ifaces, lab)
     assert result, result
-    assert [solved["landed"][0], solved["landed"][1]] == [expected_split()[0], expected_split()[1]] == [10, 16]
+    assert q.receiver(9099).count() == r.receiver(9099).count() == 0
 
+    del ifaces[r.port_ifindex]                       # a route with no entry: dropped, nobody gets it
+    result = check_ifindex_forward(solved, ifaces, lab)
+    assert not result and "q received 7 and r 0" in str(result)
