@@ -139,6 +139,9 @@ def test_no_function_is_longer_than_a_screen():
 
 
 PROTOTYPE = re.compile(r"\b(\w+)\.(argtypes|restype)\s*=")
+# Scripts the kit runs in a child process of their own (`python -c SCRIPT`): their ctypes calls are
+# that process's, which imports nothing of the kit. Named here one by one.
+CHILD_SCRIPTS = {"l15_local_storage.py": ("_LEADER_FIRST",)}
 
 
 def test_each_ctypes_prototype_is_declared_once_in_its_module():
@@ -148,6 +151,8 @@ def test_each_ctypes_prototype_is_declared_once_in_its_module():
     seen: dict[tuple[str, str], str] = {}
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
+        for name in CHILD_SCRIPTS.get(path.name, ()):   # another process's code, not the kit's
+            text = re.sub(rf'^{name} = r?"""(.*?)"""', "", text, count=1, flags=re.S | re.M)
         for line_no, line in enumerate(text.splitlines(), 1):
             for fn, attr in PROTOTYPE.findall(line):
                 assert path.name in allowed, f"{path.relative_to(ROOT)}:{line_no} declares {fn}.{attr}"

@@ -43,7 +43,7 @@ started.wait()
 for _ in range(%d):
     os.getppid()
 os.write(1, b"ready\n")
-ctypes.cdll.LoadLibrary(None).syscall(SYS_EXIT, 0)  # the leader alone (the GIL let go first)
+ctypes.CDLL(None).syscall(SYS_EXIT, 0)  # the leader alone (the GIL let go first)
 """ % (THREAD_CALLS, LEADER_CALLS)
 
 
