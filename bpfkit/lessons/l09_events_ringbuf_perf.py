@@ -15,7 +15,8 @@ from ..observe import events as event_readers
 from ..lab.children import Child
 from ..core.errors import UsageError
 from ..maps.layout import round_up
-from .checker import Checker, exercise
+from .breaking import Break
+from .checker import Checker, exercise, learners
 
 BURST = 300
 BURST_PATHS = [f"/no/such/l09/burst-{i:03d}" for i in range(BURST)]
@@ -200,3 +201,57 @@ def _check_paths(c: Checker, reader, got: int) -> None:
                          hint="The path is the tracepoint's `filename` argument, a pointer into "
                               "the process's memory.",
                          fix="`bpf_probe_read_user_str(e->file, sizeof(e->file), args->filename);`")
+
+
+
+@exercise("Decode the events yourself",
+          "Fields in the struct's order and sizes, the path cut at its first NUL byte: what the "
+          "reader's frame() does for every event.")
+def check_decoder(c: Checker, decode, reader) -> None:
+    """`decode(record)` turns one event's bytes, as `reader.records()` holds them, into a dict
+    of the program's struct event, one key per field (lesson 09's: ts, pid, cpu, file). Checked
+    on every event the reader holds against its `frame()`."""
+    c.require(callable(decode), f"`decode` is a {type(decode).__name__}, where the check expected "
+              "a function of one event's bytes. Did the cell that defines it run?")
+    records, frame = reader.records(), reader.frame()
+    c.require(records, "The reader holds no events, so there is nothing to decode. Did the cells "
+              "of 'A process whose files we know' run before this one?")
+    fields = list(frame.columns)
+    for n, (record, want) in enumerate(zip(records, frame.to_dict("records"))):
+        got, error = learners(decode, record)
+        c.require(error is None,
+                  f"Event {n} is {len(record)} bytes; your `decode` raised {error}. How many bytes "
+                  "does each field of `struct event` take, and in which order? The cell 'The "
+                  "program' declares it.",
+                  hint="`struct.unpack_from` reads fields from the start of the bytes; `Q` is a "
+                  "u64, `I` a u32, `64s` 64 bytes.",
+                  fix="ts, pid, cpu, file = struct.unpack_from(\"<QII64s\", record); "
+                  "return {\"ts\": ts, \"pid\": pid, \"cpu\": cpu, "
+                  "\"file\": file.split(b\"\\0\")[0].decode()}")
+        c.require(isinstance(got, dict), f"Your `decode` returned a {type(got).__name__} for event "
+                  f"{n}; the check expected a dict with the keys {fields}.")
+        wrong = {k: got.get(k) for k in fields if got.get(k) != want[k]}
+        c.require(not wrong,
+                  f"Event {n}: your `decode` gave {wrong}; `frame()` has "
+                  f"{ {k: want[k] for k in wrong} }. Which bytes hold those fields, and where does "
+                  "the path end?",
+                  hint="The path is copied with its NUL byte; the bytes after it are whatever "
+                  "the struct held (zeros here). A str, not bytes, compares equal to the frame's.",
+                  fix="ts, pid, cpu, file = struct.unpack_from(\"<QII64s\", record); "
+                  "return {\"ts\": ts, \"pid\": pid, \"cpu\": cpu, "
+                  "\"file\": file.split(b\"\\0\")[0].decode()}")
+
+
+# Break it: a helper told to write more than its buffer holds (a missing bound on a length).
+OVERSIZED_COPY = Break(
+    __name__, "Tell the string copy the buffer is bigger than it is", program="open_events",
+    old="bpf_probe_read_user_str(e.file, sizeof(e.file), args->filename);",
+    new="bpf_probe_read_user_str(e.file, 128, args->filename);",
+    question="`e.file` has 64 bytes. What does the verifier check when a helper is handed a buffer "
+             "and a length?",
+    hint="The verifier knows the size of every variable on the program's stack.",
+    why={"verifier": "The verifier checks a helper's buffer against the length it is given: 128 "
+                     "bytes from `e.file` run past the 64 it has (and past the struct on the "
+                     "stack), so it refuses ('invalid indirect access to stack' or a size error).",
+         "compiler": "The compiler refused the change itself: read its message.",
+         "loads": "This verifier accepted an oversized copy: tell the kit's developers."})

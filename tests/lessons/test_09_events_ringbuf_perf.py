@@ -241,3 +241,33 @@ def test_the_third_try_of_the_exercise_check_shows_the_code(no_leaks):
     if PAGE == 4096:
         assert "Fix: `BPF_RINGBUF_OUTPUT(ring_buf, 8);`: 8 pages hold 341 records" in str(third)
     assert third.problems == first.problems             # the question stays; help is added
+
+
+def test_the_decode_check_takes_a_decoder_that_agrees_with_frame_and_refuses_others(no_leaks):
+    """Lesson 09's user-space exercise: a learner's `decode(record)` is compared, event by event,
+    with the reader's frame(); a wrong layout and a raising decoder are refused, and the first try
+    names what differs without the unpack call the third try shows."""
+    import struct
+    from bpfkit.lessons.l09_events_ringbuf_perf import check_decoder
+
+    def right(record):
+        ts, pid, cpu, file = struct.unpack_from("=QII64s", record)
+        return {"ts": ts, "pid": pid, "cpu": cpu, "file": file.split(b"\0")[0].decode()}
+
+    def swapped(record):
+        ts, cpu, pid, file = struct.unpack_from("=QII64s", record)
+        return {"ts": ts, "pid": pid, "cpu": cpu, "file": file.split(b"\0")[0].decode()}
+
+    with bpfkit.load("open_events") as prog:
+        ring = events.ring(prog["ring_buf"], dropped=prog["ring_dropped"])
+        opens_in_child(prog["config"], ["/dev/null", "/no/such/l09/decode"])
+        ring.drain(quiet=0.01)
+        assert len(ring.records()) == 2
+        wrong = check_decoder(swapped, ring)                              # the first try
+        assert not wrong.passed and "'pid'" in str(wrong) and "unpack_from" not in str(wrong)
+        assert check_decoder(right, ring).passed
+        raising = check_decoder(lambda record: struct.unpack("=Q", record), ring)   # the third
+        assert "error" in str(raising) and "Fix:" in str(raising) and "unpack_from" in str(raising)
+        ring.clear()
+        empty = check_decoder(right, ring)
+        assert not empty.passed and "no events" in str(empty)
