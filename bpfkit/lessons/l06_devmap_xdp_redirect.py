@@ -45,7 +45,7 @@ def _check_setup(c: Checker, program, lab, map_name: str):
              "last change? It attaches your program in place of the lesson's.",
              hint="Run the program cell, then the check cell: `lab.attach_xdp` replaces whatever "
                   f"runs on {a.port}.",
-             fix=f"lab.attach_xdp(<your program>, a.port, \"xdp_redirect\").")
+             fix="lab.attach_xdp(<your program>, a.port, \"xdp_redirect\").")
     return a, b, cc
 
 

@@ -8,7 +8,6 @@ the children live and after they have exited and been reaped.
 """
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 

@@ -15,7 +15,7 @@ from bpfkit.core.errors import MapError
 from bpfkit.lessons.l04_map_of_maps import check_per_user_maps
 from bpfkit.maps import Map
 from conftest import BPFTOOL, needs_bpftool
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = ROOT / "notebooks" / "04_map_of_maps.ipynb"
@@ -157,13 +157,6 @@ def test_an_inner_map_unlike_the_template_is_refused_with_a_hint(no_leaks):
         assert prog["per_user"].frame().empty
 
 
-def solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
-    notebook lacks: what a check's first try must not print."""
-    def code(path):
-        return {line.strip() for cell in json.loads(path.read_text())["cells"]
-                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
-    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
 
 
 def test_exercise_check_says_what_is_missing(uid, no_leaks):
@@ -172,7 +165,7 @@ def test_exercise_check_says_what_is_missing(uid, no_leaks):
         result = check_per_user_maps(prog, {uid: 1})
         said = str(result)
         assert not result.passed and "`per_user` is a `hash` map" in said and "hash_of_maps" in said
-        assert not [line for line in solution_only_lines() if line in said], said
+        assert not [line for line in solution_only_lines(LESSON) if line in said], said
         assert "Hint" not in said and "Fix" not in said
     with bpfkit.load(PER_USER, name="per_user") as prog:
         result = check_per_user_maps(prog, {uid: 1})

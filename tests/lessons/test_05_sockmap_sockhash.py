@@ -23,7 +23,7 @@ from bpfkit.lessons.l05_sockmap_sockhash import check_one_way
 from bpfkit.host.sockets import addresses, join_sockets, socket_cookie, sockets_frame
 from bpfkit.lab.traffic import TcpPair
 from conftest import BPFTOOL, needs_bpftool, settled_snapshot
-from notebook_runs import bpf_cell, cgroup_state
+from notebook_runs import bpf_cell, cgroup_state, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = ROOT / "notebooks" / "05_sockmap_sockhash.ipynb"
@@ -294,13 +294,6 @@ def _run_exercise(text: str):
         prog.close()
 
 
-def _solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
-    notebook lacks: what a check's first try must not print."""
-    def code(path):
-        return {line.strip() for cell in json.loads(path.read_text())["cells"]
-                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
-    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
 
 
 def test_exercise_check_tells_starter_from_solution(no_leaks):
@@ -308,7 +301,7 @@ def test_exercise_check_tells_starter_from_solution(no_leaks):
     said = str(starter)
     assert not starter.passed and "10 of the server's 10 replies took the shortcut" in said
     assert "Steps 1 and 2 of the exercise" in said and "Hint" not in said and "Fix" not in said
-    assert not [line for line in _solution_only_lines() if line in said], said
+    assert not [line for line in solution_only_lines(LESSON) if line in said], said
     solved = _run_exercise(bpf_cell(SOLUTION, "one_way"))
     assert solved.passed, solved
 

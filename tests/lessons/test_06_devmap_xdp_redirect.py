@@ -19,7 +19,7 @@ from bpfkit.lab import net
 from bpfkit.core.errors import MapError
 from bpfkit.lessons.l06_devmap_xdp_redirect import check_source_port_balancing
 from conftest import BPFTOOL, needs_bpftool
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = ROOT / "notebooks" / "06_devmap_xdp_redirect.ipynb"
@@ -268,13 +268,6 @@ def test_exercise_check(lab):
             ("b", 41000): 5, ("b", 41002): 5, ("c", 41001): 5, ("c", 41003): 5}
 
 
-def _solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code (12 characters or more, stripped) that the starter
-    notebook lacks: what a check's first try must not print."""
-    def code(path):
-        return {line.strip() for cell in json.loads(path.read_text())["cells"]
-                if cell["cell_type"] == "code" for line in "".join(cell["source"]).splitlines()}
-    return {line for line in code(SOLUTION) - code(LESSON) if len(line) >= 12}
 
 
 def test_exercise_check_asks_about_byte_order_before_it_shows_the_code(lab):
@@ -284,7 +277,7 @@ def test_exercise_check_asks_about_byte_order_before_it_shows_the_code(lab):
         starter["tx_port"][0], starter["tx_port"][1] = b.port, c.port
         first = str(check_source_port_balancing(starter, lab))
     assert "41001 -> b" in first and "byte order" in first and "'The program'" in first
-    assert not [line for line in _solution_only_lines() if line in first], first
+    assert not [line for line in solution_only_lines(LESSON) if line in first], first
     assert "ntohs" not in first and "Hint" not in first
     # The raw field's lowest bit is bit 8 of the port: every sender lands on b, and is refused.
     with bpfkit.load(BALANCE.replace("SLOT", "udp->source & 1"), name="balance") as raw:

@@ -6,7 +6,6 @@ the perf buffers one per CPU; readers opened again on the same map replace the e
 solution."""
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -20,7 +19,7 @@ from bpfkit.core.errors import Closed, UsageError
 from bpfkit.lessons.l09_events_ringbuf_perf import (BURST, BURST_PATHS, check_burst_fits,
                                                     fewest_pages, opens_in_child, record_size,
                                                     ring_capacity)
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -185,16 +184,6 @@ def test_ring_buffer_sizing_rules():
     assert len(BURST_PATHS) == BURST == 300 and len(set(BURST_PATHS)) == BURST
 
 
-def solution_lines() -> set[str]:
-    """Lines of the solution's code (its code cells, C included) the starter does not have, 12
-    characters or more: what a check's first try must never show."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    starter = lines("notebooks/09_events_ringbuf_perf.ipynb")
-    return {line for line in lines("notebooks/solutions/09_events_ringbuf_perf.ipynb") - starter
-            if len(line) >= 12}
 
 
 def test_exercise_check_tells_starter_and_solution_apart(no_leaks):
@@ -208,7 +197,7 @@ def test_exercise_check_tells_starter_and_solution_apart(no_leaks):
         assert f"{300 - 42 if PAGE == 4096 else ''} of 300 events were lost" in text
         assert "How many pages hold all 300" in text and "'A burst that does not fit'" in text
         assert "Hint" not in text and "Fix" not in text and "BPF_RINGBUF_OUTPUT" not in text
-        shown = [line for line in solution_lines() if line in text]
+        shown = [line for line in solution_only_lines(ROOT / "notebooks" / "09_events_ringbuf_perf.ipynb") if line in text]
         assert not shown, shown                            # the first try asks, it does not tell
         result = check_burst_fits(prog, record_bytes=92)   # the fields' sum, without the padding
         text = str(result)

@@ -3,7 +3,6 @@ first out; last in, first out), full ones refuse or drop the oldest, a bloom fil
 user once, the kernel's bloom filter sizing and false-positive rate, and the exercise's check."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -17,6 +16,7 @@ from bpfkit.core.errors import BpfkitError
 from bpfkit.lessons.l10_queue_stack_bloom import (BUDGET_BITS, N_VALUES, TESTS, check_bloom_budget,
                                                   kernel_bits, measure, plausible, spread, theory)
 from bpfkit.core.maptypes import BPF_F_ZERO_SEED
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,16 +135,6 @@ def _choice(max_entries: int, hashes: int):
                              flags=BPF_F_ZERO_SEED, name="l10_choice")
 
 
-def solution_lines() -> set[str]:
-    """Lines of the solution's code cells the starter does not have, 12 characters or more: what
-    a check's first try must never show."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    starter = lines("notebooks/10_queue_stack_bloom.ipynb")
-    return {line for line in lines("notebooks/solutions/10_queue_stack_bloom.ipynb") - starter
-            if len(line) >= 12}
 
 
 def test_exercise_check_fails_on_the_starter_and_says_why(no_leaks):
@@ -156,7 +146,7 @@ def test_exercise_check_fails_on_the_starter_and_says_why(no_leaks):
     assert "how many bits per value does the formula need for 1%?" in text
     assert "'How often is \"maybe\" wrong?'" in text
     assert "Hint" not in text and "Fix" not in text and "HASHES = 6" not in text
-    shown = [line for line in solution_lines() if line in text]
+    shown = [line for line in solution_only_lines(ROOT / "notebooks" / "10_queue_stack_bloom.ipynb") if line in text]
     assert not shown, shown                                 # the first try asks, it does not tell
     with _choice(2000, 3) as starter:                       # a right prediction is not enough
         result = check_bloom_budget(starter, predicted=theory(N_VALUES, 16384, 3))

@@ -23,6 +23,7 @@ from bpfkit.lessons.l11_stack_traces_profiler import (MYSTERY, check_hotter_call
 from bpfkit.observe.flame import flame_graph, flame_layout  # noqa: E402
 from bpfkit.observe.folding import callers, fold, fold_stacks, resolve, top_functions  # noqa: E402
 from bpfkit.observe.profile import Symbols, addresses, attach_cpu_clock, stack_error  # noqa: E402
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = ROOT / "notebooks" / "11_stack_traces_profiler.ipynb"
@@ -183,19 +184,11 @@ def test_exercise_check_messages_on_made_up_profiles():
 STARTER_PREDICTION = {"hottest": "?", "hotter_caller": "?", "share": None}
 
 
-def solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code cells that the lesson's do not have (stripped, 12
-    characters or more): what a first try's words must never show."""
-    def code_lines(notebook: Path) -> set[str]:
-        cells = json.loads(notebook.read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in code_lines(SOLUTION) - code_lines(LESSON) if len(line) >= 12}
 
 
 @pytest.mark.unit
 def test_the_first_try_asks_and_the_third_shows_the_fix():
-    secret = solution_only_lines()
+    secret = solution_only_lines(LESSON)
     assert any("encode();" in line or "prediction =" in line for line in secret)   # the rule has teeth
     first = check_hotter_caller(mystery_profile(25, 75), STARTER_PREDICTION)
     told = str(first)
@@ -329,7 +322,7 @@ def test_exercise_check_on_the_starter_and_the_solution(no_leaks):
         _, _, starter = profile_run(prog, MYSTERY)
         result = check_hotter_caller(starter, {"hottest": "?", "hotter_caller": "?", "share": None})
         assert not result.passed and "decode() is still the hotter caller" in str(result)
-        assert not [line for line in solution_only_lines() if line in str(result)], str(result)
+        assert not [line for line in solution_only_lines(LESSON) if line in str(result)], str(result)
         _, _, folded = profile_run(prog, solved)
         result = check_hotter_caller(folded, {"hottest": "mix", "hotter_caller": "encode", "share": 0.75})
         assert result.passed, str(result)

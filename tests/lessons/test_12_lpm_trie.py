@@ -4,7 +4,6 @@ the workload that sends from chosen source addresses, and the exercise's check."
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from bpfkit.lab import net, traffic
 from bpfkit.core.errors import BpfkitError, UsageError
 from bpfkit.lessons import l12_lpm_trie as lpm_trie
 from bpfkit.lessons.l12_lpm_trie import check_prefix_exercise
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 DST, DST_MAC = lpm_trie.DST, "02:00:00:00:0c:01"
@@ -132,16 +132,6 @@ def test_udp_from_sends_from_each_address_and_adds_missing_ones_once(host, class
         traffic.udp_from(host, {"10.1.2.300": 1}, DST)
 
 
-def solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code cells that the lesson's do not have (stripped, 12
-    characters or more): what a first try's words must never show."""
-    def code_lines(notebook: Path) -> set[str]:
-        cells = json.loads(notebook.read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    lesson, solution = (ROOT / "notebooks" / "12_lpm_trie.ipynb",
-                        ROOT / "notebooks" / "solutions" / "12_lpm_trie.ipynb")
-    return {line for line in code_lines(solution) - code_lines(lesson) if len(line) >= 12}
 
 
 def _lesson_trie(prog) -> None:
@@ -155,7 +145,7 @@ def test_exercise_check_says_what_is_wrong_and_passes_the_solution(host, classif
     result = check_prefix_exercise(classify, host, starter)
     assert not result.passed and result.tries == 1 and "Fix:" not in str(result)
     assert "6 of the 6 sources have no prediction yet (10.1.2.20, 10.1.2.127" in str(result)
-    assert not [line for line in solution_only_lines() if line in str(result)], str(result)
+    assert not [line for line in solution_only_lines(ROOT / "notebooks" / "12_lpm_trie.ipynb") if line in str(result)], str(result)
     # with the predictions still open, the check does not name the sources that share the /24
     assert "10.1.2.3 still lands in 10.1.2.0/24, together with 2 other sources" in str(result)
     result = check_prefix_exercise(classify, host, RIGHT)

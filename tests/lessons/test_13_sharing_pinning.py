@@ -18,6 +18,7 @@ from bpfkit.access import kernel
 from bpfkit.host import lifetime
 from bpfkit.lessons.l13_sharing_pinning import STARTER, check_keeps_count
 from conftest import BPFTOOL
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 # The solution notebook's program: the starter without its own map, counting with helpers.
@@ -139,16 +140,6 @@ def test_a_pin_is_read_by_a_second_process_and_keeps_the_map_for_a_later_run(no_
     assert "Could not open the map pinned" in gone.stderr and "ls /sys/fs/bpf" in gone.stderr
 
 
-def solution_only_lines() -> set[str]:
-    """Lines of the solution notebook's code cells that the lesson's do not have (stripped, 12
-    characters or more): what a first try's words must never show."""
-    def code_lines(notebook: Path) -> set[str]:
-        cells = json.loads(notebook.read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    lesson, solution = (ROOT / "notebooks" / "13_sharing_pinning.ipynb",
-                        ROOT / "notebooks" / "solutions" / "13_sharing_pinning.ipynb")
-    return {line for line in code_lines(solution) - code_lines(lesson) if len(line) >= 12}
 
 
 def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks):
@@ -165,7 +156,7 @@ def test_the_starter_loses_its_count_on_a_reload_and_the_check_says_why(no_leaks
     unsure = check_keeps_count(new, counts)                            # try 1: it asks
     assert not unsure and "`prediction` is still None" in str(unsure)
     assert "The program's `counts` is its own map" in str(unsure) and "maps=counts" not in str(unsure)
-    assert not [line for line in solution_only_lines() if line in str(unsure)], str(unsure)
+    assert not [line for line in solution_only_lines(ROOT / "notebooks" / "13_sharing_pinning.ipynb") if line in str(unsure)], str(unsure)
     wrong = check_keeps_count(new, counts, prediction=5)                # try 2: a hint
     assert not wrong and "Your prediction (5) is not what the starter does" in str(wrong)
     assert "Hint: A map made in user space" in str(wrong) and "Fix:" not in str(wrong)

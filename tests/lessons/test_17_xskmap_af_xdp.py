@@ -3,7 +3,6 @@
 check, and a socket that leaves nothing behind (fd, registration, the kernel's socket count)."""
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
@@ -16,25 +15,16 @@ from bpfkit.lab import net, xsk
 from bpfkit.core.errors import Closed, KernelError, NotFound
 from bpfkit.lessons.l17_xskmap_af_xdp import check_two_ports
 from bpfkit.host.netns import inside
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER_MAC, SENDER_IP = "02:00:00:00:17:01", "192.0.2.1"
 
 
-def solution_only_lines(stem: str) -> set[str]:
-    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
-    lesson's starter notebook does not have: what a first try must not print."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
-            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
 
 
 def assert_no_solution_code(words: str, stem: str) -> None:
-    shown = [line for line in solution_only_lines(stem) if line in words]
+    shown = [line for line in solution_only_lines(ROOT / "notebooks" / f"{stem}.ipynb") if line in words]
     assert not shown, f"the first try shows the solution's code {shown}: {words}"
 
 

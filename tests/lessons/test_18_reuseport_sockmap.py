@@ -3,7 +3,6 @@ a reuseport group through a reuseport_sockarray; a cgroup_skb program counts wha
 received by cookie; a plain sockmap redirects messages by slot; exact counts throughout."""
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from bpfkit.lab.cgroup import Cgroup
 from bpfkit.lessons.l18_reuseport_sockmap import check_fallback
 from bpfkit.host.sockets import join_sockets, socket_cookie
 from bpfkit.lab.traffic import ReuseportGroup, TcpPair
-from notebook_runs import bpf_cell
+from notebook_runs import bpf_cell, solution_only_lines
 
 LESSON = "notebooks/18_reuseport_sockmap.ipynb"
 SOLUTION = "notebooks/solutions/18_reuseport_sockmap.ipynb"
@@ -23,19 +22,10 @@ SO_ATTACH_REUSEPORT_EBPF = 52
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def solution_only_lines(stem: str) -> set[str]:
-    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
-    lesson's starter notebook does not have: what a first try must not print."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
-            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
 
 
 def assert_no_solution_code(words: str, stem: str) -> None:
-    shown = [line for line in solution_only_lines(stem) if line in words]
+    shown = [line for line in solution_only_lines(ROOT / "notebooks" / f"{stem}.ipynb") if line in words]
     assert not shown, f"the first try shows the solution's code {shown}: {words}"
 
 

@@ -20,7 +20,7 @@ from bpfkit.loader import bpfobject
 from bpfkit.lessons import l19_beyond_bcc as beyond_bcc
 from bpfkit.loader.features import needs_of
 from conftest import skip_unless_allowed
-from notebook_runs import notebook_path
+from notebook_runs import notebook_path, solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LACKING = bpfobject.missing()
@@ -29,19 +29,10 @@ pytestmark = pytest.mark.skipif(LACKING is not None, reason=f"this machine has n
 AVAILABLE = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
 
 
-def solution_only_lines(stem: str) -> set[str]:
-    """Lines (stripped, 12 characters or more) of the solution notebook's code cells that the
-    lesson's starter notebook does not have: what a first try must not print."""
-    def lines(path):
-        cells = json.loads((ROOT / path).read_text())["cells"]
-        return {line.strip() for c in cells if c["cell_type"] == "code"
-                for line in "".join(c["source"]).splitlines()}
-    return {line for line in lines(f"notebooks/solutions/{stem}.ipynb")
-            - lines(f"notebooks/{stem}.ipynb") if len(line) >= 12}
 
 
 def assert_no_solution_code(words: str, stem: str) -> None:
-    shown = [line for line in solution_only_lines(stem) if line in words]
+    shown = [line for line in solution_only_lines(ROOT / "notebooks" / f"{stem}.ipynb") if line in words]
     assert not shown, f"the first try shows the solution's code {shown}: {words}"
 
 
