@@ -99,22 +99,22 @@ def _check_prediction(c: Checker, prediction, top: tuple, hotter: tuple) -> None
               fix='prediction = {"hottest": "function", "hotter_caller": "function", "share": 0.5}, '
                   "with your own answers.")
     said = str(prediction.get("hottest", "")).strip().removesuffix("()")
+    # A prediction is checked without giving the answer away: the first try says whether it
+    # matched; the profile's own answer comes with the fix.
     c.expect(said == hottest,
-             f"You predicted {prediction.get('hottest')!r} would have the most samples of its own; "
-             f"the profile says {hottest!r} ({hottest_n} of {total} samples). Whose instructions was "
-             "the CPU running when the clock struck? The flat profile after 'The flame graph' counts "
-             "only the innermost frame, the self samples.",
+             f"{_predicted(said, 'the function with the most samples of its own')}; the profile "
+             f"disagrees ({total} samples). Whose instructions was the CPU running when the clock "
+             "struck? The flat profile after 'The flame graph' counts only the innermost frame, the "
+             "self samples.",
              hint="encode(), decode() and main() mostly call; the loop that does the rounds is "
                   "somewhere else.",
-             fix=f'prediction["hottest"] = "{hottest}"')
+             fix=f'prediction["hottest"] = "{hottest}" ({hottest_n} of {total} samples)')
     said = str(prediction.get("hotter_caller", "")).strip().removesuffix("()")
     c.expect(said == actual,
-             f"You predicted {prediction.get('hotter_caller')!r} as the hotter caller of "
-             f"{HELPER}(); in your program's profile it is {actual!r} ({actual_share:.0%} of "
-             f"{HELPER}()'s samples). Which caller hands {HELPER}() more rounds per pass of main()'s "
-             "loop?",
+             f"{_predicted(said, f'the hotter caller of {HELPER}()')}; your program's profile "
+             f"disagrees. Which caller hands {HELPER}() more rounds per pass of main()'s loop?",
              hint="Count rounds, not calls.",
-             fix=f'prediction["hotter_caller"] = "{actual}"')
+             fix=f'prediction["hotter_caller"] = "{actual}" ({actual_share:.0%} of {HELPER}()\'s samples)')
     guess = prediction.get("share")
     if not isinstance(guess, numbers.Real) or isinstance(guess, bool) or not 0 <= guess <= 1:
         c.expect(False, f"\"share\" is {guess!r}; the exercise asks for a number between 0 and 1: "
@@ -125,11 +125,17 @@ def _check_prediction(c: Checker, prediction, top: tuple, hotter: tuple) -> None
     else:
         c.expect(abs(float(guess) - actual_share) <= TOLERANCE,
                  f"You predicted that {guess:.2f} of {HELPER}()'s samples come through {actual}(); "
-                 f"the samples say {actual_share:.2f}. How many rounds does each caller hand to "
-                 f"{HELPER}() in one pass of main()'s loop?",
+                 f"the samples put it {'higher' if actual_share > guess else 'lower'}, by more than "
+                 f"{TOLERANCE:.2f}. How many rounds does each caller hand to {HELPER}() in one pass "
+                 "of main()'s loop?",
                  hint=f"The share is {actual}()'s rounds divided by all of {HELPER}()'s rounds, in "
-                      "one pass of main()'s loop.",
+                      f"one pass of main()'s loop; the samples say {actual_share:.2f}.",
                  fix=f'prediction["share"] = {actual_share:.2f}')
+
+
+def _predicted(said: str, what: str) -> str:
+    return (f"No prediction yet for {what}" if said in ("", "?", "None")
+            else f"You predicted {said!r} as {what}")
 
 
 def _mix_callers(c: Checker, folded: pd.DataFrame, total: int) -> dict[str, int]:
