@@ -20,10 +20,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_read) {
     if (watched == NULL || *watched != bpf_get_current_pid_tgid() >> 32)
         return 0;                          // not the process user space asked about
 
-    u64 bytes = args->ret;      // unsigned from here on (BPF has no signed division)
+    u64 bytes = args->ret;      // unsigned from here on: divide unsigned values only
 
     // bpf_log2l(n) is the number of bits n needs: 100 -> 7, 5000 -> 13. Slot i therefore
-    // holds sizes 2^(i-1) .. 2^i - 1, BCC's usual log2 buckets.
-    read_sizes.increment(bpf_log2l(bytes));
+    // holds sizes 2^(i-1) .. 2^i - 1, BCC's usual log2 buckets. Two threads of the process can
+    // read on two CPUs at once: atomic_increment() adds one in a single step, losing none.
+    read_sizes.atomic_increment(bpf_log2l(bytes));
     return 0;
 }

@@ -6,7 +6,8 @@
 // does nothing and the caller carries on: it "falls through".
 //
 // The dispatcher runs on every execve(). User space fills `route` (uid -> slot) for the users it
-// cares about; each handler counts the events it got in `hits` (one slot per handler).
+// cares about; each handler counts the events it got in `hits` (one slot per handler). Programs
+// on two CPUs can add to one slot at once, so every add is atomic_increment(): one step.
 
 BPF_PROG_ARRAY(handlers, 4);
 BPF_HASH(route, u32, u32, 64);          // uid -> slot of `handlers`
@@ -20,18 +21,18 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
         return 0;                          // not a user the notebook routes
 
     handlers.call(args, *slot);            // on success, never comes back here
-    fell_through.increment(0);             // reached only when the slot is empty
+    fell_through.atomic_increment(0);      // reached only when the slot is empty
     return 0;
 }
 
 // The handlers: plain functions, loaded by user space as programs of the dispatcher's type
 // (tracepoint) and put into slots. They receive the dispatcher's context.
 int count_a(void *ctx) {
-    hits.increment(0);
+    hits.atomic_increment(0);
     return 0;
 }
 
 int count_b(void *ctx) {
-    hits.increment(1);
+    hits.atomic_increment(1);
     return 0;
 }

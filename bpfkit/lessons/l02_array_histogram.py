@@ -47,15 +47,19 @@ EXERCISE_READS = [100] * 3 + [1500] * 4 + [5000] * 2 + [20000]
 
 @exercise("A linear histogram in 1 KiB steps",
           "Slot = bytes / 1024, clamped into the last slot: the array has one slot per "
-          "bucket and the index is computed in the kernel.")
+          "bucket, the index is computed in the kernel, and atomic_increment() adds in one step.")
 def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step: int = 1024,
                            config: str = "config") -> None:
     """Lesson 02's exercise: slot i of `map_name` counts reads of i*step .. (i+1)*step-1 bytes,
     and the last slot counts every bigger read too. The check makes its own reads."""
     m = program[map_name]
     watch = program[config]
-    c.require(m.type == "array", f"{map_name!r} is a {m.type}; declare it with "
-              f"BPF_ARRAY({map_name}, u64, 16).")
+    c.require(m.type == "array",
+              f"`{map_name}` is {m.map_type.a}, not an array. "
+              "Which map type has every slot from the moment it is created? The cell 'A hash and an "
+              "array, side by side' shows the difference.",
+              hint="A histogram of 16 buckets is an array of 16 counters.",
+              fix=f"Declare it `BPF_ARRAY({map_name}, u64, 16);`.")
     n = m.max_entries
     m.clear()
     reads_in_child(watch, EXERCISE_READS)
@@ -71,14 +75,32 @@ def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step
     for size in EXERCISE_READS:
         if log2_bucket(size) < n:
             log2[log2_bucket(size)] += 1
+    small = EXERCISE_READS[0]
+    big = EXERCISE_READS[-1]
     if got == log2:
-        c.expect(False, "The slots still follow bpf_log2l(): 100-byte reads land in slot 7. Compute "
-                 "the slot as bytes / 1024 instead (bytes: the u64 copy of args->ret).")
+        c.expect(False, f"The slots still follow log2 buckets: the {small}-byte reads are in slot "
+                 f"{log2_bucket(small)}, where 1 KiB steps put them in slot {small // step}. Which slot "
+                 f"does a {small}-byte read fall in, and one of 1500 bytes? The exercise's first paragraph "
+                 "gives the slots of 1-1023 and 1024-2047 bytes.",
+                 hint=f"In 1 KiB steps the slot is how many whole KiB a read returned: a division of "
+                      "`bytes`, not `bpf_log2l()`.",
+                 fix=f"`u32 slot = bytes / {step};` (`bytes` is the u64 copy of `args->ret`), then keep the "
+                     f"slot inside the array: `if (slot > {n - 1}) slot = {n - 1};`")
     elif sum(got) < len(EXERCISE_READS) and got[:n - 1] == want[:n - 1]:
-        c.expect(False, f"The {sum(want) - sum(got)} read(s) of {EXERCISE_READS[-1]} bytes were not "
-                 f"counted: {EXERCISE_READS[-1]} / {step} is past the last slot ({n - 1}), and "
-                 "increment() on an index past the end does nothing. Clamp it: "
-                 f"if (slot > {n - 1}) slot = {n - 1};")
+        lost = sum(want) - sum(got)
+        c.expect(False, f"Slots 0 to {n - 2} are right, but the {lost} read(s) of {big} bytes were not "
+                 f"counted: slot {n - 1} holds {got[n - 1]}, not {want[n - 1]}. Which index does a "
+                 f"{big}-byte read give, and what does 'What to notice' say happens to an index past the "
+                 "end?",
+                 hint=f"{big} / {step} is {big // step}, past the last slot ({n - 1}); the add finds no "
+                      f"slot and counts nothing. Every read of {n - 1} KiB or more belongs in slot {n - 1}.",
+                 fix=f"Clamp the slot before the add: `if (slot > {n - 1}) slot = {n - 1};`")
     else:
         c.expect(False, f"After {len(EXERCISE_READS)} reads the non-empty buckets should be {shown}; "
-                 f"the map has {({labels[i]: v for i, v in enumerate(got) if v})}.")
+                 f"the map has {({labels[i]: v for i, v in enumerate(got) if v})}. Which slot should a "
+                 f"read of 1500 bytes land in, and one of {big}? The exercise's first paragraph gives "
+                 "the rule.",
+                 hint=f"Slot = whole KiB in the read (a division of `bytes`), and every read of "
+                      f"{n - 1} KiB or more in the last slot, {n - 1}.",
+                 fix=f"`u32 slot = bytes / {step}; if (slot > {n - 1}) slot = {n - 1};` then "
+                     f"`{map_name}.atomic_increment(slot);`")

@@ -1,8 +1,11 @@
 """The seed lesson's counter, on the real kernel: exact counts, tidy frames, no stacking."""
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,19 +152,22 @@ def test_counter_command_prints_per_user_rows(no_leaks):
     assert all("(uid " in l or l == "(no execve yet)" for l in lines[1:])
 
 
-# Lesson 01's exercise: the check reads the map and how the C code adds one.
+# Lesson 01's exercise: the check reads the map, races a copy of the program on two CPUs, and
+# reads the C code for what one race cannot show.
 BY_COMM = r"""
 struct key_t { char comm[16]; };
-BPF_HASH(counter_table, struct key_t);
+MAP(counter_table, struct key_t);
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     struct key_t key = {};
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
     ADD
     return 0;
 }
-"""
+""".replace("MAP", "BPF_HASH")
+PER_CPU = BY_COMM.replace("BPF_HASH", "BPF_PERCPU_HASH")
 EXACT_ADD = ("u64 zero = 0, *n = counter_table.lookup_or_try_init(&key, &zero); "
              "if (n) __sync_fetch_and_add(n, 1);")
+TRY_INIT_PLAIN_ADD = "u64 zero = 0, *n = counter_table.lookup_or_try_init(&key, &zero); if (n) (*n)++;"
 STARTER = r"""
 BPF_HASH(counter_table);
 TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
@@ -170,19 +176,23 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
     return 0;
 }
 """
+RACE_CELL = "'Lookup-then-update is not atomic'"   # a lost count's problem points at the race's cell
 
 
 @pytest.mark.parametrize("source, passed, says", [
-    (STARTER, False, ["increment()", "still a number"]),
-    (BY_COMM.replace("ADD", "counter_table.increment(key);"), False, ["increment()"]),
-    (BY_COMM.replace("ADD", "counter_table.atomic_increment(key);"), False, ["atomic_increment()"]),
-    (BY_COMM.replace("ADD", "u64 zero = 0, *n = counter_table.lookup_or_try_init(&key, &zero); if (n) (*n)++;"),
-     False, ["two steps"]),
+    (STARTER, False, ["still a number", RACE_CELL]),
+    (BY_COMM.replace("ADD", "counter_table.increment(key);"), False, [RACE_CELL]),
+    (BY_COMM.replace("ADD", "counter_table.atomic_increment(key);"), False, ["first count"]),
+    (BY_COMM.replace("ADD", TRY_INIT_PLAIN_ADD), False, [RACE_CELL]),
     (BY_COMM.replace("ADD", EXACT_ADD).replace("sched, sched_process_exec", "syscalls, sys_enter_execve"),
      False, ["'true' started 3 times"]),
+    (PER_CPU.replace("ADD", "counter_table.increment(key);"), False, []),
     (BY_COMM.replace("ADD", EXACT_ADD), True, []),
     (BY_COMM.replace("ADD", EXACT_ADD + " // not counter_table.increment(key);"), True, []),
-], ids=["starter", "increment", "atomic_increment", "plain_add", "wrong_hook", "solution", "comment"])
+    (PER_CPU.replace("ADD", TRY_INIT_PLAIN_ADD), True, []),
+    (PER_CPU.replace("ADD", EXACT_ADD), True, []),
+], ids=["starter", "increment", "atomic_increment", "plain_add", "wrong_hook", "percpu_increment",
+        "solution", "comment", "percpu", "percpu_atomic"])
 def test_comm_exercise_check_says_what_is_wrong(uid, no_leaks, source, passed, says):
     from bpfkit.lessons.l01_hash_map_counter import check_comm_counter
     with bpfkit.load(source, name="by_comm") as prog:
@@ -191,3 +201,50 @@ def test_comm_exercise_check_says_what_is_wrong(uid, no_leaks, source, passed, s
         assert result.passed == passed, str(result)
         for words in says:
             assert words in str(result), str(result)
+
+
+def test_the_check_counts_a_lost_add_from_the_race_not_from_the_code(no_leaks):
+    """The race: a copy of the program at getppid(), as a fresh uid, from two CPUs. Every call
+    is counted by an atomic add and by a per-CPU map (its copies summed)."""
+    from bpfkit.lessons.l01_hash_map_counter import race
+    for source in (BY_COMM.replace("ADD", EXACT_ADD), PER_CPU.replace("ADD", TRY_INIT_PLAIN_ADD)):
+        with bpfkit.load(source, name="by_comm") as prog:
+            made, counted = race(prog, calls_per_worker=50_000)
+            assert made == counted == 100_000
+    from bpfkit.lessons.l01_hash_map_counter import how_it_adds
+    [(problem, hint, fix)] = how_it_adds(STARTER, per_cpu=False, raced=(600_000, 599_000))
+    assert "counted 599,000: 1,000 lost" in problem and "atomic" in hint and "__sync_fetch_and_add" in fix
+    [(problem, _, _)] = how_it_adds(STARTER, per_cpu=False, raced=None)
+    assert "could not race" in problem
+
+
+def test_the_checks_problems_ask_first_and_show_the_code_on_the_third_try(uid, no_leaks):
+    from bpfkit.lessons.l01_hash_map_counter import check_comm_counter
+    with bpfkit.load(BY_COMM.replace("ADD", "counter_table.atomic_increment(key);"), name="by_comm") as prog:
+        children.run_as(uid, 3)
+        first, second, third = (str(check_comm_counter(prog, {"true": 3})) for _ in range(3))
+    assert "?" in first and "Hint:" not in first and "__sync_fetch_and_add" not in first
+    assert "Hint:" in second and "Fix:" not in second
+    assert "Fix:" in third and "__sync_fetch_and_add(n, 1)" in third
+
+
+def solution_lines(stem: str) -> set[str]:
+    """Lines of the solution notebook's code cells that the starter's lack, comments left out,
+    stripped, 12 characters or more: what a check's first try must not print (the rule of
+    notebook_runs.assert_first_tries_ask on main, which this branch predates)."""
+    def lines(path):
+        cells = json.loads(path.read_text())["cells"]
+        code = (re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip() for c in cells
+                if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
+        return {line for line in code if line and not line.startswith("%")}
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
+    return {line for line in lines(notebooks / "solutions" / f"{stem}.ipynb") - lines(notebooks / f"{stem}.ipynb")
+            if len(line) >= 12}
+
+
+def test_the_first_try_on_the_starter_shows_no_line_of_the_solution(uid, no_leaks):
+    from bpfkit.lessons.l01_hash_map_counter import check_comm_counter
+    with bpfkit.load(STARTER, name="by_comm") as prog:
+        children.run_as(uid, 3)
+        first = str(check_comm_counter(prog, {"true": 3}))
+    assert not [line for line in solution_lines("01_hash_map_counter") if line in first], first

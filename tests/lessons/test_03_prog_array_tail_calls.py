@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -144,8 +145,8 @@ def test_bpftool_reads_the_same_program_array(no_leaks):
         assert shown["name"] == "count_b" == frame["program_name"][1]
 
 
-C_HANDLER = "\nint count_c(void *ctx) { hits.increment(2); return 0; }\n"
-WRONG_HANDLER = "\nint count_c(void *ctx) { hits.increment(0); return 0; }\n"
+C_HANDLER = "\nint count_c(void *ctx) { hits.atomic_increment(2); return 0; }\n"
+WRONG_HANDLER = "\nint count_c(void *ctx) { hits.atomic_increment(0); return 0; }\n"
 
 
 def test_exercise_check(no_leaks):
@@ -166,29 +167,51 @@ def test_exercise_check(no_leaks):
         assert where(prog) == [0, 0, 4, 0] and len(prog["route"]) == 0
 
 
-def _quoted(text: str) -> list[str]:
-    """The `...` spans of a hint: the code it tells the learner to write."""
-    return text.split("`")[1::2]
+def _fix(result) -> list[str]:
+    """The `...` spans of a result's fix tier (shown from the third try): the code it tells the
+    learner to write."""
+    [line] = [line.strip() for line in str(result).splitlines() if line.strip().startswith("Fix:")]
+    return line.split("`")[1::2]
 
 
-def test_following_the_exercise_hint_literally_solves_it(no_leaks):
+def test_following_the_exercise_fix_literally_solves_it(no_leaks):
     """The lesson's own `tail_calls` program has an array named `handlers` too, and the kernel
-    accepts the third program's count_c into it. The hint must lead into third's array, and the
+    accepts the third program's count_c into it. The fix must lead into third's array, and the
     code it quotes, run as written, must solve the exercise."""
     with bpfkit.load("tail_calls") as lesson:
         third = load_with_handlers(name="third")
         try:
-            hint = str(check_third_target(third))
-            c_code, line = _quoted(hint)
+            tries = [check_third_target(third) for _ in range(3)]
+            assert "Fix:" not in str(tries[1]) and "Hint:" in str(tries[1])
+            c_code, line = _fix(tries[2])
             assert "int count_c" in c_code and line.startswith('third["handlers"][2] = third.')
             third.close()                                    # the learner edits the cell, runs it
             third = load_with_handlers("\n" + c_code + "\n", name="third")
             lesson["handlers"][2] = third.load_func("count_c", "tracepoint")   # the wrong array
-            hint = str(check_third_target(third))
-            assert "slot 2 of tail_calls's handlers" in hint
-            exec(_quoted(hint)[-1], {"third": third})
+            result = check_third_target(third)
+            assert "slot 2 of tail_calls's handlers" in str(result)
+            exec(_fix(result)[-1], {"third": third})
             result = check_third_target(third)
             assert result.passed, str(result)
             assert where(third) == [0, 0, 4, 0]
         finally:
             third.close()
+
+
+def test_the_first_try_asks_and_shows_no_line_of_the_solution(no_leaks):
+    """On the starter (slot 2 empty, no count_c), the first try asks; the hint comes on the
+    second, the code on the third."""
+    def lines(path):   # notebook_runs.assert_first_tries_ask's rule on main: comments left out
+        cells = json.loads(path.read_text())["cells"]
+        code = (re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip() for c in cells
+                if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
+        return {line for line in code if line and not line.startswith("%")}
+    notebooks = ROOT / "notebooks"
+    name = "03_prog_array_tail_calls.ipynb"
+    solution = {line for line in lines(notebooks / "solutions" / name) - lines(notebooks / name) if len(line) >= 12}
+    assert any("count_c" in line for line in solution)
+    with load_with_handlers(name="third") as prog:
+        first, second, third = (str(check_third_target(prog)) for _ in range(3))
+    assert not [line for line in solution if line in first], first
+    assert "?" in first and "Hint:" not in first and "Hint:" in second and "Fix:" not in second
+    assert "Fix:" in third and "hits.atomic_increment(2);" in third
