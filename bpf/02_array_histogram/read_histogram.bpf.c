@@ -45,7 +45,7 @@ int sys_exit_read(struct trace_event_raw_sys_exit *ctx) {
         return 0;                          // not the process user space asked about
 
     u64 bytes = ctx->ret;
-    // BCC: read_sizes.increment(bpf_log2l(bytes)), a lookup and an add
+    // BCC: read_sizes.atomic_increment(bpf_log2l(bytes)), a lookup and an atomic add
     u32 slot = log2l(bytes);
     u64 *count = bpf_map_lookup_elem(&read_sizes, &slot);  // NULL past the last slot
     if (count)

@@ -31,7 +31,7 @@ struct {                                   // BPF_ARRAY(fell_through, u64, 1)
     __type(value, u64);
 } fell_through SEC(".maps");
 
-static __always_inline void add_one(void *map, u32 i) {   // BCC's increment(i)
+static __always_inline void add_one(void *map, u32 i) {   // BCC's atomic_increment(i)
     u64 *n = bpf_map_lookup_elem(map, &i);
     if (n)
         __sync_fetch_and_add(n, 1);

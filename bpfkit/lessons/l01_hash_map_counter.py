@@ -18,6 +18,7 @@ from pandas.api.types import is_string_dtype, is_object_dtype
 from ..core.errors import BpfkitError
 from ..lab.children import hammer, unused_uid
 from ..loader.program import load
+from .breaking import Break
 from .checker import Checker, exercise
 
 PLAIN_INCREMENT = re.compile(r"\.\s*increment\s*\(")          # not .atomic_increment(
@@ -155,3 +156,22 @@ def lost_updates(calls_per_worker: int = 500_000, workers: int = 2) -> dict:
         generated = hammer(uid, calls_per_worker, workers)
         counts = {t: prog[f"{t}_table"].get(uid, 0) for t in ("atomic", "increment", "racy")}
     return {"generated": generated, **counts, "lost": generated - counts["racy"]}
+
+
+# Break it: the note's own typo, the key handed over by value. Which of the compiler and the
+# verifier stops it depends on the toolchain (clang 15 and later make an integer passed as a
+# pointer an error), so the outcome is found by trying.
+KEY_BY_VALUE = Break(
+    __name__, "Hand lookup() the key instead of its address", program="counter",
+    old="counter_table.lookup(&uid)", new="counter_table.lookup(uid)",
+    question="What does a map lookup take as its key: the key, or where the key is? What would the "
+             "verifier see arrive in that argument?",
+    hint="The verifier's log names each argument's type: `fp` is a pointer into the program's "
+         "stack, `scalar` a plain number.",
+    why={"verifier": "The lookup helper takes a pointer to the key. A number in its place reaches "
+                     "the verifier as a `scalar` where it expects a pointer (`expected=fp`), and it "
+                     "refuses the program before it ever runs.",
+         "compiler": "This clang treats an integer passed where a pointer is expected as an error "
+                     "(clang 15 and later do), so the mistake stops before the kernel sees it; "
+                     "older compilers only warn, and then the verifier refuses it.",
+         "loads": "Nothing should accept a number as a pointer: tell the kit's developers."})

@@ -12,6 +12,7 @@ import tempfile
 from ..lab.children import Child
 from ..core.errors import NotFound, UsageError
 from ..maps.buckets import linear_labels, log2_bucket
+from .breaking import Break
 from .checker import Checker, exercise
 
 
@@ -82,7 +83,7 @@ def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step
                  f"{log2_bucket(small)}, where 1 KiB steps put them in slot {small // step}. Which slot "
                  f"does a {small}-byte read fall in, and one of 1500 bytes? The exercise's first paragraph "
                  "gives the slots of 1-1023 and 1024-2047 bytes.",
-                 hint=f"In 1 KiB steps the slot is how many whole KiB a read returned: a division of "
+                 hint="In 1 KiB steps the slot is how many whole KiB a read returned: a division of "
                       "`bytes`, not `bpf_log2l()`.",
                  fix=f"`u32 slot = bytes / {step};` (`bytes` is the u64 copy of `args->ret`), then keep the "
                      f"slot inside the array: `if (slot > {n - 1}) slot = {n - 1};`")
@@ -104,3 +105,38 @@ def check_linear_histogram(c: Checker, program, map_name: str = "read_kib", step
                       f"{n - 1} KiB or more in the last slot, {n - 1}.",
                  fix=f"`u32 slot = bytes / {step}; if (slot > {n - 1}) slot = {n - 1};` then "
                      f"`{map_name}.atomic_increment(slot);`")
+
+
+# Break it: the NULL check of a lookup whose key is a constant. Newer verifiers know that an array
+# lookup with a constant key inside the array always finds its slot; older ones refuse any use of
+# the pointer before a check. The outcome is this machine's, found by trying.
+NO_NULL_CHECK = Break(
+    __name__, "Use config's slot without checking the pointer", program="read_histogram",
+    old="watched == NULL || ", new="",
+    question="What can lookup() return, and what does the verifier know about the key `zero` "
+             "and the array's size at that line?",
+    hint="An array's slots all exist from the start; a lookup returns NULL only for an index "
+         "past the end. Can the verifier tell that `zero` is in bounds?",
+    why={"verifier": "This verifier treats every lookup's result as 'a map value or NULL' "
+                     "(`map_value_or_null`) and refuses a read through it until a check rules "
+                     "NULL out. Newer kernels (Linux 6.14 and later) drop that need for an array "
+                     "lookup whose key is a constant inside the array.",
+         "loads": "This kernel's verifier sees that the key is the constant 0 and the array has "
+                  "a slot 0, so the lookup cannot return NULL and needs no check (Linux 6.14 and "
+                  "later). Older kernels refuse the same program: keep the check in code meant "
+                  "to load everywhere, and always for hash maps and computed keys."})
+
+# Break it: a signed division. The BPF instruction set had unsigned division only until its v4
+# (Linux 6.6, LLVM 18); BCC compiles for an older one, so its compiler refuses.
+SIGNED_DIVIDE = Break(
+    __name__, "Keep the size signed and divide it", program="read_histogram",
+    old="u64 bytes = args->ret;", new="s64 bytes = args->ret / 3;",
+    question="Which division instructions does BPF have, and which one does `s64 / 3` need?",
+    hint="Lesson 02's program keeps the size in a `u64` for a reason its comment gives.",
+    why={"compiler": "BPF had only unsigned division before the instruction set's v4 (Linux 6.6, "
+                     "LLVM 18); BCC compiles for an older version, so LLVM refuses a signed divide "
+                     "before the kernel sees the program.",
+         "loads": "This toolchain compiles for BPF's v4 instruction set (LLVM 18 and later), which "
+                  "has a signed division, and the kernel (6.6 or later) runs it.",
+         "verifier": "The compiler emitted an instruction this kernel does not know (BPF's v4 "
+                     "signed division needs Linux 6.6 or later)."})

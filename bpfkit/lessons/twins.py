@@ -50,7 +50,7 @@ TWINS: dict[str, Twin] = {
         '`config` is called `read_config` here: vmlinux.h already has a type named `config`, and '
         'a map takes its variable\'s name.',
         '`bpf_log2l()` is BCC\'s own (its helpers.h), not the kernel\'s: the twin copies it.',
-        '`read_sizes.increment(slot)` → `bpf_map_lookup_elem` and `__sync_fetch_and_add`: an '
+        '`read_sizes.atomic_increment(slot)` → `bpf_map_lookup_elem` and `__sync_fetch_and_add`: an '
         'array\'s slots all exist, so there is nothing to insert.',
         '`args->ret` → `ctx->ret`, of `struct trace_event_raw_sys_exit` from vmlinux.h.',
     ), renamed={"config": "read_config"}),
@@ -61,7 +61,7 @@ TWINS: dict[str, Twin] = {
         'BCC compiled `count_a` and `count_b` as plain functions for `load_func`; libbpf needs each '
         'in a section: `SEC("tp")`, a tracepoint program that names no tracepoint, loaded and '
         'attached nowhere.',
-        '`hits.increment(0)` → a lookup and an atomic add, written once as `add_one()`.',
+        '`hits.atomic_increment(0)` → a lookup and an atomic add, written once as `add_one()`.',
     )),
     "map_of_maps": Twin("04_map_of_maps", (
         '`BPF_ARRAY_OF_MAPS(active, "config_a", 1)` names a map as the template; libbpf takes a '

@@ -1,8 +1,6 @@
 """The seed lesson's counter, on the real kernel: exact counts, tidy frames, no stacking."""
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ import bpfkit
 from bpfkit.lab import children
 from bpfkit.access import kernel
 from conftest import settled_snapshot
+from notebook_runs import solution_only_lines
 
 
 def test_counter_counts_each_execve_exactly(uid, no_leaks):
@@ -228,18 +227,6 @@ def test_the_checks_problems_ask_first_and_show_the_code_on_the_third_try(uid, n
     assert "Fix:" in third and "__sync_fetch_and_add(n, 1)" in third
 
 
-def solution_lines(stem: str) -> set[str]:
-    """Lines of the solution notebook's code cells that the starter's lack, comments left out,
-    stripped, 12 characters or more: what a check's first try must not print (the rule of
-    notebook_runs.assert_first_tries_ask on main, which this branch predates)."""
-    def lines(path):
-        cells = json.loads(path.read_text())["cells"]
-        code = (re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip() for c in cells
-                if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
-        return {line for line in code if line and not line.startswith("%")}
-    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
-    return {line for line in lines(notebooks / "solutions" / f"{stem}.ipynb") - lines(notebooks / f"{stem}.ipynb")
-            if len(line) >= 12}
 
 
 def test_the_first_try_on_the_starter_shows_no_line_of_the_solution(uid, no_leaks):
@@ -247,4 +234,4 @@ def test_the_first_try_on_the_starter_shows_no_line_of_the_solution(uid, no_leak
     with bpfkit.load(STARTER, name="by_comm") as prog:
         children.run_as(uid, 3)
         first = str(check_comm_counter(prog, {"true": 3}))
-    assert not [line for line in solution_lines("01_hash_map_counter") if line in first], first
+    assert not [line for line in solution_only_lines(Path(__file__).resolve().parents[2] / "notebooks" / "01_hash_map_counter.ipynb") if line in first], first

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bpfkit.lessons.l02_array_histogram import EXERCISE_READS, check_linear_hist
 from bpfkit.maps.buckets import linear_labels, log2_bucket, log2_labels, log2_range
 from bpfkit.lessons.l02_array_histogram import reads_in_child, trace_command
 from conftest import BPFTOOL, needs_bpftool
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,22 +187,10 @@ def test_exercise_check_asks_first_hints_second_and_shows_the_code_third(no_leak
     assert "Fix:" in third and "`if (slot > 15) slot = 15;`" in third
 
 
-def solution_lines(stem: str) -> set[str]:
-    """Lines of the solution notebook's code cells that the starter's lack, comments left out,
-    stripped, 12 characters or more: what a check's first try must not print (the rule of
-    notebook_runs.assert_first_tries_ask on main, which this branch predates)."""
-    def lines(path):
-        cells = json.loads(path.read_text())["cells"]
-        code = (re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip() for c in cells
-                if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
-        return {line for line in code if line and not line.startswith("%")}
-    notebooks = ROOT / "notebooks"
-    return {line for line in lines(notebooks / "solutions" / f"{stem}.ipynb") - lines(notebooks / f"{stem}.ipynb")
-            if len(line) >= 12}
 
 
 def test_the_first_try_on_the_starter_shows_no_line_of_the_solution(no_leaks):
-    solution = solution_lines("02_array_histogram")
+    solution = solution_only_lines(ROOT / "notebooks" / "02_array_histogram.ipynb")
     assert any("bytes / 1024" in line for line in solution)
     for source in (STARTER, UNCLAMPED):
         with bpfkit.load(source, name="linear") as prog:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from bpfkit.access import kernel
 from bpfkit.core.errors import MapError
 from bpfkit.lessons.l03_prog_array_tail_calls import check_third_target
 from conftest import BPFTOOL, needs_bpftool, settled_snapshot
+from notebook_runs import solution_only_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSON = (ROOT / "bpf" / "03_prog_array_tail_calls" / "tail_calls.c").read_text()
@@ -201,14 +201,7 @@ def test_following_the_exercise_fix_literally_solves_it(no_leaks):
 def test_the_first_try_asks_and_shows_no_line_of_the_solution(no_leaks):
     """On the starter (slot 2 empty, no count_c), the first try asks; the hint comes on the
     second, the code on the third."""
-    def lines(path):   # notebook_runs.assert_first_tries_ask's rule on main: comments left out
-        cells = json.loads(path.read_text())["cells"]
-        code = (re.split(r"//|(?:^|\s)#", line, maxsplit=1)[0].strip() for c in cells
-                if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines())
-        return {line for line in code if line and not line.startswith("%")}
-    notebooks = ROOT / "notebooks"
-    name = "03_prog_array_tail_calls.ipynb"
-    solution = {line for line in lines(notebooks / "solutions" / name) - lines(notebooks / name) if len(line) >= 12}
+    solution = solution_only_lines(ROOT / "notebooks" / "03_prog_array_tail_calls.ipynb")
     assert any("count_c" in line for line in solution)
     with load_with_handlers(name="third") as prog:
         first, second, third = (str(check_third_target(prog)) for _ in range(3))
