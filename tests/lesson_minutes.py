@@ -33,7 +33,7 @@ WORDS_A_MINUTE, CODE_LINES_A_MINUTE = 200, 20
 EXERCISE_MINUTES, LINE_MINUTES, BREAK_MINUTES = 5, 1, 2
 # The 2-hour route: the lessons a workshop takes in order; the others make a second day.
 ROUTE = ("00_check_your_setup", "01_hash_map_counter", "02_array_histogram",
-         "03_prog_array_tail_calls", "06_devmap_xdp_redirect", "09_events_ringbuf_perf")
+         "03_prog_array_tail_calls", "06_devmap_xdp_redirect")
 # Run All, seconds, measured (tests/test_notebooks.py prints them; a 2-CPU VM of the project's kind).
 RUN_ALL = {"00": 2, "01": 11, "02": 13, "03": 3, "04": 3, "05": 6, "06": 10, "07": 17, "08": 7,
            "09": 5, "10": 5, "11": 5, "12": 3, "13": 3, "14": 7, "15": 6, "16": 9, "17": 7,
