@@ -22,7 +22,9 @@ $(VENV)/.installed: pyproject.toml jupyter/overrides.json jupyter/jupyter_server
 	# JupyterLab's defaults for the lessons: no news pop-up, notebooks listed before other files.
 	install -D -m 0644 jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	# The file browser lists the lessons, not solutions/ (JupyterLab lists folders first): each
-	# exercise links to its solution, which opens by its path as before.
+	# exercise links to its solution, which opens by its path as before. The websockets' ping timeout
+	# is their ping interval (30 s): jupyter_server's default, three intervals, makes tornado warn on
+	# every connection, in the terminal under the lab's URL.
 	install -D -m 0644 jupyter/jupyter_server_config.json $(VENV)/etc/jupyter/jupyter_server_config.json
 	# %%bpf cells highlighted as C: a prebuilt extension (built by jupyter/bpf-highlight/build.sh), no Node.
 	rm -rf $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight

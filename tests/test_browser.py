@@ -38,7 +38,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 LESSON = "02_array_histogram.ipynb"
 # What lesson 02's check says about the unsolved starter (bpfkit/lessons/l02_array_histogram.py).
-CHECK_MESSAGE = "The slots still follow bpf_log2l()"
+CHECK_MESSAGE = "The slots still follow log2 buckets"
 LIVE_TITLE = "reads in slot 7"          # the title of the lesson's bpfkit.live cell
 
 try:
@@ -388,6 +388,13 @@ def test_a_lesson_runs_in_the_browser(lab, browser):
                if CHECK_MESSAGE in o.get_attribute("textContent")]
     assert message, f"{LESSON}: the exercise check did not show {CHECK_MESSAGE!r} {where}"
     _shot(browser, message[0], "exercise_check.png")
+    # A formatted block, not one long monospace line: a heading and bullets that wrap at words,
+    # nothing wider than the output area.
+    block = message[0]
+    assert block.find_elements(By.CSS_SELECTOR, "strong") and block.find_elements(By.CSS_SELECTOR, "li"), \
+        f"{LESSON}: the check's message is not a formatted block {where}"
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth + 1", block), \
+        f"{LESSON}: the check's message is wider than its output area {where}"
     # The solution the exercise links to opens, though the file browser does not list its folder.
     solution = LESSON
     assert _api(lab, f"/api/contents/solutions/{solution}?content=0")["name"] == solution
