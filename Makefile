@@ -13,7 +13,7 @@ provision:
 
 setup: provision $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml jupyter/overrides.json jupyter/jupyter_server_config.json \
+$(VENV)/.installed: pyproject.toml jupyter/overrides.json jupyter/jupyter_server_config.json jupyter/page_config.json \
 		$(wildcard jupyter/bpf-highlight/labextension/*)
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml jupyter/overrides.json jupyter/jupyter_server
 	# is their ping interval (30 s): jupyter_server's default, three intervals, makes tornado warn on
 	# every connection, in the terminal under the lab's URL.
 	install -D -m 0644 jupyter/jupyter_server_config.json $(VENV)/etc/jupyter/jupyter_server_config.json
+	# No "build" check or prompt: the kit's one extension comes prebuilt, and without Node the check
+	# only warns in the terminal, under the lab's URL, each time a notebook page opens.
+	install -D -m 0644 jupyter/page_config.json $(VENV)/etc/jupyter/labconfig/page_config.json
 	# %%bpf cells highlighted as C: a prebuilt extension (built by jupyter/bpf-highlight/build.sh), no Node.
 	rm -rf $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight
 	cp -r jupyter/bpf-highlight/labextension $(VENV)/share/jupyter/labextensions/bpfkit-bpf-highlight
