@@ -86,8 +86,9 @@ class Result:
         for problem in self.found:
             for n, (label, words) in enumerate(problem.told(self.tries)):
                 lines.append(f"   • {words}" if n == 0 else f"     {label}: {words}")
-        if self._more():
-            lines.append(f"   ({self._more()})")
+        more = self._more()
+        if more:
+            lines.append(f"   ({more})")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -103,7 +104,8 @@ class Result:
             told = problem.told(self.tries)
             inner = "".join(f"<div><em>{label}:</em> {_html(words)}</div>" for label, words in told[1:])
             items.append(f"<li>{_html(told[0][1])}{inner}</li>")
-        more = f"<div><small>{_html(self._more())}</small></div>" if self._more() else ""
+        more = self._more()
+        more = f"<div><small>{_html(more)}</small></div>" if more else ""
         return (f'<div style="{style}"><strong>❌ {_html(self.exercise)}: not yet</strong> '
                 f"<small>(try {self.tries})</small><ul>{''.join(items)}</ul>{more}</div>")
 

@@ -196,6 +196,9 @@ def check_flow_table(c: Checker, program, map_name: str = "flows") -> None:
 
 
 
+TOTAL_FIX = "return int(np.frombuffer(raw, dtype=np.uint64).sum())"   # from the third try on
+
+
 @exercise("Add up a per-CPU value yourself",
           "One copy per possible CPU, each in 8 bytes: the sum frame(per_cpu=\"sum\") shows.")
 def check_per_cpu_total(c: Checker, total, per_cpu_map) -> None:
@@ -213,14 +216,14 @@ def check_per_cpu_total(c: Checker, total, per_cpu_map) -> None:
               f"raised {error}. How many bytes does each copy take? 'Read it: a row per key and "
               "CPU' and `calls.raw` say.",
               hint="`len(raw)` is `bpfkit.possible_cpus()` times one copy's width.",
-              fix="return int(np.frombuffer(raw, dtype=np.uint64).sum())")
+              fix=TOTAL_FIX)
     c.require(got == sum(copies),
               f"For {cpus} copies holding {copies[:2]}… ({len(made)} bytes), your `total` returned "
               f"{got}; the copies add up to {sum(copies)}. How many copies does `raw` hold, how wide "
               "is each, and does it hold the CPUs that are offline too?",
               hint="Each copy is a u64 in the machine's byte order, padded to 8 bytes, one per "
               "possible CPU (`bpfkit.possible_cpus()`), not per online CPU.",
-              fix="return int(np.frombuffer(raw, dtype=np.uint64).sum())")
+              fix=TOTAL_FIX)
     summed = per_cpu_map.frame(per_cpu="sum")
     for key, value in zip(summed.iloc[:, 0].tolist(), summed.iloc[:, -1].tolist()):
         mine, error = learners(total, per_cpu_map.raw(key))

@@ -204,6 +204,11 @@ def _check_paths(c: Checker, reader, got: int) -> None:
 
 
 
+# The exercise's code-level answer for lesson 09's struct event, shown from the third try on.
+DECODE_FIX = ("ts, pid, cpu, file = struct.unpack_from(\"<QII64s\", record); "
+              "return {\"ts\": ts, \"pid\": pid, \"cpu\": cpu, \"file\": file.split(b\"\\0\")[0].decode()}")
+
+
 @exercise("Decode the events yourself",
           "Fields in the struct's order and sizes, the path cut at its first NUL byte: what the "
           "reader's frame() does for every event.")
@@ -225,9 +230,7 @@ def check_decoder(c: Checker, decode, reader) -> None:
                   "program' declares it.",
                   hint="`struct.unpack_from` reads fields from the start of the bytes; `Q` is a "
                   "u64, `I` a u32, `64s` 64 bytes.",
-                  fix="ts, pid, cpu, file = struct.unpack_from(\"<QII64s\", record); "
-                  "return {\"ts\": ts, \"pid\": pid, \"cpu\": cpu, "
-                  "\"file\": file.split(b\"\\0\")[0].decode()}")
+                  fix=DECODE_FIX)
         c.require(isinstance(got, dict), f"Your `decode` returned a {type(got).__name__} for event "
                   f"{n}; the check expected a dict with the keys {fields}.")
         wrong = {k: got.get(k) for k in fields if got.get(k) != want[k]}
@@ -237,9 +240,7 @@ def check_decoder(c: Checker, decode, reader) -> None:
                   "the path end?",
                   hint="The path is copied with its NUL byte; the bytes after it are whatever "
                   "the struct held (zeros here). A str, not bytes, compares equal to the frame's.",
-                  fix="ts, pid, cpu, file = struct.unpack_from(\"<QII64s\", record); "
-                  "return {\"ts\": ts, \"pid\": pid, \"cpu\": cpu, "
-                  "\"file\": file.split(b\"\\0\")[0].decode()}")
+                  fix=DECODE_FIX)
 
 
 # Break it: a helper told to write more than its buffer holds (a missing bound on a length).

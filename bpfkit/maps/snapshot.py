@@ -133,10 +133,25 @@ def _first_capacity(m) -> int:
     return max(min(m.max_entries, 1 << 20), 1)
 
 
-def _read_batch(m, batch: int, stats: dict) -> Snapshot:
-    fd = m.fd
+def _require_batch_layout(m) -> None:
     if m.key_dtype.itemsize != m.key_size or m.value_dtype.itemsize != m.value_buffer_size:
         raise BatchUnsupported("its key or value layout does not match the kernel's sizes")
+
+
+def _lookup_batch(fd: int, in_batch, out_batch, keys_at: int, values_at: int, count) -> int:
+    """One BPF_MAP_LOOKUP_BATCH into the buffers at `keys_at`/`values_at`: the kernel's errno
+    (0 when it went on, ENOENT at the end), `count` set to the entries it wrote. Both the
+    whole-map read and a learner's one call (`one_batch`) go through here."""
+    try:
+        lib.bpf_map_lookup_batch(fd, in_batch, out_batch, keys_at, values_at, ct.byref(count), None)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def _read_batch(m, batch: int, stats: dict) -> Snapshot:
+    fd = m.fd
+    _require_batch_layout(m)
     ksize, vsize = m.key_size, m.value_buffer_size
     capacity = _first_capacity(m)
     keys, values = _buffers(m, capacity)
@@ -155,13 +170,8 @@ def _read_batch(m, batch: int, stats: dict) -> Snapshot:
             keys, values = _grow(keys, n, capacity), _grow(values, n, capacity)
             room = capacity - n
         count.value = min(batch, room)
-        try:
-            lib.bpf_map_lookup_batch(fd, None if first else in_batch, out_batch,
-                                     keys.ctypes.data + n * ksize, values.ctypes.data + n * vsize,
-                                     ct.byref(count), None)
-            err = 0
-        except OSError as e:
-            err = e.errno
+        err = _lookup_batch(fd, None if first else in_batch, out_batch,
+                            keys.ctypes.data + n * ksize, values.ctypes.data + n * vsize, count)
         stats["calls"] += 1
         if err not in (0, errno.ENOENT, errno.ENOSPC):
             if first and err in BATCH_UNSUPPORTED:
@@ -191,8 +201,7 @@ def _read_batch(m, batch: int, stats: dict) -> Snapshot:
 def one_batch(m, cursor: bytes | None, count: int):
     """(keys, values, next cursor or None at the end) of one BPF_MAP_LOOKUP_BATCH call: `Map.
     lookup_batch`, for a learner's own loop. Values are decoded as `frame()` decodes them."""
-    if m.key_dtype.itemsize != m.key_size or m.value_dtype.itemsize != m.value_buffer_size:
-        raise BatchUnsupported("its key or value layout does not match the kernel's sizes")
+    _require_batch_layout(m)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise UsageError(f"count is how many entries to ask for, at least 1, not {count!r}.",
                          "for example lookup_batch(cursor, count=64).")
@@ -205,12 +214,8 @@ def one_batch(m, cursor: bytes | None, count: int):
     in_batch = ct.create_string_buffer(cursor or b"", size)
     out_batch = ct.create_string_buffer(size)
     got = ct.c_uint32(count)
-    try:
-        lib.bpf_map_lookup_batch(m.fd, None if cursor is None else in_batch, out_batch,
-                                 keys.ctypes.data, values.ctypes.data, ct.byref(got), None)
-        err = 0
-    except OSError as e:
-        err = e.errno
+    err = _lookup_batch(m.fd, None if cursor is None else in_batch, out_batch,
+                        keys.ctypes.data, values.ctypes.data, got)
     if err == errno.ENOSPC and got.value == 0:
         raise MapError(f"One bucket of {m.name!r} holds more than {count} entries, and the kernel "
                        "hands a hash map's bucket over whole (ENOSPC).",
