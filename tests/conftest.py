@@ -24,12 +24,15 @@ import pytest
 import bpfkit
 from bpfkit.lab import children
 from bpfkit.access import kernel
+from bpfkit.core import guard
 
 
 # Exercise checks record their outcomes: the tests, and the notebooks they run, keep theirs apart
 # from a learner's record.
 PROGRESS = Path(tempfile.gettempdir()) / f"bpfkit-test-progress-{os.getpid()}.json"
 os.environ["BPFKIT_PROGRESS"] = str(PROGRESS)
+# Every fd the kit owns records where it was opened: a leak names its origin (bpfkit.core.guard).
+os.environ.setdefault("BPFKIT_TRACK_FDS", "1")
 
 
 class _Bpftool(os.PathLike):
@@ -449,12 +452,16 @@ def leaves_nothing(request):
         return  # each notebook's kernel, and the whole machine once at its end
     start = time.perf_counter()
     registered, before = _registered(), quick_state()
+    fds_before = {id(fd) for fd in guard.unreleased()}
     LEAK_COST["setup"] = time.perf_counter() - start
     LEAK_COST["seconds"] += LEAK_COST["setup"]
     yield
     start = time.perf_counter()
     try:
         _close_registered_since(registered)
+        if not _wider_fixtures(request.node):
+            open_fds = [fd for fd in guard.unreleased() if id(fd) not in fds_before]
+            assert not open_fds, f"{request.node.nodeid} left fds open: {open_fds}"
         left = _new(before, quick_state())
         LEAK_COST["quick seconds"] += time.perf_counter() - start + LEAK_COST.pop("setup", 0.0)
         if left:

@@ -152,7 +152,7 @@ class Churn:
             try:
                 os.close(self.stop_w)
                 os.set_blocking(self.stop_r, False)
-                lib, fd = _libbpf.lib, m._fd
+                lib, fd = _libbpf.lib, m.fd
                 k, v = np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.uint64)
                 kp, vp = k.ctypes.data, v.ctypes.data
                 os.write(self.ready_w, b"1")

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from ..core import atomic, waiting
+from ..core.guard import Fd, held
 from ..access import kernel, refusal
 from ..host import lifetime
 from ..core.errors import (AttachError, Closed, InUse, KernelError, SetupError, UsageError,
@@ -148,7 +149,8 @@ class Cgroup:
             raise UsageError(f"{name!r} cannot name a cgroup.",
                              "use letters, digits, '-', '_' or '.', e.g. Cgroup(\"sockmap\").")
         self.name = full
-        self.closed = True
+        self._fd: Fd | None = None   # the directory's fd: what maps and attachments name it by
+        self._closing = False
         earlier = lifetime.get("cgroup", full)
         if earlier is not None:
             earlier.close()
@@ -160,13 +162,35 @@ class Cgroup:
         self.path.mkdir()
         with contextlib.suppress(OSError):  # user xattrs: cgroup v2 since Linux 5.7
             os.setxattr(self.path, OWNER_XATTR, lifetime.me().encode())
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        self.closed = False
+        self._fd = Fd(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY), self._closed_error,
+                      f"cgroup {full}")
         self._attached: list[tuple[int, int, str]] = []  # (our copy of the prog fd, type, name)
         self._homes: dict[int, Path] = {}                 # pid -> cgroup it came from
         lifetime.add("cgroup", full, self)
 
     @property
+    def closed(self) -> bool:
+        return self._fd is None or self._fd.closed
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise self._closed_error()
+        return self._fd.number
+
+    @property
+    def _guard(self) -> Fd:
+        if self._fd is None:
+            raise self._closed_error()
+        return self._fd
+
+    def fd_held(self) -> Fd:
+        """Held while a map stores or looks up this cgroup by its fd (see Map._value): closed
+        meanwhile by another thread, the number could name another object."""
+        return self._guard
+
+    @property
+    @held
     def id(self) -> int:
         """The kernel's number for this cgroup: what bpf_get_current_cgroup_id() returns and
         cgroup storage keys hold (`cgroup_inode_id`). On cgroup v2 it is the inode number of the
@@ -264,6 +288,7 @@ class Cgroup:
                               errno=e.errno) from None
         self._attached.append((own, kind, name))
 
+    @held
     def attached(self) -> dict[str, list[int]]:
         """The ids of the programs the kernel has attached to this cgroup, per attach type."""
         self._check_open()
@@ -288,25 +313,28 @@ class Cgroup:
                 os.close(own)
 
     # -- lifetime --------------------------------------------------------------------------
+    def _closed_error(self):
+        return Closed(f"The cgroup {self.name} is closed (removed).",
+                      f"make it again: Cgroup({self.name.removeprefix(PREFIX)!r}).")
+
     def _check_open(self) -> None:
         if self.closed:
-            raise Closed(f"The cgroup {self.name} is closed (removed).",
-                         f"make it again: Cgroup({self.name.removeprefix(PREFIX)!r}).")
+            raise self._closed_error()
 
     @atomic.whole
     def close(self) -> None:
         """Detach, move every process this object moved back home, remove the cgroup.
         Safe to call twice."""
-        if self.closed:
+        if self.closed or self._closing:
             return
-        self.closed = True
+        self._closing = True
         lifetime.discard("cgroup", self.name, self)
         try:
             self.detach()
         finally:
             for pid in list(self._homes):
                 self.leave(pid)
-            os.close(self.fd)
+            self._fd.close()   # the number is freed once no call in flight uses it
             _evacuate_self(self.path)
             _remove(self.path)
 

@@ -35,6 +35,7 @@ import contextlib
 from contextlib import nullcontext
 
 from ..core import atomic, waiting
+from ..core.guard import Guard, held
 from ..host import lifetime
 from ..access import refusal
 from ..access._libc import libc
@@ -119,7 +120,10 @@ class XskSocket:
         self.key = ("xsk", netns, ifname, queue)
         self.chunk_size, self.ring_size = chunk_size, ring
         self.frames: list[bytes] = []
-        self.closed = False
+        # Its rings are memory shared with the kernel: a close from another thread unmaps them
+        # only after a receive in flight (unmapped under it, the process would crash).
+        self._guard = Guard(self._free, lambda: Closed("This AF_XDP socket is closed.",
+                                                       "make a new one."))
         self.sock = None
         self.umem = None
         self.fill = self.rx = None
@@ -129,7 +133,7 @@ class XskSocket:
         try:
             self._open(chunks)
         except BaseException:
-            self._free()
+            self._guard.close()
             raise
         lifetime.add("socket", self.key, self)
 
@@ -192,17 +196,32 @@ class XskSocket:
             raise KernelError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
                               f"{self.queue}: {os.strerror(err)}.", hint, errno=err or None)
 
+    @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    @held
     def fileno(self) -> int:
         """The socket's fd: what an xskmap slot stores (`xsks[0] = xsk` passes it)."""
-        if self.closed:
-            raise Closed("This AF_XDP socket is closed.", "make a new one.")
         return self.sock.fileno()
+
+    def fd_held(self) -> Guard:
+        """Held while a map stores this socket's fd (see Map._value)."""
+        return self._guard
 
     def receive(self) -> list[bytes]:
         """The frames waiting in the RX ring now (copied out), their chunks given back to the
-        kernel through the fill ring. Never blocks."""
-        if self.closed:
+        kernel through the fill ring. Never blocks; a closed socket has nothing waiting."""
+        try:
+            self._guard.enter()
+        except Closed:
             return []
+        try:
+            return self._receive()
+        finally:
+            self._guard.leave()
+
+    def _receive(self) -> list[bytes]:
         rx, fill = self.rx, self.fill
         got = []
         start = rx.consumer.value
@@ -230,6 +249,7 @@ class XskSocket:
         waiting.until(lambda: self.count >= total, timeout, every=0.002)
         return self.count
 
+    @held
     def statistics(self) -> dict[str, int]:
         """The kernel's counters for this socket (XDP_STATISTICS): frames dropped because the
         RX ring was full, because the fill ring had no free chunk, and so on."""
@@ -241,11 +261,8 @@ class XskSocket:
     def close(self) -> None:
         """Close the socket (the kernel takes it out of every xskmap), unmap its rings and free
         the UMEM."""
-        if self.closed:
-            return
-        self.closed = True
-        lifetime.discard("socket", self.key, self)
-        self._free()
+        if self._guard.close():
+            lifetime.discard("socket", self.key, self)
 
     def _free(self) -> None:
         for ring in (self.rx, self.fill):
@@ -258,7 +275,6 @@ class XskSocket:
             with contextlib.suppress(OSError):
                 libc.munmap(self.umem, self.umem_len)
             self.umem = None
-        self.closed = True
 
     def __enter__(self) -> "XskSocket":
         return self

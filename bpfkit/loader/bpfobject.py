@@ -34,12 +34,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
 from ..access import kernel, refusal, system
 from ..access._libbpf import TestRunOpts, has, lib, messages
 from ..core import atomic, maptypes
+from ..core.guard import Guard, Shared, held
 from ..core.errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull,
                            MapNotFound, NotFound, ProgramClosed, SetupError, UsageError,
                            VerifierError, did_you_mean)
@@ -200,6 +202,10 @@ class UserRingBuffer:
 
     def __init__(self, owner: "BpfObject", name: str, fd: int):
         self.owner, self.name = owner, name
+        # The ring's memory is its object's: a send holds the object, so a close from another
+        # thread frees the ring only after the copy (freed under it, the process would crash).
+        self._guard = Shared(owner._guard, self._closed_error)
+        self._sending = threading.Lock()   # libbpf's producer side is for one thread at a time
         try:
             self._rb = lib.user_ring_buffer__new(fd, None)
         except OSError as e:
@@ -208,9 +214,16 @@ class UserRingBuffer:
 
     def send(self, record) -> None:
         data = bytes(record)
+        with self._guard, self._sending:
+            self._send(data)
+
+    def _closed_error(self):
+        return Closed(f"The user ring buffer {self.name!r} is closed (its object "
+                      f"{self.owner.name!r} was closed or replaced).", "load the program again.")
+
+    def _send(self, data: bytes) -> None:
         if self._rb is None:
-            raise Closed(f"The user ring buffer {self.name!r} is closed.",
-                         "load the program again.")
+            raise self._closed_error()
         try:
             slot = lib.user_ring_buffer__reserve(self._rb, len(data))
         except OSError as e:
@@ -237,7 +250,10 @@ class BpfObject:
     """A loaded libbpf object: its programs, maps and links. `obj["map"]` is a bpfkit Map."""
 
     def __init__(self, name: str, source: str, types: dict | None = None):
-        self.name, self.source, self.closed = name, source, False
+        self.name, self.source = name, source
+        # Its maps, rings and programs are used inside this guard: a close from another thread
+        # frees the object once no call on it or them is in flight.
+        self._guard = Guard(self._release, self._closed_error)
         self.types = dict(types or {})  # {map: (key, value)}, read at a map's first use
         self._obj = None
         self._links: list = []
@@ -256,9 +272,11 @@ class BpfObject:
                 return
             yield item
 
+    @held
     def map_names(self) -> list[str]:
         return [lib.bpf_map__name(m).decode() for m in self._each(lib.bpf_object__next_map)]
 
+    @held
     def program_names(self) -> list[str]:
         return [lib.bpf_program__name(p).decode() for p in self._each(lib.bpf_object__next_program)]
 
@@ -274,6 +292,7 @@ class BpfObject:
                           (hint + " " if hint else "") + 'Map names are the C names of the '
                           'variables declared in SEC(".maps").')
 
+    @held
     def __getitem__(self, name: str) -> Map:
         m = self._find_map(name)
         if name not in self._maps:
@@ -285,6 +304,7 @@ class BpfObject:
                                    owner=self)
         return self._maps[name]
 
+    @held
     def ring(self, name: str) -> UserRingBuffer:
         """The user ring buffer `name`, to `send()` records into."""
         m = self._find_map(name)
@@ -292,12 +312,14 @@ class BpfObject:
             self._rings[name] = UserRingBuffer(self, name, lib.bpf_map__fd(m))
         return self._rings[name]
 
+    @held
     def arena(self, name: str) -> mmap.mmap:
         """The arena map `name`, mapped into this process (its pages, shared with the program)."""
         m = self._find_map(name)
         info_pages = self[name].max_entries
         return mmap.mmap(lib.bpf_map__fd(m), info_pages * mmap.PAGESIZE)
 
+    @held
     def program_fd(self, name: str) -> int:
         self._check_open()
         for p in self._each(lib.bpf_object__next_program):
@@ -306,6 +328,7 @@ class BpfObject:
         raise NotFound(f"{self.name} has no program {name!r}.",
                        f"its programs are: {', '.join(self.program_names())}.")
 
+    @held
     def load_func(self, name: str, prog_type: str | None = None) -> "LoadedProgram":
         """The program `name`, loaded with the object, as a BCC Program's `load_func` gives one
         (an object with its `.fd`): so `bpfkit.observe.testrun.run(obj, name)` and a program
@@ -322,6 +345,7 @@ class BpfObject:
                              f"prog_type={kind!r}.")
         return LoadedProgram(name, fd, kind)
 
+    @held
     def run(self, program: str) -> int:
         """Run a SEC("syscall") program once (BPF_PROG_TEST_RUN); its return value."""
         opts = TestRunOpts(sz=ct.sizeof(TestRunOpts))
@@ -333,10 +357,17 @@ class BpfObject:
                               errno=e.errno) from None
         return ct.c_int32(opts.retval).value
 
+    @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    def _closed_error(self):
+        return ProgramClosed(f"{self.name} is closed (or was replaced when its cell ran again).",
+                             "load it again, or use the new object.")
+
     def _check_open(self) -> None:
         if self.closed:
-            raise ProgramClosed(f"{self.name} is closed (or was replaced when its cell ran again).",
-                                "load it again, or use the new object.")
+            raise self._closed_error()
 
     def __repr__(self) -> str:
         if self.closed:
@@ -428,23 +459,23 @@ class BpfObject:
 
     def close(self) -> None:
         with atomic.step():
-            if self.closed:
-                return
-            self.closed = True
-            for ring in self._rings.values():
-                ring.close()
-            while self._link_fds:   # unregisters the struct_ops
-                os.close(self._link_fds.pop())
-            for link in reversed(self._links):
-                with contextlib.suppress(OSError):   # freed whatever it answers
-                    lib.bpf_link__destroy(link)
-            self._links.clear()
-            for m in self._maps.values():
-                m.closed = True
-            if self._obj:
-                lib.bpf_object__close(self._obj)
-                self._obj = None
-            lifetime.discard("program", self.name, self)
+            if self._guard.close():
+                lifetime.discard("program", self.name, self)
+
+    @atomic.whole
+    def _release(self) -> None:
+        """The release itself, in whichever thread leaves the object last."""
+        for ring in self._rings.values():
+            ring.close()
+        while self._link_fds:   # unregisters the struct_ops
+            os.close(self._link_fds.pop())
+        for link in reversed(self._links):
+            with contextlib.suppress(OSError):   # freed whatever it answers
+                lib.bpf_link__destroy(link)
+        self._links.clear()
+        if self._obj:
+            lib.bpf_object__close(self._obj)
+            self._obj = None
 
     def __enter__(self):
         return self

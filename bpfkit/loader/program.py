@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..access import _bcc, kernel, refusal, system
 from ..core import atomic, errors
+from ..core.guard import Guard, held
 from . import compiler, diagnostics, verifier
 from .diagnostics import maps as map_diagnostics
 from ..host import lifetime
@@ -136,7 +137,9 @@ class Program:
         self.path = path
         self.where = where
         self.first_line = first_line  # the number the learner sees on the source's first line
-        self.closed = False
+        # Its maps and readers are used inside this guard: a close from another thread frees
+        # BCC's module only once no call on the program or its maps is in flight.
+        self._guard = Guard(self._release, self._closed_error)
         self._maps: dict[str, Map] = {}
         self._given = _given_maps(maps or {})
         self.notes: list[str] = []
@@ -181,7 +184,7 @@ class Program:
                     with contextlib.suppress(OSError):
                         os.close(fd)
         if failed is not None:
-            self.closed = True
+            self._guard.close()   # nothing was made: releases nothing
             raise diagnostics.compile_error(out[0], self.source, self.where, self.first_line) from None
         try:
             self._maps_allowed()
@@ -205,8 +208,15 @@ class Program:
                                     f"{self.where}: {refusal.strerror(err)}.", errno=err)
 
     def _free(self) -> None:
-        """Detach and free everything; a detach BCC fails at does not keep the rest alive."""
-        self.closed = True
+        """Detach and free everything (once no call on the program is in flight)."""
+        self._guard.close()
+
+    @atomic.whole
+    def _release(self) -> None:
+        """The release itself, in whichever thread leaves the program last; a detach BCC
+        fails at does not keep the rest alive."""
+        if "bpf" not in self.__dict__:
+            return
         with diagnostics.captured_stderr():
             try:
                 self.bpf.cleanup()
@@ -221,6 +231,7 @@ class Program:
     def _function_names(self) -> list[str]:
         return _bcc.function_names(self.bpf)
 
+    @held
     def load_func(self, fn_name: str, prog_type, **kw):
         """Load one function as a program of `prog_type`, the kernel's name of it ("xdp",
         "tracepoint", "cgroup_skb", ...: `bpfkit.access.kernel.PROG_TYPES`), explaining a refusal.
@@ -247,6 +258,7 @@ class Program:
                                       _bcc.prog_type_name(number)) from None
         return fn
 
+    @held
     def function(self, fn_name: str):
         """Function `fn_name` of this program, loaded (once) with the type of the functions
         loaded so far: what a program array slot takes by name, since a tail call only
@@ -273,6 +285,7 @@ class Program:
             elif fn.startswith("kprobe__"):
                 self.attach_kprobe_or_tracepoint(fn[len("kprobe__"):], fn)
 
+    @held
     def attach_tracepoint(self, tracepoint: str, fn_name: str) -> None:
         """Attach `fn_name` to "category:event", checking first that the kernel has it."""
         system.ensure_tracefs()
@@ -286,6 +299,7 @@ class Program:
                               system.privilege_hint() if system.missing_privileges()
                               else "run `python -m bpfkit doctor`.")
 
+    @held
     def attach_raw_tracepoint(self, tracepoint: str, fn_name: str) -> None:
         """Attach `fn_name` to the raw tracepoint `tracepoint` (an event name, without its
         category: "sched_switch"), checking first that the kernel has it."""
@@ -315,6 +329,7 @@ class Program:
                 pass
         return " ".join(out[0].split())
 
+    @held
     def attach_lsm(self, hook: str) -> None:
         """Attach the `LSM_PROBE(hook, ...)` function (`lsm__HOOK`) at its security hook, as BCC's
         attach_lsm does. Not done when the program is loaded: some kernels refuse LSM programs
@@ -338,6 +353,7 @@ class Program:
                                   errno=ct.get_errno() or None)
             self.attached[fn_name] = f"lsm:{fn_name[len('lsm__'):]}"
 
+    @held
     def attach_kprobe_or_tracepoint(self, event: str, fn_name: str) -> str:
         """Attach to kernel function `event` with a kprobe; where the kernel has no kprobes and
         `event` is a syscall, attach to its `syscalls:sys_enter_*` tracepoint instead and say so.
@@ -371,10 +387,12 @@ class Program:
         return f"tracepoint:{tracepoint}"
 
     # -- maps ------------------------------------------------------------------------------
+    @held
     def map_names(self) -> list[str]:
         self._check_open()
         return _bcc.table_names(self.bpf) + list(self._given)
 
+    @held
     def __getitem__(self, name: str) -> Map:
         self._check_open()
         if name in self._maps:
@@ -398,6 +416,7 @@ class Program:
     def maps(self) -> dict[str, Map]:
         return {n: self[n] for n in self.map_names()}
 
+    @held
     def __contains__(self, name: str) -> bool:
         return name in self.map_names()
 
@@ -406,7 +425,7 @@ class Program:
         if name.startswith("_") or name in ("bpf", "closed", "name", "source", "where"):
             raise AttributeError(name)
         extra = ""
-        if not self.__dict__.get("closed", True) and "bpf" in self.__dict__:
+        if "_guard" in self.__dict__ and not self._guard.closed and "bpf" in self.__dict__:
             maps = self.map_names()
             if name in maps:
                 raise errors.no_attribute(self, name, [], f"{name!r} is a map: write prog[{name!r}].")
@@ -416,12 +435,20 @@ class Program:
         raise errors.no_attribute(self, name, dir(type(self)) + list(self.__dict__), extra)
 
     # -- lifetime --------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    def _closed_error(self):
+        from ..core.errors import ProgramClosed
+        return ProgramClosed(f"Program {self.name!r} is closed: its maps and hooks are gone.",
+                             "load it again with bpfkit.load(...).")
+
     def _check_open(self):
         if self.closed:
-            from ..core.errors import ProgramClosed
-            raise ProgramClosed(f"Program {self.name!r} is closed: its maps and hooks are gone.",
-                                "load it again with bpfkit.load(...).")
+            raise self._closed_error()
 
+    @held
     def program_ids(self) -> list[int]:
         """Kernel ids of this program's loaded functions."""
         return [kernel.prog_info_by_fd(fn.fd)["id"] for fn in self.bpf.funcs.values()]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import atomic, maptypes
+from ..core.guard import Fd, Guard, Shared, held
 from ..access import kernel
 from ..host import lifetime
 from ..access._libbpf import lib
@@ -72,10 +73,9 @@ class Map:
     def __init__(self, fd: int, *, name: str | None = None, key_type=None, value_type=None,
                  owner=None, owns_fd: bool = False):
         info = kernel.map_info_by_fd(fd)
-        self._fd = fd
         self.owner = owner
         self.owns_fd = owns_fd
-        self.closed = False
+        self._number = fd
         self.batch_ok = True
         self.id: int = info["id"]
         self.map_type = maptypes.get(info["type"])
@@ -91,6 +91,14 @@ class Map:
         self._pin: pins.Pin | None = None
         if key_type is not None or value_type is not None:
             Map._known[self.id] = self
+        # One owner of the fd: this Map when it opened it, else the program whose map it is
+        # (the program's close frees it, once no call on any of its maps is in flight).
+        if owns_fd:
+            self._guard = Fd(fd, self._closed_error, f"map {self.spec.name}")
+        elif owner is not None and hasattr(owner, "_guard"):
+            self._guard = Shared(owner._guard, self._closed_error)
+        else:
+            self._guard = Guard(lambda: None, self._closed_error)
         if owns_fd:
             lifetime.add("map", self, self)
 
@@ -111,16 +119,30 @@ class Map:
     value_buffer_size = property(lambda self: self.value_dtype.itemsize)
 
     @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    @property
     def fd(self) -> int:
-        if self.owner is not None and self.owner.closed:
-            raise ProgramClosed(
+        """The map's fd. A call that uses it runs inside the map's guard (every method here
+        does): then no other thread's close can hand the number to another object meanwhile."""
+        if self._guard.closed:
+            raise self._closed_error()
+        return self._number
+
+    def _closed_error(self):
+        if self.owner is not None and getattr(self.owner, "closed", False):
+            return ProgramClosed(
                 f"Map {self.name!r} belonged to program {self.owner.name!r}, which is closed "
                 "(or was replaced when its cell ran again), so the map is gone from the kernel.",
                 f"use the new program's map: prog[{self.name!r}] after loading it again.")
-        if self.closed:
-            raise MapError(f"Map {self.name!r} (id {self.id}) was closed here.",
-                           "make or open it again.")
-        return self._fd
+        return MapError(f"Map {self.name!r} (id {self.id}) was closed here.",
+                        "make or open it again.")
+
+    def fd_held(self):
+        """The guard to hold while another object's call uses this map's fd (a map of maps
+        storing it, a program array): `with m.fd_held(): ... m.fd ...`."""
+        return self._guard
 
     def __getattr__(self, name: str):
         # Only reached when normal lookup fails: a typo such as .fram() or .itmes().
@@ -181,13 +203,18 @@ class Map:
     @contextlib.contextmanager
     def _value(self, value):
         function = getattr(self.owner, "function", None)
-        with objects.value_for(self.map_type, value, self.name, function) as number:
+        # A kit object stored by its fd (an inner Map, a loaded function) is held for the
+        # call: closed meanwhile by another thread, its number could name something else.
+        hold = getattr(value, "fd_held", None)
+        with hold() if callable(hold) else contextlib.nullcontext(), \
+                objects.value_for(self.map_type, value, self.name, function) as number:
             yield ct.byref(self.codec.encode_value(self.spec, number))
 
     def _decode(self, buf) -> object:
         return self.codec.decode_value(self.spec, np.frombuffer(buf, self.value_dtype, 1)[0])
 
     # -- dict-like access ------------------------------------------------------------------
+    @held
     def __getitem__(self, key):
         buf = self._lookup(key)
         if buf is None:
@@ -203,6 +230,7 @@ class Map:
                                absent_ok=True)
         return buf if found else None
 
+    @held
     def raw(self, key) -> bytes:
         """The value of `key` undecoded, as the kernel hands it to user space: for a per-CPU map
         one copy per possible CPU (not online: `bpfkit.possible_cpus()`), each padded to a
@@ -212,6 +240,7 @@ class Map:
             raise self.failure("lookup", errno.ENOENT, key)
         return buf.raw
 
+    @held
     def lookup_batch(self, cursor: bytes | None = None, count: int = 64):
         """One BPF_MAP_LOOKUP_BATCH call, as the kernel makes it: up to `count` entries from
         `cursor` (None: the map's start), returned as (keys, values, next cursor); the next
@@ -219,6 +248,7 @@ class Map:
         this call; a lesson has learners write that loop themselves."""
         return snapshot.one_batch(self, cursor, count)
 
+    @held
     def get(self, key, default=None):
         try:
             buf = self._lookup(key)
@@ -229,17 +259,20 @@ class Map:
     def __setitem__(self, key, value):
         self.update(key, value)
 
+    @held
     def update(self, key, value, flags: int = 0) -> None:
         """Set `key` to `value`. `flags`: BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2)."""
         self._require("update")
         with self._key(key) as k, self._value(value) as v:
             self._call("update", lib.bpf_map_update_elem, self.fd, k, v, flags, key=key, value=value)
 
+    @held
     def __delitem__(self, key):
         self._require("delete")
         with self._key(key) as k:
             self._call("delete", lib.bpf_map_delete_elem, self.fd, k, key=key)
 
+    @held
     def __contains__(self, key) -> bool:
         """Is there a value for `key`? (A bloom filter: may `key` have been added? An LPM
         trie: does any stored prefix contain it? Both are what the kernel's lookup answers.)"""
@@ -250,12 +283,14 @@ class Map:
         except KeyMissing:
             return False
 
+    @held
     def keys(self) -> list:
         return [self.codec.decode_key(self.spec, k) for k in self._walk().keys]
 
     def __iter__(self):
         return iter(self.keys())
 
+    @held
     def __len__(self) -> int:
         return len(self._walk())
 
@@ -267,6 +302,7 @@ class Map:
     def __bool__(self) -> bool:
         return True  # a Map stands for a kernel object, empty or not: `if m:` never reads it
 
+    @held
     def items(self) -> list[tuple]:
         snap = self._walk()
         return [(self.codec.decode_key(self.spec, k), self.codec.decode_value(self.spec, v))
@@ -275,6 +311,7 @@ class Map:
     def values(self) -> list:
         return [v for _, v in self.items()]
 
+    @held
     def clear(self) -> None:
         """Empty the map: delete every entry (an array's slots are set to zero, a queue's
         values popped), in as few system calls as the map type allows."""
@@ -290,6 +327,7 @@ class Map:
             snapshot.delete(self, np.ascontiguousarray(snapshot.read(self).keys))
 
     # -- keyless maps: queue, stack, bloom filter ------------------------------------------
+    @held
     def push(self, value, *, overwrite: bool = False) -> None:
         """Put `value` in a queue or stack. A full one refuses, unless `overwrite=True`, which
         drops the oldest value to make room (BPF_EXIST)."""
@@ -312,15 +350,18 @@ class Map:
             return default
         return self._decode(raw)
 
+    @held
     def pop(self, default=_NO_DEFAULT):
         """Take the next value out of a queue (the oldest) or a stack (the newest). An empty
         one raises MapEmpty (an IndexError), or returns `default` when given."""
         return self._one("pop", lib.bpf_map_lookup_and_delete_elem, default)
 
+    @held
     def peek(self, default=_NO_DEFAULT):
         """The value pop() would take, left in place."""
         return self._one("peek", lib.bpf_map_lookup_elem, default)
 
+    @held
     def drain(self, columns=None, **misplaced) -> pd.DataFrame:
         """Take every value out, in the order pop() gives them: a frame with `order`
         (0 first) and the value columns, renamed as in frame()."""
@@ -334,6 +375,7 @@ class Map:
         table.keys = {"order": np.arange(len(taken))}
         return frames.build(table, columns=columns)
 
+    @held
     def add(self, value) -> None:
         """Add `value` to a bloom filter; `value in m` then answers True (maybe present)."""
         self._require("add")
@@ -346,6 +388,7 @@ class Map:
                               absent_ok=True)
 
     # -- whole-map snapshots ---------------------------------------------------------------
+    @held
     def snapshot(self, *, method: str = "auto", keys=None, batch_size: int | None = None,
                  stats: dict | None = None) -> Snapshot:
         """The map now, as numpy arrays of keys and values in the map's own layout (see
@@ -369,6 +412,7 @@ class Map:
                 ct.memmove(raw[i:i + 1].ctypes.data, ptr, self.key_dtype.itemsize)
             return snapshot.read_keys(self, raw, given if self.map_type.key == "fd" else None)
 
+    @held
     def frame(self, columns=None, *, method: str = "auto", keys=None, per_cpu: str = "long",
               empty: bool = False, netns: str | None = None, sockets=None, ports: str = "host",
               snapshot: Snapshot | None = None, extra: dict | None = None,
@@ -416,6 +460,7 @@ class Map:
                                  lookups=self.lookups, **options)
         return frames.build(table, extra=extra, columns=columns)
 
+    @held
     def update_batch(self, keys, values, flags: int = 0) -> int:
         """Set many entries in one go (BPF_MAP_UPDATE_BATCH): `keys` and `values` are arrays
         (numpy or lists) in the map's types; a per-CPU map takes one value per entry for every
@@ -432,6 +477,7 @@ class Map:
         return snapshot.write(self, keys, values, flags)
 
     # -- arrays as histograms --------------------------------------------------------------
+    @held
     def counts(self, value: str | None = None) -> np.ndarray:
         """One number per slot of an array, in index order (a per-CPU array's CPUs added up).
 
@@ -454,6 +500,7 @@ class Map:
         np.add.at(out, frame["index"].to_numpy(dtype=np.int64), frame[value].to_numpy(dtype=np.int64))
         return out
 
+    @held
     def histogram(self, step: int | None = None, *, open_end: bool = False, trim: bool = False,
                   value: str | None = None) -> pd.DataFrame:
         """The array read as a histogram: columns bucket, low, high, range, count.
@@ -491,12 +538,14 @@ class Map:
         return frame
 
     # -- maps of maps ----------------------------------------------------------------------
+    @held
     def inner(self, key) -> "Map":
         """The map in slot `key` of a map of maps, opened by its id: a Map of its own, which
         keeps the inner map alive until it is closed (close it, or use `with`)."""
         self._require_values("map", "inner()")
         return Map.open_by_id(self[key])
 
+    @held
     def contents(self) -> pd.DataFrame:
         """Every inner map's entries in one frame: the outer key (`outer_...` columns), the
         inner map's id and name, then the inner map's own columns. Each inner map is opened by
@@ -549,6 +598,7 @@ class Map:
                 raise
 
     # -- programs attached to the map (sockmap, sockhash) ------------------------------------
+    @held
     @atomic.whole
     def attach(self, fn, attach_type: str = "msg_verdict") -> None:
         """Attach a loaded sk_msg (or sk_skb) function to this map: it then runs for every
@@ -576,6 +626,7 @@ class Map:
                 "msg_verdict, 'sk_skb' for the stream and skb ones.", errno=e.errno) from None
         self._attached.append((prog_fd, kind))
 
+    @held
     def attached(self) -> list[int]:
         """Ids of the programs attached to this map (all attach types)."""
         self._require("attach")
@@ -589,14 +640,15 @@ class Map:
 
     @atomic.whole
     def detach(self) -> None:
-        """Detach what `attach()` attached (nothing to do once the program is closed: the
-        kernel released it with the map)."""
+        """Detach what `attach()` attached (nothing to do once the map or its program is
+        closed: the kernel released the attachments with the map)."""
         attached, self._attached = self._attached, []
-        if self.owner is not None and self.owner.closed:
+        if self.closed:
             return
-        for prog_fd, kind in attached:
-            with contextlib.suppress(OSError):   # what detach() returned was never looked at
-                kernel.detach(prog_fd, self.fd, kind)
+        with self._guard:
+            for prog_fd, kind in attached:
+                with contextlib.suppress(OSError):   # what detach() returned was never looked at
+                    kernel.detach(prog_fd, self.fd, kind)
 
     # -- memory-mapped arrays --------------------------------------------------------------
     @property
@@ -605,6 +657,7 @@ class Map:
         mt = self.map_type
         return "mmap" in mt.ops and mt.slots and bool(self.flags & maptypes.BPF_F_MMAPABLE)
 
+    @held
     def mapping(self) -> Mapping:
         """The array's memory in this process, mapped on first use and kept while the map is."""
         if self._mapping is None or not self._mapping.live:
@@ -612,6 +665,7 @@ class Map:
                                     self.value_dtype)
         return self._mapping
 
+    @held
     def view(self, writable: bool = False) -> np.ndarray:
         """The array's values as a live numpy array over the kernel's own memory.
 
@@ -627,6 +681,7 @@ class Map:
         return self.mapping().array(writable)
 
     # -- lifetime --------------------------------------------------------------------------
+    @held
     def pin(self, path) -> "pins.Pin":
         """Pin the map in the BPF filesystem (a name goes under /sys/fs/bpf): it then outlives
         its program, and another program or process can open it (`bpfkit.open_pinned`). The
@@ -646,13 +701,12 @@ class Map:
 
     @atomic.whole
     def close(self) -> None:
-        """Close a map this process opened or made (a program's maps close with the program)."""
-        if self.closed or not self.owns_fd:
+        """Close a map this process opened or made (a program's maps close with the program).
+        A call another thread is making on it finishes first; the fd is freed after it."""
+        if not self.owns_fd or not self._guard.close():
             return
-        self.closed = True
         self.release()
         lifetime.discard("map", self, self)
-        os.close(self._fd)
 
     def __enter__(self) -> "Map":
         return self

@@ -184,7 +184,8 @@ class RingReader(_Reader):
         """Read what the ring buffer holds, waiting up to `timeout_ms` for the first event."""
         before = self.received
         self._check_polling()
-        self.program.bpf.ring_buffer_poll(timeout_ms)
+        with self.program._guard:   # a close from another thread waits for this poll's end
+            self.program.bpf.ring_buffer_poll(timeout_ms)
         return self.received - before
 
     @property
@@ -227,7 +228,8 @@ class PerfReader(_Reader):
         """Read what the per-CPU buffers hold, waiting up to `timeout_ms` for the first event."""
         before = self.received
         self._check_polling()
-        self.program.bpf.perf_buffer_poll(timeout_ms)
+        with self.program._guard:   # a close from another thread waits for this poll's end
+            self.program.bpf.perf_buffer_poll(timeout_ms)
         return self.received - before
 
     @property

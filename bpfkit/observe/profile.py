@@ -17,7 +17,8 @@ import errno
 
 from ..access import _bcc, refusal
 from ..core import atomic
-from ..core.errors import KernelError
+from ..core.errors import Closed, KernelError
+from ..core.guard import Guard, held
 
 KERNEL_MARK = "_[k]"   # flamegraph.pl's mark for a kernel frame in folded text
 ROOT = "all"
@@ -104,7 +105,11 @@ class Symbols:
         self.pid = int(pid)
         self._cache = _bcc.symbol_cache(self.pid)
         self._names: dict[tuple[bool, int], str] = {}
+        # BCC's cache is C memory: a close from another thread frees it after a lookup in flight.
+        self._guard = Guard(self._free, lambda: Closed(
+            f"The symbols of process {self.pid} were closed.", "make bpfkit Symbols(pid) again."))
 
+    @held
     def user(self, addr: int) -> str:
         key = (True, addr)
         if key not in self._names:
@@ -119,6 +124,9 @@ class Symbols:
         return self._names[key]
 
     def close(self) -> None:
+        self._guard.close()
+
+    def _free(self) -> None:
         if self._cache is not None:
             _bcc.free_symbol_cache(self._cache, self.pid)
             self._cache = None
