@@ -160,3 +160,42 @@ def test_event_readers_polling_while_their_program_closes_never_crash_the_proces
         print("ok")
         """)
     assert child.returncode == 0 and "ok" in child.stdout, (child.returncode, child.stderr[-3000:])
+
+
+def _until_closed(call, stop: threading.Event, unexpected: list) -> None:
+    """Call `call()` until it is refused in words (a BpfkitError) or `stop` is set; anything
+    else it raises is kept in `unexpected`."""
+    while not stop.is_set():
+        try:
+            call()
+        except BpfkitError:
+            return
+        except Exception as e:   # a raw error or a crash's Python face: the fault looked for
+            unexpected.append(repr(e))
+            return
+
+
+def _closed_under(obj_close, call, running: float = 0.02) -> list:
+    stop, unexpected = threading.Event(), []
+    worker = threading.Thread(target=_until_closed, args=(call, stop, unexpected))
+    worker.start()
+    time.sleep(running)
+    obj_close()
+    stop.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    return unexpected
+
+
+def test_a_lab_and_an_af_xdp_socket_closed_under_a_working_thread_refuse_in_words():
+    from bpfkit.lab import net, xsk
+    unexpected = []
+    for _ in range(3):
+        lab = net.Lab("fdrace")
+        host = lab.host("fdr", "192.0.2.33/24")
+        sock = xsk.XskSocket("eth0", 0, netns=host.netns)
+        unexpected += _closed_under(sock.close, sock.receive)   # its rings unmapped under it?
+        assert sock.closed and sock.receive() == []
+        unexpected += _closed_under(lab.close, lambda: host.send_udp("192.0.2.34", 9))
+        assert lab.closed and host.netns not in net.netns_names()
+    assert not unexpected

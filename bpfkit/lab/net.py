@@ -26,6 +26,7 @@ from contextlib import nullcontext
 
 from ..access import _bcc
 from ..core import atomic, waiting
+from ..core.guard import Guard, held
 from ..host import lifetime
 from ..access._libbpf import lib
 from ..core.errors import AttachError, BpfkitError, Closed, InUse, SetupError, UsageError
@@ -140,21 +141,28 @@ class Host:
         self._receivers: dict[int, Receiver] = {}
 
     @property
+    def _guard(self):
+        return self.lab._guard   # a host's calls hold its lab: closed meanwhile, the lab waits
+
+    @property
     def port_ifindex(self) -> int:
         """The root-side port's ifindex: what a devmap in the root namespace stores."""
         return socket.if_nametoindex(self.port)
 
     @property
+    @held
     def mac(self) -> str:
         info = json.loads(_ip("-n", self.netns, "-j", "link", "show", self.dev).stdout)
         return info[0]["address"]
 
+    @held
     def neighbour(self, address: str, mac: str) -> None:
         """A permanent ARP entry: frames to `address` go to `mac` with no ARP exchange first
         (so the only frames on the wire are the ones a lesson sends)."""
         _ip("-n", self.netns, "neigh", "replace", address, "lladdr", mac, "dev", self.dev,
             "nud", "permanent")
 
+    @held
     def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_DGRAM) -> socket.socket:
         """A socket that lives in this host's namespace (closed when the lab closes)."""
         with inside(self.netns):
@@ -162,6 +170,7 @@ class Host:
         self.lab._sockets.append(sock)
         return sock
 
+    @held
     def receiver(self, port: int) -> Receiver:
         """The UDP receiver on `port` in this host, made on first use."""
         if port not in self._receivers:
@@ -174,6 +183,7 @@ class Host:
             self._receivers[port] = Receiver(sock, port)
         return self._receivers[port]
 
+    @held
     def send_udp(self, address: str, port: int, n: int = 1, *, source_port: int = 0,
                  payload: bytes = b"bpfkit") -> int:
         """Send `n` UDP datagrams from this host to `address:port`; returns n."""
@@ -188,6 +198,7 @@ class Host:
             self.lab._sockets.remove(sock)
         return n
 
+    @held
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command in this host's namespace (`ip netns exec`)."""
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True,
@@ -212,7 +223,9 @@ class Lab:
     def __init__(self, name: str = "lab"):
         self.name = name
         self.hosts: dict[str, Host] = {}
-        self.closed = False
+        # Its hosts' calls run inside this guard: a close from another thread removes the
+        # namespaces and cables once no call on the lab or a host is in flight.
+        self._guard = Guard(self._free, self._closed_error)
         self._sockets: list[socket.socket] = []
         self._xdp: dict[tuple[str | None, str], int] = {}  # (netns, dev) -> flags
         previous = lifetime.add("lab", name, self)
@@ -222,6 +235,7 @@ class Lab:
     def names(self) -> set[str]:
         return {n for h in self.hosts.values() for n in (h.netns, h.port)}
 
+    @held
     def host(self, name: str, address: str | None = None, *, mac: str | None = None) -> Host:
         """A new host: namespace `bpfkit-<name>`, its `eth0` (with `address`, e.g.
         "192.0.2.1/24", and `mac` if given) cabled to port `bpfkit-<name>-port` here."""
@@ -266,6 +280,7 @@ class Lab:
         return host
 
     # -- XDP -------------------------------------------------------------------------------
+    @held
     @atomic.whole
     def attach_xdp(self, program, dev: str, fn_name: str, mode: str = "skb", *,
                    netns: str | None = None) -> None:
@@ -300,18 +315,26 @@ class Lab:
                     pass  # the interface went already, and its XDP program with it
 
     # -- lifetime --------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    def _closed_error(self):
+        return Closed(f"Lab {self.name!r} is closed: its hosts are gone.",
+                      "make a new one: lab = bpfkit.lab.net.Lab().")
+
     def _check_open(self) -> None:
         if self.closed:
-            raise Closed(f"Lab {self.name!r} is closed: its hosts are gone.",
-                         "make a new one: lab = bpfkit.lab.net.Lab().")
+            raise self._closed_error()
 
     @atomic.whole
     def close(self) -> None:
         """Close the hosts' sockets, detach XDP programs, delete cables and namespaces."""
-        if self.closed:
-            return
-        self.closed = True
-        lifetime.discard("lab", self.name, self)
+        if self._guard.close():
+            lifetime.discard("lab", self.name, self)
+
+    @atomic.whole
+    def _free(self) -> None:
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()

@@ -107,7 +107,7 @@ class Symbols:
         self._names: dict[tuple[bool, int], str] = {}
         # BCC's cache is C memory: a close from another thread frees it after a lookup in flight.
         self._guard = Guard(self._free, lambda: Closed(
-            f"The symbols of process {self.pid} were closed.", "make bpfkit Symbols(pid) again."))
+            f"The symbols of process {self.pid} were closed.", "make bpfkit.observe.profile.Symbols(pid) again."))
 
     @held
     def user(self, addr: int) -> str:
