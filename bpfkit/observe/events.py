@@ -164,7 +164,10 @@ class RingReader(_Reader):
     def __init__(self, events: Map, dropped: Map | str | None, event_type=None):
         super().__init__(events, event_type)
         self.drop_map = self.program[dropped] if isinstance(dropped, str) else dropped
+        with self.program._guard:   # BCC's tables stay while the reader opens on them
+            self._open_ring()
 
+    def _open_ring(self) -> None:
         if self._take_over() is None:
             # Registered with BCC once per map: the callback hands each event to whichever
             # reader of the map is the newest.
@@ -216,6 +219,11 @@ class PerfReader(_Reader):
             self._lost += count
 
         self.pages = pages
+        with self.program._guard:   # BCC's tables stay while the reader opens on them
+            self._open_perf(callback, lost)
+
+    def _open_perf(self, callback, lost) -> None:
+        pages = self.pages
         if self._take_over() is not None:
             # The earlier reader's per-CPU buffers go (BCC frees each one as its slot is
             # deleted); this reader opens its own, of its own size.
