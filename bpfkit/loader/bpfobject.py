@@ -357,7 +357,8 @@ class BpfObject:
             except OSError as e:
                 err = e.errno
         if err:
-            raise _load_error(self.name, err, "".join(said), self._map_types())
+            # open failed: no object to ask for its maps (libbpf's next_map(NULL) would crash)
+            raise _load_error(self.name, err, "".join(said), self._map_types() if self._obj else {})
 
     def _struct_ops_as_links(self) -> None:
         """Register struct_ops through a link (BPF_F_LINK) wherever the kernel can: a link goes
