@@ -42,10 +42,13 @@ from ..access._libbpf import TestRunOpts, has, lib, messages
 from ..core import atomic, maptypes
 from ..core.errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull,
                            MapNotFound, NotFound, ProgramClosed, SetupError, UsageError,
-                           VerifierError, did_you_mean)
+                           did_you_mean)
 from ..host import lifetime
 from ..maps import Map, btf
+from . import verifier
+from .diagnostics import libbpf_load
 from .diagnostics.clang import DIAGNOSTIC
+from .diagnostics.libbpf_c import bcc_style, written_for
 from .program import resolve
 
 MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number
@@ -153,6 +156,8 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
         tmp.replace(kept)
         return
     said = done.stderr
+    if written_for(text) == "bcc":   # clang's errors about BCC's macros would say nothing
+        raise bcc_style(text, where, first_line)
     errors, shown = [], []
     for line in said.splitlines():
         m = DIAGNOSTIC.match(line)
@@ -235,6 +240,7 @@ class LoadedProgram(NamedTuple):
 
 class BpfObject:
     """A loaded libbpf object: its programs, maps and links. `obj["map"]` is a bpfkit Map."""
+    place = ("your C code", 1)   # (where its source is, the number of its first line): for errors
 
     def __init__(self, name: str, source: str, types: dict | None = None):
         self.name, self.source, self.closed = name, source, False
@@ -358,7 +364,8 @@ class BpfObject:
                 err = e.errno
         if err:
             # open failed: no object to ask for its maps (libbpf's next_map(NULL) would crash)
-            raise _load_error(self.name, err, "".join(said), self._map_types() if self._obj else {})
+            raise _load_error(self.name, err, "".join(said), self._map_types() if self._obj else {},
+                              self.source, *self.place)
 
     def _struct_ops_as_links(self) -> None:
         """Register struct_ops through a link (BPF_F_LINK) wherever the kernel can: a link goes
@@ -404,9 +411,8 @@ class BpfObject:
                     link = lib.bpf_program__attach(p)
             except OSError as e:
                 name = lib.bpf_program__name(p).decode()
-                raise LoadError(f"libbpf could not attach {name!r} (SEC(\"{section}\")): "
-                                f"{e.strerror}.", "check the section name.",
-                                detail=_libbpf_lines("".join(said)), errno=e.errno) from None
+                raise libbpf_load.attach_refused(name, section, e.errno, "".join(said), self.source,
+                                                 *self.place) from None
             self._links.append(link)
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) != MAP_TYPE_STRUCT_OPS:
@@ -416,14 +422,14 @@ class BpfObject:
                 with messages() as said:
                     link = lib.bpf_map__attach_struct_ops(m)
             except OSError as e:
-                raise _register_refused(name, e.errno, "".join(said)) from None
+                raise _register_refused(name, e.errno, "".join(said), self.source, *self.place) from None
             self._links.append(link)
             if lib.bpf_map__map_flags(m) & BPF_F_LINK and lib.bpf_link__fd(link) == lib.bpf_map__fd(m):
                 # libbpf 1.1 only stored the ops (a link map waits, not registered): the link is ours
                 try:
                     fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
                 except OSError as e:
-                    raise _register_refused(name, e.errno) from None
+                    raise _register_refused(name, e.errno, "", self.source, *self.place) from None
                 self._link_fds.append(fd)
             self.struct_ops.append(name)
 
@@ -454,39 +460,51 @@ class BpfObject:
         self.close()
 
 
-def _register_refused(name: str, err: int, said: str = "") -> LoadError:
-    return LoadError(f"The kernel refused to register the struct_ops {name!r}: {os.strerror(err)}.",
-                     "a congestion control's name must be one that no loaded algorithm has (see "
-                     "/proc/sys/net/ipv4/tcp_available_congestion_control), at most 15 characters.",
-                     detail=_libbpf_lines(said), errno=err)
+def _register_refused(name: str, err: int, said: str = "", source: str = "",
+                      where: str = "your C code", first_line: int = 1) -> LoadError:
+    return libbpf_load.register_refused(name, err, said, source, where, first_line)
 
 
 def _libbpf_lines(said: str) -> str:
-    return "\n".join(line for line in said.splitlines() if line.strip())[-3000:]
+    return "\n".join(libbpf_load.libbpf_lines(said))[-3000:]
 
 
-def _load_error(name: str, err: int, said: str, map_types: dict[str, str]) -> BpfkitError:
-    log = re.search(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", said, re.S)
+def _load_error(name: str, err: int, said: str, map_types: dict[str, str], source: str = "",
+                where: str = "your C code", first_line: int = 1) -> BpfkitError:
+    """What libbpf said while opening and loading `name`, as the learner's mistake: the first
+    line is the reason, at the learner's line where it has one (never libbpf's last words, which
+    name the kit's temporary object file)."""
+    log = re.search(r"prog '(\w+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", said, re.S)
     if log:
-        lines = [line for line in log.group(1).splitlines() if line.strip()]
-        last = next((line for line in reversed(lines) if not line.startswith(("processed", "verification time"))),
-                    "")
-        return VerifierError(f"The kernel's verifier refused a program of {name}: {last}",
-                             "the verifier's last lines, above, say which instruction it could "
-                             "not prove safe.", detail="\n".join(lines[-12:]), errno=err)
+        program, text = log.groups()
+        section = libbpf_load.section_of(source, program)
+        if not re.search(r"^\d+: ", text, re.M) and section.startswith("struct_ops"):
+            return libbpf_load.unused_struct_ops(program, section, source, where, first_line,
+                                                 _libbpf_lines(said), err)
+        license = re.search(r'SEC\(\s*"license"\s*\)\s*=\s*"([^"]*)"', source)
+        return verifier.load_error(text, program, source, where, err, first_line,
+                                   license=license.group(1) if license else "", style="libbpf")
     # A map the kernel would not make, or a program it would not take, before any verifier
-    # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit.
+    # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit; a
+    # declaration the kernel cannot make a map of, named with what it lacks.
     made = re.search(r"map '([\w.]+)': failed to create: .*?\((-?\d+)\)", said)
     if made and abs(int(made.group(2))) not in (errno.EINVAL, errno.E2BIG, errno.ENOMEM):
         kind = map_types.get(made.group(1), "such")
         return refusal.explain(abs(int(made.group(2))), f"{kind} maps")
+    if made:
+        return libbpf_load.map_declaration(made.group(1), map_types.get(made.group(1), "such"),
+                                           abs(int(made.group(2))), source, where, first_line,
+                                           _libbpf_lines(said))
     if err in (errno.EPERM, errno.EOPNOTSUPP, refusal.ENOTSUPP):
         return refusal.explain(err, f"loading {name}")
-    reasons = [line.removeprefix("libbpf: ") for line in said.splitlines() if line.startswith("libbpf: ")]
-    reason = reasons[-1] if reasons else os.strerror(err)
+    known = libbpf_load.load_refused(name, err, said, source, where, first_line)
+    if known is not None:
+        return known
+    reason = libbpf_load.first_reason(said) or os.strerror(err)
     return LoadError(f"libbpf could not load {name}: {reason}",
                      "libbpf's own words are above; an unknown map type or section means this "
-                     "libbpf is older than the feature.", detail="\n".join(reasons[-8:]), errno=err)
+                     "libbpf is older than the feature.",
+                     detail=_libbpf_lines(said), errno=err)
 
 
 def load(source: str, *, name: str | None = None, types: dict | None = None,
@@ -499,6 +517,7 @@ def load(source: str, *, name: str | None = None, types: dict | None = None,
     text, path, _ = resolve(source, ".bpf.c")
     name = name or (path.name.split(".")[0] if path else "prog")
     obj = BpfObject(name, text, types)
+    obj.place = (where or name, first_line)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / f"{name}.bpf.o"
         compile_object(text, out, where=where or f"{name}", first_line=first_line, cflags=cflags)

@@ -1,0 +1,301 @@
+"""What libbpf says when it cannot open, load, attach or register a libbpf-style object
+(`bpfkit.loader.bpfobject`), put as the learner's mistake.
+
+libbpf's last words are always "failed to load object '<a temporary file>'": the file is the
+kit's, not the learner's, so a message never leads with it. Each message's first line names the
+reason (the first line of libbpf or the verifier that names the problem, said in words), at the
+learner's own line of C where the mistake has one; libbpf's lines follow as the detail.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import re
+import subprocess
+
+from ...access import system
+from ...core import maptypes
+from ...core.errors import BpfkitError, LoadError, TracepointNotFound, nearest
+from .libbpf_c import declared_maps
+
+# The program types of libbpf's section names, the part before the first "/" (libbpf's
+# documentation, "Program Types and ELF Sections"); a section's first part must be one of them.
+SECTION_KINDS = [
+    "socket", "sk_reuseport", "kprobe", "kretprobe", "uprobe", "uretprobe", "kprobe.multi",
+    "kretprobe.multi", "uprobe.multi", "uretprobe.multi", "ksyscall", "kretsyscall", "usdt", "tc",
+    "tcx", "netkit", "classifier", "action", "tracepoint", "tp", "raw_tracepoint", "raw_tp",
+    "raw_tracepoint.w", "raw_tp.w", "tp_btf", "fentry", "fmod_ret", "fexit", "fentry.s",
+    "fmod_ret.s", "fexit.s", "freplace", "lsm", "lsm.s", "lsm_cgroup", "iter", "iter.s", "syscall",
+    "xdp", "xdp.frags", "perf_event", "lwt_in", "lwt_out", "lwt_xmit", "lwt_seg6local", "sockops",
+    "sk_skb", "sk_msg", "lirc_mode2", "flow_dissector", "cgroup_skb", "cgroup", "struct_ops",
+    "struct_ops.s", "sk_lookup", "netfilter",
+]
+# libbpf's lines that follow a problem rather than name one
+_ECHOES = re.compile(r"failed to load object|failed to load: -?\d+$|Retrying without BTF|"
+                     r"BPF program load failed|PROG LOAD LOG|^\s*$")
+
+
+def libbpf_lines(said: str) -> list[str]:
+    """libbpf's own lines, without its prefix, and with the kit's temporary object file named
+    by its file's name alone."""
+    return [_no_paths(line.removeprefix("libbpf: ").rstrip())
+            for line in said.splitlines() if line.strip()]
+
+
+def first_reason(said: str) -> str:
+    """The first libbpf line that names a problem (not an echo of one)."""
+    lines = [l for l in libbpf_lines(said) if not _ECHOES.search(l)] or libbpf_lines(said)
+    return lines[0] if lines else ""
+
+
+def _no_paths(text: str) -> str:
+    return re.sub(r"/[^'\s]*/([\w.-]+\.bpf\.o)\b", r"\1", text)
+
+
+def at_line(source: str, pattern: str, where: str, first_line: int) -> tuple[int | None, str]:
+    """(the learner's number of the first line of `source` that `pattern` finds, or None;
+    ", at line N of WHERE:\\n    code\\n" for a message, or ".")."""
+    for row, line in enumerate(source.splitlines(), 1):
+        if re.search(pattern, line):
+            shown = row + first_line - 1
+            return shown, f", at line {shown} of {where}:\n    {line.strip()}\n"
+    return None, ". "
+
+
+def section_of(source: str, function: str) -> str:
+    """The SEC("...") name written above `function` (also BPF_PROG(function, ...))."""
+    m = re.search(r'SEC\(\s*"([^"]+)"\s*\)[^;{}]*?\b' + re.escape(function) + r"\b", source)
+    return m.group(1) if m else ""
+
+
+# -- before any program runs: sections, externs, maps -----------------------------------------
+
+def unknown_section(program: str, section: str, source: str, where: str, first_line: int,
+                    detail: str) -> LoadError:
+    """libbpf found no program type for a SEC() name (a misspelled kind: "tracepont/...")."""
+    kind, _, rest = section.partition("/")
+    close = nearest(kind, SECTION_KINDS, n=1, cutoff=0.6)
+    guess = (f'did you mean SEC("{close[0]}{"/" + rest if rest else ""}")? A' if close else "a")
+    _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
+    return LoadError(
+        f'libbpf knows no section SEC("{section}"): "{kind}" is not a program type'
+        f"{place}(libbpf chooses the program type of {program}() from the first part of the "
+        "section's name.)",
+        guess + " section's name starts with a program type libbpf knows: tracepoint/CATEGORY/"
+        "EVENT, raw_tracepoint/EVENT, kprobe/FUNCTION, fentry/FUNCTION, xdp, tc, syscall, "
+        "struct_ops/NAME, ... (libbpf's documentation lists them all under \"Program Types and "
+        "ELF Sections\").", detail=detail, errno=errno.EINVAL)
+
+
+@functools.cache
+def kernel_kfuncs() -> tuple[str, ...]:
+    """The kfuncs of the running kernel (its BTF tags each one "bpf_kfunc"), read with bpftool;
+    empty where there is no bpftool or BTF."""
+    tool = system.bpftool()
+    if not tool or not system.BTF_VMLINUX.is_file():
+        return ()
+    done = subprocess.run([tool, "btf", "dump", "file", str(system.BTF_VMLINUX)],
+                          capture_output=True, text=True)
+    funcs = dict(re.findall(r"^\[(\d+)\] FUNC '(\w+)'", done.stdout, re.M))
+    return tuple(sorted({funcs[i] for i in re.findall(r"DECL_TAG 'bpf_kfunc' type_id=(\d+)",
+                                                       done.stdout) if i in funcs}))
+
+
+def missing_kfunc(kfunc: str, declared: bool, source: str, where: str, first_line: int,
+                  detail: str) -> LoadError:
+    """A function the program calls that is not BPF's and not the kernel's kfunc: libbpf looked
+    for it in the kernel's BTF (as an extern, declared `__ksym` or not declared at all)."""
+    _, place = at_line(source, rf"\b{re.escape(kfunc)}\s*\(", where, first_line)
+    kfuncs = kernel_kfuncs()
+    close = nearest(kfunc, kfuncs, n=3, cutoff=0.7)
+    known = (f" Did you mean {' or '.join(close)}?" if close else "")
+    how = ("declare it above its use as the kernel declares it, with __ksym (e.g. `extern "
+           "struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;`); " if not declared
+           else "")
+    return LoadError(
+        f"This kernel has no kfunc {kfunc}(){place}"
+        f"libbpf looked for it in the kernel's BTF{'' if declared else ' (the code does not declare it)'}"
+        f" and found none: it is not a BPF helper either.{known}",
+        f"check its name; {how}check that this kernel has it: `bpftool btf dump file "
+        f"/sys/kernel/btf/vmlinux | grep {kfunc}` (kfuncs are tagged bpf_kfunc; "
+        f"{len(kfuncs) or 'none'} here).", detail=detail, errno=errno.ENOENT)
+
+
+def map_declaration(name: str, kind: str, err: int, source: str, where: str, first_line: int,
+                    detail: str) -> LoadError:
+    """The kernel refused to create the map `name` (of type `kind`) as the code declares it:
+    what the declaration lacks, or has that this type takes no part of."""
+    fields = declared_maps(source).get(name, {})
+    _, place = at_line(source, rf"\}}\s*{re.escape(name)}\s+SEC\(", where, first_line)
+    try:
+        mt = maptypes.get(kind)
+    except KeyError:
+        mt = None
+    wrong = []
+    if mt is not None and mt.key == "none":
+        extra = [f"__type({f}, ...)" for f in ("key", "value") if f in fields
+                 and not (f == "value" and mt.values == "data")]
+        extra += [f"__uint({f}, ...)" for f in ("key_size", "value_size") if f in fields
+                  and not (f == "value_size" and mt.values == "data")]
+        if extra:
+            what = "no key and no value type" if mt.values in ("events", "memory") else "no key"
+            wrong.append((f"a {kind} map has {what}, and the declaration gives {' and '.join(extra)}",
+                          f"delete {' and '.join(extra)}"))
+    if mt is not None and mt.values == "events" and mt.name.endswith("ringbuf"):
+        size = fields.get("max_entries", "")
+        bytes_ = _number(size)
+        if bytes_ is None or bytes_ < 4096 or bytes_ & (bytes_ - 1):
+            wrong.append(("its max_entries is its size in bytes, a power of 2 and a multiple of "
+                          f"the page size (4096), and the declaration gives {size or 'none'}",
+                          "write __uint(max_entries, 256 * 1024)"))
+    elif mt is not None and mt.example.max_entries and "max_entries" not in fields:
+        wrong.append(("it declares no max_entries (how many entries the kernel makes room for)",
+                      "add __uint(max_entries, 1024) (an array: its number of slots)"))
+    elif mt is not None and mt.example.max_entries and _number(fields.get("max_entries", "")) == 0:
+        wrong.append(("its max_entries is 0", "give it at least 1 entry"))
+    if mt is not None and mt.key in ("index", "stored") and mt.values == "data":
+        for part in ("key", "value"):
+            if part not in fields and f"{part}_size" not in fields:
+                wrong.append((f"it declares no {part} type", f"add __type({part}, __u32)" if part
+                              == "key" else "add __type(value, __u64) (or the struct it holds)"))
+        if mt.key == "index" and re.search(r"64|long", fields.get("key", "")):
+            wrong.append((f"its key is {fields['key']}, where a {kind} map's key is a 32-bit index",
+                          "write __type(key, __u32)"))
+    why = os.strerror(err)
+    if not wrong:
+        return LoadError(f"The kernel refused to create the map {name!r} ({kind}) as declared"
+                         f"{place}It says: {why}.",
+                         f"check the declaration of {name}: its max_entries must be at least 1, and "
+                         "its key and value types must suit its type (an array's key is a __u32 "
+                         "index; a ring buffer has neither).", detail=detail, errno=err)
+    return LoadError(
+        f"The map {name!r} ({kind}) cannot be made as declared: {wrong[0][0]}{place}"
+        f"The kernel says: {why}.",
+        "; ".join(w[1] for w in wrong) + f" in the declaration of {name}.", detail=detail, errno=err)
+
+
+def _number(text: str) -> int | None:
+    """A size as libbpf programs write it: "4096", "256 * 1024", "1 << 12"; None otherwise."""
+    text = text.strip().strip("()")
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    product = re.fullmatch(r"(\d+)\s*\*\s*(\d+)(?:\s*\*\s*(\d+))?", text)
+    if product:
+        return int(product.group(1)) * int(product.group(2)) * int(product.group(3) or 1)
+    shift = re.fullmatch(r"(\d+)\s*<<\s*(\d+)", text)
+    return int(shift.group(1)) << int(shift.group(2)) if shift else None
+
+
+# -- attaching and registering ----------------------------------------------------------------
+
+def no_tracepoint(program: str, section: str, source: str, where: str, first_line: int,
+                  detail: str) -> TracepointNotFound:
+    """A SEC("tracepoint/CATEGORY/EVENT") that names no tracepoint of this kernel."""
+    category, _, event = section.partition("/")[2].partition("/")
+    events = system.TRACEFS / "events"
+    if events.is_dir() and (events / category).is_dir():
+        choices = [f"{category}/{p.name}" for p in (events / category).iterdir() if p.is_dir()]
+    elif events.is_dir():
+        choices = [c.name for c in events.iterdir() if c.is_dir()]
+    else:
+        choices = []
+    word = f"{category}/{event}" if (events / category).is_dir() else category
+    close = sorted(nearest(word, choices, n=8),
+                   key=lambda c: not (c.startswith(word) or word.startswith(c)))[:3]
+    _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
+    kind = section.partition("/")[0]
+    guess = (f'did you mean SEC("{kind}/{close[0]}")? T' if close and "/" in close[0] else "t")
+    return TracepointNotFound(
+        f"This kernel has no tracepoint {category}/{event}, which SEC(\"{section}\") names"
+        f"{place}" + (f"The nearest are: {', '.join(close)}." if close else ""),
+        guess + f"he tracepoints are the folders {events}/CATEGORY/EVENT: list them with "
+        f"`ls {events}/{category if (events / category).is_dir() else ''}` (or `bpftrace -l "
+        f"'tracepoint:*'`), and write SEC(\"tracepoint/CATEGORY/EVENT\").",
+        detail=detail, errno=errno.ENOENT)
+
+
+def attach_refused(program: str, section: str, err: int, said: str, source: str, where: str,
+                   first_line: int) -> BpfkitError:
+    """libbpf could not attach `program` by its section's name."""
+    detail = "\n".join(libbpf_lines(said))
+    if err == errno.ENOENT and section.split("/")[0] in ("tracepoint", "tp") and section.count("/") == 2:
+        return no_tracepoint(program, section, source, where, first_line, detail)
+    reason = first_reason(said) or os.strerror(err)
+    _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
+    return LoadError(f"libbpf could not attach {program}() by its section SEC(\"{section}\"): "
+                     f"{reason}{place}",
+                     "check what the section's name points at (the function, tracepoint or "
+                     "event after the program type) exists in this kernel.", detail=detail,
+                     errno=err)
+
+
+# What a kernel struct_ops type must have (the kernel's own check when it registers one:
+# tcp_validate_congestion_control for a congestion control). A tuple: one of them.
+REQUIRED_OPS = {"tcp_congestion_ops": ["ssthresh", "undo_cwnd", ("cong_avoid", "cong_control")]}
+
+
+def ops_table(source: str, name: str) -> tuple[str, list[str]] | None:
+    """(the struct type, the members set) of the struct_ops table `name` in the source."""
+    m = re.search(r"SEC\(\s*\"\.struct_ops(?:\.link)?\"\s*\)(?:\s|//[^\n]*|/\*.*?\*/)*struct\s+(\w+)\s+" + re.escape(name)
+                  + r"\s*=\s*\{(.*?)\}\s*;", source, re.S)
+    return (m.group(1), re.findall(r"\.(\w+)\s*=", m.group(2))) if m else None
+
+
+def register_refused(name: str, err: int, said: str, source: str, where: str,
+                     first_line: int) -> LoadError:
+    """The kernel would not register the struct_ops table `name`: a required operation the table
+    does not set (the kernel checks them when it registers), or a name already taken."""
+    detail = "\n".join(libbpf_lines(said))
+    table = ops_table(source, name) if source else None
+    if table and err == errno.EINVAL:
+        kind, members = table
+        missing = [r if isinstance(r, str) else " or ".join(r) for r in REQUIRED_OPS.get(kind, [])
+                   if not (r in members if isinstance(r, str) else any(x in members for x in r))]
+        if missing:
+            _, place = at_line(source, rf"struct\s+{kind}\s+{re.escape(name)}\b", where, first_line)
+            first = missing[0].split(" or ")[0]
+            return LoadError(
+                f"The kernel refused to register {name!r}: its {kind} table sets no "
+                f"{' and no '.join('.' + m for m in missing)}, which every "
+                f"{'TCP congestion control' if kind == 'tcp_congestion_ops' else kind} must have"
+                f"{place}(The kernel's log says \"does not implement required ops\".)",
+                f"write a SEC(\"struct_ops/...\") function for each and name it in the table, "
+                f"e.g. .{first} = (void *){name}_{first}; lesson 19's l19_cc.bpf.c has all of "
+                "them (ssthresh: the window after a loss; undo_cwnd: the window after a false "
+                "alarm).", detail=detail, errno=err)
+    return LoadError(
+        f"The kernel refused to register the struct_ops {name!r}: {os.strerror(err)}.",
+        "a congestion control's name must be one that no loaded algorithm has (see "
+        "/proc/sys/net/ipv4/tcp_available_congestion_control), at most 15 characters.",
+        detail=detail, errno=err)
+
+
+def unused_struct_ops(program: str, section: str, source: str, where: str, first_line: int,
+                      detail: str, err: int) -> LoadError:
+    """A SEC("struct_ops/...") program that no struct_ops table names: the kernel cannot tell
+    which operation it is, so it refuses to load it."""
+    _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
+    return LoadError(
+        f"{program}() is a struct_ops program that no struct_ops table uses{place}"
+        "The kernel loads such a program only as an operation of a table "
+        "(SEC(\".struct_ops\")), to know its arguments.",
+        f"name it in the table (e.g. .{program.split('_')[-1]} = (void *){program}), or delete "
+        "the function.", detail=detail, errno=err)
+
+
+def load_refused(name: str, err: int, said: str, source: str, where: str,
+                 first_line: int) -> BpfkitError | None:
+    """The error for what libbpf said while opening or loading the object `name`, where it names
+    one of the mistakes above; None where it does not (the caller then says it plainly)."""
+    detail = "\n".join(libbpf_lines(said))
+    section = re.search(r"prog '(\w+)': missing BPF prog type, check ELF section name '([^']*)'", said)
+    if section:
+        return unknown_section(section.group(1), section.group(2), source, where, first_line, detail)
+    extern = (re.search(r"failed to find BTF for extern '(\w+)'", said),
+              re.search(r"extern \(func ksym\) '(\w+)': not found", said))
+    if extern[0] or extern[1]:
+        kfunc = (extern[0] or extern[1]).group(1)
+        declared = bool(re.search(rf"\b{re.escape(kfunc)}\s*\([^;]*\)\s*__ksym", source))
+        return missing_kfunc(kfunc, declared, source, where, first_line, detail)
+    return None
