@@ -140,7 +140,7 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
                   and not (f == "value_size" and mt.values == "data")]
         if extra:
             what = "no key and no value type" if mt.values in ("events", "memory") else "no key"
-            wrong.append((f"a {kind} map has {what}, and the declaration gives {' and '.join(extra)}",
+            wrong.append((f"{_a(kind)} map has {what}, and the declaration gives {' and '.join(extra)}",
                           f"delete {' and '.join(extra)}"))
     if mt is not None and mt.values == "events" and mt.name.endswith("ringbuf"):
         size = fields.get("max_entries", "")
@@ -160,7 +160,7 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
                 wrong.append((f"it declares no {part} type", f"add __type({part}, __u32)" if part
                               == "key" else "add __type(value, __u64) (or the struct it holds)"))
         if mt.key == "index" and re.search(r"64|long", fields.get("key", "")):
-            wrong.append((f"its key is {fields['key']}, where a {kind} map's key is a 32-bit index",
+            wrong.append((f"its key is {fields['key']}, where {_a(kind)} map's key is a 32-bit index",
                           "write __type(key, __u32)"))
     why = os.strerror(err)
     if not wrong:
@@ -173,6 +173,10 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
         f"The map {name!r} ({kind}) cannot be made as declared: {wrong[0][0]}{place}"
         f"The kernel says: {why}.",
         "; ".join(w[1] for w in wrong) + f" in the declaration of {name}.", detail=detail, errno=err)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _number(text: str) -> int | None:
@@ -205,6 +209,8 @@ def no_tracepoint(program: str, section: str, source: str, where: str, first_lin
                    key=lambda c: not (c.startswith(word) or word.startswith(c)))[:3]
     _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
     kind = section.partition("/")[0]
+    if close and "/" not in close[0]:  # a wrong category: the first near one with this event
+        close = [f"{c}/{event}" for c in close if (events / c / event).is_dir()] or close
     guess = (f'did you mean SEC("{kind}/{close[0]}")? T' if close and "/" in close[0] else "t")
     return TracepointNotFound(
         f"This kernel has no tracepoint {category}/{event}, which SEC(\"{section}\") names"
@@ -215,12 +221,32 @@ def no_tracepoint(program: str, section: str, source: str, where: str, first_lin
         detail=detail, errno=errno.ENOENT)
 
 
+def no_raw_tracepoint(section: str, source: str, where: str, first_line: int,
+                      detail: str) -> TracepointNotFound:
+    """A SEC("raw_tracepoint/EVENT") that names no tracepoint of this kernel."""
+    event = section.partition("/")[2]
+    events = system.TRACEFS / "events"
+    names = sorted({p.name for p in events.glob("*/*") if p.is_dir()}) if events.is_dir() else []
+    close = nearest(event, names, n=3)
+    _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
+    kind = section.partition("/")[0]
+    return TracepointNotFound(
+        f"This kernel has no tracepoint {event!r}, which SEC(\"{section}\") names{place}"
+        + (f"The nearest are: {', '.join(close)}." if close else ""),
+        (f'did you mean SEC("{kind}/{close[0]}")? A' if close else "a") + " raw tracepoint "
+        f"is named by its event alone, without the category: the folders under {events}/*/ "
+        f"(`ls {events}/sched`).", detail=detail, errno=errno.ENOENT)
+
+
 def attach_refused(program: str, section: str, err: int, said: str, source: str, where: str,
                    first_line: int) -> BpfkitError:
     """libbpf could not attach `program` by its section's name."""
     detail = "\n".join(libbpf_lines(said))
-    if err == errno.ENOENT and section.split("/")[0] in ("tracepoint", "tp") and section.count("/") == 2:
+    kind = section.split("/")[0]
+    if err == errno.ENOENT and kind in ("tracepoint", "tp") and section.count("/") == 2:
         return no_tracepoint(program, section, source, where, first_line, detail)
+    if err == errno.ENOENT and kind in ("raw_tracepoint", "raw_tp") and section.count("/") == 1:
+        return no_raw_tracepoint(section, source, where, first_line, detail)
     reason = first_reason(said) or os.strerror(err)
     _, place = at_line(source, r'SEC\(\s*"' + re.escape(section) + '"', where, first_line)
     return LoadError(f"libbpf could not attach {program}() by its section SEC(\"{section}\"): "
