@@ -501,9 +501,12 @@ def _load_error(name: str, err: int, said: str, map_types: dict[str, str], sourc
     if known is not None:
         return known
     reason = libbpf_load.first_reason(said) or os.strerror(err)
+    older = re.search(r"unknown|unrecognized|not supported", reason, re.I) and "map" in reason
     return LoadError(f"libbpf could not load {name}: {reason}",
-                     "libbpf's own words are above; an unknown map type or section means this "
-                     "libbpf is older than the feature.",
+                     "an unknown map type means this libbpf is older than the feature: "
+                     "`python -m bpfkit doctor` names its version." if older else
+                     "libbpf's lines above, first to last, say what it tried; the first names "
+                     "the problem.",
                      detail=_libbpf_lines(said), errno=err)
 
 
