@@ -81,6 +81,18 @@ CASES = [
      program("syscall", "return bpf_cgroup_frob(0) != 0;",
              before="extern struct cgroup *bpf_cgroup_frob(struct cgroup *c) __ksym;\n"),
      LoadError, ["no kfunc", "bpf_cgroup_frob"], "extern struct cgroup"),
+    ("a misspelled call of the code's own function",
+     program("syscall", "return twice(2);", before="static __noinline int double_it(int x) "
+             "{ return 2 * x; }\n".replace("double_it", "twice_it")),
+     LoadError, ["twice()", "not a function of the code"], "return twice(2);"),
+    ("a misspelled field of a map declaration",
+     program("syscall", "return 0;", before=a_map("HASH", "__uint(max_entries, 8)",
+                                                  "__type(key, __u32)", "__type(avlue, __u64)")),
+     LoadError, ["'things'", "field libbpf does not know", "'avlue'"], "__type(avlue"),
+    ("a map declaration without a type",
+     program("syscall", "return 0;", before='struct {\n    __uint(max_entries, 8);\n'
+             '    __type(key, __u32);\n    __type(value, __u64);\n} things SEC(".maps");\n'),
+     LoadError, ["'things'", "declares no type"], "} things SEC"),
     ("a hash lookup without a NULL check",
      program("tracepoint/syscalls/sys_enter_openat",
              "__u32 k = 1;\n    __u64 *v = bpf_map_lookup_elem(&things, &k);\n    *v += 1;\n    return 0;",

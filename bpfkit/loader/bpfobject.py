@@ -168,7 +168,7 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
                 errors.append(line)
         elif line.startswith(("PLEASE submit", "Stack dump")):
             break
-        shown.append(line.replace(str(src), where))
+        shown.append(line.replace(str(src), where).replace(f"{vmlinux_h()}/", ""))
     first = errors[0] if errors else (said.strip().splitlines() or ["clang failed"])[0]
     raise CompileError(f"clang could not compile {where}: {first}",
                        "fix that line and run the cell again (clang's messages are above; "
@@ -484,6 +484,9 @@ def _load_error(name: str, err: int, said: str, map_types: dict[str, str], sourc
         license = re.search(r'SEC\(\s*"license"\s*\)\s*=\s*"([^"]*)"', source)
         return verifier.load_error(text, program, source, where, err, first_line,
                                    license=license.group(1) if license else "", style="libbpf")
+    known = libbpf_load.load_refused(name, err, said, source, where, first_line)
+    if known is not None:   # libbpf's own reading of the source: before any kernel's answer
+        return known
     # A map the kernel would not make, or a program it would not take, before any verifier
     # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit; a
     # declaration the kernel cannot make a map of, named with what it lacks.
@@ -497,9 +500,6 @@ def _load_error(name: str, err: int, said: str, map_types: dict[str, str], sourc
                                            _libbpf_lines(said))
     if err in (errno.EPERM, errno.EOPNOTSUPP, refusal.ENOTSUPP):
         return refusal.explain(err, f"loading {name}")
-    known = libbpf_load.load_refused(name, err, said, source, where, first_line)
-    if known is not None:
-        return known
     reason = libbpf_load.first_reason(said) or os.strerror(err)
     older = re.search(r"unknown|unrecognized|not supported", reason, re.I) and "map" in reason
     return LoadError(f"libbpf could not load {name}: {reason}",

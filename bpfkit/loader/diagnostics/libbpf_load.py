@@ -107,6 +107,13 @@ def missing_kfunc(kfunc: str, declared: bool, source: str, where: str, first_lin
     """A function the program calls that is not BPF's and not the kernel's kfunc: libbpf looked
     for it in the kernel's BTF (as an extern, declared `__ksym` or not declared at all)."""
     _, place = at_line(source, rf"\b{re.escape(kfunc)}\s*\(", where, first_line)
+    own = nearest(kfunc, re.findall(r"\b(\w+)\s*\([^;{}()]*\)\s*\{", source), n=1, cutoff=0.7)
+    if own and not declared:   # a misspelled call of the code's own function
+        return LoadError(
+            f"{kfunc}() is not a function of the code{place}(libbpf then looked for it among "
+            "the kernel's kfuncs, and this kernel has none of that name either.)",
+            f"did you mean {own[0]}()? Call it by the name it is defined with.",
+            detail=detail, errno=errno.ENOENT)
     kfuncs = kernel_kfuncs()
     close = nearest(kfunc, kfuncs, n=3, cutoff=0.7)
     known = (f" Did you mean {' or '.join(close)}?" if close else "")
@@ -120,6 +127,23 @@ def missing_kfunc(kfunc: str, declared: bool, source: str, where: str, first_lin
         f"check its name; {how}check that this kernel has it: `bpftool btf dump file "
         f"/sys/kernel/btf/vmlinux | grep {kfunc}` (kfuncs are tagged bpf_kfunc; "
         f"{len(kfuncs) or 'none'} here).", detail=detail, errno=errno.ENOENT)
+
+
+# the fields of a map declared in SEC(".maps") that libbpf reads (libbpf's documentation)
+MAP_FIELDS = ["type", "max_entries", "key", "value", "key_size", "value_size", "map_flags",
+              "numa_node", "pinning", "map_extra", "values"]
+
+
+def unknown_map_field(name: str, field: str, source: str, where: str, first_line: int,
+                      detail: str) -> LoadError:
+    """A map declaration with a field libbpf does not know (a misspelled __type(avlue, ...))."""
+    _, place = at_line(source, rf"__\w+\(\s*{re.escape(field)}\s*,", where, first_line)
+    close = nearest(field, MAP_FIELDS, n=1)
+    return LoadError(
+        f"The map {name!r} declares a field libbpf does not know, {field!r}{place}",
+        (f"did you mean {close[0]!r}? " if close else "") + "a map's fields are "
+        f"{', '.join(MAP_FIELDS[:6])}, ... (__uint(type, ...), __type(key, ...), ...).",
+        detail=detail, errno=errno.EINVAL)
 
 
 def map_declaration(name: str, kind: str, err: int, source: str, where: str, first_line: int,
@@ -318,6 +342,16 @@ def load_refused(name: str, err: int, said: str, source: str, where: str,
     section = re.search(r"prog '(\w+)': missing BPF prog type, check ELF section name '([^']*)'", said)
     if section:
         return unknown_section(section.group(1), section.group(2), source, where, first_line, detail)
+    field = re.search(r"map '([\w.]+)': unknown field '(\w+)'", said)
+    if field:
+        return unknown_map_field(field.group(1), field.group(2), source, where, first_line, detail)
+    untyped = re.search(r"map '([\w.]+)': map type isn't specified", said)
+    if untyped:
+        _, place = at_line(source, rf"\}}\s*{re.escape(untyped.group(1))}\s+SEC\(", where, first_line)
+        return LoadError(f"The map {untyped.group(1)!r} declares no type{place}",
+                         "add __uint(type, BPF_MAP_TYPE_HASH) (or the type it is) as the first "
+                         f"line of the declaration of {untyped.group(1)}.", detail=detail,
+                         errno=errno.EINVAL)
     extern = (re.search(r"failed to find BTF for extern '(\w+)'", said),
               re.search(r"extern \(func ksym\) '(\w+)': not found", said))
     if extern[0] or extern[1]:
