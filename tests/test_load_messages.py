@@ -9,7 +9,6 @@ it names and that nothing stays loaded. The unit tests read libbpf's and the ver
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
