@@ -245,6 +245,12 @@ def test_a_callback_left_null_is_named_with_the_helpers_callback():
     ("BLOOM_FILTER", ["__uint(max_entries, 8)", "__type(key, __u32)", "__type(value, __u32)"], "has no key"),
     ("PERCPU_ARRAY", ["__uint(max_entries, 8)", "__type(key, __u64)", "__type(value, __u64)"],
      "32-bit index"),
+    ("PROG_ARRAY", ["__uint(max_entries, 8)", "__type(key, __u32)", "__type(value, __u64)"],
+     "programs' fds (4 bytes)"),
+    ("PERF_EVENT_ARRAY", ["__type(key, __u32)", "__type(value, struct event)"], "perf events' fds"),
+    ("TASK_STORAGE", ["__uint(max_entries, 16)", "__uint(map_flags, BPF_F_NO_PREALLOC)",
+                      "__type(key, int)", "__type(value, __u64)"], "one value per task"),
+    ("INODE_STORAGE", ["__type(key, int)", "__type(value, __u64)"], "BPF_F_NO_PREALLOC"),
 ])
 def test_a_map_declaration_the_kernel_refuses_says_what_it_lacks(kind, fields, words):
     source = program("syscall", "return 0;", before=a_map(kind, *fields))

@@ -175,7 +175,14 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
                           "write __uint(max_entries, 256 * 1024)"))
     elif mt is not None and mt.example.max_entries and "max_entries" not in fields:
         wrong.append(("it declares no max_entries (how many entries the kernel makes room for)",
-                      "add __uint(max_entries, 1024) (an array: its number of slots)"))
+                      "add __uint(max_entries, 1024)" + (" (an array's number of slots)"
+                                                         if mt.key == "index" else "")))
+    elif mt is not None and mt.key == "fd" and _number(fields.get("max_entries", "0")) not in (0, None):
+        owner = {"task": "task", "sk": "socket", "inode": "inode", "cgrp": "cgroup"}.get(
+            kind.split("_")[0], "object")
+        wrong.append((f"{_a(kind)} map keeps one value per {owner}, so it takes "
+                      f"no max_entries, and the declaration gives {fields['max_entries']}",
+                      "delete __uint(max_entries, ...)"))
     elif mt is not None and mt.example.max_entries and _number(fields.get("max_entries", "")) == 0:
         wrong.append(("its max_entries is 0", "give it at least 1 entry"))
     if mt is not None and mt.key in ("index", "stored") and mt.values == "data":
@@ -183,13 +190,25 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
             if part not in fields and f"{part}_size" not in fields:
                 wrong.append((f"it declares no {part} type", f"add __type({part}, __u32)" if part
                               == "key" else "add __type(value, __u64) (or the struct it holds)"))
+    if mt is not None and mt.key == "fd" and "BPF_F_NO_PREALLOC" not in fields.get("map_flags", ""):
+        wrong.append((f"{_a(kind)} map must be declared with the flag BPF_F_NO_PREALLOC",
+                      "add __uint(map_flags, BPF_F_NO_PREALLOC)"))
+    if mt is not None and mt.values in _FD_VALUES and re.search(r"64|long|struct|\[", fields.get("value", "")):
+        wrong.append((f"its values are {_FD_VALUES[mt.values]} (4 bytes), and the declaration gives "
+                      f"__type(value, {fields['value']})", "write __type(value, __u32)"))
+    if mt is not None and mt.key in ("index", "stored") and mt.values == "data":
         if mt.key == "index" and re.search(r"64|long", fields.get("key", "")):
             wrong.append((f"its key is {fields['key']}, where {_a(kind)} map's key is a 32-bit index",
                           "write __type(key, __u32)"))
     why = os.strerror(err)
+    if not wrong and err in (errno.E2BIG, errno.ENOMEM):
+        return LoadError(f"The map {name!r} ({kind}) is too big for the kernel ({why}){place}",
+                         f"lower the max_entries of {name} (or the size of its value): "
+                         "max_entries x the value's size must fit in the kernel's memory.",
+                         detail=detail, errno=err)
     if not wrong:
-        return LoadError(f"The kernel refused to create the map {name!r} ({kind}) as declared"
-                         f"{place}It says: {why}.",
+        return LoadError(f"The kernel refused to create the map {name!r} ({kind}) as declared "
+                         f"({why}){place}",
                          f"check the declaration of {name}: its max_entries must be at least 1, and "
                          "its key and value types must suit its type (an array's key is a __u32 "
                          "index; a ring buffer has neither).", detail=detail, errno=err)
@@ -197,6 +216,11 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
         f"The map {name!r} ({kind}) cannot be made as declared: {wrong[0][0]}{place}"
         f"The kernel says: {why}.",
         "; ".join(w[1] for w in wrong) + f" in the declaration of {name}.", detail=detail, errno=err)
+
+
+# the maps whose values are the numbers of other objects (an fd or an index; 4 bytes)
+_FD_VALUES = {"program": "programs' fds", "perf_event": "perf events' fds", "map": "maps' fds",
+              "cgroup": "cgroups' fds", "xsk_socket": "AF_XDP sockets' fds"}
 
 
 def _a(word: str) -> str:
