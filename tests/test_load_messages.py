@@ -289,3 +289,13 @@ def test_a_congestion_control_missing_a_required_operation_is_named(members, mis
     assert missing in e.what and "at line 5 of" in e.what and "must be one that no" not in e.hint
     named = libbpf_load.register_refused("cc", 17, "", source, WHERE, 2)   # EEXIST: the name
     assert "name must be one that no loaded algorithm has" in named.hint
+
+
+@pytest.mark.unit
+def test_clangs_undeclared_function_gets_the_libbpf_hint():
+    source = program("syscall", "return twice(2);", before="static int twice_it(int x) { return x; }\n")
+    assert "did you mean twice_it()" in libbpf_load.compile_hint(
+        "line 7: error: call to undeclared function 'twice'; ISO C99 and later do not support", source)
+    assert "__ksym" in libbpf_load.compile_hint("line 7: error: call to undeclared function 'bpf_frob'",
+                                                 source)
+    assert libbpf_load.compile_hint("line 7: error: expected ';'", source) == ""

@@ -171,6 +171,7 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
         shown.append(line.replace(str(src), where).replace(f"{vmlinux_h()}/", ""))
     first = errors[0] if errors else (said.strip().splitlines() or ["clang failed"])[0]
     raise CompileError(f"clang could not compile {where}: {first}",
+                       libbpf_load.compile_hint(first, text) or
                        "fix that line and run the cell again (clang's messages are above; "
                        "the first error is usually the one to fix).",
                        detail="\n".join(shown[:30]))

@@ -146,6 +146,20 @@ def unknown_map_field(name: str, field: str, source: str, where: str, first_line
         detail=detail, errno=errno.EINVAL)
 
 
+def compile_hint(error: str, source: str) -> str:
+    """The hint for clang's first error on libbpf C where it is a call of a function the code
+    does not declare (clang 16 and later refuse it; clang 14 leaves it to libbpf, above)."""
+    m = re.search(r"(?:implicit declaration of|call to undeclared) function '(\w+)'", error)
+    if not m:
+        return ""
+    own = nearest(m.group(1), re.findall(r"\b(\w+)\s*\([^;{}()]*\)\s*\{", source), n=1, cutoff=0.7)
+    if own:
+        return f"did you mean {own[0]}()? Call it by the name it is defined with."
+    return (f"{m.group(1)} is not declared: a BPF helper comes from <bpf/bpf_helpers.h> (check "
+            "its spelling); a kfunc of the kernel is declared above its use with __ksym, e.g. "
+            "`extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;`.")
+
+
 def map_declaration(name: str, kind: str, err: int, source: str, where: str, first_line: int,
                     detail: str) -> LoadError:
     """The kernel refused to create the map `name` (of type `kind`) as the code declares it:
