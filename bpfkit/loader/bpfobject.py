@@ -44,10 +44,13 @@ from ..core import atomic, maptypes
 from ..core.guard import Guard, Shared, held
 from ..core.errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull,
                            MapNotFound, NotFound, ProgramClosed, SetupError, UsageError,
-                           VerifierError, did_you_mean)
+                           did_you_mean)
 from ..host import lifetime
 from ..maps import Map, btf
+from . import verifier
+from .diagnostics import libbpf_load
 from .diagnostics.clang import DIAGNOSTIC
+from .diagnostics.libbpf_c import bcc_style, written_for
 from .program import resolve
 
 MAP_TYPE_STRUCT_OPS = maptypes.get("struct_ops").number
@@ -155,6 +158,8 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
         tmp.replace(kept)
         return
     said = done.stderr
+    if written_for(text) == "bcc":   # clang's errors about BCC's macros would say nothing
+        raise bcc_style(text, where, first_line)
     errors, shown = [], []
     for line in said.splitlines():
         m = DIAGNOSTIC.match(line)
@@ -165,9 +170,10 @@ def compile_object(text: str, out: Path, *, where: str = "your C code", first_li
                 errors.append(line)
         elif line.startswith(("PLEASE submit", "Stack dump")):
             break
-        shown.append(line.replace(str(src), where))
+        shown.append(line.replace(str(src), where).replace(f"{vmlinux_h()}/", ""))
     first = errors[0] if errors else (said.strip().splitlines() or ["clang failed"])[0]
     raise CompileError(f"clang could not compile {where}: {first}",
+                       libbpf_load.compile_hint(first, text) or
                        "fix that line and run the cell again (clang's messages are above; "
                        "the first error is usually the one to fix).",
                        detail="\n".join(shown[:30]))
@@ -248,6 +254,7 @@ class LoadedProgram(NamedTuple):
 
 class BpfObject:
     """A loaded libbpf object: its programs, maps and links. `obj["map"]` is a bpfkit Map."""
+    place = ("your C code", 1)   # (where its source is, the number of its first line): for errors
 
     def __init__(self, name: str, source: str, types: dict | None = None):
         self.name, self.source = name, source
@@ -388,7 +395,9 @@ class BpfObject:
             except OSError as e:
                 err = e.errno
         if err:
-            raise _load_error(self.name, err, "".join(said), self._map_types())
+            # open failed: no object to ask for its maps (libbpf's next_map(NULL) would crash)
+            raise _load_error(self.name, err, "".join(said), self._map_types() if self._obj else {},
+                              self.source, *self.place)
 
     def _struct_ops_as_links(self) -> None:
         """Register struct_ops through a link (BPF_F_LINK) wherever the kernel can: a link goes
@@ -434,9 +443,8 @@ class BpfObject:
                     link = lib.bpf_program__attach(p)
             except OSError as e:
                 name = lib.bpf_program__name(p).decode()
-                raise LoadError(f"libbpf could not attach {name!r} (SEC(\"{section}\")): "
-                                f"{e.strerror}.", "check the section name.",
-                                detail=_libbpf_lines("".join(said)), errno=e.errno) from None
+                raise libbpf_load.attach_refused(name, section, e.errno, "".join(said), self.source,
+                                                 *self.place) from None
             self._links.append(link)
         for m in self._each(lib.bpf_object__next_map):
             if lib.bpf_map__type(m) != MAP_TYPE_STRUCT_OPS:
@@ -446,14 +454,14 @@ class BpfObject:
                 with messages() as said:
                     link = lib.bpf_map__attach_struct_ops(m)
             except OSError as e:
-                raise _register_refused(name, e.errno, "".join(said)) from None
+                raise _register_refused(name, e.errno, "".join(said), self.source, *self.place) from None
             self._links.append(link)
             if lib.bpf_map__map_flags(m) & BPF_F_LINK and lib.bpf_link__fd(link) == lib.bpf_map__fd(m):
                 # libbpf 1.1 only stored the ops (a link map waits, not registered): the link is ours
                 try:
                     fd = lib.bpf_link_create(lib.bpf_map__fd(m), 0, struct_ops_attach_type(), None)
                 except OSError as e:
-                    raise _register_refused(name, e.errno) from None
+                    raise _register_refused(name, e.errno, "", self.source, *self.place) from None
                 self._link_fds.append(fd)
             self.struct_ops.append(name)
 
@@ -484,39 +492,54 @@ class BpfObject:
         self.close()
 
 
-def _register_refused(name: str, err: int, said: str = "") -> LoadError:
-    return LoadError(f"The kernel refused to register the struct_ops {name!r}: {os.strerror(err)}.",
-                     "a congestion control's name must be one that no loaded algorithm has (see "
-                     "/proc/sys/net/ipv4/tcp_available_congestion_control), at most 15 characters.",
-                     detail=_libbpf_lines(said), errno=err)
+def _register_refused(name: str, err: int, said: str = "", source: str = "",
+                      where: str = "your C code", first_line: int = 1) -> LoadError:
+    return libbpf_load.register_refused(name, err, said, source, where, first_line)
 
 
 def _libbpf_lines(said: str) -> str:
-    return "\n".join(line for line in said.splitlines() if line.strip())[-3000:]
+    return "\n".join(libbpf_load.libbpf_lines(said))[-3000:]
 
 
-def _load_error(name: str, err: int, said: str, map_types: dict[str, str]) -> BpfkitError:
-    log = re.search(r"-- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", said, re.S)
+def _load_error(name: str, err: int, said: str, map_types: dict[str, str], source: str = "",
+                where: str = "your C code", first_line: int = 1) -> BpfkitError:
+    """What libbpf said while opening and loading `name`, as the learner's mistake: the first
+    line is the reason, at the learner's line where it has one (never libbpf's last words, which
+    name the kit's temporary object file)."""
+    log = re.search(r"prog '(\w+)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --", said, re.S)
     if log:
-        lines = [line for line in log.group(1).splitlines() if line.strip()]
-        last = next((line for line in reversed(lines) if not line.startswith(("processed", "verification time"))),
-                    "")
-        return VerifierError(f"The kernel's verifier refused a program of {name}: {last}",
-                             "the verifier's last lines, above, say which instruction it could "
-                             "not prove safe.", detail="\n".join(lines[-12:]), errno=err)
+        program, text = log.groups()
+        section = libbpf_load.section_of(source, program)
+        if not re.search(r"^\d+: ", text, re.M) and section.startswith("struct_ops"):
+            return libbpf_load.unused_struct_ops(program, section, source, where, first_line,
+                                                 _libbpf_lines(said), err)
+        license = re.search(r'SEC\(\s*"license"\s*\)\s*=\s*"([^"]*)"', source)
+        return verifier.load_error(text, program, source, where, err, first_line,
+                                   license=license.group(1) if license else "", style="libbpf")
+    known = libbpf_load.load_refused(name, err, said, source, where, first_line)
+    if known is not None:   # libbpf's own reading of the source: before any kernel's answer
+        return known
     # A map the kernel would not make, or a program it would not take, before any verifier
-    # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit.
+    # ran: the kernel's policy or a feature it lacks, named as everywhere else in the kit; a
+    # declaration the kernel cannot make a map of, named with what it lacks.
     made = re.search(r"map '([\w.]+)': failed to create: .*?\((-?\d+)\)", said)
     if made and abs(int(made.group(2))) not in (errno.EINVAL, errno.E2BIG, errno.ENOMEM):
         kind = map_types.get(made.group(1), "such")
         return refusal.explain(abs(int(made.group(2))), f"{kind} maps")
+    if made:
+        return libbpf_load.map_declaration(made.group(1), map_types.get(made.group(1), "such"),
+                                           abs(int(made.group(2))), source, where, first_line,
+                                           _libbpf_lines(said))
     if err in (errno.EPERM, errno.EOPNOTSUPP, refusal.ENOTSUPP):
         return refusal.explain(err, f"loading {name}")
-    reasons = [line.removeprefix("libbpf: ") for line in said.splitlines() if line.startswith("libbpf: ")]
-    reason = reasons[-1] if reasons else os.strerror(err)
+    reason = libbpf_load.first_reason(said) or os.strerror(err)
+    older = re.search(r"unknown|unrecognized|not supported", reason, re.I) and "map" in reason
     return LoadError(f"libbpf could not load {name}: {reason}",
-                     "libbpf's own words are above; an unknown map type or section means this "
-                     "libbpf is older than the feature.", detail="\n".join(reasons[-8:]), errno=err)
+                     "an unknown map type means this libbpf is older than the feature: "
+                     "`python -m bpfkit doctor` names its version." if older else
+                     "libbpf's lines above, first to last, say what it tried; the first names "
+                     "the problem.",
+                     detail=_libbpf_lines(said), errno=err)
 
 
 def load(source: str, *, name: str | None = None, types: dict | None = None,
@@ -529,6 +552,7 @@ def load(source: str, *, name: str | None = None, types: dict | None = None,
     text, path, _ = resolve(source, ".bpf.c")
     name = name or (path.name.split(".")[0] if path else "prog")
     obj = BpfObject(name, text, types)
+    obj.place = (where or name, first_line)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / f"{name}.bpf.o"
         compile_object(text, out, where=where or f"{name}", first_line=first_line, cflags=cflags)

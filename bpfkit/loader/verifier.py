@@ -1,10 +1,12 @@
 """What the verifier's log means, in the learner's words and at the learner's line.
 
 BCC prints the kernel's verifier log on stderr when a function is refused (`diagnostics` collects
-it). The log quotes the source lines of BCC's rewritten C with BCC's line numbers; the
-functions below find the learner's own line, recognise the refusals learners meet most (a loop
-the verifier cannot bound, a key passed by value, a GPL-only helper, a missing NULL check) and
-say what to do.
+it); libbpf hands it to `bpfobject` between its "PROG LOAD LOG" lines. The log quotes source
+lines ("; code @ file:row"): BCC's rewritten C with BCC's line numbers, or the learner's own file
+compiled by clang. The functions below find the learner's own line, recognise the refusals
+learners meet most (a loop the verifier cannot bound, a key passed by value, a GPL-only helper,
+a missing NULL check, a callback left out) and say what to do, in the words of the C the learner
+wrote (`style`: "bcc" or "libbpf").
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from ..access import refusal
 from ..core.errors import LoadError, VerifierError
 from .diagnostics import describe_function, norm, pass_a_pointer
 
+# a source line the log quotes: "; u64 c = *p; @ main.c:28" (BCC) or "@ count.bpf.c:12" (clang)
+_QUOTED = re.compile(r"^; (.*) @ [^\s:]+:(\d+)$")
+
 _VERIFIER_HINTS = [
-    ("map_value_or_null", "the program uses a map lookup's result without checking it: "
-     "lookup() returns NULL when the key is missing, so write `if (p) { ... }` before using *p."),
     ("invalid mem access 'scalar'", "the program dereferences a number as if it were a pointer; "
      "read kernel memory with bpf_probe_read_kernel() instead."),
     ("unreachable insn", "some code can never run; the verifier refuses dead code."),
@@ -37,10 +40,11 @@ _VERIFIER_HINTS = [
 
 
 def load_error(output: str, function: str, source: str, where: str, errno_: int,
-               first_line: int = 1, license: str = "GPL", prog_type: str = ""):
+               first_line: int = 1, license: str = "GPL", prog_type: str = "", style: str = "bcc"):
     """The kernel refused `function` (loaded as a `prog_type` program): a VerifierError with the
     log's key lines, or why else. A refusal with no verifier log is the kernel's answer to the
-    program type itself (forbidden, or absent), so it names the type."""
+    program type itself (forbidden, or absent), so it names the type. In libbpf `style` the
+    message's first line is the verifier's reason (the learner reads a libbpf refusal there)."""
     described = describe_function(function)
     as_type = f" as {'an' if prog_type[:1] in 'aeiouxl' else 'a'} {prog_type} program" if prog_type else ""
     lines = source.splitlines()
@@ -54,26 +58,50 @@ def load_error(output: str, function: str, source: str, where: str, errno_: int,
     reason = next((l for l in reversed(log) if not l.startswith("processed") and not re.match(r"^\d+: ", l)
                    and not l.startswith(";") and not l.startswith("bpf:")), log[-1])
     row, place = _refused_line(log, lines, where, first_line)
-    key_lines = [_own_line_number(l, lines, log, first_line)
-                 for l in log if not l.startswith("bpf:")][-6:]
+    key_lines = [k for k in (_own_line_number(l, lines, log, first_line)
+                             for l in log if not l.startswith("bpf:")) if k][-6:]
     detail = "Last lines of the verifier's log:\n" + "\n".join(key_lines)
     helper = next((m.group(1) for l in reversed(log) for m in [re.search(r"call (\w+)#\d+", l)] if m), None)
     if any(words in reason for words in _LOOP_WORDS):
         return _loop_error(described, function, row, lines, where, first_line, reason, detail)
     own = lines[row - 1] if row else ""
-    known = _helper_refused(described, reason, helper, own, place, license, detail)
+    known = _helper_refused(described, reason, helper, own, place, license, detail, style)
     if known is not None:
+        known.errno = errno_
         return known
     hint = next((h for key, h in _VERIFIER_HINTS if key in output),
                 "read the verifier's last lines above: they name the instruction it refused and why.")
+    if "map_value_or_null" in reason:
+        hint = null_check_hint(lines, row, style)
     loop = _enclosing_loop(lines, row) if row else None
     if loop and re.search(r"invalid (read|write|access)|out of bound|outside of|unbounded", reason):
         hint = (f"this is inside the loop at line {loop[0] + first_line - 1}: the verifier follows "
                 "it round by round, and on some round an index or pointer leaves the memory it "
                 "may touch. Check it against the size in the loop's condition "
                 "(e.g. `n < sizeof(buf) && buf[n] != 0`).")
+    if style == "libbpf":
+        # the reason leads: "...: R0 invalid mem access ..., at line N of WHERE:\n    code"
+        return VerifierError(f"The verifier refused {described}: {reason}"
+                             + ("," + place.rstrip() if place else "."),
+                             hint, detail=detail, errno=errno_)
     return VerifierError(f"The verifier refused {described}{place or '. '}It says: {reason}",
                          hint, detail=detail)
+
+
+def null_check_hint(lines: list[str], row: int | None, style: str = "bcc") -> str:
+    """The hint for a map lookup's result used unchecked, naming the learner's own pointer (the
+    one the nearest lookup above the refused line set)."""
+    lookup = None
+    for line in reversed(lines[:row or len(lines)]):
+        lookup = re.search(r"(\w+)\s*=\s*(?:\([^)]*\)\s*)?(bpf_map_lookup_elem|\w+\.lookup)\s*\(", line)
+        if lookup:
+            break
+    p, call = (lookup.group(1), lookup.group(2)) if lookup else (
+        "p", "bpf_map_lookup_elem" if style == "libbpf" else "lookup")
+    call = "bpf_map_lookup_elem()" if call == "bpf_map_lookup_elem" else "lookup()"
+    return (f"the program uses a map lookup's result without checking it: {call} returns NULL "
+            f"when the key is missing, so write `if ({p}) {{ ... }}` (or `if (!{p}) return 0;`) "
+            f"before using *{p}.")
 
 
 def _refused_without_a_log(described: str, function: str, lines: list[str], where: str,
@@ -90,20 +118,36 @@ def _refused_without_a_log(described: str, function: str, lines: list[str], wher
 def _refused_line(log: list[str], lines: list[str], where: str, first_line: int) -> tuple[int | None, str]:
     """(the learner's row of the last source line the log quotes, or None; that line as a
     message shows it: " at line N of WHERE:\n    code\n", or "" when the log quotes none)."""
-    last_source = next((l for l in reversed(log) if l.startswith("; ") and "@ main.c:" in l), None)
+    last_source = next((m for l in reversed(log) for m in [_QUOTED.match(l)] if m and m.group(1).strip()),
+                       None)
     if not last_source:
         return None, ""
-    text, _, num = last_source[2:].rpartition(" @ main.c:")
-    row = _source_row(text, int(num) if num.isdigit() else 0, lines, log)
+    text, num = last_source.groups()
+    row = _source_row(text, int(num), lines, log)
     if row:
         return row, f" at line {row + first_line - 1} of {where}:\n    {lines[row - 1].strip()}\n"
     return row, f" at:\n    {text.strip()}\n"
 
 
 def _helper_refused(described: str, reason: str, helper: str | None, line: str, place: str,
-                    license: str, detail: str) -> VerifierError | None:
-    """A helper refused for the program's license, or handed a map's address or a number
-    where it takes a map or a pointer (`line`: the learner's line the log names)."""
+                    license: str, detail: str, style: str = "bcc") -> VerifierError | None:
+    """A helper refused for the program's license, handed a number where it takes a callback,
+    or handed a map's address or a number where it takes a map or a pointer (`line`: the
+    learner's line the log names)."""
+    callback = re.match(r"R([1-5]) type=\w+ expected=func", reason)
+    if callback:
+        return _callback_missing(described, reason, helper, int(callback.group(1)), place, detail)
+    if "GPL" in reason and style == "libbpf":
+        said = (f"declares the license {license!r}, which is not GPL-compatible" if license
+                else 'declares no license (no SEC("license") line)')
+        return VerifierError(
+            f"{described[0].upper() + described[1:]} calls {helper or 'a helper'}, which only "
+            f"GPL-licensed programs may call, and the code {said}"
+            f"{(',' + place) if place else '. '}The verifier says: {reason}",
+            ('add the line char LICENSE[] SEC("license") = "GPL"; at the end of the code '
+             '("Dual BSD/GPL" is GPL-compatible too)' if not license else
+             'change the license line to char LICENSE[] SEC("license") = "GPL";')
+            + f", or do without {helper or 'that helper'}.", detail=detail)
     if "GPL" in reason:
         return VerifierError(
             f"The verifier refused {described}: it calls {helper or 'a helper'}, which only "
@@ -130,6 +174,32 @@ def _helper_refused(described: str, reason: str, helper: str | None, line: str, 
             f"the helper takes a pointer{(',' + place) if place else '. '}It says: {reason}",
             pass_a_pointer(line), detail=detail)
     return None
+
+
+# The callback each helper that takes one calls, as a C declaration (the kernel's documentation
+# of each helper, `man bpf-helpers`).
+_CALLBACKS = {
+    "bpf_user_ringbuf_drain": "static long on_message(struct bpf_dynptr *dynptr, void *ctx)",
+    "bpf_loop": "static long on_round(__u32 index, void *ctx)",
+    "bpf_for_each_map_elem": "static long on_elem(struct bpf_map *map, void *key, void *value, void *ctx)",
+    "bpf_find_vma": "static long on_vma(struct task_struct *task, struct vm_area_struct *vma, void *ctx)",
+    "bpf_timer_set_callback": "static int on_timer(void *map, int *key, void *value)",
+}
+
+
+def _callback_missing(described: str, reason: str, helper: str | None, arg: int, place: str,
+                      detail: str) -> VerifierError:
+    """A helper that calls back a function of the program was handed no function (NULL, or a
+    number) in argument `arg`."""
+    declared = _CALLBACKS.get(helper or "", "static long callback(...)")
+    fn = re.search(r"(\w+)\(", declared).group(1)
+    return VerifierError(
+        f"{described[0].upper() + described[1:]} passes no function as argument {arg} of "
+        f"{helper or 'a helper'}, which calls a callback function there"
+        f"{(',' + place) if place else '. '}The verifier says: {reason}",
+        f"write the callback as a function of its own, `{declared} {{ ...; return 0; }}`, "
+        f"above the code that calls {helper or 'the helper'}, and pass its name as argument "
+        f"{arg}: {helper or 'helper'}(..., {fn}, ...), not NULL.", detail=detail)
 
 
 _LOOP_WORDS = ("jumps is too complex", "back-edge", "infinite loop", "program is too large",
@@ -224,10 +294,13 @@ def _function_rows(lines: list[str], function: str) -> tuple[int, int] | None:
 
 def _own_line_number(log_line: str, lines: list[str], log: list[str], first_line: int) -> str:
     """"; u64 c = *p; @ main.c:28" (BCC's line) -> "; u64 c = *p;  (line 5)" (the learner's)."""
-    if not (log_line.startswith("; ") and " @ main.c:" in log_line):
+    quoted = _QUOTED.match(log_line)
+    if not quoted:
         return log_line
-    text, _, num = log_line[2:].rpartition(" @ main.c:")
-    row = _source_row(text, int(num) if num.isdigit() else 0, lines, log)
+    text, num = quoted.groups()
+    if not text.strip():
+        return ""
+    row = _source_row(text, int(num), lines, log)
     # the learner's own text: BCC's rewrite of it (bpf_pseudo_fd and all) means nothing to them
     return f"; {lines[row - 1].strip()}  (line {row + first_line - 1})" if row else f"; {text}"
 
@@ -269,10 +342,10 @@ def _source_row(text: str, row: int, lines: list[str], log: list[str]) -> int | 
         return before[0] if before else (same[0] if same else None)
     shifts = []
     for l in log:
-        if l.startswith("; ") and " @ main.c:" in l:
-            quoted, _, num = l[2:].rpartition(" @ main.c:")
+        if m := _QUOTED.match(l):
+            quoted, num = m.groups()
             match = [i for i, own in enumerate(lines, 1) if norm(own) == norm(quoted)]
-            if num.isdigit() and len(match) == 1 and match[0] <= int(num) <= row:
+            if len(match) == 1 and match[0] <= int(num) <= row:
                 shifts.append((int(num), int(num) - match[0]))
     if shifts:
         shift = max(shifts)[1]

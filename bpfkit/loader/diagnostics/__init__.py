@@ -1,8 +1,9 @@
 """Turning what clang, BCC and LLVM print about a compile into a learner's error, one module
 per source of words: `clang` (its diagnostics, at the learner's own line), `llvm` (its fatal
-errors that end the compiling process), `libbpf_c` (libbpf-style C handed to BCC), `maps` (a map
-the kernel refused to create), `check_compile` (how the throwaway compile ended) and `shared`
-(BCC's stderr caught, and the words all of them use).
+errors that end the compiling process), `libbpf_c` (libbpf-style C handed to BCC, BCC C handed
+to clang), `libbpf_load` (what libbpf says when it cannot load, attach or register an object),
+`maps` (a map the kernel refused to create), `check_compile` (how the throwaway compile ended)
+and `shared` (BCC's stderr caught, and the words all of them use).
 
 The functions below trim that output to the lines that matter, point at the learner's own file
 or cell, and add a hint in words. The verifier's log has a module of its own, `verifier`.

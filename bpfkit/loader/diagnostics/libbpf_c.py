@@ -10,18 +10,59 @@ from ...core.errors import CompileError
 from .shared import title
 
 _STYLE = re.compile(r'\bSEC\s*\(\s*"|__uint\s*\(\s*type\b|<bpf/bpf_helpers\.h>|"vmlinux\.h"')
+# BCC's own words: its map macros, probe macros, map methods and print helper
+_BCC_STYLE = re.compile(r"\bBPF_(?:HASH|ARRAY|TABLE\w*|PERF_OUTPUT|RINGBUF_OUTPUT|HISTOGRAM|PERCPU_\w+|"
+                        r"LRU_HASH|QUEUE|STACK|PROG_ARRAY|LPM_TRIE|STACK_TRACE|DEVMAP|CPUMAP|XSKMAP|"
+                        r"SOCKMAP|SOCKHASH|TASK_STORAGE|SK_STORAGE|INODE_STORAGE|CGROUP_STORAGE|"
+                        r"USER_RINGBUF)\s*\(|\b(?:RAW_)?TRACEPOINT_PROBE\s*\(|\bKFUNC_PROBE\s*\(|"
+                        r"\bkprobe__\w+\s*\(|\.\s*(?:perf_submit|ringbuf_output|increment|"
+                        r"atomic_increment|lookup_or_try_init|lookup|update|insert)\s*\(|"
+                        r"\bbpf_trace_printk\s*\(")
+
+
+def written_for(source: str) -> str | None:
+    """Which loader C text is written for: "libbpf" (SEC(...) sections, BTF-defined maps,
+    libbpf's headers: %%bpfobject), "bcc" (BCC's macros and map methods: %%bpf), or None where
+    it shows neither. libbpf's marks win: its C may call bpf_trace_printk too."""
+    if _STYLE.search(source):
+        return "libbpf"
+    return "bcc" if _BCC_STYLE.search(source) else None
 
 
 def is_libbpf_c(source: str) -> bool:
-    return bool(_STYLE.search(source))
+    return written_for(source) == "libbpf"
+
+
+def declared_maps(source: str) -> dict[str, dict[str, str]]:
+    """Each map of SEC(".maps"), by name: its __uint/__type fields as written (type, key,
+    value, max_entries, ...)."""
+    return {name: dict(re.findall(r"__(?:uint|type|array)\s*\(\s*(\w+)\s*,\s*([^)]*?)\s*\)", body))
+            for body, name in re.findall(r"struct\s*\{(.*?)\}\s*(\w+)\s+SEC\s*\(\s*\"\.maps\"\s*\)",
+                                         source, re.S)}
+
+
+def bcc_style(source: str, where: str, first_line: int = 1) -> CompileError:
+    """BCC C handed to clang for libbpf (%%bpfobject): clang's errors about macros it has never
+    heard of say nothing; name the other cell magic, and BCC's pieces the text uses."""
+    found = []
+    for row, line in enumerate(source.splitlines(), first_line):
+        m = _BCC_STYLE.search(line)
+        if m:
+            found.append(f"  - line {row}: {line.strip()}")
+    return CompileError(
+        f"{title(where)} is BCC C (BCC's map macros, probe macros and map methods, such as "
+        "BPF_HASH(...), TRACEPOINT_PROBE(...), map.lookup(...), events.perf_submit(...)), and "
+        "%%bpfobject compiles C written for libbpf with clang alone, which knows none of them.",
+        "load it with %%bpf NAME (or bpfkit.load(...)), which compiles with BCC; or rewrite it "
+        "for libbpf, as the lessons' *.bpf.c programs are written (SEC(\"tracepoint/...\"), maps "
+        'declared in SEC(".maps"), bpf_map_lookup_elem(&map, &key)).',
+        detail="BCC's pieces in it:\n" + "\n".join(found[:8]))
 
 
 def libbpf_style(source: str, where: str) -> CompileError:
     """C written for libbpf (SEC(...) sections, BTF-defined maps), which BCC does not read:
     what each of its pieces is in BCC's words."""
-    steps = []
-    for body, name in re.findall(r"struct\s*\{(.*?)\}\s*(\w+)\s+SEC\s*\(\s*\"\.maps\"\s*\)", source, re.S):
-        steps.append(_bcc_map(name, dict(re.findall(r"__(?:uint|type)\s*\(\s*(\w+)\s*,\s*([^)]*?)\s*\)", body))))
+    steps = [_bcc_map(name, fields) for name, fields in declared_maps(source).items()]
     for section, fn in re.findall(r'SEC\s*\(\s*"([^"]+)"\s*\)\s*(?:static\s+)?(?:__always_inline\s+)?\w+\s+(\w+)\s*\(', source):
         steps.append(_bcc_function(section, fn))
     if re.search(r'SEC\s*\(\s*"license"\s*\)', source):
@@ -38,9 +79,11 @@ def libbpf_style(source: str, where: str) -> CompileError:
             steps.append(f"bpf_map_{helper}_elem(&{m.group(1)}, ...): write {m.group(1)}.{method}.")
     return CompileError(
         f"{title(where)} is written for libbpf (SEC(...) sections, maps declared as "
-        'struct { __uint(type, ...) } name SEC(".maps")), and BCC, which bpfkit compiles with, '
+        'struct { __uint(type, ...) } name SEC(".maps")), and %%bpf compiles with BCC, which '
         "says those things its own way.",
-        "rewrite each piece as listed above; the lessons' programs in bpf/ show every form.",
+        "load it with %%bpfobject NAME (or bpfkit.loader.bpfobject.load(...)), which compiles "
+        "libbpf C with clang; or, for %%bpf, rewrite each piece as listed above (the lessons' "
+        "programs in bpf/ show every form).",
         detail="In BCC's words:\n" + "\n".join(f"  - {step}" for step in steps))
 
 

@@ -69,7 +69,13 @@ def describe_function(fn: str) -> str:
 def pass_a_pointer(line: str) -> str:
     """The hint for a map's key or value passed by value, with the learner's own names."""
     call = re.search(r"(\w+)\.(lookup|update|insert|delete)\s*\(\s*(\w+)", line)
-    if call:
+    helper = re.search(r"bpf_map_(lookup|update|delete)_elem\s*\(\s*&?\s*(\w+)\s*,\s*(\w+)", line)
+    if helper:  # libbpf C calls the helper itself
+        method, name, key = helper.groups()
+        more = ", &value, BPF_ANY" if method == "update" else ""
+        call_of = f"bpf_map_{method}_elem(&{name}, "
+        example = f"write {call_of}&{key}{more}), not {call_of}{key}{more})"
+    elif call:
         name, method, key = call.groups()
         more = ", &value" if method in ("update", "insert") else ""
         example = f"write {name}.{method}(&{key}{more}), not {name}.{method}({key}{more})"
