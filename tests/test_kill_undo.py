@@ -34,7 +34,7 @@ from bpfkit.maps import pins
 ROOT = Path(__file__).resolve().parents[1]
 # Names of the kernel objects the children make: none of them may be left.
 NAMES = {"l19", "l19_init", "l19_cong_avoid", "l19_ssthresh", "l19_undo_cwnd", "samples",
-         "l19_cc.bss", "kill_xdp", "kill_egress", "kill_pin", "kill_next", "counter"}
+         "kill_l19.bss", "kill_xdp", "kill_egress", "kill_pin", "kill_next", "counter"}
 
 XDP = "int kill_xdp(struct xdp_md *ctx) { return XDP_PASS; }"
 EGRESS = "int kill_egress(struct __sk_buff *skb) { return 1; }"
