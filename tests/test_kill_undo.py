@@ -229,3 +229,22 @@ def test_reset_names_what_it_freed():
                           env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "cgroups: removed bpfkit-kill" in said, said
     assert not (cgroup.mount() / "bpfkit-kill").exists()
+
+
+@pytest.mark.unit
+def test_free_dead_undoes_a_dead_owners_claims_and_keeps_a_live_owners(tmp_path, monkeypatch):
+    """The records alone, with no kernel: a dead owner's folder goes with its record; what a
+    live process (this one) claimed stays, and so does its record."""
+    monkeypatch.setattr(lifetime, "OWNERS", tmp_path / "owners")
+    dead_dir, live_dir = tmp_path / "bpfkit-c-dead", tmp_path / "bpfkit-c-live"
+    dead_dir.mkdir(), live_dir.mkdir()
+    lifetime.claim("dir", str(live_dir))
+    dead = lifetime.OWNERS / "owner-999999999-1.json"   # no such pid: a dead owner
+    dead.write_text(f'{{"mark": "999999999:1", "claims": {{"dir": ["{dead_dir}"], '
+                    f'"made by a newer kit": ["x"]}}}}')
+    assert lifetime.free_dead() == {"dir": [str(dead_dir)]}
+    assert not dead_dir.exists() and live_dir.is_dir()
+    assert "made by a newer kit" in dead.read_text()   # a kind with no undoer here is kept
+    assert lifetime.orphans("dir") == set()
+    lifetime.release("dir", str(live_dir))
+    assert not list(lifetime.OWNERS.glob(f"owner-{os.getpid()}-*"))
