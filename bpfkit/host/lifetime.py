@@ -288,8 +288,8 @@ def _struct_ops(entry: str) -> None:
 
 
 _undo = {"pin": _unlink, "dir": _rmtree, "sysctl": _sysctl, "struct_ops": _struct_ops}
-# The order a dead process's changes are undone in: the same as close_all's, so a cgroup goes
-# before the programs in it, and a pin last.
+# The order a dead process's changes are undone in, as close_all's: labs (their XDP programs go
+# with the cables), cgroups (the programs attached to them go with them), folders, pins last.
 UNDO_ORDER = ("struct_ops", "sysctl", "netdev", "cgroup", "dir", "pin")
 
 
