@@ -69,7 +69,7 @@ def reset(keep_lessons: bool, forget_progress: bool) -> int:
         else:
             print("lessons: all as shipped already")
     left = kit.leftovers()
-    for kind in ("pins", "cgroups", "network", "files"):
+    for kind in (k for k in left if k != "held"):
         print(f"{kind}: removed {', '.join(left[kind])}" if left[kind] else f"{kind}: nothing left behind")
     for line in left["held"]:
         print(f"still loaded: {line}")

@@ -3,7 +3,8 @@ the kernel or the system, for a fresh start or the next learner at this machine.
 
 A learner's edited notebooks are not thrown away: each goes to `notebooks/.backup/<time>/` before
 the shipped one (the clone's committed version, through git) takes its place. What a dead notebook
-left behind (pins, cgroups, network namespaces and cables) is removed; programs and maps that a
+left behind (struct_ops registrations, a sysctl, pins, cgroups, network namespaces and cables,
+folders) is removed, and each is named; programs and maps that a
 running notebook kernel still holds are that kernel's, so they are named, with the way to free them.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from .lab import cgroup, net
 from .loader import compiler
 from .access import kernel
+from .host import lifetime
 from .lessons import progress
 from .core.errors import SetupError
 from .maps import pins
@@ -48,11 +50,18 @@ def lessons(kit: Path = KIT) -> dict[str, list[str]]:
 
 
 def leftovers() -> dict[str, list[str]]:
-    """Remove what dead bpfkit processes left (pins, cgroups, namespaces and cables, the compiler's
-    short kallsyms files), and name the
-    live processes that still hold BPF programs or maps."""
-    removed = {"pins": pins.cleanup_stale(), "cgroups": cgroup.cleanup_stale(),
-               "network": net.cleanup_stale(), "files": compiler.remove_orphans()}
+    """Remove what dead bpfkit processes left (what their records under /run/bpfkit name:
+    struct_ops registrations, a sysctl, cgroups, namespaces and cables, folders, pins; then
+    what older runs left without a record: marked cgroups, `bpfkit-*` interfaces, the
+    compiler's short kallsyms files), and name the live processes that still hold BPF programs
+    or maps. {category: [what was removed]}: every category is listed, empty when nothing was."""
+    undone = lifetime.free_dead()
+    removed = {"struct_ops": undone.get("struct_ops", []), "sysctls": undone.get("sysctl", []),
+               "pins": undone.get("pin", []) + pins.cleanup_stale(),
+               "cgroups": [Path(c).name for c in undone.get("cgroup", [])] + cgroup.cleanup_stale(),
+               "network": undone.get("netdev", []) + net.cleanup_stale(),
+               "files": undone.get("dir", []) + compiler.remove_orphans()}
+    removed = {kind: sorted(set(names)) for kind, names in removed.items()}
     held = []
     for pid in _kernels():
         objects = kernel.held_by(pid)

@@ -79,8 +79,7 @@ def test_bpf_stats_counts_and_restores_the_setting(uid):
         before = f.read().strip()
     with pytest.raises(RuntimeError):
         with kernel.bpf_stats(), bpfkit.load("counter", name="test_stats_counter") as counter:
-            with open(kernel.BPF_STATS_SYSCTL) as f:
-                assert f.read().strip() == "1"
+            # (through BPF_ENABLE_STATS the sysctl is not written: the counts below are the proof)
             children.run_as(uid, 20)
             info = kernel.prog_info(counter.program_ids()[0])
             assert info["run_cnt"] >= 20 and info["run_time_ns"] > 0

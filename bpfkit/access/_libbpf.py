@@ -95,6 +95,7 @@ PROTOTYPES = {
     "bpf_map_get_fd_by_id": (i32, [u32], NEG),
     "bpf_link_get_fd_by_id": (i32, [u32], NEG),
     "bpf_obj_get_info_by_fd": (i32, [i32, vp, u32p], NEG),
+    "bpf_enable_stats": (i32, [i32], NEG),   # statistics on while its fd is open (Linux 5.8)
     # one entry at a time
     "bpf_map_lookup_elem": (i32, [i32, vp, vp], NEG),
     "bpf_map_lookup_elem_flags": (i32, [i32, vp, vp, u64], NEG),

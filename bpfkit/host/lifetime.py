@@ -9,20 +9,33 @@ programs detach), programs, sockets (AF_XDP), the maps the learner made, and
 pins last.
 
 Some things outlive a process that dies without exiting cleanly (SIGKILL, a crashed kernel):
-network namespaces, veth cables and pins stay until someone removes them. `claim()` writes
-their names to a record of this process under /run/bpfkit, so that a later run can tell a
-leftover of a dead process (`orphans()`) from something a live notebook still uses (`owners()`).
+network namespaces, veth cables, cgroups (with the programs attached to them), pins, folders
+in /tmp, a sysctl turned on, a struct_ops registration made without a link. `claim()` writes
+their names to a record of this process under /run/bpfkit BEFORE the change is made, so that
+a later run can tell a leftover of a dead process (`orphans()`) from something a live notebook
+still uses (`owners()`), and `free_dead()` undoes it: every load and every lab calls it (cheap
+when no record of a dead process exists), and so does `python -m bpfkit reset`. Each kind is
+undone by the module that makes it (`undoer()`); the simple ones (pins, folders, sysctls,
+struct_ops) here.
+
+Test switch: with the environment variable BPFKIT_KILL_AFTER=<kind> (or <kind>:<n>, the n-th
+time), `made(kind)`, which the kit calls right after it makes a change of that kind, SIGKILLs
+this process (tests/test_kill_undo.py kills at each such moment).
 """
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import shutil
+import signal
+import sys
 import threading
 import warnings
 from pathlib import Path
 
 from ..core.errors import CleanupError, UsageError
+from ..access import kernel
 
 ORDER = ("child", "lab", "cgroup", "program", "socket", "map", "pin")  # sockets: AF_XDP (bpfkit.lab.xsk)
 OWNERS = Path("/run/bpfkit")
@@ -236,3 +249,126 @@ def forget_orphans(kind: str, names) -> None:
                 path.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+# -- undoing what a dead process changed ----------------------------------------------------
+
+def _unlink(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+def _rmtree(path: str) -> None:
+    """A folder the kit made in /tmp (a compiled C program's sources and binary)."""
+    if Path(path).name.startswith(PREFIX):   # never more than the kit's own folders
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sysctl(entry: str) -> None:
+    """"<path under /proc/sys>=<value before>": write the value back."""
+    path, _, value = entry.partition("=")
+    if path.startswith("/proc/sys/"):
+        Path(path).write_text(value)
+
+
+def _struct_ops(entry: str) -> None:
+    """"<map id>:<map name>": unregister a struct_ops map registered without a link (deleting
+    its one element is how the kernel is told), if the id still names that map."""
+    map_id, _, name = entry.partition(":")
+    info = kernel.map_info(int(map_id)) if map_id.isdigit() else None
+    if not info or info.get("name") != name:
+        return   # gone with its owner (a link), or the id names another map now
+    fd = kernel.lib.bpf_map_get_fd_by_id(int(map_id))
+    try:
+        key = kernel.ct.c_uint32(0)
+        kernel.lib.bpf_map_delete_elem(fd, kernel.ct.byref(key))
+    except OSError:
+        pass   # not registered (a link map whose link went): the map goes once unused
+    finally:
+        os.close(fd)
+
+
+_undo = {"pin": _unlink, "dir": _rmtree, "sysctl": _sysctl, "struct_ops": _struct_ops}
+# The order a dead process's changes are undone in, as close_all's: labs (their XDP programs go
+# with the cables), cgroups (the programs attached to them go with them), folders, pins last.
+UNDO_ORDER = ("struct_ops", "sysctl", "netdev", "cgroup", "dir", "pin")
+
+
+def undoer(kind: str, undo) -> None:
+    """Name how a `kind` a dead process claimed is undone: `undo(name)` (the module that makes
+    that kind registers it on import)."""
+    _undo[kind] = undo
+
+
+def _dead_records() -> list[Path]:
+    """The records of processes that are gone, told from the file name alone (owner-PID-START),
+    so that with none the check costs one listdir and a stat per live owner."""
+    try:
+        names = os.listdir(OWNERS)
+    except OSError:
+        return []
+    dead = []
+    for name in names:
+        if name.startswith("owner-") and name.endswith(".json"):
+            pid, _, start = name[len("owner-"):-len(".json")].partition("-")
+            if not alive(f"{pid}:{start}"):
+                dead.append(OWNERS / name)
+    return dead
+
+
+def free_dead() -> dict[str, list[str]]:
+    """Undo what processes that died without cleaning up (SIGKILL) left in the system, and
+    forget their records; never what a live process owns. Returns {kind: [names undone]}.
+    A kind whose module is not imported here stays recorded for a later run (or reset)."""
+    freed: dict[str, list[str]] = {}
+    dead = _dead_records()
+    if not dead:
+        return freed
+    live = {kind: set(owners(kind)) for kind in _undo}   # a pin path made again by a live run
+    for path in dead:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        claims = data.get("claims", {})
+        if alive(data.get("mark")):
+            continue
+        left = {}
+        for kind in sorted(claims, key=lambda k: UNDO_ORDER.index(k) if k in UNDO_ORDER else 0):
+            undo = _undo.get(kind)
+            for name in claims[kind]:
+                if name in live.get(kind, ()):
+                    continue   # a live process made the same thing again: it is theirs now
+                if undo is None:
+                    left.setdefault(kind, []).append(name)
+                    continue
+                try:
+                    undo(name)
+                    freed.setdefault(kind, []).append(name)
+                except OSError:
+                    left.setdefault(kind, []).append(name)   # busy: try again next time
+        try:
+            if left:
+                path.write_text(json.dumps({"mark": data.get("mark"), "claims": left}))
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return freed
+
+
+def made(kind: str) -> None:
+    """The kit made a change of `kind` (claimed before): the kill test's moment (see above)."""
+    target = os.environ.get("BPFKIT_KILL_AFTER")
+    if not target:
+        return
+    want, _, nth = target.partition(":")
+    if want != kind:
+        return
+    _made[kind] = _made.get(kind, 0) + 1
+    if _made[kind] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_made: dict[str, int] = {}
+
+kernel.owner = sys.modules[__name__]   # access/kernel.py records its sysctl through claim()

@@ -111,6 +111,19 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     return removed
 
 
+def _undo(name: str) -> None:
+    """A cgroup a dead process claimed (lifetime.free_dead): its processes out, then rmdir,
+    which detaches and frees the programs attached to it. OSError while still busy."""
+    path = Path(name)
+    if not path.name.startswith(PREFIX) or not path.is_dir():
+        return
+    _evacuate(path, path.parent)
+    _remove(path, timeout=0.1)
+
+
+lifetime.undoer("cgroup", _undo)
+
+
 def _evacuate(path: Path, to: Path) -> None:
     """Move out the processes left inside a dead owner's cgroup (its children, say)."""
     for pid in _procs(path):
@@ -156,10 +169,13 @@ class Cgroup:
             earlier.close()
         root = mount()
         self.path = root / full
+        lifetime.free_dead()
         cleanup_stale()
         if self.path.exists():
             self._take_over_leftover(root)
+        lifetime.claim("cgroup", str(self.path))   # before it exists: a kill now leaves a record
         self.path.mkdir()
+        lifetime.made("cgroup")
         with contextlib.suppress(OSError):  # user xattrs: cgroup v2 since Linux 5.7
             os.setxattr(self.path, OWNER_XATTR, lifetime.me().encode())
         self._fd = Fd(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY), self._closed_error,
@@ -287,6 +303,7 @@ class Cgroup:
                               hints.get(e.errno, "run `python -m bpfkit doctor`."),
                               errno=e.errno) from None
         self._attached.append((own, kind, name))
+        lifetime.made("cgroup attach")
 
     @held
     def attached(self) -> dict[str, list[int]]:
@@ -337,6 +354,7 @@ class Cgroup:
             self._fd.close()   # the number is freed once no call in flight uses it
             _evacuate_self(self.path)
             _remove(self.path)
+            lifetime.release("cgroup", str(self.path))
 
     def __enter__(self) -> "Cgroup":
         return self

@@ -75,6 +75,20 @@ def _write_sysctl(path: str, value: str) -> None:
         pass  # e.g. IPv6 disabled on this machine: nothing to quieten
 
 
+def _undo(name: str) -> None:
+    """A namespace or cable a dead process claimed (lifetime.free_dead); an XDP program on the
+    cable goes with it."""
+    if not name.startswith(PREFIX):
+        return
+    if name in netns_names():
+        _ip("netns", "del", name, check=False)
+    elif name in link_names():
+        _ip("link", "del", name, check=False)
+
+
+lifetime.undoer("netdev", _undo)
+
+
 def cleanup_stale() -> list[str]:
     """Remove `bpfkit-*` namespaces and interfaces an earlier run left behind (a crashed kernel,
     a killed test). Those of labs still open in this or another live process stay. Returns
@@ -228,6 +242,7 @@ class Lab:
         self._guard = Guard(self._free, self._closed_error)
         self._sockets: list[socket.socket] = []
         self._xdp: dict[tuple[str | None, str], int] = {}  # (netns, dev) -> flags
+        lifetime.free_dead()   # what a killed notebook left goes before the lab is made
         previous = lifetime.add("lab", name, self)
         if previous is not None:
             previous.close()
@@ -262,10 +277,12 @@ class Lab:
         self.hosts[name] = host
         lifetime.claim("netdev", netns, port)
         _ip("netns", "add", netns)
+        lifetime.made("netdev")
         with inside(netns):  # no IPv6 chatter: the only frames are those a lesson sends
             _write_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1")
             _write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1")
         _ip("link", "add", port, "type", "veth", "peer", "name", host.dev, "netns", netns)
+        lifetime.made("netdev")
         _write_sysctl(f"/proc/sys/net/ipv6/conf/{port}/disable_ipv6", "1")
         # Never route lab frames onwards from this machine, whatever its ip_forward says.
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{port}/forwarding", "0")
@@ -301,6 +318,7 @@ class Lab:
                                   "check the interface name (`ip -o link`); an interface has one "
                                   "XDP program per mode: detach another mode's first.") from None
         self._xdp[(netns, dev)] = flags
+        lifetime.made("xdp")
 
     @atomic.whole
     def detach_xdp(self, dev: str, *, netns: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import SetupError, UsageError, WorkloadError
+from ..host import lifetime
 from ..observe.folding import callers, top_functions
 from .checker import Checker, exercise
 
@@ -312,10 +314,12 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
     if not cpu_seconds > 0:
         raise UsageError(f"cpu_seconds is more than 0, not {cpu_seconds}.",
                          "give the CPU time the program runs for, e.g. cpu_seconds=2.")
-    folder = tempfile.mkdtemp(prefix="bpfkit-c-")
+    folder = _own_folder()
     run = None
     try:
-        run = _Harnessed(_compile(source, cflags, folder), cpu_seconds)
+        binary = _compile(source, cflags, folder)
+        lifetime.made("dir")   # the kill test's second moment: sources and binary written
+        run = _Harnessed(binary, cpu_seconds)
         _profiled_run(run, config, cpu_seconds, timeout)
         run.process.cpu_time = cpu_time(run.process.pid)
         yield run.process
@@ -324,3 +328,20 @@ def profiled_c_program(config, source: str, cpu_seconds: float = 1.0, *,
         if run is not None:
             run.close()
         shutil.rmtree(folder, ignore_errors=True)
+        lifetime.release("dir", folder)
+
+
+def _own_folder() -> str:
+    """A new folder in the temporary directory for the C program's sources and binary, recorded
+    with this process as its owner before it exists, so that a kill in the build (the longest
+    step) leaves a record that the next load frees (lifetime.free_dead)."""
+    while True:   # a name taken already (1 in 4 billion): another
+        folder = os.path.join(tempfile.gettempdir(), f"bpfkit-c-{secrets.token_hex(4)}")
+        lifetime.claim("dir", folder)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            lifetime.release("dir", folder)
+            continue
+        lifetime.made("dir")
+        return folder

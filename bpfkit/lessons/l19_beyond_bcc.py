@@ -114,7 +114,7 @@ def _steps_of(c: Checker, obj) -> dict[int, int]:
               "congestion control in BPF' is that table?",
               hint="The table is the `SEC(\".struct_ops\")` variable, a `struct "
                    "tcp_congestion_ops`, at the end of the cell.",
-              fix="Keep `SEC(\".struct_ops\") struct tcp_congestion_ops l19 = { .init = ..., "
+              fix="Keep `SEC(\".struct_ops\") struct tcp_congestion_ops l19s = { .init = ..., "
                   ".name = \"bpfkit_l19s\", };` at the end of the cell.")
     name = congestion_name(obj.source)
     c.require(name, "The ops table has no `.name`; a socket chooses an algorithm by that name. "

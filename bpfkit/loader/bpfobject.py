@@ -265,6 +265,7 @@ class BpfObject:
         self._obj = None
         self._links: list = []
         self._link_fds: list[int] = []   # struct_ops links the kit made where libbpf makes none
+        self._claims: list[str] = []     # "map id:name" of the struct_ops registered (lifetime)
         self._rings: dict[str, UserRingBuffer] = {}
         self._maps: dict[str, Map] = {}
         self.struct_ops: list[str] = []
@@ -450,6 +451,9 @@ class BpfObject:
             if lib.bpf_map__type(m) != MAP_TYPE_STRUCT_OPS:
                 continue
             name = lib.bpf_map__name(m).decode()
+            claim = f"{kernel.map_info_by_fd(lib.bpf_map__fd(m))['id']}:{name}"
+            lifetime.claim("struct_ops", claim)   # before: a kill now leaves a record to undo
+            self._claims.append(claim)
             try:
                 with messages() as said:
                     link = lib.bpf_map__attach_struct_ops(m)
@@ -464,6 +468,7 @@ class BpfObject:
                     raise _register_refused(name, e.errno, "", self.source, *self.place) from None
                 self._link_fds.append(fd)
             self.struct_ops.append(name)
+            lifetime.made("struct_ops")
 
     def close(self) -> None:
         with atomic.step():
@@ -480,6 +485,9 @@ class BpfObject:
         for link in reversed(self._links):
             with contextlib.suppress(OSError):   # freed whatever it answers
                 lib.bpf_link__destroy(link)
+        if self._claims:
+            lifetime.release("struct_ops", *self._claims)
+            self._claims.clear()
         self._links.clear()
         if self._obj:
             lib.bpf_object__close(self._obj)
@@ -549,6 +557,7 @@ def load(source: str, *, name: str | None = None, types: dict | None = None,
     gives the C types of a map's key and value (names or ctypes types) for its frames. The
     object of the same `name` loaded before is closed once this one has compiled and loaded,
     before it attaches (so a congestion control can keep its name across reloads)."""
+    lifetime.free_dead()  # what a killed notebook left (a struct_ops of the same name...) goes first
     text, path, _ = resolve(source, ".bpf.c")
     name = name or (path.name.split(".")[0] if path else "prog")
     obj = BpfObject(name, text, types)

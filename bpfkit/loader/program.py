@@ -30,7 +30,7 @@ from .diagnostics import maps as map_diagnostics
 from ..host import lifetime
 from ..core.errors import (AttachError, BpfkitError, MapNotFound, NotFound, TracepointNotFound,
                            UsageError, did_you_mean, nearest)
-from ..maps import Map, pins
+from ..maps import Map
 
 _HERE = Path(__file__).resolve().parents[1]
 # The lessons' C programs: bpf/ beside the package in a checkout, bpfkit/bpf/ once installed.
@@ -518,7 +518,7 @@ def load(source, *, cflags=(), name: str | None = None, where: str | None = None
     keeps running. `where` and `first_line` name the source in error messages (the magic
     passes "the %%bpf NAME cell" and 2).
     """
-    pins.cleanup_stale()  # what a killed notebook pinned goes before we load more
+    lifetime.free_dead()  # what a killed notebook left (pins, cgroups, labs...) goes before we load more
     text, path, shown = resolve(source)
     if name is None:
         name = path.stem if path else "text-" + hashlib.sha1(text.encode()).hexdigest()[:8]

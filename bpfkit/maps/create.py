@@ -20,6 +20,7 @@ from ..core import atomic, maptypes
 from ..access import refusal
 from ..access._libbpf import MapCreateOpts, lib
 from ..core.errors import BpfkitError, MapError, did_you_mean
+from ..host import lifetime
 from . import btf, convert, pins
 from .failures import reason
 from .map import Map
@@ -66,7 +67,7 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
     if not NAME.fullmatch(name):
         raise MapError(f"{name!r} cannot name a map: the kernel takes 1 to 15 letters, digits, '_' "
                        "or '.'.", "pass a shorter name=, such as name=\"seen\".")
-    pins.cleanup_stale()  # what a killed notebook pinned goes before we make more
+    lifetime.free_dead()  # what a killed notebook left (pins, cgroups, labs...) goes before we make more
     with atomic.step():  # Stop between the fd and its registration would leak the map
         fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
                      inner=extra.get("inner"), struct_ops=extra.get("struct_ops"))

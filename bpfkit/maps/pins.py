@@ -49,13 +49,16 @@ class Pin:
     def __init__(self, fd: int, name, map_name: str):
         path = path_of(name)
         cleanup_stale()
+        lifetime.claim("pin", str(path))   # before: a kill right after the pin leaves a record
         try:
             lib.bpf_obj_pin(fd, str(path).encode())
         except OSError as e:
+            if lifetime.get("pin", str(path)) is None:   # not a pin of ours made again
+                lifetime.release("pin", str(path))
             raise _pin_error(e.errno, path, map_name) from None
+        lifetime.made("pin")
         self.path = path
         self.closed = False
-        lifetime.claim("pin", str(path))
         previous = lifetime.add("pin", str(path), self)
         if previous is not None:
             previous.closed = True  # the same path again: the file is the new pin now
