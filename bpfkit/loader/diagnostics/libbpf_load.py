@@ -160,6 +160,57 @@ def compile_hint(error: str, source: str) -> str:
             "`extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;`.")
 
 
+def _declaration_faults(kind: str, mt, fields: dict) -> list[tuple[str, str]]:
+    """(what is wrong, what to write) for each rule of map type `mt` the declaration breaks."""
+    wrong: list[tuple[str, str]] = []
+    if mt is None:
+        return wrong
+    if mt.key == "none":
+        extra = [f"__type({f}, ...)" for f in ("key", "value") if f in fields
+                 and not (f == "value" and mt.values == "data")]
+        extra += [f"__uint({f}, ...)" for f in ("key_size", "value_size") if f in fields
+                  and not (f == "value_size" and mt.values == "data")]
+        if extra:
+            what = "no key and no value type" if mt.values in ("events", "memory") else "no key"
+            wrong.append((f"{_a(kind)} map has {what}, and the declaration gives {' and '.join(extra)}",
+                          f"delete {' and '.join(extra)}"))
+    if mt.values == "events" and mt.name.endswith("ringbuf"):
+        size = fields.get("max_entries", "")
+        bytes_ = _number(size)
+        if bytes_ is None or bytes_ < 4096 or bytes_ & (bytes_ - 1):
+            wrong.append(("its max_entries is its size in bytes, a power of 2 and a multiple of "
+                          f"the page size (4096), and the declaration gives {size or 'none'}",
+                          "write __uint(max_entries, 256 * 1024)"))
+    elif mt.example.max_entries and "max_entries" not in fields:
+        wrong.append(("it declares no max_entries (how many entries the kernel makes room for)",
+                      "add __uint(max_entries, 1024)" + (" (an array's number of slots)"
+                                                         if mt.key == "index" else "")))
+    elif mt.key == "fd" and _number(fields.get("max_entries", "0")) not in (0, None):
+        owner = {"task": "task", "sk": "socket", "inode": "inode", "cgrp": "cgroup"}.get(
+            kind.split("_")[0], "object")
+        wrong.append((f"{_a(kind)} map keeps one value per {owner}, so it takes "
+                      f"no max_entries, and the declaration gives {fields['max_entries']}",
+                      "delete __uint(max_entries, ...)"))
+    elif mt.example.max_entries and _number(fields.get("max_entries", "")) == 0:
+        wrong.append(("its max_entries is 0", "give it at least 1 entry"))
+    if mt.key in ("index", "stored") and mt.values == "data":
+        for part in ("key", "value"):
+            if part not in fields and f"{part}_size" not in fields:
+                wrong.append((f"it declares no {part} type", f"add __type({part}, __u32)" if part
+                              == "key" else "add __type(value, __u64) (or the struct it holds)"))
+    if mt.key == "fd" and "BPF_F_NO_PREALLOC" not in fields.get("map_flags", ""):
+        wrong.append((f"{_a(kind)} map must be declared with the flag BPF_F_NO_PREALLOC",
+                      "add __uint(map_flags, BPF_F_NO_PREALLOC)"))
+    if mt.values in _FD_VALUES and re.search(r"64|long|struct|\[", fields.get("value", "")):
+        wrong.append((f"its values are {_FD_VALUES[mt.values]} (4 bytes), and the declaration gives "
+                      f"__type(value, {fields['value']})", "write __type(value, __u32)"))
+    if mt.key in ("index", "stored") and mt.values == "data":
+        if mt.key == "index" and re.search(r"64|long", fields.get("key", "")):
+            wrong.append((f"its key is {fields['key']}, where {_a(kind)} map's key is a 32-bit index",
+                          "write __type(key, __u32)"))
+    return wrong
+
+
 def map_declaration(name: str, kind: str, err: int, source: str, where: str, first_line: int,
                     detail: str) -> LoadError:
     """The kernel refused to create the map `name` (of type `kind`) as the code declares it:
@@ -170,50 +221,7 @@ def map_declaration(name: str, kind: str, err: int, source: str, where: str, fir
         mt = maptypes.get(kind)
     except KeyError:
         mt = None
-    wrong = []
-    if mt is not None and mt.key == "none":
-        extra = [f"__type({f}, ...)" for f in ("key", "value") if f in fields
-                 and not (f == "value" and mt.values == "data")]
-        extra += [f"__uint({f}, ...)" for f in ("key_size", "value_size") if f in fields
-                  and not (f == "value_size" and mt.values == "data")]
-        if extra:
-            what = "no key and no value type" if mt.values in ("events", "memory") else "no key"
-            wrong.append((f"{_a(kind)} map has {what}, and the declaration gives {' and '.join(extra)}",
-                          f"delete {' and '.join(extra)}"))
-    if mt is not None and mt.values == "events" and mt.name.endswith("ringbuf"):
-        size = fields.get("max_entries", "")
-        bytes_ = _number(size)
-        if bytes_ is None or bytes_ < 4096 or bytes_ & (bytes_ - 1):
-            wrong.append(("its max_entries is its size in bytes, a power of 2 and a multiple of "
-                          f"the page size (4096), and the declaration gives {size or 'none'}",
-                          "write __uint(max_entries, 256 * 1024)"))
-    elif mt is not None and mt.example.max_entries and "max_entries" not in fields:
-        wrong.append(("it declares no max_entries (how many entries the kernel makes room for)",
-                      "add __uint(max_entries, 1024)" + (" (an array's number of slots)"
-                                                         if mt.key == "index" else "")))
-    elif mt is not None and mt.key == "fd" and _number(fields.get("max_entries", "0")) not in (0, None):
-        owner = {"task": "task", "sk": "socket", "inode": "inode", "cgrp": "cgroup"}.get(
-            kind.split("_")[0], "object")
-        wrong.append((f"{_a(kind)} map keeps one value per {owner}, so it takes "
-                      f"no max_entries, and the declaration gives {fields['max_entries']}",
-                      "delete __uint(max_entries, ...)"))
-    elif mt is not None and mt.example.max_entries and _number(fields.get("max_entries", "")) == 0:
-        wrong.append(("its max_entries is 0", "give it at least 1 entry"))
-    if mt is not None and mt.key in ("index", "stored") and mt.values == "data":
-        for part in ("key", "value"):
-            if part not in fields and f"{part}_size" not in fields:
-                wrong.append((f"it declares no {part} type", f"add __type({part}, __u32)" if part
-                              == "key" else "add __type(value, __u64) (or the struct it holds)"))
-    if mt is not None and mt.key == "fd" and "BPF_F_NO_PREALLOC" not in fields.get("map_flags", ""):
-        wrong.append((f"{_a(kind)} map must be declared with the flag BPF_F_NO_PREALLOC",
-                      "add __uint(map_flags, BPF_F_NO_PREALLOC)"))
-    if mt is not None and mt.values in _FD_VALUES and re.search(r"64|long|struct|\[", fields.get("value", "")):
-        wrong.append((f"its values are {_FD_VALUES[mt.values]} (4 bytes), and the declaration gives "
-                      f"__type(value, {fields['value']})", "write __type(value, __u32)"))
-    if mt is not None and mt.key in ("index", "stored") and mt.values == "data":
-        if mt.key == "index" and re.search(r"64|long", fields.get("key", "")):
-            wrong.append((f"its key is {fields['key']}, where {_a(kind)} map's key is a 32-bit index",
-                          "write __type(key, __u32)"))
+    wrong = _declaration_faults(kind, mt, fields)
     why = os.strerror(err)
     if not wrong and err in (errno.E2BIG, errno.ENOMEM):
         return LoadError(f"The map {name!r} ({kind}) is too big for the kernel ({why}){place}",
