@@ -115,7 +115,7 @@ RULES = [
     Rule((errno.ENOTSOCK,), ("update",), _values("socket", "xsk_socket"), MapError,
          "{value!r} is not a socket, and {name!r} ({a_type}) holds sockets.",
          "{socket_hint}"),
-    Rule((errno.EOPNOTSUPP, errno.EINVAL), ("update",), _values("xsk_socket"), MapError,
+    Rule((errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL), ("update",), _values("xsk_socket"), MapError,
          "The kernel refused {value!r} as an AF_XDP socket for slot {key!r} of {name!r}: "
          "{reason}. An xskmap holds AF_XDP sockets that are bound to an interface's queue; "
          "any other socket, or an AF_XDP socket not bound yet, is refused.",
@@ -129,7 +129,7 @@ RULES = [
          MapError, "The kernel refused {value!r} for slot {key!r} of {name!r} ({reason}): a "
          "reuseport array takes only TCP or UDP sockets over IPv4 or IPv6.",
          "{socket_hint}"),
-    Rule((errno.EOPNOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
+    Rule((errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
          "The kernel refused to put that socket into {name!r}: {reason}.",
          "a sockmap takes a TCP socket that is connected (established) or listening, or a UDP "
          "or Unix socket, given as the socket or its fd."),
@@ -171,6 +171,10 @@ RULES = [
     Rule((errno.EACCES,), (), _any, MapError,
          "Could not {op_word} map {name!r}: {reason}.",
          "the map is read-only or write-only from user space (BPF_F_RDONLY, BPF_F_WRONLY)."),
+    Rule((errno.ENOENT,), ("update",), _any, KeyMissing,
+         "Could not update map {name!r} at key {key!r}: it holds nothing there yet, and the "
+         "update asked to replace an existing entry only (BPF_EXIST).",
+         "write without flags (BPF_ANY, 0) to add or replace, or store the entry first."),
     Rule((errno.EEXIST,), (), _any, MapError,
          "Could not {op_word} map {name!r} at key {key!r}: {reason}.",
          "the key already exists and the update asked for a new one only (BPF_NOEXIST)."),
