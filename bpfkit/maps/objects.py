@@ -51,8 +51,9 @@ def fd_for(obj, kind: str, map_name: str):
     "cgroup"), for the `with` block. An int is taken as a file descriptor already."""
     fd = _fileno(obj)
     if fd is not None and fd < 0 and not _is_int(obj):
-        raise MapError(f"The {_KIND_WORDS[kind]} used as a key of {map_name!r} is closed: {obj!r}.",
-                       "use it as a key while it is open. " + KEY_HINTS[kind])
+        raise MapError(f"{obj!r} is not an open {_KIND_WORDS[kind]} any more: it was closed, and "
+                       f"a closed {_KIND_WORDS[kind]} keys nothing in {map_name!r}.",
+                       "use it as a key while it is open: " + KEY_HINTS[kind])
     if fd is not None:
         yield fd
         return
@@ -156,17 +157,32 @@ def _check_socket(map_type, value, fd: int, map_name: str) -> None:
         raise MapError(f"{value!r} is not a socket, and {map_name!r} ({map_type.a}) holds sockets.",
                        hint, errno=errno.ENOTSOCK)
     if map_type.values == "xsk_socket":
-        probe = socket.socket(fileno=fd)   # reads the socket's family; detach() leaves fd open
-        family = probe.family
-        probe.detach()
-        if family != AF_XDP:
-            name = getattr(family, "name", str(family))
+        family = _family(fd)
+        if family is not None and family != AF_XDP:
+            name = getattr(socket.AddressFamily, "_value2member_map_", {}).get(family)
+            name = name.name if name is not None else f"family {family}"
             raise MapError(f"{value!r} is an {name} socket, not an AF_XDP one: an xskmap holds "
                            "AF_XDP sockets only, each bound to one queue of an interface, so "
                            "XDP can hand it frames.", hint, errno=errno.EOPNOTSUPP)
 
 
 AF_XDP = 44
+
+
+def _family(fd: int) -> int | None:
+    """The socket's address family (SO_DOMAIN), asked through a copy of its fd: Python's own
+    socket(fileno=fd) asks more of it than an AF_XDP socket answers."""
+    copy = os.dup(fd)
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=copy)
+    except OSError:
+        os.close(copy)
+        return None
+    with probe:
+        try:
+            return probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        except OSError:
+            return None
 
 
 def ifindex(value) -> int:
