@@ -474,3 +474,14 @@ def test_a_second_xsk_socket_on_one_queue_says_so(nothing_left):
             explained(e.value, "newer XskSocket", "one socket per queue", "queue=1")
         assert second.receive() == [] and not second.closed
         second.close()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("type_name, value", [
+    ("prog_array", 2**32 + 3), ("array_of_maps", 2**32), ("cgroup_array", -1),
+    ("devmap", 2**32 + 1), ("devmap_hash", 2**40), ("cpumap", 2**32 + 192)])
+def test_an_fd_or_ifindex_past_its_c_type_is_refused_not_cut(type_name, value):
+    spec = spec_of(type_name, value_size=4)
+    with pytest.raises(MapError) as e:
+        for_type(spec.type).encode_value(spec, value)
+    explained(e.value, repr(value))

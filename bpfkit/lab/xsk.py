@@ -292,7 +292,8 @@ class XskSocket:
 
     def __repr__(self) -> str:
         where = self._where()
-        state = "replaced" if self.replaced else "closed" if self.closed else f"{len(self.frames)} frames received"
+        state = ("replaced" if self.replaced else "closed" if self.closed
+                 else f"{len(self.frames)} frames received")
         return f"<XskSocket {where}: {state}>"
 
 
