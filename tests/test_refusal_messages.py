@@ -485,3 +485,25 @@ def test_an_fd_or_ifindex_past_its_c_type_is_refused_not_cut(type_name, value):
     with pytest.raises(MapError) as e:
         for_type(spec.type).encode_value(spec, value)
     explained(e.value, repr(value))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("map_id", [2**32 + 1, -5, "7"])
+def test_a_map_id_past_u32_is_refused_before_ctypes_cuts_it(map_id):
+    from bpfkit.maps.map import Map
+    with pytest.raises(UsageError) as e:
+        Map.open_by_id(map_id)
+    explained(e.value, "map_id=")
+
+
+@pytest.mark.kernel
+def test_a_numa_node_the_machine_lacks_is_named_and_one_it_has_is_used(nothing_left):
+    nodes = sorted(int(p.name[4:]) for p in Path("/sys/devices/system/node").glob("node[0-9]*"))
+    if not nodes:
+        pytest.skip("this kernel shows no memory nodes")
+    with pytest.raises(UsageError) as e:
+        bpfkit.create_map("hash", numa_node=max(nodes) + 1, name="maps_numa")
+    explained(e.value, f"numa_node={max(nodes) + 1}", "leave numa_node= out")
+    with bpfkit.create_map("hash", numa_node=nodes[0], name="maps_numa") as m:
+        m[1] = 2
+        assert m[1] == 2

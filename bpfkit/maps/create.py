@@ -13,13 +13,14 @@ import ctypes as ct
 import errno
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from ..core import atomic, maptypes
 from ..access import refusal
 from ..access._libbpf import MapCreateOpts, lib
-from ..core.errors import BpfkitError, MapError, did_you_mean
+from ..core.errors import BpfkitError, MapError, UsageError, did_you_mean
 from . import arguments, btf, convert, failures, pins
 from .failures import reason
 from .map import Map
@@ -103,6 +104,13 @@ def _numbers(mt, key_type, value_type, max_entries, flags, extra) -> tuple:
         numa_node = arguments.whole(numa_node, "numa_node", call,
                                     hint="pass a node this machine has: 0 on most machines "
                                          "(`ls /sys/devices/system/node` lists them).")
+        nodes = Path("/sys/devices/system/node")
+        if nodes.is_dir() and not (nodes / f"node{numa_node}").is_dir():
+            have = sorted(p.name[4:] for p in nodes.glob("node[0-9]*"))
+            raise UsageError(f"numa_node={numa_node}: this machine has no memory node "
+                             f"{numa_node}; its nodes are {', '.join(have) or 'none'}.",
+                             "leave numa_node= out (the kernel picks the node of the CPU that "
+                             "makes the map), or pass one of those.")
         flags |= BPF_F_NUMA_NODE
     return max_entries, flags, map_extra, numa_node
 

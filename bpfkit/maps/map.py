@@ -534,12 +534,15 @@ class Map:
         """The map with kernel id `map_id`, opened for reading and writing (close it after).
         A map declared by a program loaded here keeps its C types; another map's keys and
         values read as unsigned ints of their size, or raw bytes."""
+        map_id = arguments.whole(map_id, "map_id", "Map.open_by_id()")
         known = cls._known.get(map_id)
         spec = known.spec if known is not None else None
         with atomic.step():
             try:
                 fd = lib.bpf_map_get_fd_by_id(map_id)
-            except OSError:
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    raise failures.too_many_files(e.errno, f"open the map with id {map_id}") from None
                 raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
                                "it was freed, or replaced in its slot: read the outer map "
                                "again.") from None
