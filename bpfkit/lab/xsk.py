@@ -32,6 +32,7 @@ import os
 import socket
 import struct
 import contextlib
+import warnings
 from contextlib import nullcontext
 
 from ..core import atomic, waiting
@@ -107,7 +108,11 @@ class XskSocket:
     `receive()` returns the frames that arrived, as bytes; `frames` keeps every one.
 
     Making a socket for the same interface and queue again closes the earlier one first (the
-    kernel allows one per queue), so a notebook cell can run again."""
+    kernel allows one per queue), so a notebook cell can run again: the cell's earlier socket
+    is out of the learner's reach by then, and refusing would make every re-run fail until the
+    kernel restarts. A learner who meant two sockets on one queue is told at once (a
+    warning naming the queue), and the replaced socket refuses further use with a Closed error
+    that says it was replaced, rather than receiving nothing in silence."""
 
     @atomic.whole
     def __init__(self, ifname: str, queue: int = 0, *, netns: str | None = None,
@@ -120,16 +125,20 @@ class XskSocket:
         self.key = ("xsk", netns, ifname, queue)
         self.chunk_size, self.ring_size = chunk_size, ring
         self.frames: list[bytes] = []
+        self.replaced = False   # closed because a newer socket took its queue
         # Its rings are memory shared with the kernel: a close from another thread unmaps them
         # only after a receive in flight (unmapped under it, the process would crash).
-        self._guard = Guard(self._free, lambda: Closed("This AF_XDP socket is closed.",
-                                                       "make a new one."))
+        self._guard = Guard(self._free, self._closed_error)
         self.sock = None
         self.umem = None
         self.fill = self.rx = None
         previous = lifetime.get("socket", self.key)
         if previous is not None:
+            previous.replaced = True
             previous.close()
+            warnings.warn(f"An AF_XDP socket on {self._where()} was open, and the kernel allows "
+                          "one per queue: that socket is closed now, and this one replaces it. "
+                          "Use another queue for a second socket.", stacklevel=3)
         try:
             self._open(chunks)
         except BaseException:
@@ -205,13 +214,31 @@ class XskSocket:
         """The socket's fd: what an xskmap slot stores (`xsks[0] = xsk` passes it)."""
         return self.sock.fileno()
 
+    def _closed_error(self) -> Closed:
+        if self.replaced:
+            return Closed(f"This AF_XDP socket on {self._where()} was closed when a newer "
+                          "XskSocket took the same queue: the kernel allows one socket per queue.",
+                          "use the newer socket, or make each socket on its own queue "
+                          "(XskSocket(ifname, queue=1)).")
+        return Closed("This AF_XDP socket is closed.", "make a new one.")
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise self._closed_error()
+
+    def _where(self) -> str:
+        return f"{self.ifname} queue {self.queue}" + (f" in {self.netns}" if self.netns else "")
+
     def fd_held(self) -> Guard:
         """Held while a map stores this socket's fd (see Map._value)."""
         return self._guard
 
     def receive(self) -> list[bytes]:
         """The frames waiting in the RX ring now (copied out), their chunks given back to the
-        kernel through the fill ring. Never blocks; a closed socket has nothing waiting."""
+        kernel through the fill ring. Never blocks; a closed socket has nothing waiting (one
+        replaced by a newer socket on its queue says so)."""
+        if self.replaced:
+            self._check_open()
         try:
             self._guard.enter()
         except Closed:
@@ -253,6 +280,7 @@ class XskSocket:
     def statistics(self) -> dict[str, int]:
         """The kernel's counters for this socket (XDP_STATISTICS): frames dropped because the
         RX ring was full, because the fill ring had no free chunk, and so on."""
+        self._check_open()
         raw = self.sock.getsockopt(SOL_XDP, XDP_STATISTICS, 8 * len(STATISTICS))
         values = struct.unpack(f"{len(raw) // 8}Q", raw)
         return dict(zip(STATISTICS, values))
@@ -283,8 +311,9 @@ class XskSocket:
         self.close()
 
     def __repr__(self) -> str:
-        where = f"{self.ifname} queue {self.queue}" + (f" in {self.netns}" if self.netns else "")
-        state = "closed" if self.closed else f"{len(self.frames)} frames received"
+        where = self._where()
+        state = ("replaced" if self.replaced else "closed" if self.closed
+                 else f"{len(self.frames)} frames received")
         return f"<XskSocket {where}: {state}>"
 
 

@@ -212,6 +212,16 @@ class UserRingBuffer:
         # thread frees the ring only after the copy (freed under it, the process would crash).
         self._guard = Shared(owner._guard, self._closed_error)
         self._sending = threading.Lock()   # libbpf's producer side is for one thread at a time
+        info = kernel.map_info_by_fd(fd)
+        kind = maptypes.get(info["type"])
+        if kind.name != "user_ringbuf":
+            raise UsageError(f"{owner.name}'s map {name!r} is {kind.a}, not a user ring buffer, "
+                             "so ring() cannot send records into it.",
+                             f"ring() takes a map declared with BPF_MAP_TYPE_USER_RINGBUF; read or "
+                             f"write {name!r} as a map: {owner.name}[{name!r}].")
+        # libbpf puts an 8-byte header before each record, rounded up to 8 bytes in all: a
+        # record larger than this never fits, however empty the ring is.
+        self.largest = info["max_entries"] - RINGBUF_HEADER
         try:
             self._rb = lib.user_ring_buffer__new(fd, None)
         except OSError as e:
@@ -219,7 +229,10 @@ class UserRingBuffer:
                             "is it a BPF_MAP_TYPE_USER_RINGBUF?", errno=e.errno) from None
 
     def send(self, record) -> None:
-        data = bytes(record)
+        """Send one record: its bytes, as the program's C struct lays them out (a ctypes
+        Structure, bytes, or anything with the buffer protocol). A number is refused, not
+        sent as that many zero bytes, which is what bytes(42) would make of it."""
+        data = _record_bytes(record, self.name)
         with self._guard, self._sending:
             self._send(data)
 
@@ -230,11 +243,20 @@ class UserRingBuffer:
     def _send(self, data: bytes) -> None:
         if self._rb is None:
             raise self._closed_error()
+        if len(data) > self.largest:
+            raise MapFull(f"A record of {len(data)} bytes can never fit in the user ring buffer "
+                          f"{self.name!r}: it holds {self.largest + RINGBUF_HEADER} bytes, and each "
+                          f"record takes 8 more for its header, so the largest record it takes is "
+                          f"{self.largest} bytes.",
+                          f"send records of at most {self.largest} bytes (split a large one), or "
+                          "declare the ring with a larger max_entries (a power of 2 pages) in C.",
+                          errno=errno.E2BIG)
         try:
             slot = lib.user_ring_buffer__reserve(self._rb, len(data))
         except OSError as e:
             raise MapFull(f"No room in the user ring buffer {self.name!r} for {len(data)} "
-                          f"bytes: {e.strerror}.",
+                          f"bytes now: {e.strerror}. It holds records the program has not "
+                          "drained yet.",
                           "let the program drain it first (run it), or send fewer records.",
                           errno=e.errno) from None
         ct.memmove(slot, data, len(data))
@@ -244,6 +266,26 @@ class UserRingBuffer:
         if self._rb is not None:
             lib.user_ring_buffer__free(self._rb)
             self._rb = None
+
+
+RINGBUF_HEADER = 8
+
+
+def _record_bytes(record, ring: str) -> bytes:
+    if isinstance(record, (int, float, str)) or record is None:
+        raise UsageError(f"A record for the user ring buffer {ring!r} is the bytes of a C struct, "
+                         f"not {type(record).__name__} {record!r}"
+                         + (f": bytes({record}) would send {record} zero bytes." if
+                            isinstance(record, int) and not isinstance(record, bool) else "."),
+                         "send a ctypes.Structure laid out like the program's struct (e.g. "
+                         "Message(kind=1, value=42)), or its bytes: struct.pack('<II', 1, 42).")
+    try:
+        return memoryview(record).tobytes()
+    except TypeError:
+        raise UsageError(f"A record for the user ring buffer {ring!r} is the bytes of a C struct; "
+                         f"{type(record).__name__} has none.",
+                         "send a ctypes.Structure laid out like the program's struct, or bytes "
+                         "(struct.pack).") from None
 
 
 class LoadedProgram(NamedTuple):
@@ -306,10 +348,13 @@ class BpfObject:
         if name not in self._maps:
             key, value = self.types.get(name, (None, None))
             from ..maps import convert
-            self._maps[name] = Map(lib.bpf_map__fd(m), name=name,
-                                   key_type=convert.ctype(key, "key") if key else None,
-                                   value_type=convert.ctype(value, "value") if value else None,
-                                   owner=self)
+            key_type = convert.ctype(key, "key") if key else None
+            value_type = convert.ctype(value, "value") if value else None
+            info = kernel.map_info_by_fd(lib.bpf_map__fd(m))
+            convert.check_declared(name, key_type, value_type, info["key_size"],
+                                   info["value_size"], f"types={{{name!r}: ...}}")
+            self._maps[name] = Map(lib.bpf_map__fd(m), name=name, key_type=key_type,
+                                   value_type=value_type, owner=self)
         return self._maps[name]
 
     @held
@@ -324,8 +369,23 @@ class BpfObject:
     def arena(self, name: str) -> mmap.mmap:
         """The arena map `name`, mapped into this process (its pages, shared with the program)."""
         m = self._find_map(name)
+        kind = maptypes.get(lib.bpf_map__type(m))
+        if kind.name != "arena":
+            raise UsageError(f"{self.name}'s map {name!r} is {kind.a}, not an arena, so arena() "
+                             "cannot map its pages.",
+                             f"arena() takes a map declared with BPF_MAP_TYPE_ARENA; read {name!r} "
+                             f"as a map: {self.name}[{name!r}].frame()"
+                             + (f", or {self.name}[{name!r}].view() for an array made with "
+                                "BPF_F_MMAPABLE." if kind.name == "array" else "."))
         info_pages = self[name].max_entries
-        return mmap.mmap(lib.bpf_map__fd(m), info_pages * mmap.PAGESIZE)
+        try:
+            return mmap.mmap(lib.bpf_map__fd(m), info_pages * mmap.PAGESIZE)
+        except OSError as e:
+            raise KernelError(f"The kernel refused to map the arena {name!r} ({info_pages} pages) "
+                              f"into this process: {e.strerror}.",
+                              "an arena maps once per process at the address the program expects: "
+                              "use the mapping arena() gave before, or load the object again.",
+                              errno=e.errno) from None
 
     @held
     def program_fd(self, name: str) -> int:

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from ..core.errors import KeyTypeError
+from ..core.errors import KeyTypeError, UsageError
 from . import layout
 
 _NAMED = {
@@ -156,3 +156,20 @@ def from_c(ctype, raw) -> object:
     """A C value (an instance or its bytes) as a plain Python int, str or dict."""
     data = bytes(raw)
     return layout.to_python(np.frombuffer(data, dtype=layout.dtype_of(ctype), count=1)[0])
+
+
+def check_declared(name: str, key_type, value_type, key_size: int, value_size: int,
+                   where: str) -> None:
+    """Refuse C types declared for a map (`where`) whose sizes differ from the map's own: a
+    u16 read from an 8-byte value shows its low two bytes, 0 for 420000, without an error."""
+    for role, ctype, size in (("key", key_type, key_size), ("value", value_type, value_size)):
+        if ctype is None or ct.sizeof(ctype) == size:
+            continue
+        fits = [n for n in ("u8", "u16", "u32", "u64") if ct.sizeof(_NAMED[n]) == size]
+        raise UsageError(
+            f"{where} declares the {role} of map {name!r} as {c_name(ctype)} "
+            f"({ct.sizeof(ctype)} bytes), but the map's {role} is {size} bytes"
+            + (" (it has none)" if not size else "") + ": every entry would read wrong.",
+            (f"declare a {role} type of {size} bytes, such as {' or '.join(fits + ['a struct'])} "
+             f"of {size} bytes, " if size else f"leave the {role} out, ")
+            + f"as the C declaration has it; or leave {name!r} out of types= to read raw numbers.")

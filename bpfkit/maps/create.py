@@ -13,21 +13,23 @@ import ctypes as ct
 import errno
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from ..core import atomic, maptypes
 from ..access import refusal
 from ..access._libbpf import MapCreateOpts, lib
-from ..core.errors import BpfkitError, MapError, did_you_mean
+from ..core.errors import BpfkitError, MapError, UsageError, did_you_mean
 from ..host import lifetime
-from . import btf, convert, pins
+from . import arguments, btf, convert, failures, pins
 from .failures import reason
 from .map import Map
 from .spec import possible_cpus
 
 NAME = re.compile(r"[A-Za-z0-9_.]{1,15}")
-EXTRA = ("inner", "map_extra", "hashes", "struct_ops")
+EXTRA = ("inner", "map_extra", "hashes", "struct_ops", "numa_node")
+BPF_F_NUMA_NODE = 1 << 2
 
 
 def create_map(type, *, key=None, value=None, max_entries: int | None = None,
@@ -38,7 +40,8 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
     left out comes from the type's usual shape (see `bpfkit.map_types()`), so
     `create_map("queue", value="u32", max_entries=8)` is enough. Extras: `inner=` a Map that
     is the template of a map of maps; `hashes=` (or `map_extra=`) a bloom filter's number of
-    hash functions; `struct_ops=` the kernel ops table of a struct_ops map.
+    hash functions; `struct_ops=` the kernel ops table of a struct_ops map; `numa_node=` the
+    memory node to take the map's memory from (it sets BPF_F_NUMA_NODE).
 
     The map is this process's: it lives until `m.close()`, `bpfkit.close_all()` or exit
     (longer if a loaded program uses it, or it is pinned).
@@ -59,29 +62,65 @@ def create_map(type, *, key=None, value=None, max_entries: int | None = None,
                        "give only its value type: create_map(\"%s\", value=\"u64\")." % mt.name)
     key_type = convert.ctype(key if key is not None else example.key, "key")
     value_type = convert.ctype(value if value is not None else example.value, "value")
-    if max_entries is None:
-        max_entries = example.max_entries if example.max_entries is not None else possible_cpus()
-    flags = example.flags if flags is None else flags
-    map_extra = extra.get("map_extra", extra.get("hashes", example.map_extra))
+    max_entries, flags, map_extra, numa_node = _numbers(mt, key_type, value_type, max_entries,
+                                                        flags, extra)
     name = name or mt.name[:15]
     if not NAME.fullmatch(name):
         raise MapError(f"{name!r} cannot name a map: the kernel takes 1 to 15 letters, digits, '_' "
                        "or '.'.", "pass a shorter name=, such as name=\"seen\".")
-    lifetime.free_dead()  # what a killed notebook left (pins, cgroups, labs...) goes before we make more
-    with atomic.step():  # Stop between the fd and its registration would leak the map
-        fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
-                     inner=extra.get("inner"), struct_ops=extra.get("struct_ops"))
-        try:
-            return Map(fd, name=name, key_type=key_type, value_type=value_type, owns_fd=True)
-        except BaseException:
-            os.close(fd)
-            raise
+    try:
+        lifetime.free_dead()  # what a killed notebook left (pins, cgroups, labs...) goes before we make more
+        with atomic.step():  # Stop between the fd and its registration would leak the map
+            fd = _create(mt, name, key_type, value_type, max_entries, flags, map_extra,
+                         inner=extra.get("inner"), struct_ops=extra.get("struct_ops"),
+                         numa_node=numa_node)
+            try:
+                return Map(fd, name=name, key_type=key_type, value_type=value_type, owns_fd=True)
+            except BaseException:
+                os.close(fd)
+                raise
+    except OSError as e:   # the kit's own files (its records, BTF) at the open-file limit
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            raise failures.too_many_files(e.errno, f"make {mt.a}") from None
+        raise
+
+
+def _numbers(mt, key_type, value_type, max_entries, flags, extra) -> tuple:
+    """create_map's whole-number arguments, each checked against the C type the kernel takes
+    it as (ctypes would cut a larger one down without a word), the type's usual ones filled in."""
+    example = mt.example
+    if max_entries is None:
+        max_entries = example.max_entries if example.max_entries is not None else possible_cpus()
+    call = f"create_map({mt.name!r})"
+    max_entries = arguments.whole(max_entries, "max_entries", call)
+    flags = arguments.whole(example.flags if flags is None else flags, "flags", call)
+    map_extra = arguments.whole(extra.get("map_extra", extra.get("hashes", example.map_extra)),
+                                "map_extra" if "map_extra" in extra else "hashes", call, arguments.U64)
+    for role, ctype in (("key", key_type), ("value", value_type)):
+        if ctype is not None:
+            arguments.whole(ct.sizeof(ctype), f"the {role} size of {role}=", call,
+                            hint=f"give the {role} a C type of fewer than 4 GiB.")
+    numa_node = extra.get("numa_node")
+    if numa_node is not None:
+        numa_node = arguments.whole(numa_node, "numa_node", call,
+                                    hint="pass a node this machine has: 0 on most machines "
+                                         "(`ls /sys/devices/system/node` lists them).")
+        nodes = Path("/sys/devices/system/node")
+        if nodes.is_dir() and not (nodes / f"node{numa_node}").is_dir():
+            have = sorted(p.name[4:] for p in nodes.glob("node[0-9]*"))
+            raise UsageError(f"numa_node={numa_node}: this machine has no memory node "
+                             f"{numa_node}; its nodes are {', '.join(have) or 'none'}.",
+                             "leave numa_node= out (the kernel picks the node of the CPU that "
+                             "makes the map), or pass one of those.")
+        flags |= BPF_F_NUMA_NODE
+    return max_entries, flags, map_extra, numa_node
 
 
 def _create(mt, name: str, key_type, value_type, max_entries: int, flags: int, map_extra: int,
-            *, inner=None, struct_ops=None) -> int:
+            *, inner=None, struct_ops=None, numa_node=None) -> int:
     """bpf_map_create with what this map type needs besides its sizes; the new fd."""
-    opts = MapCreateOpts(sz=ct.sizeof(MapCreateOpts), map_flags=flags, map_extra=map_extra)
+    opts = MapCreateOpts(sz=ct.sizeof(MapCreateOpts), map_flags=flags, map_extra=map_extra,
+                         numa_node=numa_node or 0)
     key_size = ct.sizeof(key_type) if key_type is not None else 0
     value_size = ct.sizeof(value_type) if value_type is not None else 0
     types = None
@@ -118,6 +157,8 @@ def _refused(mt, err: int, key_size: int, value_size: int, max_entries: int, fla
              lacking: bool = False):
     shape = (f"key {key_size} bytes, value {value_size} bytes, max_entries {max_entries}, "
              f"flags {flags:#x}")
+    if err in (errno.EMFILE, errno.ENFILE):
+        return failures.too_many_files(err, f"make {mt.a}")
     if err in (errno.E2BIG, errno.ENOMEM):
         return MapError(f"The kernel refused to create {mt.a} this big ({shape}): {reason(err)}.",
                         "ask for fewer entries or a smaller value.", errno=err)

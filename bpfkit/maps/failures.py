@@ -8,7 +8,9 @@ tried in order; the first that matches the operation, the errno and the map type
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import resource
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,9 +33,11 @@ class Rule:
     error: type
     what: str
     hint: str
+    flags: int = 0      # map flags the map must have for the rule to speak
 
-    def matches(self, op: str, err: int, mt: MapType) -> bool:
-        return err in self.errnos and (not self.ops or op in self.ops) and self.applies(mt)
+    def matches(self, op: str, err: int, mt: MapType, map_flags: int = 0) -> bool:
+        return (err in self.errnos and (not self.ops or op in self.ops) and self.applies(mt)
+                and map_flags & self.flags == self.flags)
 
 
 def _any(mt: MapType) -> bool:
@@ -43,6 +47,30 @@ def _any(mt: MapType) -> bool:
 def _values(*kinds: str):
     return lambda mt: mt.values in kinds
 
+
+READS = ("lookup", "iterate", "batch", "peek", "pop", "test")
+WRITES = ("update", "delete", "push", "pop", "add")
+
+# What a map whose values are sockets takes, per map type: said whenever a socket is refused.
+SOCKET_HINTS = {
+    "xskmap": "write an AF_XDP socket bound to a queue: xsks[queue] = "
+              "bpfkit.lab.xsk.XskSocket(ifname, queue). A TCP or UDP socket belongs in a sockmap, "
+              "sockhash or reuseport array instead.",
+    "reuseport_sockarray": "make the socket with SO_REUSEPORT before it binds: "
+                           "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); s.bind(...); "
+                           "then s.listen() for TCP. bpfkit.lab.traffic makes such groups.",
+    "sockmap": "a sockmap takes a TCP socket that is connected (established) or listening, or a "
+               "UDP or Unix socket, given as the socket or its fd.",
+    "sockhash": "a sockhash takes a TCP socket that is connected (established) or listening, or "
+                "a UDP or Unix socket, given as the socket or its fd.",
+}
+KEY_HINTS = {
+    "socket": "pass a socket object, or its file descriptor.",
+    "pidfd": "pass a subprocess.Popen (or anything with a .pid), or a pidfd from os.pidfd_open(pid).",
+    "file": "pass an open file, its file descriptor, or a path.",
+    "cgroup": "pass a bpfkit Cgroup, a cgroup directory's path, or an fd of that directory.",
+}
+BPF_F_RDONLY, BPF_F_WRONLY = 1 << 3, 1 << 4
 
 RULES = [
     Rule((errno.E2BIG,), ("lookup", "update", "delete"), lambda mt: mt.slots, MapError,
@@ -84,7 +112,24 @@ RULES = [
          "The kernel has no interface with ifindex {value} in this network namespace.",
          "a devmap entry is resolved in the writer's namespace: write it from the namespace the "
          "interface is in (bpfkit.lab.net.inside(netns)), or check the ifindex with `ip -o link`."),
-    Rule((errno.EOPNOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
+    Rule((errno.ENOTSOCK,), ("update",), _values("socket", "xsk_socket"), MapError,
+         "{value!r} is not a socket, and {name!r} ({a_type}) holds sockets.",
+         "{socket_hint}"),
+    Rule((errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL), ("update",), _values("xsk_socket"), MapError,
+         "The kernel refused {value!r} as an AF_XDP socket for slot {key!r} of {name!r}: "
+         "{reason}. An xskmap holds AF_XDP sockets that are bound to an interface's queue; "
+         "any other socket, or an AF_XDP socket not bound yet, is refused.",
+         "{socket_hint}"),
+    Rule((errno.EINVAL,), ("update",), lambda mt: mt.name == "reuseport_sockarray", MapError,
+         "The kernel refused {value!r} for slot {key!r} of {name!r}: {reason}. A reuseport "
+         "array takes only a socket that set SO_REUSEPORT before it bound, and that is bound "
+         "(UDP) or listening (TCP).",
+         "{socket_hint}"),
+    Rule((errno.EOPNOTSUPP, ENOTSUPP), ("update",), lambda mt: mt.name == "reuseport_sockarray",
+         MapError, "The kernel refused {value!r} for slot {key!r} of {name!r} ({reason}): a "
+         "reuseport array takes only TCP or UDP sockets over IPv4 or IPv6.",
+         "{socket_hint}"),
+    Rule((errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL), ("update",), _values("socket"), MapError,
          "The kernel refused to put that socket into {name!r}: {reason}.",
          "a sockmap takes a TCP socket that is connected (established) or listening, or a UDP "
          "or Unix socket, given as the socket or its fd."),
@@ -101,12 +146,35 @@ RULES = [
     Rule((errno.ENOENT,), ("pop", "peek"), _any, MapEmpty,
          "The {type} {name!r} is empty: there is nothing to {op_word}.",
          "push a value first, or pass a default: m.pop(default=None)."),
-    Rule((errno.EBADF,), (), lambda mt: mt.key == "fd", MapError,
-         "{key!r} is not an open {fd_of}, so {name!r} has no entry for it.",
-         "pass the {fd_of} itself (or its file descriptor) while it is open."),
+    Rule((errno.EBADF,), (), lambda mt: mt.fd_of == "pidfd", MapError,
+         "{key!r} is not an open pidfd, so {name!r} cannot {op_word} an entry for it: "
+         "{a_type} is keyed by a pidfd (a file descriptor that names a process), not by a pid.",
+         "open one from the pid with os.pidfd_open(pid) and close it when done (os.close), or "
+         "pass a subprocess.Popen: m[popen] opens and closes its pidfd for you. For this "
+         "process: fd = os.pidfd_open(os.getpid()); m[fd] = 1; os.close(fd)."),
+    Rule((errno.EBADF, errno.ENOTSOCK), (), lambda mt: mt.key == "fd", MapError,
+         "{key!r} is not an open {fd_of}, so {name!r} cannot {op_word} an entry for it: "
+         "{a_type} is keyed by a file descriptor of a {fd_of}.",
+         "{key_hint} The object must still be open."),
+    Rule((errno.EPERM, errno.EACCES), READS, lambda mt: True, MapError,
+         "Map {name!r} was made with BPF_F_WRONLY: user space may only write it, so the kernel "
+         "refuses this {op} from Python ({reason}). The flag is the map's own, not a missing "
+         "privilege: no privilege changes it.",
+         "read it from a program, or make the map without BPF_F_WRONLY (leave flags= out, or "
+         "drop the flag from map_flags in C) if Python should read it.", flags=BPF_F_WRONLY),
+    Rule((errno.EPERM, errno.EACCES), WRITES, lambda mt: True, MapError,
+         "Map {name!r} was made with BPF_F_RDONLY: user space may only read it, so the kernel "
+         "refuses this {op} from Python ({reason}). The flag is the map's own, not a missing "
+         "privilege: no privilege changes it.",
+         "let a program write it, or make the map without BPF_F_RDONLY (leave flags= out, or "
+         "drop the flag from map_flags in C) if Python should write it.", flags=BPF_F_RDONLY),
     Rule((errno.EACCES,), (), _any, MapError,
          "Could not {op_word} map {name!r}: {reason}.",
          "the map is read-only or write-only from user space (BPF_F_RDONLY, BPF_F_WRONLY)."),
+    Rule((errno.ENOENT,), ("update",), _any, KeyMissing,
+         "Could not update map {name!r} at key {key!r}: it holds nothing there yet, and the "
+         "update asked to replace an existing entry only (BPF_EXIST).",
+         "write without flags (BPF_ANY, 0) to add or replace, or store the entry first."),
     Rule((errno.EEXIST,), (), _any, MapError,
          "Could not {op_word} map {name!r} at key {key!r}: {reason}.",
          "the key already exists and the update asked for a new one only (BPF_NOEXIST)."),
@@ -123,21 +191,60 @@ def reason(err: int) -> str:
     return "ENOTSUPP" if err == ENOTSUPP else os.strerror(err)
 
 
-def explain(spec, op: str, err: int, key=None, value=None) -> BpfkitError:
-    """The error for `op` on the map of `spec` refused with `err` (a positive errno)."""
+def access_flags(fd: int | None) -> int:
+    """BPF_F_RDONLY or BPF_F_WRONLY as the map's fd carries them. The kernel keeps these flags
+    on the file, not the map (its info reports neither), so the fd's access mode tells."""
+    if fd is None or fd < 0:
+        return 0
+    try:
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return 0
+    return {os.O_RDONLY: BPF_F_RDONLY, os.O_WRONLY: BPF_F_WRONLY}.get(mode, 0)
+
+
+def explain(spec, op: str, err: int, key=None, value=None, fd: int | None = None) -> BpfkitError:
+    """The error for `op` on the map of `spec` refused with `err` (a positive errno); `fd`, the
+    map's own, tells a map made read-only or write-only from a missing privilege."""
     mt = spec.type
     fields = {"name": spec.name, "type": mt.name, "a_type": mt.a, "key": key, "value": value,
               "max_entries": spec.max_entries, "last": spec.max_entries - 1, "reason": reason(err),
               "op": op, "op_word": OP_WORDS.get(op, op), "bcc": mt.bcc or mt.name,
-              "fd_of": mt.fd_of or "object", "at_key": f" at key {key!r}" if key is not None else ""}
+              "fd_of": mt.fd_of or "object", "at_key": f" at key {key!r}" if key is not None else "",
+              "socket_hint": SOCKET_HINTS.get(mt.name, "pass the socket object (or its fd) itself."),
+              "key_hint": KEY_HINTS.get(mt.fd_of, "")}
+    flags = (getattr(spec, "flags", 0) or 0) | (access_flags(fd) if err in (errno.EPERM, errno.EACCES) else 0)
+    for rule in RULES:
+        if rule.matches(op, err, mt, flags):
+            return rule.error(rule.what.format(**fields), rule.hint.format(**fields), errno=err)
     if err == errno.EPERM:   # privilege, or the kernel's own policy: refusal tells which
         return refusal.explain(err, "this {op} on map {name!r}".format(**fields))
-    for rule in RULES:
-        if rule.matches(op, err, mt):
-            return rule.error(rule.what.format(**fields), rule.hint.format(**fields), errno=err)
+    if err in (errno.EMFILE, errno.ENFILE):
+        return too_many_files(err, "{op_word} map {name!r}".format(**fields))
     return MapError("Could not {op_word} map {name!r}{at_key}: {reason}.".format(**fields),
                     "run `python -m bpfkit doctor`; if this keeps happening, it is worth a bug report.",
                     errno=err)
+
+
+def too_many_files(err: int, doing: str) -> MapError:
+    """The error for EMFILE or ENFILE: every map, program and pin the kit opens is a file
+    descriptor, so a notebook that makes maps in a loop meets the open-file limit as a bare
+    OSError on whatever file came next."""
+    if err == errno.ENFILE:
+        return MapError(f"Could not {doing}: the whole system has too many files open (ENFILE), "
+                        "so the kernel gives out no more file descriptors.",
+                        "close maps and programs you no longer use (m.close(), "
+                        "bpfkit.close_all()); the system-wide limit is the sysctl fs.file-max.",
+                        errno=err)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    return MapError(f"Could not {doing}: this process has too many files open (EMFILE). Every "
+                    "map, program and pin the kit holds is an open file descriptor, and the "
+                    f"process may have at most {soft} (its RLIMIT_NOFILE, `ulimit -n`).",
+                    "close maps you no longer need (m.close(), or `with bpfkit.create_map(...) as "
+                    "m:`, or bpfkit.close_all()), or raise the limit up to its hard limit "
+                    f"({shown}): resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard)) in "
+                    "Python, or `ulimit -n` in the shell before starting Jupyter.", errno=err)
 
 
 _NOT_OFFERED = [  # (op, when, what is wrong, what to do) for an operation the map type lacks

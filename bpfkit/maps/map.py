@@ -29,7 +29,7 @@ from ..access import kernel
 from ..host import lifetime
 from ..access._libbpf import lib
 from ..core.errors import KeyMissing, MapError, ProgramClosed, UsageError, no_attribute
-from . import buckets, convert, failures, frames, objects, pins, snapshot
+from . import arguments, buckets, convert, failures, frames, objects, pins, snapshot
 from .codecs import OPTIONS, Lookups, for_type, option_types
 from .memory import Mapping
 from .spec import MapSpec, possible_cpus
@@ -161,7 +161,7 @@ class Map:
         """The learner's error for `op` refused with errno `err` (see maps.failures)."""
         if err == errno.ENOSPC:
             self.codec.check_readable(self.spec)  # a socket map too narrow to show cookies
-        return failures.explain(self.spec, op, err, key, value)
+        return failures.explain(self.spec, op, err, key, value, fd=self._fd)
 
     def _call(self, op: str, fn, *args, key=None, value=None, absent_ok: bool = False) -> bool:
         """libbpf's `fn(*args)` for `op`, its refusal (an OSError) made the learner's error here,
@@ -263,6 +263,7 @@ class Map:
     def update(self, key, value, flags: int = 0) -> None:
         """Set `key` to `value`. `flags`: BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2)."""
         self._require("update")
+        flags = arguments.update_flags(flags)
         with self._key(key) as k, self._value(value) as v:
             self._call("update", lib.bpf_map_update_elem, self.fd, k, v, flags, key=key, value=value)
 
@@ -466,6 +467,7 @@ class Map:
         (numpy or lists) in the map's types; a per-CPU map takes one value per entry for every
         CPU, or an (entries, cpus) array. Returns how many entries were written."""
         self._require("update")
+        flags = arguments.update_flags(flags, "update_batch()")
         keys = np.ascontiguousarray(keys, dtype=self.key_dtype)
         if self.per_cpu:
             values = self.codec.values_array(self.spec, values)
@@ -581,12 +583,15 @@ class Map:
         """The map with kernel id `map_id`, opened for reading and writing (close it after).
         A map declared by a program loaded here keeps its C types; another map's keys and
         values read as unsigned ints of their size, or raw bytes."""
+        map_id = arguments.whole(map_id, "map_id", "Map.open_by_id()")
         known = cls._known.get(map_id)
         spec = known.spec if known is not None else None
         with atomic.step():
             try:
                 fd = lib.bpf_map_get_fd_by_id(map_id)
-            except OSError:
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    raise failures.too_many_files(e.errno, f"open the map with id {map_id}") from None
                 raise MapError(f"There is no map with id {map_id} in the kernel (any more).",
                                "it was freed, or replaced in its slot: read the outer map "
                                "again.") from None

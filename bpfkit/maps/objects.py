@@ -8,14 +8,17 @@ directory) is closed again when the `with` block ends.
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import KeyMissing, MapError, not_a_map
+from .failures import KEY_HINTS, SOCKET_HINTS
 
 
 def _is_int(x) -> bool:
@@ -47,6 +50,10 @@ def fd_for(obj, kind: str, map_name: str):
     """The file descriptor that names `obj` as a `kind` ("socket", "pidfd", "file",
     "cgroup"), for the `with` block. An int is taken as a file descriptor already."""
     fd = _fileno(obj)
+    if fd is not None and fd < 0 and not _is_int(obj):
+        raise MapError(f"{obj!r} is not an open {_KIND_WORDS[kind]} any more: it was closed, and "
+                       f"a closed {_KIND_WORDS[kind]} keys nothing in {map_name!r}.",
+                       "use it as a key while it is open: " + KEY_HINTS[kind])
     if fd is not None:
         yield fd
         return
@@ -61,10 +68,10 @@ def fd_for(obj, kind: str, map_name: str):
                 yield opened
         except OSError as e:
             raise MapError(f"Could not open {str(obj)!r} to use as a key of {map_name!r}: "
-                           f"{e.strerror}.", _KEY_HINTS[kind], errno=e.errno) from None
+                           f"{e.strerror}.", KEY_HINTS[kind], errno=e.errno) from None
         return
     raise MapError(f"{map_name!r} is keyed by a {_KIND_WORDS[kind]}; {type(obj).__name__} "
-                   f"{obj!r} is not one.", _KEY_HINTS[kind])
+                   f"{obj!r} is not one.", KEY_HINTS[kind])
 
 
 @contextmanager
@@ -82,12 +89,6 @@ def _opened_pidfd(pid: int):
 
 _KIND_WORDS = {"socket": "socket", "pidfd": "task (a process)", "file": "file (an inode)",
                "cgroup": "cgroup"}
-_KEY_HINTS = {
-    "socket": "pass a socket object, or its file descriptor.",
-    "pidfd": "pass a subprocess.Popen (or anything with a .pid), or a pidfd from os.pidfd_open(pid).",
-    "file": "pass an open file, its file descriptor, or a path.",
-    "cgroup": "pass a bpfkit Cgroup, a cgroup directory's path, or an fd of that directory.",
-}
 
 
 @contextmanager
@@ -127,12 +128,61 @@ def value_for(map_type, value, map_name: str, function_by_name=None):
             raise MapError(f"A slot of {map_name!r} holds a {kind.replace('_', ' ')}; "
                            f"{type(value).__name__} is not one.",
                            "pass the socket object (or file descriptor) itself.")
+        if kind != "perf_event":
+            _check_socket(map_type, value, fd, map_name)
         yield fd
     elif kind == "cgroup":
         with fd_for(value, "cgroup", map_name) as fd:
             yield fd
     else:
         yield value
+
+
+def _check_socket(map_type, value, fd: int, map_name: str) -> None:
+    """Refuse, before the kernel does with a bare errno, what cannot be a socket of this map:
+    a closed socket (its fileno() is -1), a number that is no open file, a file that is not a
+    socket, and for an xskmap a socket that is not AF_XDP."""
+    hint = SOCKET_HINTS.get(map_type.name, "pass the socket object (or its fd) itself.")
+    if fd < 0 and not _is_int(value):
+        raise MapError(f"The socket written into {map_name!r} is closed: {value!r}.",
+                       "write a socket while it is open (a closed one has no file descriptor "
+                       "left); make a new one if you closed it. " + hint)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        raise MapError(f"{value!r} is not an open file descriptor, so it names no socket for "
+                       f"{map_name!r}.", "pass the socket object itself while it is open. " + hint,
+                       errno=errno.EBADF) from None
+    if not stat.S_ISSOCK(mode):
+        raise MapError(f"{value!r} is not a socket, and {map_name!r} ({map_type.a}) holds sockets.",
+                       hint, errno=errno.ENOTSOCK)
+    if map_type.values == "xsk_socket":
+        family = _family(fd)
+        if family is not None and family != AF_XDP:
+            name = getattr(socket.AddressFamily, "_value2member_map_", {}).get(family)
+            name = name.name if name is not None else f"family {family}"
+            raise MapError(f"{value!r} is an {name} socket, not an AF_XDP one: an xskmap holds "
+                           "AF_XDP sockets only, each bound to one queue of an interface, so "
+                           "XDP can hand it frames.", hint, errno=errno.EOPNOTSUPP)
+
+
+AF_XDP = 44
+
+
+def _family(fd: int) -> int | None:
+    """The socket's address family (SO_DOMAIN), asked through a copy of its fd: Python's own
+    socket(fileno=fd) asks more of it than an AF_XDP socket answers."""
+    copy = os.dup(fd)
+    try:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=copy)
+    except OSError:
+        os.close(copy)
+        return None
+    with probe:
+        try:
+            return probe.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)
+        except OSError:
+            return None
 
 
 def ifindex(value) -> int:

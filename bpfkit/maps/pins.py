@@ -96,13 +96,44 @@ def open_fd(name) -> int:
     """A new fd of the map pinned at `name` (a path, or a name under /sys/fs/bpf)."""
     path = path_of(name)
     try:
-        return lib.bpf_obj_get(str(path).encode())
+        fd = lib.bpf_obj_get(str(path).encode())
     except OSError as e:
         if e.errno == errno.EPERM:   # a missing privilege, or the kernel's own policy
             raise refusal.explain(e.errno, f"opening the map pinned at {path}") from None
+        if e.errno in (errno.EMFILE, errno.ENFILE):
+            from .failures import too_many_files
+            raise too_many_files(e.errno, f"open the map pinned at {path}") from None
         hint = ("list what is pinned with `ls /sys/fs/bpf`." if e.errno == errno.ENOENT else
                 "check the pin's file permissions (ls -l), and run as root.")
         raise MapError(f"Could not open the map pinned at {path}: {e.strerror}.", hint,
                        errno=e.errno) from None
+    kind = _kind_of(fd)
+    if kind != "map":
+        os.close(fd)
+        raise MapError(f"What is pinned at {path} is a BPF {_KIND_WORDS.get(kind, kind)}, not a "
+                       "map, so it cannot be opened as one.",
+                       "open_pinned() takes the pin of a map (`bpftool map show pinned PATH` shows one); "
+                       + _KIND_HINTS.get(kind, "list what is pinned with `ls /sys/fs/bpf`."))
+    return fd
 
 
+# What the kernel names each kind of BPF file (the fd's anon inode), and what to do with a pin of it.
+_KIND_WORDS = {"prog": "program", "link": "link (an attached program)", "token": "token"}
+_KIND_HINTS = {
+    "prog": "a program's pin is for bpftool (`bpftool prog show pinned PATH`) or for attaching "
+            "it again; read the maps it uses by their own pins, or from the program that "
+            "loaded it (prog[\"name\"]).",
+    "link": "a link's pin keeps a program attached; remove it (rm PATH) to detach the program.",
+}
+
+
+def _kind_of(fd: int) -> str:
+    """"map", "prog", "link", ...: what a BPF fd stands for, from its anon inode's name
+    (anon_inode:bpf-map, anon_inode:bpf-prog, anon_inode:bpf_link). A pin of any kind opens
+    with the same call, and a program's info read as a map's gives nonsense, not an error."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "map"   # no /proc: the kernel's own answers must do
+    kind = target.removeprefix("anon_inode:").removeprefix("bpf").lstrip("-_")
+    return kind or "map"

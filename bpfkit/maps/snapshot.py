@@ -202,8 +202,9 @@ def one_batch(m, cursor: bytes | None, count: int):
     """(keys, values, next cursor or None at the end) of one BPF_MAP_LOOKUP_BATCH call: `Map.
     lookup_batch`, for a learner's own loop. Values are decoded as `frame()` decodes them."""
     _require_batch_layout(m)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UsageError(f"count is how many entries to ask for, at least 1, not {count!r}.",
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count < 1 << 32:
+        raise UsageError(f"count is how many entries to ask for, 1 to 4294967295 (the kernel "
+                         f"takes a u32), not {count!r}.",
                          "for example lookup_batch(cursor, count=64).")
     size = max(m.key_size, 8)
     if cursor is not None and (not isinstance(cursor, bytes) or len(cursor) != size):

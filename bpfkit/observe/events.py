@@ -260,14 +260,10 @@ def perf(events: Map, pages: int = 8, event_type=None) -> PerfReader:
 def _program_of(events, kind: str):
     """The Program whose buffer `events` is: a reader takes the Map, as `sample` and `live` do."""
     reader = "ring" if kind == "ring buffer" else "perf"
+    if isinstance(events, Map):
+        _check_reader(events, reader, kind)
     if isinstance(events, Map) and events.owner is not None and hasattr(events.owner, "bpf"):
         events.owner._check_open()
-        wanted = "ringbuf" if reader == "ring" else "perf_event_array"
-        if events.type != wanted:
-            raise UsageError(f"{events.name!r} is {events.map_type.a} map, not a {kind}.",
-                             f"pass the map declared with "
-                             f"{'BPF_RINGBUF_OUTPUT' if reader == 'ring' else 'BPF_PERF_OUTPUT'}"
-                             f"(...) in the C code to bpfkit.observe.events.{reader}().")
         return events.owner
     if hasattr(events, "bpf") and hasattr(events, "map_names"):   # the Program itself
         raise UsageError(f"bpfkit.observe.events.{reader}() takes the buffer's map, not the program.",
@@ -278,3 +274,29 @@ def _program_of(events, kind: str):
                          "only BCC can poll one.", "read a buffer your %%bpf program declares.")
     raise UsageError(f"bpfkit.observe.events.{reader}() takes a program's {kind} map, not "
                      f"{type(events).__name__}.", f'write bpfkit.observe.events.{reader}(prog["events"]).')
+
+
+# Each buffer's own reader: (map type, reader, what it is, the BCC macro that declares it).
+_READERS = {"ringbuf": ("ring", "ring buffer", "BPF_RINGBUF_OUTPUT"),
+            "perf_event_array": ("perf", "perf buffer", "BPF_PERF_OUTPUT")}
+
+
+def _check_reader(events: Map, reader: str, kind: str) -> None:
+    """Refuse a map this reader cannot read, naming the reader that can: a ring buffer and a
+    perf buffer are read by different calls, and BCC's own answer to a mix-up is an
+    AttributeError from deep inside it."""
+    right = _READERS.get(events.type)
+    if right is not None and right[0] == reader:
+        return
+    wanted = next(r for r in _READERS.values() if r[0] == reader)
+    name = events.name
+    if right is not None:
+        raise UsageError(f"{name!r} is a {right[1]} ({right[2]} in the C code), not a {kind}, so "
+                         f"bpfkit.observe.events.{reader}() cannot read it.",
+                         f"read it with its own reader: bpfkit.observe.events.{right[0]}"
+                         f"(prog[{name!r}]).")
+    raise UsageError(f"{name!r} is {events.map_type.a} map, not a {kind}, so "
+                     f"bpfkit.observe.events.{reader}() cannot read it.",
+                     f"pass the map declared with {wanted[2]}(...) in the C code to "
+                     f"bpfkit.observe.events.{reader}(); read {name!r} itself with "
+                     f"prog[{name!r}].frame().")

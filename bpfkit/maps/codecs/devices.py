@@ -40,7 +40,8 @@ class _Target(Codec):
         return self.with_program if spec.value_size == 8 else ct.c_uint32
 
     def encode_value(self, spec: MapSpec, value):
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+                and 0 < int(value) < 1 << 32:   # a larger one ctypes would cut down in silence
             return self.value_type(spec)(int(value))
         raise self.refused(spec, value)
 

@@ -50,6 +50,8 @@ class PerCpu(Codec):
         are CPUs is one value per CPU only if each item is a value itself: `(3, 4)` for a
         struct of two fields is one struct, on any number of CPUs."""
         ctype = self.value_type(spec)
+        if isinstance(value, np.ndarray) and value.ndim:
+            value = value.tolist()
         per_cpu = None
         if isinstance(value, (list, tuple)) and len(value) == spec.cpus:
             try:
@@ -57,12 +59,35 @@ class PerCpu(Codec):
             except KeyTypeError:
                 per_cpu = None
         if per_cpu is None:
-            per_cpu = [convert.to_c(ctype, value, "value")] * spec.cpus
+            try:
+                per_cpu = [convert.to_c(ctype, value, "value")] * spec.cpus
+            except KeyTypeError as one_value_error:
+                if not isinstance(value, (list, tuple)):
+                    raise
+                raise self._wrong_length(spec, ctype, value, one_value_error) from None
         slot = layout.round_up(spec.value_size)
         raw = bytearray(slot * spec.cpus)
         for cpu, one in enumerate(per_cpu):
             raw[cpu * slot:cpu * slot + ct.sizeof(one)] = bytes(one)
         return ct.create_string_buffer(bytes(raw), len(raw))
+
+    @staticmethod
+    def _wrong_length(spec: MapSpec, ctype, value, one_value_error) -> KeyTypeError:
+        """A list that is neither one value nor one per CPU: most often a count of CPUs taken
+        from os.cpu_count() (online CPUs), where the kernel wants every possible CPU."""
+        if len(value) == spec.cpus:   # one per CPU, but an item does not fit: say which
+            for cpu, item in enumerate(value):
+                try:
+                    convert.to_c(ctype, item, "value")
+                except KeyTypeError as e:
+                    return KeyTypeError(f"CPU {cpu}'s value in the list for {spec.name!r}: {e.what}",
+                                        e.hint)
+            return one_value_error
+        return KeyTypeError(
+            f"Map {spec.name!r} is {spec.type.a}: a list writes one value per possible CPU, "
+            f"{spec.cpus} here, and this list has {len(value)}.",
+            f"give a list of {spec.cpus} values (bpfkit.possible_cpus() counts them, which may be "
+            f"more than os.cpu_count()), or one value ({convert.c_name(ctype)}) for every CPU.")
 
     def decode_value(self, spec: MapSpec, record):
         return [layout.to_python(r["v"]) for r in record]
@@ -73,6 +98,11 @@ class PerCpu(Codec):
         given = np.asarray(values, dtype=self.one_value_dtype(spec))
         if given.ndim == 1:
             given = given[:, None]
+        if given.ndim != 2 or given.shape[1] not in (1, spec.cpus):
+            raise KeyTypeError(
+                f"Map {spec.name!r} is {spec.type.a}: each entry takes one value per possible "
+                f"CPU, {spec.cpus} here, and these values have the shape {given.shape}.",
+                f"pass an (entries, {spec.cpus}) array, or one value per entry for every CPU.")
         out = np.zeros(len(given), dtype=self.value_dtype(spec))
         out["v"] = given
         return out

@@ -28,10 +28,12 @@ class Reference(Codec):
         return ct.c_uint64 if spec.value_size == 8 else ct.c_uint32
 
     def encode_value(self, spec: MapSpec, value):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        ctype = self.value_type(spec)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or \
+                not 0 <= int(value) < 1 << (8 * ct.sizeof(ctype)):  # ctypes would cut it down
             raise MapError(f"A slot of {spec.name!r} holds {self.what}, not {value!r}.",
                            f"write {self.what} (or its file descriptor) into it.")
-        return self.value_type(spec)(int(value))
+        return ctype(int(value))
 
 
 class WriteOnly(Reference):
