@@ -507,3 +507,19 @@ def test_a_numa_node_the_machine_lacks_is_named_and_one_it_has_is_used(nothing_l
     with bpfkit.create_map("hash", numa_node=nodes[0], name="maps_numa") as m:
         m[1] = 2
         assert m[1] == 2
+
+
+@pytest.mark.kernel
+def test_open_pinned_of_a_folder_or_an_ordinary_file_says_it_is_no_pin(nothing_left, tmp_path):
+    folder = Path("/sys/fs/bpf/maps_folder")
+    folder.mkdir(exist_ok=True)
+    plain = tmp_path / "not_a_pin"
+    plain.write_text("")
+    try:
+        for path, words in ((folder, "a folder"), (plain, "outside the BPF filesystem"),
+                            (tmp_path, "a folder")):
+            with pytest.raises(MapError) as e:
+                bpfkit.open_pinned(path)
+            explained(e.value, str(path), words, "not a pin", "m.pin(name)")
+    finally:
+        folder.rmdir()

@@ -143,15 +143,16 @@ def _check_socket(map_type, value, fd: int, map_name: str) -> None:
     a closed socket (its fileno() is -1), a number that is no open file, a file that is not a
     socket, and for an xskmap a socket that is not AF_XDP."""
     hint = SOCKET_HINTS.get(map_type.name, "pass the socket object (or its fd) itself.")
+    then = hint[0].upper() + hint[1:]   # the same, after a sentence of its own
     if fd < 0 and not _is_int(value):
         raise MapError(f"The socket written into {map_name!r} is closed: {value!r}.",
                        "write a socket while it is open (a closed one has no file descriptor "
-                       "left); make a new one if you closed it. " + hint)
+                       "left); make a new one if you closed it. " + then)
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
         raise MapError(f"{value!r} is not an open file descriptor, so it names no socket for "
-                       f"{map_name!r}.", "pass the socket object itself while it is open. " + hint,
+                       f"{map_name!r}.", "pass the socket object itself while it is open. " + then,
                        errno=errno.EBADF) from None
     if not stat.S_ISSOCK(mode):
         raise MapError(f"{value!r} is not a socket, and {map_name!r} ({map_type.a}) holds sockets.",

@@ -103,8 +103,15 @@ def open_fd(name) -> int:
         if e.errno in (errno.EMFILE, errno.ENFILE):
             from .failures import too_many_files
             raise too_many_files(e.errno, f"open the map pinned at {path}") from None
+        if e.errno == errno.EACCES and (path.is_dir() or not _in_bpffs(path)):
+            what = "a folder" if path.is_dir() else "a file outside the BPF filesystem"
+            raise MapError(f"{path} is {what}, not a pin, so there is no map to open there "
+                           f"({e.strerror}).",
+                           f"pass the path of a map's pin: a file in the BPF filesystem ({BPFFS}), "
+                           "such as the one m.pin(name) made; `ls /sys/fs/bpf` lists them.",
+                           errno=e.errno) from None
         hint = ("list what is pinned with `ls /sys/fs/bpf`." if e.errno == errno.ENOENT else
-                "check the pin's file permissions (ls -l), and run as root.")
+                "check the pin's file permissions (ls -l): the kernel checks them as for a file.")
         raise MapError(f"Could not open the map pinned at {path}: {e.strerror}.", hint,
                        errno=e.errno) from None
     kind = _kind_of(fd)
@@ -125,6 +132,17 @@ _KIND_HINTS = {
             "loaded it (prog[\"name\"]).",
     "link": "a link's pin keeps a program attached; remove it (rm PATH) to detach the program.",
 }
+
+
+def _in_bpffs(path: Path) -> bool:
+    """Is `path` under a mounted BPF filesystem (/proc/mounts, type bpf)? Only there are pins."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return True   # cannot tell: let the kernel's own answer stand
+    where = os.path.realpath(path)
+    return any(f[2] == "bpf" and (where == f[1] or where.startswith(f[1].rstrip("/") + "/"))
+               for f in (line.split() for line in mounts) if len(f) > 2)
 
 
 def _kind_of(fd: int) -> str:

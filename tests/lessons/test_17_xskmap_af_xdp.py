@@ -99,7 +99,8 @@ def test_socket_closes_everything(no_leaks, lab):
     fd = sock.fileno()
     assert xdp_sockets(k.netns) == 1 and lifetime.get("socket", sock.key) is sock
     assert os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    again = xsk.XskSocket("eth0", 0, netns=k.netns)        # one per queue: the earlier one closes
+    with pytest.warns(UserWarning, match="one per queue"):  # the earlier one closes, and says so
+        again = xsk.XskSocket("eth0", 0, netns=k.netns)
     assert sock.closed and not again.closed and xdp_sockets(k.netns) == 1
     bpfkit.close_all("socket")                             # the kind a socket registers as
     assert again.closed and xdp_sockets(k.netns) == 0 and lifetime.held("socket") == {}
