@@ -161,7 +161,7 @@ class Map:
         """The learner's error for `op` refused with errno `err` (see maps.failures)."""
         if err == errno.ENOSPC:
             self.codec.check_readable(self.spec)  # a socket map too narrow to show cookies
-        return failures.explain(self.spec, op, err, key, value, fd=self._fd)
+        return failures.explain(self.spec, op, err, key, value, fd=self._number)
 
     def _call(self, op: str, fn, *args, key=None, value=None, absent_ok: bool = False) -> bool:
         """libbpf's `fn(*args)` for `op`, its refusal (an OSError) made the learner's error here,
