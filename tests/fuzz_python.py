@@ -353,6 +353,26 @@ class Worker:
                 old.close()
         elif do == "obj_op":
             self.obj_op(step)
+        elif do == "selftest":
+            self.selftest(step["fault"])
+
+    def selftest(self, fault: str):
+        """A fault of each kind made on purpose, for the fuzzer's own tests: each must be found."""
+        import ctypes as ct
+        from bpfkit.access._libbpf import lib
+        if fault == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif fault == "raw":
+            raise OSError(22, os.strerror(22))
+        elif fault == "leak":   # a pin the kit does not know of, and an fd nobody closes
+            self.pins.mkdir(parents=True, exist_ok=True)
+            lib.bpf_obj_pin(self.witness.fd, str(self.pins / "fz_selftest").encode())
+            self.leaked_fd = os.open(os.devnull, os.O_RDONLY)
+        elif fault == "wrong":  # a write into the witness that no step was aimed at
+            fd = lib.bpf_map_get_fd_by_id(self.witness.id)
+            key, value = ct.c_uint32(WRITER_KEY), ct.c_uint64(WRITER_MARK)
+            lib.bpf_map_update_elem(fd, ct.byref(key), ct.byref(value), 0)
+            os.close(fd)
 
     def map_op(self, m, step: dict):
         op = step["op"]
