@@ -49,6 +49,7 @@ TAG_KEY = 7          # every checkable map carries its signature at this key
 WRITER_KEY = 5       # where the writer thread writes its own mark
 WRITER_MARK = 0x5757_5757
 LIBBPF_OBJECTS = ["l19_uring", "counter"]   # bpf/**/<name>.bpf.c: one user ring buffer, one twin
+WORKER_MEMORY = 4 << 30   # bytes of address space a worker may map
 STEP_TIMEOUT = 30.0  # seconds a worker may spend in one step before it counts as hung
 
 # ---- the generator (pure: no bpfkit, no kernel) --------------------------------------------------
@@ -120,7 +121,7 @@ def sequence(seed: int, count: int, types: list[str]) -> list[dict]:
             for name, choices in (("key", ["u32", "u64", "char[3]", "char[0]", "u8[4096]", "float", 4, "struct x",
                                            "u32 u32", None]),
                                   ("value", ["u64", "char[16]", "u8[70000]", "double", "void", 0, None, ("u32", "u16")]),
-                                  ("max_entries", [1, 8, 0, -1, 2 ** 32, 2 ** 31, 2 ** 20, None, "8", 1.5]),
+                                  ("max_entries", [1, 8, 0, -1, 2 ** 32, 2 ** 64, None, "8", 1.5]),
                                   ("flags", [0, 1, 2, 4, 8, 64, 1024, 2 ** 31, -1, None]),
                                   ("name", ["fz_ok", "fz_" + "x" * 20, "fz bad", "", None, "fz_é"]),
                                   ("extra", [None, None, {"hashes": 3}, {"hashes": 99}, {"inner": 1}, {"bogus": 1},
@@ -628,7 +629,11 @@ def _fds() -> dict[int, str]:
 
 def worker_main():
     """Reads one job {"seed", "steps"} on stdin; JSON lines on a private copy of stdout."""
+    import resource
     job = json.loads(sys.stdin.read())
+    # A step that asks for a huge buffer must fail in this worker (MemoryError, a finding), never
+    # push the shared machine into its OOM killer.
+    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)     # BCC, clang and libbpf print at the C level: not into the report
     w = Worker(out, job["seed"])
@@ -843,11 +848,12 @@ def main(argv=None):
     p.add_argument("--ops", type=int, default=400)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--per-worker", type=int, default=40, help="steps in one worker's sequence")
-    p.add_argument("--minimise", type=float, default=60.0, help="seconds to minimise each finding (0: none)")
+    p.add_argument("--minimise", type=float, default=20.0, help="seconds to minimise each finding (0: none)")
     p.add_argument("--out", help="the report as JSON")
     a = p.parse_args(argv)
     report = run(a.seed, a.ops, a.workers, a.per_worker, a.minimise)
     if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(report, indent=1))
     sys.exit(1 if any(report["counts"].values()) else 0)
 
