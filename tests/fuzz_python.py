@@ -50,7 +50,8 @@ WRITER_KEY = 5       # where the writer thread writes its own mark
 WRITER_MARK = 0x5757_5757
 LIBBPF_OBJECTS = ["l19_uring", "counter"]   # bpf/**/<name>.bpf.c: one user ring buffer, one twin
 WORKER_MEMORY = 4 << 30   # bytes of address space a worker may map
-STEP_TIMEOUT = 30.0  # seconds a worker may spend in one step before it counts as hung
+STEP_TIMEOUT = 30.0
+OBJ_MAPS = ["inbox", "totals", "counter_table", "nope"]   # the objects' maps, and one that is not  # seconds a worker may spend in one step before it counts as hung
 
 # ---- the generator (pure: no bpfkit, no kernel) --------------------------------------------------
 
@@ -150,7 +151,7 @@ def sequence(seed: int, count: int, types: list[str]) -> list[dict]:
             steps.append({"do": "obj_load", "name": rng.choice(LIBBPF_OBJECTS)})
         else:
             steps.append({"do": "obj_op", "op": rng.choice(["send", "send", "send_wrong", "map", "close",
-                                                            "close_during_send", "run", "arena"]),
+                                                            "close_during_send", "run", "arena", "names"]),
                           "slot": rng.randrange(SLOTS), "size": rng.choice([8, 0, 3, 4096, 8192])})
     return steps
 
@@ -444,15 +445,15 @@ class Worker:
         elif op == "send_wrong":
             obj.ring("inbox").send(self.rng.choice([42, "abc", None, 1.5]))
         elif op == "map":
-            name = self.rng.choice(obj.map_names() or ["none"])
-            m = obj[name]
-            m.items()
+            obj[self.rng.choice(OBJ_MAPS)].items()
+        elif op == "names":
+            obj.map_names(), obj.program_names()
         elif op == "close":
             obj.close()
         elif op == "run":
-            obj.run(self.rng.choice(obj.program_names() or ["none"]))
+            obj.run(self.rng.choice(["drain", "sys_enter_execve", "nope"]))
         elif op == "arena":
-            obj.arena(self.rng.choice(obj.map_names() or ["none"]))
+            obj.arena(self.rng.choice(OBJ_MAPS))
         elif op == "close_during_send":
             import threading
             ring = obj.ring("inbox")
@@ -749,18 +750,19 @@ def _finding(kind: str, at: int, step: dict, text: str) -> dict:
 
 
 def signature(f: dict) -> str:
-    """What makes two findings the same fault: kind, the step's kind and the message's shape."""
-    step = f["step"]
-    what = step.get("do", "")
-    if what in ("map", "close_thread", "stop"):
-        inner = step.get("during", step)
-        what += ":" + str(inner.get("op", inner.get("do", "")))
-    text = re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'X'", f["text"]))[:90]
+    """What makes two findings the same fault: kind, the operation (whether run alone, under a
+    close from another thread or under Stop) and the exception's type and first words; every
+    write to the wrong map is one fault (an fd number reused), whichever step saw it."""
     if f["kind"] == "wrong":
-        text = "a write landed in another map"
+        return "wrong | a write landed in another map"
+    step = f["step"]
+    inner = step.get("during", step)
+    what = inner.get("do", "") + (":" + inner["op"] if "op" in inner else "")
     if f["kind"] == "crash":
-        text = f["text"]
-    return f"{f['kind']} | {what} | {text}"
+        return f"crash | {what} | {f['text']}"
+    text = re.sub(r"'[^']*'|b'[^']*'", "'X'", f["text"])
+    text = re.sub(r"\bu?int\d+\b", "int", re.sub(r"[\d.]+", "N", text))
+    return f"{f['kind']} | {what} | {text[:70]}"
 
 
 def _reproduces(seed: int, steps: list[dict], sig: str, tries: int) -> bool:
@@ -824,7 +826,8 @@ def run(seed: int, ops: int, workers: int, per_worker: int = 40, minimise_budget
     for sig, f in sorted(distinct.items()):
         small = minimise(f["seed"], f["steps"], f, minimise_budget) if minimise_budget > 0 else f["steps"][:f["at"] + 1]
         report["findings"].append({"signature": sig, "kind": f["kind"], "seed": f["seed"], "times": f["times"],
-                                   "text": f["text"], "steps": small})
+                                   "text": f["text"], "step": f["step"], "steps": small,
+                                   "at": len(small) - 1 if f["step"].get("do") != "exit" else f["at"]})
         print(f"\n[{f['kind']}] seed {f['seed']} ({f['times']}x): {f['text'][:300]}\n  {len(small)} step(s):",
               file=out)
         for step in small:
@@ -839,6 +842,16 @@ def main(argv=None):
         argv = sys.argv[1:]
     if argv[:1] == ["worker"]:
         return worker_main()
+    if argv[:1] == ["minimise"]:   # each finding of a report made with --minimise 0, minimised now
+        report = json.loads(Path(argv[1]).read_text())
+        for f in report["findings"]:
+            small = minimise(f["seed"], f["steps"], f, float(argv[2]) if len(argv) > 2 else 20.0)
+            f.update(steps=small, minimised=True)
+            print(f"\n[{f['kind']}] seed {f['seed']} ({f['times']}x): {f['text'][:300]}\n  {len(small)} step(s):")
+            for step in small:
+                print("    " + json.dumps(step))
+        Path(argv[1]).write_text(json.dumps(report, indent=1))
+        return
     if argv[:1] == ["replay"]:
         f = json.loads(sys.stdin.read())
         print(json.dumps(run_one(f["seed"], f["steps"]), indent=1))
