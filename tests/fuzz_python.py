@@ -761,7 +761,7 @@ def signature(f: dict) -> str:
     if f["kind"] == "crash":
         return f"crash | {what} | {f['text']}"
     text = re.sub(r"'[^']*'|b'[^']*'", "'X'", f["text"])
-    text = re.sub(r"\bu?int\d+\b", "int", re.sub(r"\d+(\.\d+)?", "N", text))
+    text = re.sub(r"\d+(\.\d+)?", "N", re.sub(r"\bu?int\d+\b", "int", text))
     return f"{f['kind']} | {what} | {text[:70]}"
 
 
