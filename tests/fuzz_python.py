@@ -175,6 +175,14 @@ def judge(exc: BaseException) -> str | None:
     return None
 
 
+def _own_fault(exc: BaseException) -> bool:
+    """Raised in this file's own code, not in the kit (a misspelt step or method, a lost name)?"""
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    return (isinstance(exc, (AttributeError, NameError, KeyError, AssertionError)) and bool(frames)
+            and Path(frames[-1].filename).resolve() == Path(__file__).resolve())
+
+
 _STRERRORS = {os.strerror(n) + end for n in range(1, 134) for end in ("", ".")}
 
 
@@ -357,6 +365,8 @@ class Worker:
             self.obj_op(step)
         elif do == "selftest":
             self.selftest(step["fault"])
+        else:
+            raise AssertionError(f"no such step: {do}")
 
     def selftest(self, fault: str):
         """A fault of each kind made on purpose, for the fuzzer's own tests: each must be found."""
@@ -434,6 +444,8 @@ class Worker:
         elif op == "reader":
             from bpfkit.observe import events
             (events.ring if self.rng.random() < 0.5 else events.perf)(m)
+        else:
+            raise AssertionError(f"no such map operation: {op}")
 
     def obj_op(self, step: dict):
         obj = self.objs.get(step["slot"] % max(1, len(self.objs))) if self.objs else None
@@ -454,7 +466,9 @@ class Worker:
             obj.run(self.rng.choice(["drain", "sys_enter_execve", "nope"]))
         elif op == "arena":
             obj.arena(self.rng.choice(OBJ_MAPS))
-        elif op == "close_during_send":
+        elif op != "close_during_send":
+            raise AssertionError(f"no such object operation: {op}")
+        else:
             import threading
             ring = obj.ring("inbox")
             done = threading.Event()
@@ -513,14 +527,17 @@ class Worker:
                     state["fired"] = True
                     _thread.interrupt_main()
         t = threading.Thread(target=stopper, daemon=True)
-        t.start()
+        caught = False
         try:
+            t.start()
             try:
                 self.do(step["during"], touched)
+            except KeyboardInterrupt:
+                caught = True
             finally:
                 with lock:
                     state["armed"] = False
-                if state["fired"]:
+                if state["fired"] and not caught:
                     deadline = time.monotonic() + 1
                     while time.monotonic() < deadline:   # the interrupt is pending: take it here
                         time.sleep(0.001)
@@ -565,6 +582,8 @@ class Worker:
                 outcome = "stopped"
             except BaseException as e:   # noqa: BLE001 - every exception is judged
                 why = judge(e)
+                if why and _own_fault(e):
+                    why = "the fuzzer's own error (not the kit's: fix tests/fuzz_python.py)"
                 outcome = "raw" if why else "explained"
                 text = f"{type(e).__name__}: {str(e)[:400]}"
             wrong = self.check_others(touched)
@@ -699,6 +718,10 @@ def run_one(seed: int, steps: list[dict]) -> dict:
         at = current if current is not None else len(steps) - 1
         how = ("hung" if hung else f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit {rc}")
         findings.append(_finding("crash", at, steps[at] if steps else {}, how))
+        # what it pinned goes with it (the crash is the finding); its /run/bpfkit record is the
+        # kit's to clear, as it clears any dead process's, at the next load
+        if (PIN_ROOT / str(proc.pid)).is_dir():
+            _unpin(PIN_ROOT / str(proc.pid))
     else:
         findings.extend(_leaks(done, len(steps) - 1))
     ended = sum(1 for r in records if r.get("at") == "end")

@@ -10,7 +10,7 @@ import pytest
 import fuzz_python as fz
 
 TYPES = ["hash", "array", "queue", "bloom_filter", "sockmap", "ringbuf"]
-CI_SEED, CI_OPS, CI_WORKERS = 2300, 1200, 4   # ~15 s here; the long run: make fuzz-python
+CI_SEED, CI_OPS, CI_WORKERS = 2300, 3000, 4   # ~30 s here; the long run: make fuzz-python
 
 
 @pytest.mark.unit
@@ -45,13 +45,20 @@ def test_findings_of_one_fault_share_a_signature_and_different_faults_do_not():
     assert fz.signature(a) == fz.signature(b) != fz.signature(c)
 
 
+def test_a_step_the_worker_does_not_know_is_the_fuzzers_fault_not_the_kits():
+    found = fz.run_one(1, [{"do": "nosuch"}, {"do": "map", "op": "nosuch", "slot": 0}])["findings"]
+    assert [f["at"] for f in found] == [0, 1] and all("the fuzzer's own error" in f["text"] for f in found), found
+
+
 @pytest.mark.parametrize("fault, kind", [("crash", "crash"), ("raw", "raw"), ("leak", "leak"), ("wrong", "wrong")])
 def test_each_detector_finds_a_fault_made_on_purpose_and_the_minimiser_keeps_only_it(fault, kind):
     steps = fz.sequence(1, 8, ["hash", "array"])
     steps = [s for s in steps if s["do"] in ("make", "map", "renew")][:6]
     steps.insert(3, {"do": "selftest", "fault": fault})
+    before = set(fz.PIN_ROOT.iterdir()) if fz.PIN_ROOT.is_dir() else set()
     found = fz.run_one(1, steps)["findings"]
     assert kind in {f["kind"] for f in found}, found
+    assert set(fz.PIN_ROOT.iterdir()) <= before, "the driver removes the pins folder of each worker"
     finding = next(f for f in found if f["kind"] == kind)
     if kind != "leak":
         assert finding["at"] == 3 and finding["step"]["fault"] == fault
@@ -67,5 +74,6 @@ def test_a_fixed_seed_slice_finds_no_crash_raw_error_leak_or_wrong_write():
     out = io.StringIO()
     report = fz.run(CI_SEED, CI_OPS, CI_WORKERS, minimise_budget=0, out=out)
     assert report["ops"] >= CI_OPS * 0.9 or report["counts"]["crash"], report
+    assert "the fuzzer's own error" not in out.getvalue(), out.getvalue()[-12000:]
     assert report["counts"] == {"crash": 0, "raw": 0, "leak": 0, "wrong": 0}, (
         out.getvalue()[-12000:] + "\nreproduce one: python -m tests.fuzz_python --seed SEED --ops 40 --workers 1")
