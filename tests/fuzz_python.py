@@ -199,6 +199,8 @@ class Worker:
         self.maps: dict[int, object] = {}          # slot -> Map
         self.objs: dict[int, object] = {}          # slot -> BpfObject
         self.shadow: dict[int, dict] = {}          # map id -> its contents as last seen
+        self.checkable: set[int] = set()           # ids of the maps whose contents are compared
+        self.in_stop = False                       # inside a step that Stop may interrupt
         self.names: dict[int, str] = {}            # map id -> its name, for the report
         self.witness = None
         self.writer = None
@@ -252,9 +254,13 @@ class Worker:
                                                          if checkable else {}))
         self.names[m.id] = name
         if checkable:
+            self.checkable.add(m.id)
             self.count += 1
             m[TAG_KEY] = (self.seed << 20) | self.count   # the map's signature
-            self.shadow[m.id] = self.contents(m.id)
+            # Under Stop its contents are first read after the step (check_others): an interrupt
+            # inside the fuzzer's own reading would leak the fd it reads through.
+            if not self.in_stop:
+                self.shadow[m.id] = self.contents(m.id)
         return m
 
     def contents(self, map_id: int) -> dict | None:
@@ -294,12 +300,12 @@ class Worker:
         wrong = []
         writer_id = self.writer.target_id if self.writer is not None else None
         for map_id in self.held_ids():
-            if map_id not in self.shadow:
+            if map_id not in self.checkable:
                 continue
             now = self.contents(map_id)
             if now is None:
                 continue
-            if map_id in touched or map_id == writer_id:
+            if map_id in touched or map_id == writer_id or map_id not in self.shadow:
                 self.shadow[map_id] = now
                 continue
             if now != self.shadow[map_id]:
@@ -339,7 +345,7 @@ class Worker:
             self.close_during(step)
         elif do == "writer_start":
             m = self.maps.get(step["slot"])
-            if m is not None and self.writer is None and not m.closed and m.id in self.shadow:
+            if m is not None and self.writer is None and not m.closed and m.id in self.checkable:
                 self.writer = Writer(m, self)
         elif do == "writer_stop":
             if self.writer is not None:
@@ -528,6 +534,7 @@ class Worker:
                     _thread.interrupt_main()
         t = threading.Thread(target=stopper, daemon=True)
         caught = False
+        self.in_stop = True
         try:
             t.start()
             try:
@@ -543,12 +550,14 @@ class Worker:
                         time.sleep(0.001)
         except KeyboardInterrupt:
             pass
-        t.join(5)
+        finally:
+            self.in_stop = False
+            t.join(5)
 
     def writer_race(self, step: dict, touched: set[int]):
         """The issue's round: a thread writes to a map, this thread closes it and makes new maps."""
         m = self.maps.get(step["slot"])
-        if m is None or m.closed or m.id not in self.shadow:
+        if m is None or m.closed or m.id not in self.checkable:
             return
         self.stop_writer()
         self.writer = Writer(m, self)
@@ -750,7 +759,7 @@ def _leaks(done: dict, last: int) -> list[dict]:
     if (OWNERS / f"owner-{done['mark'].replace(':', '-')}.json").exists():
         found.append(_finding("leak", last, {"do": "exit"}, "its /run/bpfkit record is left"))
     if done["fds"]:
-        kinds = sorted({re.sub(r"[:\[].*", "", t) for t in done["fds"].values()})
+        kinds = sorted({re.sub(r"\[\d+\]$", "", t) for t in done["fds"].values()})
         found.append(_finding("leak", last, {"do": "exit"}, f"fds left open after close_all: {kinds}"))
     return found
 

@@ -75,5 +75,8 @@ def test_a_fixed_seed_slice_finds_no_crash_raw_error_leak_or_wrong_write():
     report = fz.run(CI_SEED, CI_OPS, CI_WORKERS, minimise_budget=0, out=out)
     assert report["ops"] >= CI_OPS * 0.9 or report["counts"]["crash"], report
     assert "the fuzzer's own error" not in out.getvalue(), out.getvalue()[-12000:]
+    summary = "\n".join(f"[{f['kind']}] seed {f['seed']} ({f['times']}x) at step {f['at']}: {f['text'][:200]}"
+                        for f in report["findings"])
     assert report["counts"] == {"crash": 0, "raw": 0, "leak": 0, "wrong": 0}, (
-        out.getvalue()[-12000:] + "\nreproduce one: python -m tests.fuzz_python --seed SEED --ops 40 --workers 1")
+        f"{summary}\n{report['counts']}\nreproduce one (its first steps up to 'at'): "
+        "python -m tests.fuzz_python --seed SEED --ops 40 --workers 1")
