@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The distro's python3: BCC is installed for it, and the venv sees it through system site-packages.
 SYSTEM_PYTHON := /usr/bin/python3
 
-.PHONY: setup provision lab test test-refusals test-distro test-kernel bench browser-times doctor reset progress clean
+.PHONY: setup provision lab test fuzz-python test-refusals test-distro test-kernel bench browser-times doctor reset progress clean
 
 provision:
 	$(SUDO) bash scripts/provision.sh
@@ -56,6 +56,16 @@ test: setup
 	$(SUDO) bash scripts/provision.sh --test-tools
 	mkdir -p build/kernels && $(PY) tests/kernel_table.py --about > build/kernels/host.json
 	$(SUDO) env BPFKIT_NOTEBOOK_REPORT=$(abspath build/kernels/host.json) $(PY) -m pytest
+
+# The Python-side fuzzer's long run (tests/fuzz_python.py; `make test` runs a fixed-seed slice):
+# random Map, create_map, pin, reader, libbpf-object and socket steps in worker processes; each
+# crash, raw error, leak or write to the wrong map is printed minimised, with its seed.
+FUZZ_SEED ?= 1
+FUZZ_OPS ?= 20000
+FUZZ_WORKERS ?= 4
+fuzz-python: setup
+	$(SUDO) $(PY) -m tests.fuzz_python --seed $(FUZZ_SEED) --ops $(FUZZ_OPS) --workers $(FUZZ_WORKERS) \
+		--out build/fuzz-python.json
 
 # Every lesson run with each map type and program type it uses refused (BPFKIT_PRETEND_REFUSED), as
 # a kernel may refuse it: each must run to its end and say what was refused; and each cell's
