@@ -523,3 +523,20 @@ def test_open_pinned_of_a_folder_or_an_ordinary_file_says_it_is_no_pin(nothing_l
             explained(e.value, str(path), words, "not a pin", "m.pin(name)")
     finally:
         folder.rmdir()
+
+
+def test_what_the_python_side_fuzzer_found_is_refused_in_words():
+    """Each was a raw numpy, ctypes or internal error before (tests/fuzz_python.py's slice)."""
+    with bpfkit.create_map("hash", key="u32", value="u64", max_entries=8, name="maps_fz") as m:
+        for keys, values in (([1, 2], [None, 3]), ([1, 2], ["x" * 9, 3]), ([1], [float("nan")]),
+                             ([1, 2], [[1, 2], 3]), ([2**40], [1])):
+            with pytest.raises(bpfkit.core.errors.UsageError, match="update_batch.*u32.*u64") as e:
+                m.update_batch(keys, values)
+            assert e.value.hint
+        with pytest.raises(bpfkit.BpfkitError, match="columns= renames") as e:
+            m.frame(7)
+        assert "not int 7" in e.value.what and e.value.hint
+        assert len(m) == 0
+    with bpfkit.create_map("sockmap", max_entries=2, name="maps_fz2") as socks:
+        with pytest.raises(bpfkit.core.errors.MapError, match="is not a file descriptor"):
+            socks[0] = 2**200

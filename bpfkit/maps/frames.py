@@ -23,6 +23,12 @@ def renaming(names: list[str], columns=None) -> dict[str, str]:
     if isinstance(columns, dict):
         mapping.update(columns)
     elif columns is not None:
+        if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+            raise ColumnError(f"columns= renames the frame's columns: a dict {{old: new}} or a list "
+                              f"of new names, not {type(columns).__name__} {columns!r}.",
+                              f"for example frame({{{names[0]!r}: 'new_name'}}); options such as "
+                              "method= are given by name." if names else
+                              "give a dict {old: new}.")
         columns = list(columns)
         if len(columns) != len(names):
             raise ColumnError(f"columns= names {len(columns)} columns, the frame has "

@@ -150,9 +150,12 @@ class Map:
             raise AttributeError(name)
         raise no_attribute(self, name, dir(type(self)) + list(self.__dict__))
 
+    @staticmethod
+    def _type_name(ctype) -> str:
+        return convert.c_name(ctype) if ctype is not None else "none"
+
     def __repr__(self) -> str:
-        key = convert.c_name(self.key_type) if self.key_type is not None else "none"
-        value = convert.c_name(self.value_type) if self.value_type is not None else "none"
+        key, value = self._type_name(self.key_type), self._type_name(self.value_type)
         state = " (closed)" if self.closed else ""
         return (f"<bpfkit.Map {self.name!r} {self.type} id={self.id} key={key} value={value} "
                 f"max_entries={self.max_entries}{state}>")
@@ -246,7 +249,12 @@ class Map:
         `cursor` (None: the map's start), returned as (keys, values, next cursor); the next
         cursor is None once the kernel says the walk reached the end. `frame()` loops over
         this call; a lesson has learners write that loop themselves."""
-        return snapshot.one_batch(self, cursor, count)
+        try:
+            return snapshot.one_batch(self, cursor, count)
+        except snapshot.BatchUnsupported as e:
+            raise MapError(f"The kernel has no batch lookup for {self.name!r} ({self.map_type.a} "
+                           f"map): {e}.", "read it with frame(), items() or m[key]; "
+                           "lookup_batch() is for hashes and arrays.") from None
 
     @held
     def get(self, key, default=None):
@@ -468,11 +476,19 @@ class Map:
         CPU, or an (entries, cpus) array. Returns how many entries were written."""
         self._require("update")
         flags = arguments.update_flags(flags, "update_batch()")
-        keys = np.ascontiguousarray(keys, dtype=self.key_dtype)
-        if self.per_cpu:
-            values = self.codec.values_array(self.spec, values)
-        else:
-            values = np.ascontiguousarray(values, dtype=self.value_dtype)
+        try:
+            keys = np.ascontiguousarray(keys, dtype=self.key_dtype)
+            if self.per_cpu:
+                values = self.codec.values_array(self.spec, values)
+            else:
+                values = np.ascontiguousarray(values, dtype=self.value_dtype)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise UsageError(f"update_batch() on {self.name!r} takes arrays of its key type "
+                             f"({self._type_name(self.key_type)}) and value type "
+                             f"({self._type_name(self.value_type)}); what it got does not "
+                             f"convert: {e}.",
+                             "give two lists (or numpy arrays) of equal length, of numbers in range "
+                             "(or tuples with one item per struct field).") from None
         if len(keys) != len(values):
             raise UsageError(f"update_batch() got {len(keys)} keys but {len(values)} values.",
                              "give one value for each key.")

@@ -28,6 +28,11 @@ def _is_int(x) -> bool:
 def _fileno(obj):
     """An fd the object owns (a socket, a file, a Cgroup), or None."""
     if _is_int(obj):
+        if not 0 <= int(obj) < 2**31:
+            raise MapError(f"{int(obj)} is not a file descriptor: an fd is a small number this "
+                           "process opened (0 to 2**31-1).",
+                           "pass the object itself (a socket, a Map, a loaded function), or its "
+                           ".fileno() / .fd.")
         return int(obj)
     fileno = getattr(obj, "fileno", None)
     if callable(fileno):
