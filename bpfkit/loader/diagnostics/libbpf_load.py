@@ -388,6 +388,11 @@ def load_refused(name: str, err: int, said: str, source: str, where: str,
     section = re.search(r"prog '(\w+)': missing BPF prog type, check ELF section name '([^']*)'", said)
     if section:
         return unknown_section(section.group(1), section.group(2), source, where, first_line, detail)
+    unused = re.search(r"prog '(\w+)': SEC\(\"struct_ops[^)]*\)\s*program isn't referenced", said)
+    if unused:   # newer libbpf says so itself, before the kernel's bare error 524
+        program = unused.group(1)
+        return unused_struct_ops(program, section_of(source, program), source, where, first_line,
+                                 detail, err)
     field = re.search(r"map '([\w.]+)': unknown field '(\w+)'", said)
     if field:
         return unknown_map_field(field.group(1), field.group(2), source, where, first_line, detail)
