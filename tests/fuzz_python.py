@@ -559,6 +559,8 @@ class Worker:
         m = self.maps.get(step["slot"])
         if m is None or m.closed or m.id not in self.checkable:
             return
+        if self.writer is not None:   # an earlier writer's last writes, after the last check
+            touched.add(self.writer.target_id)
         self.stop_writer()
         self.writer = Writer(m, self)
         time.sleep(step["delay"])
