@@ -140,6 +140,19 @@ class Shared:
     __enter__, __exit__ = Guard.__enter__, Guard.__exit__
 
 
+class Guarded:
+    """What every object with a guard answers the same way: `closed`, and `_check_open()`
+    raising the object's own `_closed_error()`."""
+
+    @property
+    def closed(self) -> bool:
+        return self._guard.closed
+
+    def _check_open(self) -> None:
+        if self._guard.closed:
+            raise self._closed_error()
+
+
 def held(method):
     """Decorator: the method runs inside its object's guard (`self._guard`)."""
     @functools.wraps(method)

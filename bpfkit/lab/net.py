@@ -26,7 +26,7 @@ from contextlib import nullcontext
 
 from ..access import _bcc
 from ..core import atomic, waiting
-from ..core.guard import Guard, held
+from ..core.guard import Guard, Guarded, held
 from ..host import lifetime
 from ..access._libbpf import lib
 from ..core.errors import AttachError, BpfkitError, Closed, InUse, SetupError, UsageError
@@ -223,7 +223,7 @@ class Host:
                 f", cabled to {self.port}>")
 
 
-class Lab:
+class Lab(Guarded):
     """Hosts in network namespaces, their cables, and the XDP programs attached to the ports.
 
         with bpfkit.lab.net.Lab() as lab:
@@ -333,17 +333,11 @@ class Lab:
                     pass  # the interface went already, and its XDP program with it
 
     # -- lifetime --------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._guard.closed
 
     def _closed_error(self):
         return Closed(f"Lab {self.name!r} is closed: its hosts are gone.",
                       "make a new one: lab = bpfkit.lab.net.Lab().")
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise self._closed_error()
 
     @atomic.whole
     def close(self) -> None:

@@ -36,7 +36,7 @@ import warnings
 from contextlib import nullcontext
 
 from ..core import atomic, waiting
-from ..core.guard import Guard, held
+from ..core.guard import Guard, Guarded, held
 from ..host import lifetime
 from ..access import refusal
 from ..access._libc import libc
@@ -102,7 +102,7 @@ class _Ring:
             libc.munmap(self.addr, self.length)
 
 
-class XskSocket:
+class XskSocket(Guarded):
     """An AF_XDP socket bound to queue `queue` of interface `ifname` (in network namespace
     `netns`, if given), receiving in copy mode. Store it in an xskmap (`xsks[0] = xsk`), then
     `receive()` returns the frames that arrived, as bytes; `frames` keeps every one.
@@ -205,9 +205,6 @@ class XskSocket:
             raise KernelError(f"Could not bind the AF_XDP socket to {self.ifname} queue "
                               f"{self.queue}: {os.strerror(err)}.", hint, errno=err or None)
 
-    @property
-    def closed(self) -> bool:
-        return self._guard.closed
 
     @held
     def fileno(self) -> int:
@@ -222,9 +219,6 @@ class XskSocket:
                           "(XskSocket(ifname, queue=1)).")
         return Closed("This AF_XDP socket is closed.", "make a new one.")
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise self._closed_error()
 
     def _where(self) -> str:
         return f"{self.ifname} queue {self.queue}" + (f" in {self.netns}" if self.netns else "")

@@ -41,7 +41,7 @@ from typing import NamedTuple
 from ..access import kernel, refusal, system
 from ..access._libbpf import TestRunOpts, has, lib, messages
 from ..core import atomic, maptypes
-from ..core.guard import Guard, Shared, held
+from ..core.guard import Guard, Guarded, Shared, held
 from ..core.errors import (BpfkitError, Closed, CompileError, KernelError, LoadError, MapFull,
                            MapNotFound, NotFound, ProgramClosed, SetupError, UsageError,
                            did_you_mean)
@@ -294,7 +294,7 @@ class LoadedProgram(NamedTuple):
     type: str
 
 
-class BpfObject:
+class BpfObject(Guarded):
     """A loaded libbpf object: its programs, maps and links. `obj["map"]` is a bpfkit Map."""
     place = ("your C code", 1)   # (where its source is, the number of its first line): for errors
 
@@ -425,17 +425,11 @@ class BpfObject:
                               errno=e.errno) from None
         return ct.c_int32(opts.retval).value
 
-    @property
-    def closed(self) -> bool:
-        return self._guard.closed
 
     def _closed_error(self):
         return ProgramClosed(f"{self.name} is closed (or was replaced when its cell ran again).",
                              "load it again, or use the new object.")
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise self._closed_error()
 
     def __repr__(self) -> str:
         if self.closed:

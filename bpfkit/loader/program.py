@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..access import _bcc, kernel, refusal, system
 from ..core import atomic, errors
-from ..core.guard import Guard, held
+from ..core.guard import Guard, Guarded, held
 from . import compiler, diagnostics, verifier
 from .diagnostics import maps as map_diagnostics
 from ..host import lifetime
@@ -127,7 +127,7 @@ def _shown_path(path: Path) -> str:
     return str(path)
 
 
-class Program:
+class Program(Guarded):
     """A compiled, loaded BPF program and its maps. Use as a context manager, or `close()`."""
 
     def __init__(self, name: str, source: str, path: Path | None, where: str, cflags=(),
@@ -435,18 +435,12 @@ class Program:
         raise errors.no_attribute(self, name, dir(type(self)) + list(self.__dict__), extra)
 
     # -- lifetime --------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._guard.closed
 
     def _closed_error(self):
         from ..core.errors import ProgramClosed
         return ProgramClosed(f"Program {self.name!r} is closed: its maps and hooks are gone.",
                              "load it again with bpfkit.load(...).")
 
-    def _check_open(self):
-        if self.closed:
-            raise self._closed_error()
 
     @held
     def program_ids(self) -> list[int]:

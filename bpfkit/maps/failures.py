@@ -156,13 +156,13 @@ RULES = [
          "{key!r} is not an open {fd_of}, so {name!r} cannot {op_word} an entry for it: "
          "{a_type} is keyed by a file descriptor of a {fd_of}.",
          "{key_hint} The object must still be open."),
-    Rule((errno.EPERM, errno.EACCES), READS, lambda mt: True, MapError,
+    Rule((errno.EPERM, errno.EACCES), READS, _any, MapError,
          "Map {name!r} was made with BPF_F_WRONLY: user space may only write it, so the kernel "
          "refuses every read from Python (this {op}: {reason}). The flag is the map's own, not a missing "
          "privilege: no privilege changes it.",
          "read it from a program, or make the map without BPF_F_WRONLY (leave flags= out, or "
          "drop the flag from map_flags in C) if Python should read it.", flags=BPF_F_WRONLY),
-    Rule((errno.EPERM, errno.EACCES), WRITES, lambda mt: True, MapError,
+    Rule((errno.EPERM, errno.EACCES), WRITES, _any, MapError,
          "Map {name!r} was made with BPF_F_RDONLY: user space may only read it, so the kernel "
          "refuses every write from Python (this {op}: {reason}). The flag is the map's own, not a missing "
          "privilege: no privilege changes it.",
